@@ -1,0 +1,197 @@
+/// The architectures the toolchain understands, by their HF `model_type`.
+public enum Architecture: String, CaseIterable, Sendable, Codable {
+    case gpt2
+    case llama
+    case deepseekV2 = "deepseek_v2"
+    case deepseekV3 = "deepseek_v3"
+
+    public var isDeepSeek: Bool { self == .deepseekV2 || self == .deepseekV3 }
+}
+
+/// Normalisation layer: GPT-2 uses LayerNorm (with bias), Llama and DeepSeek RMSNorm.
+public enum NormKind: String, Sendable, Codable { case layerNorm, rmsNorm }
+
+/// How positions enter the model.
+public enum PositionKind: String, Sendable, Codable { case learned, rope }
+
+/// RoPE frequency scaling (`rope_scaling` / `rope_parameters`).
+public enum RopeScaling: Equatable, Sendable, Codable {
+    case none
+    /// Llama 3.1 (`rope_type: llama3`): per-frequency interpolation between `lowFreqFactor` and
+    /// `highFreqFactor` wavelengths of `originalMaxPositions`.
+    case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositions: Int)
+    /// YaRN as DeepSeek uses it: ramp between `betaFast`/`betaSlow` rotations, softmax scale from
+    /// `mscale`/`mscaleAllDim` (`0.1 * m * ln(factor) + 1`).
+    case yarn(factor: Double, betaFast: Double, betaSlow: Double, mscale: Double, mscaleAllDim: Double,
+              originalMaxPositions: Int)
+    /// Plain position interpolation (`rope_type: linear`).
+    case linear(factor: Double)
+}
+
+public struct RopeSpec: Equatable, Sendable, Codable {
+    public var theta: Double
+    public var scaling: RopeScaling
+    /// Number of rotated dimensions per head (head_dim for Llama, qk_rope_head_dim for DeepSeek).
+    public var dimensions: Int
+    /// DeepSeek rotates interleaved (even, odd) pairs; Llama rotates halves.
+    public var interleaved: Bool
+
+    public init(theta: Double, scaling: RopeScaling, dimensions: Int, interleaved: Bool) {
+        self.theta = theta
+        self.scaling = scaling
+        self.dimensions = dimensions
+        self.interleaved = interleaved
+    }
+}
+
+/// Multi-head latent attention (DeepSeek V2/V3).
+public struct MLASpec: Equatable, Sendable, Codable {
+    /// nil: plain `q_proj` (V2-Lite); otherwise `q_a_proj` → norm → `q_b_proj`.
+    public var qLoraRank: Int?
+    public var kvLoraRank: Int
+    public var qkNopeHeadDim: Int
+    public var qkRopeHeadDim: Int
+    public var vHeadDim: Int
+    public var qkHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
+
+    public init(qLoraRank: Int?, kvLoraRank: Int, qkNopeHeadDim: Int, qkRopeHeadDim: Int, vHeadDim: Int) {
+        self.qLoraRank = qLoraRank
+        self.kvLoraRank = kvLoraRank
+        self.qkNopeHeadDim = qkNopeHeadDim
+        self.qkRopeHeadDim = qkRopeHeadDim
+        self.vHeadDim = vHeadDim
+    }
+}
+
+/// Expert scoring function of the router.
+public enum ScoringFunction: String, Sendable, Codable { case softmax, sigmoid }
+
+/// Mixture of experts (DeepSeek V2/V3).
+public struct MoESpec: Equatable, Sendable, Codable {
+    public var routedExperts: Int
+    public var sharedExperts: Int
+    public var expertsPerToken: Int
+    public var expertIntermediateSize: Int
+    public var groups: Int
+    public var topkGroups: Int
+    public var scoring: ScoringFunction
+    /// `greedy`, `group_limited_greedy` (V2) or `noaux_tc` (V3).
+    public var topkMethod: String
+    public var routedScalingFactor: Double
+    public var normTopkProb: Bool
+    /// Layers before this index are dense.
+    public var firstDenseLayers: Int
+    /// Every `layerFrequency`-th layer (from `firstDenseLayers`) is MoE.
+    public var layerFrequency: Int
+    /// V3's `e_score_correction_bias`, added to the scores for selection only.
+    public var correctionBias: Bool
+
+    public init(routedExperts: Int, sharedExperts: Int, expertsPerToken: Int, expertIntermediateSize: Int,
+                groups: Int, topkGroups: Int, scoring: ScoringFunction, topkMethod: String,
+                routedScalingFactor: Double, normTopkProb: Bool, firstDenseLayers: Int,
+                layerFrequency: Int, correctionBias: Bool) {
+        self.routedExperts = routedExperts
+        self.sharedExperts = sharedExperts
+        self.expertsPerToken = expertsPerToken
+        self.expertIntermediateSize = expertIntermediateSize
+        self.groups = groups
+        self.topkGroups = topkGroups
+        self.scoring = scoring
+        self.topkMethod = topkMethod
+        self.routedScalingFactor = routedScalingFactor
+        self.normTopkProb = normTopkProb
+        self.firstDenseLayers = firstDenseLayers
+        self.layerFrequency = layerFrequency
+        self.correctionBias = correctionBias
+    }
+}
+
+/// `quantization_config` of an HF checkpoint (DeepSeek-V3 FP8 release: fp8, e4m3, [128, 128]).
+public struct QuantizationSpec: Equatable, Sendable, Codable {
+    public var method: String
+    public var format: String
+    public var activationScheme: String
+    /// [rows, cols] of one scale block; nil when the config does not say.
+    public var weightBlockSize: [Int]?
+
+    public init(method: String, format: String, activationScheme: String, weightBlockSize: [Int]?) {
+        self.method = method
+        self.format = format
+        self.activationScheme = activationScheme
+        self.weightBlockSize = weightBlockSize
+    }
+}
+
+/// One typed description of a model, whatever key style its `config.json` used.
+///
+/// GPT-2 → Llama 3 is four swaps (norm, positions, attention, feed-forward); DeepSeek adds
+/// `mla`, `moe` and `mtpLayers`. Everything the runtime and the name maps need is here.
+public struct ModelSpec: Equatable, Sendable, Codable {
+    public var architecture: Architecture
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    /// Per-head dimension of q/k/v for GPT-2 and Llama (DeepSeek: see `mla`).
+    public var headDim: Int
+    /// Dense feed-forward width.
+    public var intermediateSize: Int
+    public var maxPositions: Int
+    public var norm: NormKind
+    public var normEps: Double
+    public var activation: String
+    public var positions: PositionKind
+    public var rope: RopeSpec?
+    public var tiedEmbeddings: Bool
+    public var attentionBias: Bool
+    public var mlpBias: Bool
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int]
+    /// `torch_dtype` / `dtype` as declared (informative: files are the truth).
+    public var declaredDType: String?
+    public var mla: MLASpec?
+    public var moe: MoESpec?
+    /// DeepSeek multi-token-prediction modules stored after the main layers.
+    public var mtpLayers: Int
+    public var quantization: QuantizationSpec?
+
+    public init(architecture: Architecture, vocabSize: Int, hiddenSize: Int, layers: Int, heads: Int,
+                kvHeads: Int, headDim: Int, intermediateSize: Int, maxPositions: Int, norm: NormKind,
+                normEps: Double, activation: String, positions: PositionKind, rope: RopeSpec?,
+                tiedEmbeddings: Bool, attentionBias: Bool, mlpBias: Bool, bosTokenId: Int?,
+                eosTokenIds: [Int], declaredDType: String?, mla: MLASpec?, moe: MoESpec?,
+                mtpLayers: Int, quantization: QuantizationSpec?) {
+        self.architecture = architecture
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.layers = layers
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.intermediateSize = intermediateSize
+        self.maxPositions = maxPositions
+        self.norm = norm
+        self.normEps = normEps
+        self.activation = activation
+        self.positions = positions
+        self.rope = rope
+        self.tiedEmbeddings = tiedEmbeddings
+        self.attentionBias = attentionBias
+        self.mlpBias = mlpBias
+        self.bosTokenId = bosTokenId
+        self.eosTokenIds = eosTokenIds
+        self.declaredDType = declaredDType
+        self.mla = mla
+        self.moe = moe
+        self.mtpLayers = mtpLayers
+        self.quantization = quantization
+    }
+
+    /// True when decoder layer `i` (main or MTP) uses the MoE feed-forward.
+    public func isMoELayer(_ i: Int) -> Bool {
+        guard let moe, moe.routedExperts > 0 else { return false }
+        // DeepSeek's rule (modeling_deepseek.py): `i >= first_k_dense_replace and i % moe_layer_freq == 0`.
+        return i >= moe.firstDenseLayers && i % max(moe.layerFrequency, 1) == 0
+    }
+}

@@ -1,0 +1,20 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes a line to standard error (diagnostics never go to stdout, which carries results).
+public func printError(_ message: String) {
+    var line = message
+    if !line.hasSuffix("\n") { line += "\n" }
+    var rest = Array(line.utf8)[...]
+    while !rest.isEmpty {
+        let n = rest.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        rest = rest.dropFirst(n)
+    }
+}
+
+/// True when standard error is a terminal (progress output is shown only then).
+public var stderrIsTerminal: Bool { isatty(2) != 0 }

@@ -1,0 +1,78 @@
+/// Where a tensor's bytes live, and who keeps them alive.
+public final class TensorStorage: @unchecked Sendable {
+    public let bytes: UnsafeRawBufferPointer
+    private let owner: AnyObject?
+    private let owned: Bool
+
+    /// Borrowed bytes (a slice of a mapped file); `owner` keeps the mapping alive.
+    public init(borrowing bytes: UnsafeRawBufferPointer, owner: AnyObject) {
+        self.bytes = bytes
+        self.owner = owner
+        self.owned = false
+    }
+
+    /// A fresh, 64-byte aligned copy of `bytes`.
+    public init(copying bytes: UnsafeRawBufferPointer) {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+        if let src = bytes.baseAddress, bytes.count > 0 { p.copyMemory(from: src, byteCount: bytes.count) }
+        self.bytes = UnsafeRawBufferPointer(start: p, count: bytes.count)
+        self.owner = nil
+        self.owned = true
+    }
+
+    /// Takes ownership of memory allocated with `UnsafeMutableRawPointer.allocate`.
+    public init(adopting p: UnsafeMutableRawPointer, count: Int) {
+        self.bytes = UnsafeRawBufferPointer(start: p, count: count)
+        self.owner = nil
+        self.owned = true
+    }
+
+    deinit {
+        if owned, let p = bytes.baseAddress { UnsafeMutableRawPointer(mutating: p).deallocate() }
+    }
+
+    /// True when the bytes are a view into a file mapping rather than a copy.
+    public var isZeroCopy: Bool { !owned }
+}
+
+/// A named tensor: the unit that flows from readers through transformers to writers.
+public struct Tensor: Sendable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    public var storage: TensorStorage
+
+    public init(name: String, dtype: DType, shape: [Int], storage: TensorStorage) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.storage = storage
+    }
+
+    public var bytes: UnsafeRawBufferPointer { storage.bytes }
+    public var elementCount: Int { MalCore.elementCount(shape) ?? 0 }
+}
+
+/// What a reader knows about a tensor before touching its bytes.
+public struct TensorInfo: Sendable, Equatable, Codable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    /// Byte length of the data.
+    public var byteCount: Int
+    /// Absolute byte offset of the data in `file`.
+    public var fileOffset: Int
+    /// The file holding the data (a shard name for sharded checkpoints).
+    public var file: String
+
+    public init(name: String, dtype: DType, shape: [Int], byteCount: Int, fileOffset: Int, file: String) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.byteCount = byteCount
+        self.fileOffset = fileOffset
+        self.file = file
+    }
+
+    public var elementCount: Int { MalCore.elementCount(shape) ?? 0 }
+}

@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import MalCore
+import MalReaders
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a checkpoint's architecture, hyper-parameters, tensors and problems.",
+        discussion: """
+        PATH is a model folder, a .safetensors file or a model.safetensors.index.json. config.json is read \
+        from the same folder. Exits with 1 when the checkpoint is malformed, 2 when tensors are missing, \
+        unexpected or mis-shaped.
+        """)
+
+    @Argument(help: "Model folder, .safetensors file or shard index.")
+    var path: String
+
+    @Flag(help: "Print a stable JSON document instead of text.")
+    var json = false
+
+    @Flag(help: "List every tensor.")
+    var tensors = false
+
+    func run() throws {
+        var summary: ModelSummary!
+        var model: HFModel!
+        try runReporting {
+            model = try HFModel(path: path)
+            summary = ModelSummary(model: model)
+        }
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(summary), as: UTF8.self))
+        } else {
+            print(SummaryText.render(summary, tensors: tensors ? model.tensors : nil), terminator: "")
+        }
+        if !summary.inventory.isClean { throw ExitCode(2) }
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import Testing
+import MalCore
+@testable import MalReaders
+
+@Suite("HF config reader")
+struct ConfigReaderTests {
+    @Test("both key styles parse to the same spec", arguments: Fixtures.models)
+    func bothStyles(model: String) throws {
+        let t5 = try HFConfigReader.read(path: Fixtures.model(model) + "/config.json")
+        let hub = try HFConfigReader.read(path: Fixtures.model(model) + "/config.hub-legacy.json")
+        var a = t5, b = hub
+        // Only the spelling of the dtype key differs; its value must agree too.
+        #expect(a.declaredDType == b.declaredDType)
+        a.declaredDType = nil; b.declaredDType = nil
+        #expect(a == b)
+    }
+
+    @Test func gpt2Spec() throws {
+        let s = try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json")
+        #expect(s.architecture == .gpt2)
+        #expect(s.hiddenSize == 64 && s.layers == 2 && s.heads == 4 && s.headDim == 16)
+        #expect(s.intermediateSize == 256 && s.maxPositions == 128 && s.vocabSize == 2001)
+        #expect(s.norm == .layerNorm && s.positions == .learned && s.tiedEmbeddings)
+        #expect(s.activation == "gelu_new")
+    }
+
+    @Test func llamaSpec() throws {
+        let s = try HFConfigReader.read(path: Fixtures.model("llama3-tiny") + "/config.hub-legacy.json")
+        #expect(s.architecture == .llama)
+        #expect(s.heads == 4 && s.kvHeads == 2 && s.headDim == 16 && s.intermediateSize == 176)
+        #expect(s.eosTokenIds == [2001, 2008, 2009] && s.bosTokenId == 2000)
+        #expect(s.tiedEmbeddings)
+        #expect(s.rope == RopeSpec(theta: 500000, scaling: .llama3(factor: 32, lowFreqFactor: 1, highFreqFactor: 4,
+                                                                     originalMaxPositions: 8192),
+                                   dimensions: 16, interleaved: false))
+    }
+
+    @Test func deepseekV3Spec() throws {
+        let s = try HFConfigReader.read(path: Fixtures.model("deepseek-v3-tiny") + "/config.json")
+        #expect(s.architecture == .deepseekV3)
+        // transformers 5 writes a derived head_dim (= qk_rope_head_dim): it must not be taken literally.
+        #expect(s.headDim == 24)
+        #expect(s.mla == MLASpec(qLoraRank: 32, kvLoraRank: 16, qkNopeHeadDim: 16, qkRopeHeadDim: 8, vHeadDim: 16))
+        let moe = try #require(s.moe)
+        #expect(moe.routedExperts == 8 && moe.sharedExperts == 1 && moe.expertsPerToken == 2)
+        #expect(moe.groups == 4 && moe.topkGroups == 2 && moe.scoring == .sigmoid && moe.correctionBias)
+        #expect(moe.routedScalingFactor == 2.5 && moe.normTopkProb && moe.firstDenseLayers == 1)
+        #expect(s.mtpLayers == 1)
+        #expect(!s.isMoELayer(0) && s.isMoELayer(1) && s.isMoELayer(2) && s.isMoELayer(3))
+        #expect(s.rope?.scaling == .yarn(factor: 40, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 1,
+                                         originalMaxPositions: 4096))
+        #expect(s.rope?.interleaved == true && s.rope?.dimensions == 8)
+    }
+
+    @Test func deepseekV2Spec() throws {
+        let s = try HFConfigReader.read(path: Fixtures.model("deepseek-v2-lite-tiny") + "/config.hub-legacy.json")
+        #expect(s.architecture == .deepseekV2)
+        #expect(s.mla?.qLoraRank == nil)
+        let moe = try #require(s.moe)
+        #expect(moe.scoring == .softmax && moe.topkMethod == "greedy" && !moe.correctionBias && !moe.normTopkProb)
+        #expect(moe.sharedExperts == 2 && moe.routedExperts == 6)
+        #expect(s.mtpLayers == 0)
+        guard case let .yarn(_, _, _, m, mAll, _)? = s.rope?.scaling else { Issue.record("expected yarn"); return }
+        #expect(m == 0.707 && mAll == 0.707)
+    }
+
+    @Test func fp8Quantization() throws {
+        let s = try HFConfigReader.read(path: Fixtures.model("deepseek-v3-fp8") + "/config.json")
+        #expect(s.quantization == QuantizationSpec(method: "fp8", format: "e4m3", activationScheme: "dynamic",
+                                                   weightBlockSize: [128, 128]))
+    }
+
+    static let published: [(String, Double)] = [
+        ("gpt2", 124.4e6), ("llama-3.2-1b", 1.24e9), ("llama-3.1-8b", 8.03e9),
+        ("deepseek-v3", 685e9), ("deepseek-r1", 685e9), ("deepseek-r1-2025-01-20", 685e9),
+    ]
+
+    @Test("real Hub configs parse and give the published parameter counts", arguments: published)
+    func realConfigs(name: String, params: Double) throws {
+        let s = try HFConfigReader.read(path: Fixtures.realConfigs + "/\(name)/config.json")
+        let n = Double(HFTensorLayout.parameterCount(s))
+        #expect(abs(n - params) / params < 0.005, "\(name): \(n) vs published \(params)")
+    }
+
+    @Test func deepseekV3MainModelIs671B() throws {
+        var s = try HFConfigReader.read(path: Fixtures.realConfigs + "/deepseek-v3/config.json")
+        s.mtpLayers = 0
+        let n = Double(HFTensorLayout.parameterCount(s))
+        #expect(abs(n - 671e9) / 671e9 < 0.005, "\(n)")
+        #expect(s.quantization?.weightBlockSize == [128, 128])
+    }
+
+    func parse(_ text: String) throws -> ModelSpec {
+        try HFConfigReader.parse(try JSONValue.parse(text, file: "config.json"), file: "config.json")
+    }
+
+    @Test func unknownArchitectureListsSupported() throws {
+        let e = try #require(throws: MalError.self) { try parse(#"{"model_type": "mistral"}"#) }
+        #expect(e.kind == .unknownArchitecture)
+        #expect(e.description.contains("gpt2") && e.description.contains("deepseek_v3") && e.description.contains("mistral"))
+    }
+
+    @Test func missingModelType() throws {
+        let e = try #require(throws: MalError.self) { try parse(#"{"hidden_size": 8}"#) }
+        #expect(e.kind == .missingField && e.description.contains("model_type"))
+    }
+
+    @Test func missingRequiredField() throws {
+        let e = try #require(throws: MalError.self) {
+            try parse(#"{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10}"#)
+        }
+        #expect(e.kind == .missingField && e.description.contains("intermediate_size"))
+    }
+
+    @Test func wrongFieldType() throws {
+        let e = try #require(throws: MalError.self) {
+            try parse(#"{"model_type": "gpt2", "n_embd": "64", "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8}"#)
+        }
+        #expect(e.kind == .invalidField && e.description.contains("n_embd"))
+    }
+
+    @Test func invalidJSONNamesOffset() throws {
+        let e = try #require(throws: MalError.self) { try parse(#"{"model_type": "gpt2",, }"#) }
+        #expect(e.kind == .invalidJSON && e.offset != nil)
+    }
+
+    @Test func unsupportedRopeType() throws {
+        let e = try #require(throws: MalError.self) {
+            try parse(#"{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "rope_scaling": {"rope_type": "longrope", "factor": 2}}"#)
+        }
+        #expect(e.kind == .unsupported && e.description.contains("longrope"))
+    }
+}

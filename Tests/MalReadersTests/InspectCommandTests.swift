@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+import MalCore
+import MalReaders
+
+/// Runs a built executable of this package (it sits beside the test bundle).
+func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let p = Process()
+    p.executableURL = dir.appendingPathComponent(tool)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+@Suite("malconv inspect")
+struct InspectCommandTests {
+    static let expectedArch = ["gpt2-tiny": "gpt2", "llama3-tiny": "llama", "deepseek-v3-tiny": "deepseek_v3",
+                               "deepseek-v3-fp8": "deepseek_v3", "deepseek-v2-lite-tiny": "deepseek_v2"]
+
+    @Test("--json reports the architecture and the sum of tensor element counts", arguments: Fixtures.models)
+    func inspectJSON(model: String) throws {
+        let r = try runTool("malconv", ["inspect", Fixtures.model(model), "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let doc = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(doc["architecture"] as? String == Self.expectedArch[model])
+        var total = 0
+        let m = try HFModel(path: Fixtures.model(model))
+        for f in m.checkpoint.files {
+            total += try Fixtures.headerOracle(f.path).filter { !$0.key.hasSuffix("_scale_inv") }.values
+                .reduce(0) { $0 + $1.shape.reduce(1, *) }
+        }
+        #expect(doc["parameters"] as? Int == total)
+        let inv = doc["inventory"] as! [String: Any]
+        #expect((inv["missing"] as! [Any]).isEmpty && (inv["unexpected"] as! [Any]).isEmpty)
+    }
+
+    @Test func inspectText() throws {
+        let r = try runTool("malconv", ["inspect", Fixtures.model("deepseek-v3-fp8")])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("deepseek_v3") && r.stdout.contains("fp8 e4m3") && r.stdout.contains("2976848"))
+    }
+
+    @Test func inspectMissingPathFails() throws {
+        let r = try runTool("malconv", ["inspect", "/nonexistent/model"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("/nonexistent/model") && r.stdout.isEmpty)
+    }
+
+    @Test func inspectReportsMissingTensors() throws {
+        // A config promising more layers than the file holds: exit 2 and the missing names.
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        try FileManager.default.copyItem(atPath: Fixtures.model("gpt2-tiny") + "/model.safetensors", toPath: dir + "/model.safetensors")
+        var cfg = try String(contentsOfFile: Fixtures.model("gpt2-tiny") + "/config.json", encoding: .utf8)
+        cfg = cfg.replacingOccurrences(of: "\"n_layer\": 2", with: "\"n_layer\": 3")
+        try cfg.write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        let r = try runTool("malconv", ["inspect", dir])
+        #expect(r.status == 2)
+        #expect(r.stdout.contains("missing     transformer.h.2.attn.c_attn.weight"))
+    }
+
+    @Test func helpIsAvailable() throws {
+        let r = try runTool("malconv", ["inspect", "--help"])
+        #expect(r.status == 0 && r.stdout.contains("--json"))
+    }
+}
