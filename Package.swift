@@ -15,10 +15,13 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CJSONC", pkgConfig: "json-c", providers: [.apt(["libjson-c-dev"])]),
-        .target(name: "MalCore", dependencies: ["CJSONC"]),
-        .target(name: "MalReaders", dependencies: ["MalCore", "CJSONC"]),
+        .target(name: "CMalKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "MalCore", dependencies: ["CJSONC", "CMalKernels"]),
+        .target(name: "MalReaders", dependencies: ["MalCore", "CJSONC", "CZstd", "CMalKernels"]),
+        .target(name: "MalTransforms", dependencies: ["MalCore", "MalReaders", "CMalKernels"]),
+        .target(name: "MalWriters", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CZstd", "CMalKernels"]),
         .executableTarget(name: "malconv", dependencies: [
-            "MalCore", "MalReaders",
+            "MalCore", "MalReaders", "MalTransforms", "MalWriters",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malrun", dependencies: [
@@ -26,5 +29,6 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "MalReadersTests", dependencies: ["MalCore", "MalReaders"]),
+        .testTarget(name: "MalContainerTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters"]),
     ]
 )

@@ -134,6 +134,39 @@ public indirect enum JSONValue: Equatable, Sendable {
         return out
     }
 
+    /// Serialises with two-space indentation (how HF writes config.json).
+    public var prettySerialized: String {
+        var out = ""
+        writePretty(to: &out, indent: 0)
+        return out + "\n"
+    }
+
+    private func writePretty(to out: inout String, indent: Int) {
+        let pad = String(repeating: " ", count: indent + 2), end = String(repeating: " ", count: indent)
+        switch self {
+        case let .array(a) where !a.isEmpty:
+            out += "[\n"
+            for (i, v) in a.enumerated() {
+                out += pad
+                v.writePretty(to: &out, indent: indent + 2)
+                out += i + 1 < a.count ? ",\n" : "\n"
+            }
+            out += end + "]"
+        case let .object(p) where !p.isEmpty:
+            out += "{\n"
+            for (i, (k, v)) in p.enumerated() {
+                out += pad
+                JSONValue.writeString(k, to: &out)
+                out += ": "
+                v.writePretty(to: &out, indent: indent + 2)
+                out += i + 1 < p.count ? ",\n" : "\n"
+            }
+            out += end + "}"
+        default:
+            write(to: &out)
+        }
+    }
+
     private func write(to out: inout String) {
         switch self {
         case .null: out += "null"

@@ -14,6 +14,10 @@ public struct MalError: Error, CustomStringConvertible, Equatable, Sendable {
         case indexInvalid, indexMissingShard, indexMissingTensor, indexUnlistedTensor, duplicateTensor
         // configs and model specs
         case invalidJSON, unknownArchitecture, missingField, invalidField
+        // .mal containers
+        case badMagic, unsupportedVersion, corruptStructure, checksumMismatch, decompressionFailed
+        // content
+        case nonFiniteValue, unmappedTensor
         // files and arguments
         case fileNotFound, ioError, invalidArgument, unsupported, notFound
     }

@@ -45,6 +45,16 @@ public final class MappedFile: @unchecked Sendable {
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), size) }
     }
 
+    /// Drops this process's pages of `range` (the page cache keeps them): a streaming reader calls
+    /// this after each block so its resident memory stays bounded whatever the file size.
+    public func release(_ range: Range<Int>) {
+        guard let base = bytes.baseAddress, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = range.upperBound / page * page
+        if end > start { _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED) }
+    }
+
     /// Hint that `range` will be read once, front to back (conversion streams tensors).
     public func adviseSequential(_ range: Range<Int>) {
         guard let base = bytes.baseAddress, !range.isEmpty else { return }

@@ -5,9 +5,9 @@ import Darwin
 #endif
 
 /// Writes a line to standard error (diagnostics never go to stdout, which carries results).
-public func printError(_ message: String) {
+public func printError(_ message: String, newline: Bool = true) {
     var line = message
-    if !line.hasSuffix("\n") { line += "\n" }
+    if newline && !line.hasSuffix("\n") { line += "\n" }
     var rest = Array(line.utf8)[...]
     while !rest.isEmpty {
         let n = rest.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }

@@ -1,0 +1,55 @@
+/* Byte planes and float conversions: simple loops the compiler vectorises at -O3. */
+#include "mal_kernels.h"
+#include <string.h>
+
+void mal_shuffle(uint8_t *restrict dst, const uint8_t *restrict src, size_t n, size_t es) {
+    if (es == 2) {
+        for (size_t i = 0; i < n; i++) { dst[i] = src[2 * i]; dst[n + i] = src[2 * i + 1]; }
+    } else if (es == 4) {
+        for (size_t i = 0; i < n; i++) {
+            dst[i] = src[4 * i]; dst[n + i] = src[4 * i + 1]; dst[2 * n + i] = src[4 * i + 2]; dst[3 * n + i] = src[4 * i + 3];
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) for (size_t j = 0; j < es; j++) dst[j * n + i] = src[i * es + j];
+    }
+}
+
+void mal_unshuffle(uint8_t *restrict dst, const uint8_t *restrict src, size_t n, size_t es) {
+    if (es == 2) {
+        for (size_t i = 0; i < n; i++) { dst[2 * i] = src[i]; dst[2 * i + 1] = src[n + i]; }
+    } else if (es == 4) {
+        for (size_t i = 0; i < n; i++) {
+            dst[4 * i] = src[i]; dst[4 * i + 1] = src[n + i]; dst[4 * i + 2] = src[2 * n + i]; dst[4 * i + 3] = src[3 * n + i];
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) for (size_t j = 0; j < es; j++) dst[i * es + j] = src[j * n + i];
+    }
+}
+
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+void mal_f32_to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = f2u(src[i]);
+        if ((u & 0x7FFFFFFFu) > 0x7F800000u) { dst[i] = (uint16_t)((u >> 16) | 0x0040u); continue; }
+        u += 0x7FFFu + ((u >> 16) & 1u);   /* round to nearest even; overflow rounds to inf */
+        dst[i] = (uint16_t)(u >> 16);
+    }
+}
+
+void mal_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = u2f((uint32_t)src[i] << 16);
+}
+
+void mal_f32_to_f16(uint16_t *restrict dst, const float *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        _Float16 h = (_Float16)src[i];   /* IEEE conversion: round to nearest even */
+        uint16_t b; memcpy(&b, &h, 2);
+        dst[i] = b;
+    }
+}
+
+void mal_f16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) { _Float16 h; memcpy(&h, &src[i], 2); dst[i] = (float)h; }
+}

@@ -1,0 +1,40 @@
+#ifndef MAL_KERNELS_H
+#define MAL_KERNELS_H
+/* Hot byte-level kernels of malconv/malrun, in C for speed (see Docs/ARCHITECTURE.md). */
+#include <stddef.h>
+#include <stdint.h>
+
+/* XXH64 (xxHash, 64-bit variant, spec: github.com/Cyan4973/xxHash doc/xxhash_spec.md). */
+uint64_t mal_xxh64(const void *data, size_t length, uint64_t seed);
+
+typedef struct {
+    uint64_t total_len;
+    uint64_t v[4];
+    uint8_t mem[32];
+    uint32_t memsize;
+    uint64_t seed;
+} mal_xxh64_state;
+
+void mal_xxh64_reset(mal_xxh64_state *s, uint64_t seed);
+void mal_xxh64_update(mal_xxh64_state *s, const void *data, size_t length);
+uint64_t mal_xxh64_digest(const mal_xxh64_state *s);
+
+/* Byte-plane filter: element i's byte j goes to dst[j * n + i] (n = count of elements), so
+   plane j holds byte j of every element; zstd then sees the exponent bytes together. */
+void mal_shuffle(uint8_t *dst, const uint8_t *src, size_t n, size_t elem_size);
+void mal_unshuffle(uint8_t *dst, const uint8_t *src, size_t n, size_t elem_size);
+
+/* float32 -> bfloat16 / float16, round to nearest even; NaN stays NaN (quiet). */
+void mal_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+void mal_f32_to_f16(uint16_t *dst, const float *src, size_t n);
+void mal_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+void mal_f16_to_f32(float *dst, const uint16_t *src, size_t n);
+
+/* Temporary outputs removed on SIGINT/SIGTERM/SIGHUP (and by mal_cleanup_temps): a failed or
+   interrupted command leaves nothing behind. Directories are removed after the files in them. */
+void mal_install_cleanup_handlers(void);
+void mal_register_temp(const char *path);
+void mal_unregister_temp(const char *path);
+void mal_cleanup_temps(void);
+
+#endif

@@ -1,0 +1,34 @@
+import CMalKernels
+
+/// Element-wise dtype casts between the 16/32-bit float formats (round to nearest even; NaN stays
+/// NaN, overflow becomes ±inf). FP8 codecs live with the block quantiser.
+public enum FloatCast {
+    /// Types `cast` converts between.
+    public static let supported: Set<DType> = [.f32, .f16, .bf16]
+
+    /// Converts `count` elements from `src` (dtype `from`) into `dst` (dtype `to`).
+    /// `scratch` must hold `count` floats when neither side is F32.
+    public static func cast(_ src: UnsafeRawPointer, from: DType, _ dst: UnsafeMutableRawPointer, to: DType, count: Int,
+                            scratch: UnsafeMutablePointer<Float>?) {
+        if from == to { dst.copyMemory(from: src, byteCount: count * (from.byteSize ?? 1)); return }
+        let f32: UnsafePointer<Float>
+        switch from {
+        case .f32: f32 = src.assumingMemoryBound(to: Float.self)
+        case .bf16:
+            let out = to == .f32 ? dst.assumingMemoryBound(to: Float.self) : scratch!
+            mal_bf16_to_f32(out, src.assumingMemoryBound(to: UInt16.self), count)
+            f32 = UnsafePointer(out)
+        case .f16:
+            let out = to == .f32 ? dst.assumingMemoryBound(to: Float.self) : scratch!
+            mal_f16_to_f32(out, src.assumingMemoryBound(to: UInt16.self), count)
+            f32 = UnsafePointer(out)
+        default: preconditionFailure("FloatCast from \(from)")
+        }
+        switch to {
+        case .f32: break
+        case .bf16: mal_f32_to_bf16(dst.assumingMemoryBound(to: UInt16.self), f32, count)
+        case .f16: mal_f32_to_f16(dst.assumingMemoryBound(to: UInt16.self), f32, count)
+        default: preconditionFailure("FloatCast to \(to)")
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import MalCore
+import MalReaders
+
+/// What `--dtype` asks for: keep each tensor's dtype, or cast float tensors to one type.
+public enum TargetDType: String, CaseIterable, Sendable {
+    case keep, f32, f16, bf16
+    public var dtype: DType? {
+        switch self {
+        case .keep: return nil
+        case .f32: return .f32
+        case .f16: return .f16
+        case .bf16: return .bf16
+        }
+    }
+}
+
+/// An HF checkpoint mapped to canonical names (`Formats/NAMES.md`), with an optional dtype cast.
+///
+/// Built from the checkpoint's headers only; bytes are produced tensor by tensor on demand, as
+/// views of the mapping (identity layout, no cast) or computed (GPT-2 transposes and splits,
+/// casts). Refuses checkpoints with missing, unexpected or mis-shaped tensors.
+public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
+    public let model: HFModel
+    public let target: TargetDType
+    public let spec: ModelSpec
+    public let hfNamePrefix: String?
+    public private(set) var tensors: [CanonicalTensor] = []
+    /// Parameter-free buffers of the source that are not carried over.
+    public private(set) var dropped: [String] = []
+    struct Origin { var hf: TensorInfo; var layout: NameLayout }
+    private var origins: [String: Origin] = [:]
+
+    /// Files beside the weights that travel with the model.
+    public static let auxFileNames = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                                      "special_tokens_map.json"]
+
+    public init(model: HFModel, target: TargetDType = .keep) throws {
+        self.model = model
+        self.target = target
+        let arch = model.spec.architecture
+        let prefix = arch == .gpt2 ? (model.tensors.contains { $0.name.hasPrefix("transformer.") } ? "transformer." : "") : nil
+        hfNamePrefix = prefix
+        let inv = model.inventory()
+        if !inv.isClean {
+            var parts: [String] = []
+            if !inv.missing.isEmpty { parts.append("missing: " + inv.missing.prefix(5).joined(separator: ", ")) }
+            if !inv.unexpected.isEmpty { parts.append("unexpected: " + inv.unexpected.prefix(5).joined(separator: ", ")) }
+            if !inv.misshaped.isEmpty {
+                parts.append("mis-shaped: " + inv.misshaped.prefix(5).map { "\($0.name) \($0.found) (expected \($0.expected))" }.joined(separator: ", "))
+            }
+            throw MalError(.unmappedTensor, "the checkpoint does not match its config (\(parts.joined(separator: "; "))); see `malconv inspect`",
+                           file: model.path, tensor: inv.unexpected.first ?? inv.missing.first ?? inv.misshaped.first?.name)
+        }
+        var s = model.spec
+        if let d = target.dtype { s.declaredDType = d == .bf16 ? "bfloat16" : d == .f16 ? "float16" : "float32" }
+        spec = s
+        for t in model.tensors {
+            if HFTensorLayout.isIgnorable(t.name) { dropped.append(t.name); continue }
+            guard let maps = CanonicalNames.toCanonical(t.name, arch: arch, gpt2Prefix: prefix ?? "") else {
+                throw MalError(.unmappedTensor, "no canonical name for this tensor", file: t.file, tensor: t.name, offset: t.fileOffset)
+            }
+            for m in maps {
+                let shape: [Int]
+                switch m.layout {
+                case .identity: shape = t.shape
+                case .transposed: shape = [t.shape[1], t.shape[0]]
+                case let .splitQKV(_, weight):
+                    shape = weight ? [t.shape[1] / 3, t.shape[0]] : [t.shape[0] / 3]
+                }
+                origins[m.canonical] = Origin(hf: t, layout: m.layout)
+                tensors.append(CanonicalTensor(name: m.canonical, dtype: outputDType(m.canonical, t.dtype), shape: shape))
+            }
+        }
+        // FP8 weights point at their scales.
+        let names = Set(tensors.map(\.name))
+        for i in tensors.indices where tensors[i].dtype.isFP8 && tensors[i].name.hasSuffix(".weight") {
+            let scale = String(tensors[i].name.dropLast(".weight".count)) + ".scale_inv"
+            if names.contains(scale) { tensors[i].scale = scale }
+        }
+        try findAliases()
+    }
+
+    /// Floats are cast when asked, except FP8 weights, their scales and DeepSeek's routing bias
+    /// (`exp_probs_b`: rounding it would change which experts are chosen).
+    func outputDType(_ canonical: String, _ d: DType) -> DType {
+        guard let to = target.dtype, FloatCast.supported.contains(d) else { return d }
+        if canonical.hasSuffix(".scale_inv") || canonical.contains("exp_probs_b") { return d }
+        return to
+    }
+
+    /// Tied heads and the DeepSeek MTP copies of the embedding and head are recorded once when
+    /// their bytes are identical to the main tensor.
+    func findAliases() throws {
+        var pairs: [(String, String)] = [("output.weight", "token_embd.weight")]
+        for m in 0..<spec.mtpLayers {
+            let l = spec.layers + m
+            pairs.append(("blk.\(l).nextn.embed_tokens.weight", "token_embd.weight"))
+            pairs.append(("blk.\(l).nextn.shared_head_head.weight", "output.weight"))
+            pairs.append(("blk.\(l).nextn.shared_head_head.weight", "token_embd.weight"))
+        }
+        for (copy, main) in pairs {
+            guard let ci = tensors.firstIndex(where: { $0.name == copy }), tensors[ci].aliasOf == nil,
+                  let mi = tensors.firstIndex(where: { $0.name == main }),
+                  let a = origins[copy], let b = origins[main], a.layout == .identity, b.layout == .identity,
+                  a.hf.dtype == b.hf.dtype, a.hf.shape == b.hf.shape, tensors[ci].dtype == tensors[mi].dtype else { continue }
+            if try sameBytes(a.hf, b.hf) { tensors[ci].aliasOf = tensors[mi].aliasOf ?? main }
+        }
+    }
+
+    func sameBytes(_ a: TensorInfo, _ b: TensorInfo) throws -> Bool {
+        let ta = try model.checkpoint.tensor(named: a.name), tb = try model.checkpoint.tensor(named: b.name)
+        let n = ta.bytes.count
+        let step = 1 << 24
+        var off = 0
+        while off < n {
+            let len = min(step, n - off)
+            if memcmpBytes(ta.bytes.baseAddress! + off, tb.bytes.baseAddress! + off, len) != 0 { return false }
+            releasePages(a, off..<(off + len))
+            releasePages(b, off..<(off + len))
+            off += len
+        }
+        return true
+    }
+
+    func releasePages(_ t: TensorInfo, _ r: Range<Int>) {
+        guard let f = model.checkpoint.files.first(where: { $0.path == t.file || $0.mapping.path == t.file }) else { return }
+        f.mapping.release((t.fileOffset + r.lowerBound)..<(t.fileOffset + r.upperBound))
+    }
+
+    public var auxNames: [String] { HFCanonicalModel.auxFileNames.filter { fileExists(joinPath(model.folder, $0)) } }
+
+    public func aux(_ name: String) throws -> [UInt8]? {
+        let p = joinPath(model.folder, name)
+        guard fileExists(p) else { return nil }
+        let m = try MappedFile(path: p)
+        return withExtendedLifetime(m) { Array(m.bytes) }
+    }
+
+    /// The HF tensor a canonical tensor comes from.
+    public func origin(_ name: String) -> (hf: TensorInfo, layout: NameLayout)? { origins[name].map { ($0.hf, $0.layout) } }
+
+    /// Streaming source of the canonical tensor's bytes (cast chunk by chunk; pages dropped as
+    /// they are consumed). Transposed and split tensors are materialised first.
+    public func source(_ name: String) throws -> (dtype: DType, byteCount: Int, fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void,
+                                                  release: @Sendable (Range<Int>) -> Void) {
+        guard let o = origins[name], let ct = tensors.first(where: { $0.name == name }) else {
+            throw MalError(.notFound, "no such tensor", file: model.path, tensor: name)
+        }
+        let hf = try model.checkpoint.tensor(named: o.hf.name)
+        let es = o.hf.dtype.byteSize ?? 1
+        let srcStorage: TensorStorage
+        var sourceFile: MappedFile?
+        switch o.layout {
+        case .identity:
+            srcStorage = hf.storage
+            sourceFile = hf.storage.isZeroCopy ? model.checkpoint.files.first { $0.path == o.hf.file || $0.mapping.path == o.hf.file }?.mapping : nil
+        case .transposed:
+            srcStorage = Relayout.transposedColumns(hf.bytes, rows: o.hf.shape[0], cols: o.hf.shape[1], colStart: 0, colCount: o.hf.shape[1], elementSize: es)
+        case let .splitQKV(part, weight):
+            if weight {
+                let w = o.hf.shape[1] / 3
+                srcStorage = Relayout.transposedColumns(hf.bytes, rows: o.hf.shape[0], cols: o.hf.shape[1], colStart: part * w, colCount: w, elementSize: es)
+            } else {
+                let n = o.hf.shape[0] / 3 * es
+                srcStorage = TensorStorage(copying: UnsafeRawBufferPointer(rebasing: hf.bytes[(part * n)..<((part + 1) * n)]))
+            }
+        }
+        let from = o.hf.dtype, to = ct.dtype
+        let src = SendableBytes(srcStorage.bytes)
+        let keep = srcStorage
+        let outES = to.byteSize ?? 1
+        let count = (elementCount(ct.shape) ?? 0)
+        let byteCount = to.byteCount(elements: count) ?? 0
+        let base = o.hf.fileOffset
+        let mapping = SendableMapping(sourceFile)
+        let fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void = { off, n, dst in
+            _ = keep
+            if from == to {
+                dst.copyMemory(from: src.buffer.baseAddress! + off, byteCount: n)
+                return
+            }
+            let e0 = off / outES, ne = n / outES
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(ne, 1))
+            defer { scratch.deallocate() }
+            FloatCast.cast(src.buffer.baseAddress! + e0 * es, from: from, dst, to: to, count: ne, scratch: scratch)
+        }
+        let release: @Sendable (Range<Int>) -> Void = { r in
+            guard let m = mapping.file else { return }
+            // Output range → source range (same element count).
+            let lo = r.lowerBound / outES * es, hi = r.upperBound / outES * es
+            m.release((base + lo)..<(base + hi))
+        }
+        return (to, byteCount, fill, release)
+    }
+
+    public func load(_ name: String) throws -> Tensor {
+        let s = try source(name)
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(s.byteCount, 1), alignment: 64)
+        let storage = TensorStorage(adopting: p, count: s.byteCount)
+        try s.fill(0, s.byteCount, p)
+        let ct = tensors.first { $0.name == name }!
+        return Tensor(name: name, dtype: s.dtype, shape: ct.shape, storage: storage)
+    }
+}
+
+struct SendableMapping: @unchecked Sendable {
+    let file: MappedFile?
+    init(_ f: MappedFile?) { file = f }
+}
+
+#if canImport(Glibc)
+import Glibc
+func memcmpBytes(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Int32 { memcmp(a, b, n) }
+#endif

@@ -1,0 +1,223 @@
+import CMalKernels
+import MalCore
+import MalReaders
+import MalTransforms
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a `CanonicalModel` as a Hugging Face model folder: `config.json` (Hub key style),
+/// `model.safetensors` or shards of at most `maxShardBytes` with `model.safetensors.index.json`,
+/// and the auxiliary files. Names and layouts are mapped back through `CanonicalNames`, so a
+/// lossless conversion exports byte-identical tensors. The folder is assembled under a temporary
+/// name and renamed into place at the end.
+public enum HFFolderWriter {
+    /// One HF tensor to write and the canonical tensors it is made from.
+    struct Planned {
+        var name: String
+        var dtype: DType
+        var shape: [Int]
+        var parts: [(canonical: String, layout: NameLayout)]
+        var byteCount: Int
+    }
+
+    public struct Summary: Sendable {
+        public var files: [String]
+        public var tensors: Int
+        public var bytes: Int
+    }
+
+    public static func write(_ model: CanonicalModel, to dir: String, maxShardBytes: Int? = nil, force: Bool = false,
+                             progress: ((Int, Int, String) -> Void)? = nil) throws -> Summary {
+        let plan = try planTensors(model)
+        if isDirectory(dir) {
+            let existing = try listDirectory(dir)
+            if !existing.isEmpty && !force {
+                throw MalError(.invalidArgument, "output folder exists and is not empty (use --force to replace it)", file: dir)
+            }
+        } else if fileExists(dir) {
+            throw MalError(.invalidArgument, "output exists and is a file, not a folder", file: dir)
+        }
+        let tmp = joinPath(parentDirectory(dir), ".\(baseName(dir)).tmp-\(getpid())")
+        mal_install_cleanup_handlers()
+        mal_register_temp(tmp)
+        guard mkdir(tmp, 0o755) == 0 else {
+            mal_unregister_temp(tmp)
+            throw MalError(.ioError, "cannot create folder: \(String(cString: strerror(errno)))", file: tmp)
+        }
+        var written: [String] = []
+        func cleanup() {
+            for f in written { unlink(joinPath(tmp, f)) }
+            rmdir(tmp)
+            mal_unregister_temp(tmp)
+        }
+        do {
+            // Shards: consecutive groups of the sorted plan.
+            var shards: [[Planned]] = [[]]
+            var size = 0
+            for p in plan {
+                if let m = maxShardBytes, size > 0, size + p.byteCount > m { shards.append([]); size = 0 }
+                shards[shards.count - 1].append(p)
+                size += p.byteCount
+            }
+            let n = shards.count
+            let names = n == 1 ? ["model.safetensors"] : (1...n).map { "model-\(pad5($0))-of-\(pad5(n)).safetensors" }
+            var done = 0
+            for (shard, name) in zip(shards, names) {
+                written.append(name)
+                try writeSafetensors(shard, model: model, path: joinPath(tmp, name)) { t in
+                    progress?(done, plan.count, t)
+                    done += 1
+                }
+            }
+            if n > 1 {
+                var map: [(String, JSONValue)] = []
+                for (shard, name) in zip(shards, names) { for p in shard { map.append((p.name, .string(name))) } }
+                map.sort { $0.0 < $1.0 }
+                let total = plan.reduce(0) { $0 + $1.byteCount }
+                let index = JSONValue.object([("metadata", .object([("total_size", .int(Int64(total)))])), ("weight_map", .object(map))])
+                written.append(SafetensorsCheckpoint.indexName)
+                try writeText(index.prettySerialized, to: joinPath(tmp, SafetensorsCheckpoint.indexName))
+            }
+            for aux in model.auxNames {
+                guard var bytes = try model.aux(aux) else { continue }
+                if aux == "config.json" {
+                    let cfg = try bytes.withUnsafeBytes { try JSONValue.parse($0, file: "config.json") }
+                    let dtypes = Set(plan.map(\.dtype).filter { FloatCast.supported.contains($0) })
+                    let main = dtypes.count == 1 ? HubConfig.torchName(dtypes.first!) : nil
+                    bytes = Array(HubConfig.rewrite(cfg, dtype: main ?? model.spec.declaredDType).prettySerialized.utf8)
+                }
+                written.append(aux)
+                let f = try OutputFile(path: joinPath(tmp, aux))
+                try f.write(bytes)
+                try f.commit()
+            }
+            // Into place.
+            if isDirectory(dir) {
+                for f in try listDirectory(dir) { unlink(joinPath(dir, f)) }
+                guard rmdir(dir) == 0 else {
+                    throw MalError(.ioError, "cannot replace folder: \(String(cString: strerror(errno)))", file: dir)
+                }
+            }
+            guard rename(tmp, dir) == 0 else {
+                throw MalError(.ioError, "cannot rename into place: \(String(cString: strerror(errno)))", file: dir)
+            }
+            mal_unregister_temp(tmp)
+        } catch {
+            cleanup()
+            throw error
+        }
+        progress?(plan.count, plan.count, "")
+        return Summary(files: written, tensors: plan.count, bytes: plan.reduce(0) { $0 + $1.byteCount })
+    }
+
+    static func pad5(_ i: Int) -> String { let s = String(i); return String(repeating: "0", count: max(0, 5 - s.count)) + s }
+
+    static func writeText(_ s: String, to path: String) throws {
+        let f = try OutputFile(path: path)
+        try f.write(Array(s.utf8))
+        try f.commit()
+    }
+
+    /// HF tensors, with GPT-2's q/k/v parts fused back; sorted like the safetensors writer
+    /// (descending dtype alignment, then name).
+    static func planTensors(_ model: CanonicalModel) throws -> [Planned] {
+        let arch = model.spec.architecture
+        let prefix = model.hfNamePrefix ?? ""
+        var byHF: [String: Planned] = [:]
+        var order: [String] = []
+        for t in model.tensors {
+            guard let (hf, layout) = CanonicalNames.toHF(t.name, arch: arch, gpt2Prefix: prefix) else {
+                throw MalError(.unmappedTensor, "no HF name for this canonical tensor", tensor: t.name)
+            }
+            let bytes = t.dtype.byteCount(elements: elementCount(t.shape) ?? 0) ?? 0
+            if var p = byHF[hf] {
+                guard case .splitQKV = layout, p.dtype == t.dtype else {
+                    throw MalError(.invalidArgument, "two tensors map to the same HF name '\(hf)'", tensor: t.name)
+                }
+                p.parts.append((t.name, layout))
+                p.byteCount += bytes
+                byHF[hf] = p
+                continue
+            }
+            let shape: [Int]
+            switch layout {
+            case .identity: shape = t.shape
+            case .transposed: shape = [t.shape[1], t.shape[0]]
+            case .splitQKV: shape = t.shape
+            }
+            byHF[hf] = Planned(name: hf, dtype: t.dtype, shape: shape, parts: [(t.name, layout)], byteCount: bytes)
+            order.append(hf)
+        }
+        var out: [Planned] = []
+        for name in order {
+            var p = byHF[name]!
+            if case .splitQKV = p.parts[0].layout {
+                guard p.parts.count == 3 else {
+                    throw MalError(.invalidArgument, "fused tensor needs its q, k and v parts, found \(p.parts.count)", tensor: name)
+                }
+                p.parts.sort { partIndex($0.layout) < partIndex($1.layout) }
+                if case let .splitQKV(_, weight) = p.parts[0].layout {
+                    let first = model.tensors.first { $0.name == p.parts[0].canonical }!
+                    p.shape = weight ? [first.shape[1], first.shape[0] * 3] : [first.shape[0] * 3]
+                }
+            }
+            out.append(p)
+        }
+        out.sort { ($0.dtype.bitSize, $1.name) > ($1.dtype.bitSize, $0.name) }
+        return out
+    }
+
+    static func partIndex(_ l: NameLayout) -> Int { if case let .splitQKV(k, _) = l { return k }; return 0 }
+
+    /// Writes one safetensors file: header (padded with spaces to 8 bytes), then each tensor's bytes.
+    static func writeSafetensors(_ tensors: [Planned], model: CanonicalModel, path: String, each: (String) -> Void) throws {
+        var header: [(String, JSONValue)] = [("__metadata__", .object([("format", .string("pt"))]))]
+        var offset = 0
+        for t in tensors {
+            header.append((t.name, .object([("dtype", .string(t.dtype.rawValue)), ("shape", .array(t.shape.map { .int(Int64($0)) })),
+                                            ("data_offsets", .array([.int(Int64(offset)), .int(Int64(offset + t.byteCount))]))])))
+            offset += t.byteCount
+        }
+        var text = Array(JSONValue.object(header).serialized.utf8)
+        text += [UInt8](repeating: 0x20, count: (8 - text.count % 8) % 8)
+        let f = try OutputFile(path: path)
+        do {
+            var w = ByteWriter()
+            w.u64(UInt64(text.count))
+            try f.write(w.data)
+            try f.write(text)
+            for t in tensors {
+                each(t.name)
+                let bytes = try produce(t, model: model)
+                try f.write(bytes.bytes)
+            }
+            try f.commit()
+        } catch {
+            f.abandon()
+            throw error
+        }
+    }
+
+    /// The HF bytes of a planned tensor.
+    static func produce(_ t: Planned, model: CanonicalModel) throws -> Tensor {
+        let es = t.dtype.byteSize ?? 1
+        switch t.parts[0].layout {
+        case .identity:
+            return try model.load(t.parts[0].canonical)
+        case .transposed:
+            let c = try model.load(t.parts[0].canonical)
+            let s = Relayout.transposedColumns(c.bytes, rows: c.shape[0], cols: c.shape[1], colStart: 0, colCount: c.shape[1], elementSize: es)
+            return Tensor(name: t.name, dtype: t.dtype, shape: t.shape, storage: s)
+        case let .splitQKV(_, weight):
+            let parts = try t.parts.map { try model.load($0.canonical) }
+            if weight {
+                let s = Relayout.concatTransposed(parts.map { ($0.bytes, $0.shape[0]) }, rows: parts[0].shape[1], elementSize: es)
+                return Tensor(name: t.name, dtype: t.dtype, shape: t.shape, storage: s)
+            }
+            var all: [UInt8] = []
+            for p in parts { all += Array(p.bytes) }
+            return all.withUnsafeBytes { Tensor(name: t.name, dtype: t.dtype, shape: t.shape, storage: TensorStorage(copying: $0)) }
+        }
+    }
+}

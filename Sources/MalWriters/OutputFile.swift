@@ -1,0 +1,90 @@
+import CMalKernels
+import MalCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file written under a temporary name in the destination's folder and renamed into place by
+/// `commit()`. Until then it is registered for removal on failure and on SIGINT/SIGTERM, so an
+/// interrupted command never leaves a partial output.
+public final class OutputFile {
+    public let finalPath: String
+    public let tempPath: String
+    private var fd: Int32
+    public private(set) var position: Int = 0
+
+    public init(path: String) throws {
+        finalPath = path
+        let dir = parentDirectory(path)
+        tempPath = joinPath(dir, ".\(baseName(path)).tmp-\(getpid())")
+        mal_install_cleanup_handlers()
+        mal_register_temp(tempPath)
+        fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            let e = errno
+            mal_unregister_temp(tempPath)
+            throw MalError(.ioError, "cannot create output: \(String(cString: strerror(e)))", file: path)
+        }
+    }
+
+    deinit { if fd >= 0 { abandon() } }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw MalError(.ioError, "write failed: \(String(cString: strerror(errno)))", file: finalPath, offset: position + done)
+            }
+            done += n
+        }
+        position += bytes.count
+    }
+
+    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    public func writeZeros(_ n: Int) throws { if n > 0 { try write([UInt8](repeating: 0, count: n)) } }
+
+    public func pwrite(_ bytes: [UInt8], at offset: Int) throws {
+        let n = bytes.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        if n != bytes.count { throw MalError(.ioError, "write failed: \(String(cString: strerror(errno)))", file: finalPath, offset: offset) }
+    }
+
+    /// Flushes to disk and renames the temporary file to the final path.
+    public func commit() throws {
+        if fsync(fd) != 0 { throw MalError(.ioError, "fsync failed: \(String(cString: strerror(errno)))", file: finalPath) }
+        close(fd)
+        fd = -1
+        if rename(tempPath, finalPath) != 0 {
+            let e = errno
+            unlink(tempPath)
+            mal_unregister_temp(tempPath)
+            throw MalError(.ioError, "cannot rename into place: \(String(cString: strerror(e)))", file: finalPath)
+        }
+        mal_unregister_temp(tempPath)
+    }
+
+    /// Removes the temporary file.
+    public func abandon() {
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(tempPath)
+        mal_unregister_temp(tempPath)
+    }
+}
+
+/// Refuses to write `output` when it is (or is inside the same path as) one of `inputs`.
+public func refuseOverwritingInput(output: String, inputs: [String]) throws {
+    func real(_ p: String) -> String? {
+        guard let r = realpath(p, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+    guard let out = real(output) else { return }
+    for i in inputs {
+        guard let inp = real(i) else { continue }
+        if out == inp || (isDirectory(inp) && parentDirectory(out) == inp && !isDirectory(out) && fileExists(out) && out.hasSuffix(".safetensors")) {
+            throw MalError(.invalidArgument, "refusing to overwrite the input \(i)", file: output)
+        }
+    }
+}

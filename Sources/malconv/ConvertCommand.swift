@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import MalCore
+import MalReaders
+import MalTransforms
+import MalWriters
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert an HF checkpoint to a .mal container (or an HF folder), streaming tensor by tensor.",
+        discussion: """
+        IN is a model folder, a .safetensors file or a shard index (config.json beside it). Tensors are renamed \
+        to the canonical scheme (Formats/NAMES.md), compressed with zstd in 1 MiB chunks (byte planes for 16/32-bit \
+        floats) on all cores, and written to a temporary file renamed into place at the end. Nothing is left \
+        behind on failure or Ctrl-C; the input is never overwritten.
+        """)
+
+    @Argument(help: "HF model folder, .safetensors file or shard index.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output: a path ending in .mal writes the container, any other path an HF folder.")
+    var output: String
+
+    @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
+    var to: OutputFormat?
+
+    @Option(help: "Cast float tensors: keep | f32 | f16 | bf16 (FP8 weights, scales and DeepSeek's routing bias are kept).")
+    var dtype: String = "keep"
+
+    @Option(help: "zstd level (1 is the sweet spot for weights; higher levels buy nothing).")
+    var level: Int32 = 1
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int = availableCores
+
+    @Option(help: "HF output only: largest shard, e.g. 5GB (default: one file).")
+    var maxShardSize: String?
+
+    @Flag(help: "Replace a non-empty output folder.")
+    var force = false
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard TargetDType(rawValue: dtype) != nil else { throw ValidationError("--dtype must be one of keep, f32, f16, bf16") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard (-7...22).contains(level) else { throw ValidationError("--level must be in -7...22") }
+    }
+
+    func run() throws {
+        try runReporting {
+            let model = try HFModel(path: input)
+            try refuseOverwritingInput(output: output, inputs: [input] + model.checkpoint.files.map(\.path))
+            let canon = try HFCanonicalModel(model: model, target: TargetDType(rawValue: dtype)!)
+            let progress = Progress("convert")
+            switch OutputFormat.resolve(path: output, explicit: to) {
+            case .mal:
+                var opts = MalWriter.Options()
+                opts.level = level
+                opts.threads = threads
+                let sources = try ContainerExport.hashSources(model.checkpoint.files.map(\.path))
+                let s = try ContainerExport.write(canon, to: output, options: opts, command: "convert",
+                                                  optionValues: ["dtype": dtype, "level": String(level)], sources: sources,
+                                                  dropped: canon.dropped, progress: progress.update)
+                Report.container(s, path: output, json: json)
+            case .safetensors:
+                let start = monotonicSeconds()
+                let s = try HFFolderWriter.write(canon, to: output, maxShardBytes: try maxShardSize.map(parseSize), force: force,
+                                                 progress: progress.update)
+                Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json)
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+import MalCore
+
+/// The output convention shared by every command that writes a model: `-o OUT` ending in `.mal`
+/// writes the container, any other path an HF model folder; `--to` overrides.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case mal, safetensors
+
+    static func resolve(path: String, explicit: OutputFormat?) -> OutputFormat {
+        explicit ?? (path.hasSuffix(".mal") ? .mal : .safetensors)
+    }
+}
+
+/// Parses sizes such as `5GB`, `500MB`, `2GiB` or a plain byte count.
+func parseSize(_ s: String) throws -> Int {
+    let units: [(String, Int)] = [("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000),
+                                  ("KB", 1000), ("B", 1)]
+    let u = s.uppercased()
+    for (suffix, mult) in units where u.hasSuffix(suffix) {
+        if let v = Double(u.dropLast(suffix.count)), v > 0 { return Int(v * Double(mult)) }
+    }
+    if let v = Int(u), v > 0 { return v }
+    throw ValidationError("invalid size '\(s)' (examples: 5GB, 500MB, 2GiB)")
+}
