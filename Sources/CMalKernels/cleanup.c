@@ -20,6 +20,10 @@ static void remove_all(void) {
 
 static void on_signal(int sig) {
     remove_all();
+    if (sig == SIGBUS) {
+        static const char msg[] = "error: memory fault while reading an input (was a file truncated or changed while in use?)\n";
+        (void)!write(2, msg, sizeof msg - 1);
+    }
     _exit(128 + sig);
 }
 
@@ -31,6 +35,14 @@ void mal_install_cleanup_handlers(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+    /* A parent may have spawned us with these blocked; interruption must work anyway. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 void mal_register_temp(const char *path) {

@@ -49,7 +49,17 @@ public struct Tensor: Sendable {
         self.storage = storage
     }
 
+    /// The bytes; valid only while this tensor (its storage) is alive: use `withBytes` or keep
+    /// the tensor in a variable that is used after the pointer.
     public var bytes: UnsafeRawBufferPointer { storage.bytes }
+
+    /// Calls `body` with the bytes, keeping the storage alive for the call.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(storage) { try body(storage.bytes) }
+    }
+
+    /// A copy of the bytes.
+    public var byteArray: [UInt8] { withBytes { Array($0) } }
     public var elementCount: Int { MalCore.elementCount(shape) ?? 0 }
 }
 

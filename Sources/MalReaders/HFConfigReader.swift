@@ -10,7 +10,7 @@ public enum HFConfigReader {
 
     public static func read(path: String) throws -> ModelSpec {
         let file = try MappedFile(path: path)
-        return try parse(try JSONValue.parse(file.bytes, file: path), file: path)
+        return try withExtendedLifetime(file) { try parse(try JSONValue.parse(file.bytes, file: path), file: path) }
     }
 
     public static func parse(_ json: JSONValue, file: String) throws -> ModelSpec {

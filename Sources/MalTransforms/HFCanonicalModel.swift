@@ -114,7 +114,8 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         var off = 0
         while off < n {
             let len = min(step, n - off)
-            if memcmpBytes(ta.bytes.baseAddress! + off, tb.bytes.baseAddress! + off, len) != 0 { return false }
+            let same = withExtendedLifetime((ta, tb)) { memcmpBytes(ta.bytes.baseAddress! + off, tb.bytes.baseAddress! + off, len) == 0 }
+            if !same { return false }
             releasePages(a, off..<(off + len))
             releasePages(b, off..<(off + len))
             off += len
@@ -150,6 +151,7 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         let es = o.hf.dtype.byteSize ?? 1
         let srcStorage: TensorStorage
         var sourceFile: MappedFile?
+        defer { withExtendedLifetime(hf) {} }
         switch o.layout {
         case .identity:
             srcStorage = hf.storage

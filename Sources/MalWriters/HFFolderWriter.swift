@@ -190,7 +190,7 @@ public enum HFFolderWriter {
             for t in tensors {
                 each(t.name)
                 let bytes = try produce(t, model: model)
-                try f.write(bytes.bytes)
+                try bytes.withBytes { try f.write($0) }
             }
             try f.commit()
         } catch {
@@ -207,16 +207,16 @@ public enum HFFolderWriter {
             return try model.load(t.parts[0].canonical)
         case .transposed:
             let c = try model.load(t.parts[0].canonical)
-            let s = Relayout.transposedColumns(c.bytes, rows: c.shape[0], cols: c.shape[1], colStart: 0, colCount: c.shape[1], elementSize: es)
+            let s = c.withBytes { Relayout.transposedColumns($0, rows: c.shape[0], cols: c.shape[1], colStart: 0, colCount: c.shape[1], elementSize: es) }
             return Tensor(name: t.name, dtype: t.dtype, shape: t.shape, storage: s)
         case let .splitQKV(_, weight):
             let parts = try t.parts.map { try model.load($0.canonical) }
             if weight {
-                let s = Relayout.concatTransposed(parts.map { ($0.bytes, $0.shape[0]) }, rows: parts[0].shape[1], elementSize: es)
+                let s = withExtendedLifetime(parts) { Relayout.concatTransposed(parts.map { ($0.bytes, $0.shape[0]) }, rows: parts[0].shape[1], elementSize: es) }
                 return Tensor(name: t.name, dtype: t.dtype, shape: t.shape, storage: s)
             }
             var all: [UInt8] = []
-            for p in parts { all += Array(p.bytes) }
+            for p in parts { all += p.byteArray }
             return all.withUnsafeBytes { Tensor(name: t.name, dtype: t.dtype, shape: t.shape, storage: TensorStorage(copying: $0)) }
         }
     }

@@ -59,7 +59,7 @@ struct SafetensorsReaderTests {
         let raw = try Data(contentsOf: URL(fileURLWithPath: path))
         for info in f.tensors {
             let t = f.tensor(info)
-            #expect(Data(t.bytes) == raw.subdata(in: info.fileOffset..<(info.fileOffset + info.byteCount)))
+            #expect(t.withBytes { Data($0) } == raw.subdata(in: info.fileOffset..<(info.fileOffset + info.byteCount)))
         }
     }
 
@@ -75,7 +75,7 @@ struct SafetensorsReaderTests {
         let b = try f.tensor(named: "b")
         #expect(!b.storage.isZeroCopy)
         #expect(Int(bitPattern: b.bytes.baseAddress!) % 4 == 0)
-        #expect(b.bytes.load(fromByteOffset: 4, as: Float.self) == -2.25)
+        #expect(b.withBytes { $0.load(fromByteOffset: 4, as: Float.self) } == -2.25)
         #expect(try f.tensor(named: "a").storage.isZeroCopy)
     }
 

@@ -1,0 +1,335 @@
+import CMalKernels
+import Foundation
+import Testing
+import MalCore
+import MalReaders
+import MalTransforms
+import MalWriters
+
+/// Hash of every tensor of a checkpoint: name → (dtype, shape, xxh64 of bytes).
+func tensorDigests(_ path: String) throws -> [String: String] {
+    let c = try SafetensorsCheckpoint(path: path)
+    var out: [String: String] = [:]
+    for t in c.tensors {
+        let tensor = try c.tensor(named: t.name)
+        out[t.name] = "\(t.dtype.rawValue) \(t.shape) \(hex16(tensor.withBytes { xxh64($0) }))"
+    }
+    return out
+}
+
+func convert(_ model: String, to path: String, dtype: TargetDType = .keep) throws -> ContainerExport.Summary {
+    let hf = try HFModel(path: model)
+    let canon = try HFCanonicalModel(model: hf, target: dtype)
+    return try ContainerExport.write(canon, to: path, options: MalWriter.Options(), command: "test", optionValues: [:],
+                                     sources: try ContainerExport.hashSources(hf.checkpoint.files.map(\.path)), dropped: canon.dropped)
+}
+
+@Suite("The .mal container")
+struct ContainerTests {
+    @Test("HF → convert --dtype keep → export gives identical tensors and config", arguments: Fixtures.models)
+    func roundTrip(model: String) throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model(model), to: dir + "/m.mal")
+        let mal = try MalFile(path: dir + "/m.mal")
+        _ = try HFFolderWriter.write(mal, to: dir + "/out")
+        #expect(try tensorDigests(dir + "/out") == tensorDigests(Fixtures.model(model)))
+        // The exported Hub-style config describes the same model.
+        let a = try HFConfigReader.read(path: Fixtures.model(model) + "/config.json")
+        let b = try HFConfigReader.read(path: dir + "/out/config.json")
+        #expect(a == b)
+        // Tokenizer files travel verbatim.
+        for f in ["tokenizer.json", "tokenizer_config.json"] {
+            #expect(FileManager.default.contentsEqual(atPath: dir + "/out/" + f, andPath: Fixtures.model(model) + "/" + f))
+        }
+    }
+
+    @Test func shardedExportRoundTrips() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("deepseek-v3-tiny"), to: dir + "/m.mal")
+        let s = try HFFolderWriter.write(try MalFile(path: dir + "/m.mal"), to: dir + "/out", maxShardBytes: 1_000_000)
+        #expect(s.files.filter { $0.hasSuffix(".safetensors") }.count >= 3)
+        #expect(FileManager.default.fileExists(atPath: dir + "/out/model.safetensors.index.json"))
+        #expect(try tensorDigests(dir + "/out") == tensorDigests(Fixtures.model("deepseek-v3-tiny")))
+    }
+
+    @Test func canonicalNamesAndLayouts() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("gpt2-tiny"), to: dir + "/m.mal")
+        let mal = try MalFile(path: dir + "/m.mal")
+        // GPT-2's fused c_attn [in, 3*out] is split into q, k, v stored [out, in].
+        let q = try #require(mal.entry("blk.0.attn_q.weight"))
+        #expect(q.shape == [64, 64])
+        #expect(mal.entry("blk.1.ffn_up.weight")?.shape == [256, 64])
+        #expect(mal.entry("transformer.wte.weight") == nil && mal.entry("token_embd.weight") != nil)
+        // q[o][i] == c_attn[i][o]
+        let hf = try SafetensorsCheckpoint(path: Fixtures.model("gpt2-tiny")).tensor(named: "transformer.h.0.attn.c_attn.weight")
+        let t = try mal.tensor(named: "blk.0.attn_q.weight")
+        let src = hf.bytes.bindMemory(to: Float.self), dst = t.bytes.bindMemory(to: Float.self)
+        for (o, i) in [(0, 0), (3, 17), (63, 5), (10, 63)] { #expect(dst[o * 64 + i] == src[i * 192 + o]) }
+        withExtendedLifetime((hf, t)) {}
+        // Tied head: not stored by HF, not invented.
+        #expect(mal.entry("output.weight") == nil)
+    }
+
+    @Test func mtpCopiesAreStoredOnce() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("deepseek-v3-tiny"), to: dir + "/m.mal")
+        let mal = try MalFile(path: dir + "/m.mal")
+        let e = try #require(mal.entry("blk.3.nextn.embed_tokens.weight"))
+        #expect(e.codec == .alias && mal.entries[Int(e.link)].name == "token_embd.weight")
+        #expect(mal.entry("blk.3.nextn.shared_head_head.weight")?.codec == .alias)
+        let a = try mal.tensor(named: "blk.3.nextn.embed_tokens.weight"), b = try mal.tensor(named: "token_embd.weight")
+        #expect(a.byteArray == b.byteArray)
+    }
+
+    @Test func fp8WeightsPointAtTheirScales() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("deepseek-v3-fp8"), to: dir + "/m.mal")
+        let mal = try MalFile(path: dir + "/m.mal")
+        let w = try #require(mal.entry("blk.0.attn_q_b.weight"))
+        #expect(w.dtype == .f8e4m3 && w.flags & MalFormat.flagQuantized != 0)
+        #expect(mal.entries[Int(w.link)].name == "blk.0.attn_q_b.scale_inv")
+        #expect(mal.entries[Int(w.link)].shape == [2, 1])
+    }
+
+    @Test func metadataIsSelfDescribing() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("llama3-tiny"), to: dir + "/m.mal")
+        let mal = try MalFile(path: dir + "/m.mal")
+        #expect(mal.spec == (try HFConfigReader.read(path: Fixtures.model("llama3-tiny") + "/config.json")))
+        #expect(mal.metadata.provenance.sources.map(\.name) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"])
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.model("llama3-tiny") + "/model-00001-of-00002.safetensors"))
+        let h = data.withUnsafeBytes { hex16(xxh64($0)) }
+        #expect(mal.metadata.provenance.sources[0].xxh64 == h)
+        #expect(Set(mal.auxNames).isSuperset(of: ["config.json", "tokenizer.json", "tokenizer_config.json"]))
+    }
+
+    @Test func castToBF16() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("deepseek-v3-tiny"), to: dir + "/m.mal", dtype: .bf16)
+        let mal = try MalFile(path: dir + "/m.mal")
+        #expect(mal.entry("blk.1.attn_q_b.weight")?.dtype == .bf16)
+        // The routing bias keeps float32: rounding it would change expert choices.
+        #expect(mal.entry("blk.1.exp_probs_b.bias")?.dtype == .f32)
+        let src = try SafetensorsCheckpoint(path: Fixtures.model("deepseek-v3-tiny")).tensor(named: "model.layers.1.self_attn.q_b_proj.weight")
+        let dst = try mal.tensor(named: "blk.1.attn_q_b.weight")
+        let f = src.bytes.bindMemory(to: Float.self), b = dst.bytes.bindMemory(to: UInt16.self)
+        for i in stride(from: 0, to: f.count, by: 97) {
+            let back = Float(bitPattern: UInt32(b[i]) << 16)
+            #expect(abs(back - f[i]) <= abs(f[i]) / 256, "element \(i)")
+        }
+        withExtendedLifetime((src, dst)) {}
+        #expect(mal.spec.declaredDType == "bfloat16")
+    }
+
+    @Test func uncompressibleTensorsAreStoredRawAndAligned() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let w = try MalWriter(path: dir + "/r.mal")
+        var rng = SystemRandomNumberGenerator()
+        let noise = (0..<300_000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        try w.add(name: "noise", dtype: .u8, shape: [noise.count], source: .bytes(noise))
+        let zeros = [UInt8](repeating: 0, count: 200_000)
+        try w.add(name: "zeros", dtype: .f32, shape: [50_000], source: .bytes(zeros))
+        try w.finish(metadata: MalMetadata(spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
+                                           hfNamePrefix: nil, quantization: nil,
+                                           provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+        let mal = try MalFile(path: dir + "/r.mal")
+        let n = try #require(mal.entry("noise"))
+        #expect(n.codec == .raw && n.chunks[0].offset % 64 == 0)
+        let t = try mal.tensor(named: "noise")
+        #expect(t.storage.isZeroCopy && t.byteArray == noise)
+        #expect(mal.entry("zeros")?.codec == .zstdBytePlanes)
+        #expect(try mal.tensor(named: "zeros").byteArray == zeros)
+    }
+
+    @Test func multiChunkTensorsRoundTrip() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        var opts = MalWriter.Options()
+        opts.chunkSize = 4096
+        let w = try MalWriter(path: dir + "/c.mal", options: opts)
+        let values = (0..<10_001).map { Float(sin(Double($0) * 0.01)) }
+        let bytes = values.withUnsafeBytes { Array($0) }
+        try w.add(name: "sine", dtype: .f32, shape: [10_001], source: .bytes(bytes))
+        try w.finish(metadata: MalMetadata(spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
+                                           hfNamePrefix: nil, quantization: nil,
+                                           provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+        let mal = try MalFile(path: dir + "/c.mal")
+        #expect(mal.entry("sine")?.chunks.count == 10)
+        #expect(try mal.tensor(named: "sine", threads: 2).byteArray == bytes)
+    }
+}
+
+@Suite("Corrupt and hostile .mal files")
+struct CorruptionTests {
+    /// Every single-byte flip is caught: by `MalFile` at open (structure, header, metadata and
+    /// table checksums, padding) or when the tensor is decoded (chunk checksums).
+    @Test func randomByteFlipsAreAlwaysDetected() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("deepseek-v3-fp8"), to: dir + "/m.mal")
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/m.mal")))
+        var rng = SystemRandomNumberGenerator()
+        var positions = (0..<300).map { _ in Int.random(in: 0..<original.count, using: &rng) }
+        positions += [0, 8, 20, 88, 95, 96, original.count - 1]
+        for pos in positions {
+            var bytes = original
+            bytes[pos] ^= UInt8.random(in: 1...255, using: &rng)
+            let path = dir + "/c.mal"
+            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            do {
+                let mal = try MalFile(path: path)
+                let e = mal.verifyAll(threads: 1)
+                #expect(e != nil, "flip at \(pos) not detected")
+            } catch let e as MalError {
+                #expect(e.file == path, "\(e)")
+            }
+        }
+    }
+
+    @Test func checkCommandNamesTensorAndChunk() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("gpt2-tiny"), to: dir + "/m.mal")
+        let mal = try MalFile(path: dir + "/m.mal")
+        let e = try #require(mal.entry("blk.1.ffn_up.weight"))
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/m.mal")))
+        let pos = Int(e.chunks[0].offset) + Int(e.chunks[0].storedLength) / 2
+        bytes[pos] ^= 0x40
+        FileManager.default.createFile(atPath: dir + "/bad.mal", contents: Data(bytes))
+        let r = try runTool("malconv", ["check", dir + "/bad.mal", "--json"])
+        #expect(r.status == 1)
+        let doc = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(doc["ok"] as? Bool == false)
+        #expect(doc["tensor"] as? String == "blk.1.ffn_up.weight")
+        #expect((doc["error"] as? String ?? "").contains("chunk 0"))
+        let good = try runTool("malconv", ["check", dir + "/m.mal"])
+        #expect(good.status == 0 && good.stdout.contains("ok"))
+    }
+
+    @Test func truncationsAreRejected() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("llama3-tiny"), to: dir + "/m.mal")
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/m.mal")))
+        for n in [0, 7, 95, 96, 1000, original.count / 2, original.count - 1] {
+            FileManager.default.createFile(atPath: dir + "/t.mal", contents: Data(original[0..<n]))
+            #expect(throws: MalError.self, "truncated to \(n)") { try MalFile(path: dir + "/t.mal") }
+        }
+    }
+
+    /// A file with a valid header checksum but a newer major version, or a table record with an
+    /// unknown codec, is refused with a clear error.
+    @Test func unknownVersionAndCodecAreRejected() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        _ = try convert(Fixtures.model("gpt2-tiny"), to: dir + "/m.mal")
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/m.mal")))
+        func rehashHeader() {
+            let h = bytes.withUnsafeBytes { xxh64(UnsafeRawBufferPointer(rebasing: $0[0..<88])) }
+            for i in 0..<8 { bytes[88 + i] = UInt8((h >> (8 * UInt64(i))) & 0xFF) }
+        }
+        var v2 = bytes
+        v2[8] = 2
+        swap(&bytes, &v2); rehashHeader(); swap(&bytes, &v2)
+        FileManager.default.createFile(atPath: dir + "/v2.mal", contents: Data(v2))
+        let e1 = try #require(throws: MalError.self) { try MalFile(path: dir + "/v2.mal") }
+        #expect(e1.kind == .unsupportedVersion)
+
+        // Codec byte of the first table record (table offset at header byte 40; record starts 8 bytes in).
+        let tableOffset = bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 40, as: UInt64.self)) }
+        bytes[tableOffset + 8 + 3] = 9
+        let th = bytes.withUnsafeBytes { xxh64(UnsafeRawBufferPointer(rebasing: $0[tableOffset...])) }
+        for i in 0..<8 { bytes[64 + i] = UInt8((th >> (8 * UInt64(i))) & 0xFF) }
+        rehashHeader()
+        FileManager.default.createFile(atPath: dir + "/codec.mal", contents: Data(bytes))
+        let e2 = try #require(throws: MalError.self) { try MalFile(path: dir + "/codec.mal") }
+        #expect(e2.kind == .unsupported && e2.description.contains("codec"))
+    }
+
+    @Test func notAMalFile() throws {
+        let e = try #require(throws: MalError.self) { try MalFile(path: Fixtures.model("gpt2-tiny") + "/model.safetensors") }
+        #expect(e.kind == .badMagic)
+    }
+}
+
+@Suite("malconv convert / export / check commands")
+struct ConvertCommandTests {
+    @Test func convertRefusesToOverwriteItsInput() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        try FileManager.default.copyItem(atPath: Fixtures.model("gpt2-tiny"), toPath: dir + "/m")
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors"))
+        let r = try runTool("malconv", ["convert", dir + "/m/model.safetensors", "-o", dir + "/m/model.safetensors", "--to", "mal"])
+        #expect(r.status != 0 && r.stderr.contains("refusing"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors")) == before)
+        let r2 = try runTool("malconv", ["convert", dir + "/m", "-o", dir + "/m", "--force"])
+        #expect(r2.status != 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors")) == before)
+    }
+
+    @Test func failedConversionLeavesNothing() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        // A config that does not match the weights: conversion must stop before writing anything.
+        try FileManager.default.copyItem(atPath: Fixtures.model("gpt2-tiny"), toPath: dir + "/m")
+        var cfg = try String(contentsOfFile: dir + "/m/config.json", encoding: .utf8)
+        cfg = cfg.replacingOccurrences(of: "\"n_embd\": 64", with: "\"n_embd\": 32")
+        try cfg.write(toFile: dir + "/m/config.json", atomically: true, encoding: .utf8)
+        let r = try runTool("malconv", ["convert", dir + "/m", "-o", dir + "/out.mal"])
+        #expect(r.status == 1 && r.stderr.contains("mis-shaped"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["m"])
+    }
+
+    @Test func interruptedConversionLeavesNothing() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("malconv")
+        // The 13 MB DeepSeek sample at zstd level 19 on one thread takes long enough to interrupt.
+        var interrupted = 0
+        for delay in [150_000, 300_000, 600_000] as [UInt32] {
+            let p = Process()
+            p.executableURL = exe
+            p.arguments = ["convert", Fixtures.packageRoot + "/Samples/deepseek-v3-fortunes", "-o", dir + "/out.mal",
+                           "--level", "19", "--threads", "1"]
+            try p.run()
+            usleep(delay)
+            p.interrupt()
+            p.waitUntilExit()
+            if p.terminationStatus == 130 { interrupted += 1 }
+            let left = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".tmp-") }
+            #expect(left.isEmpty, "left behind: \(left)")
+            if p.terminationStatus == 130 { #expect(!FileManager.default.fileExists(atPath: dir + "/out.mal")) }
+            try? FileManager.default.removeItem(atPath: dir + "/out.mal")
+        }
+        #expect(interrupted > 0, "no run was interrupted mid-way")
+    }
+
+    @Test func convertAndExportCommandsRoundTrip() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let c = try runTool("malconv", ["convert", Fixtures.model("llama3-tiny"), "-o", dir + "/m.mal", "--json"])
+        #expect(c.status == 0, "\(c.stderr)")
+        let doc = try JSONSerialization.jsonObject(with: Data(c.stdout.utf8)) as! [String: Any]
+        #expect((doc["file_bytes"] as? Int ?? 0) > 0)
+        let e = try runTool("malconv", ["export", dir + "/m.mal", "-o", dir + "/hf"])
+        #expect(e.status == 0, "\(e.stderr)")
+        #expect(try tensorDigests(dir + "/hf") == tensorDigests(Fixtures.model("llama3-tiny")))
+        // An existing non-empty output folder is not replaced without --force.
+        let again = try runTool("malconv", ["export", dir + "/m.mal", "-o", dir + "/hf"])
+        #expect(again.status == 1 && again.stderr.contains("--force"))
+        // HF folder → HF folder with a cast.
+        let h = try runTool("malconv", ["convert", Fixtures.model("gpt2-tiny"), "-o", dir + "/g16", "--dtype", "f16"])
+        #expect(h.status == 0, "\(h.stderr)")
+        let m = try HFModel(path: dir + "/g16")
+        #expect(m.tensors.allSatisfy { $0.dtype == .f16 } && m.inventory().isClean)
+        #expect(m.spec.declaredDType == "float16")
+    }
+}
+
+/// Runs a built executable of this package (it sits beside the test bundle).
+func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let p = Process()
+    p.executableURL = dir.appendingPathComponent(tool)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
