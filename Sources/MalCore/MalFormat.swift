@@ -15,6 +15,12 @@ public enum MalFormat {
     public static let maxChunkSize = 1 << 26
     public static let maxRank = 8
     public static let maxNameLength = 1024
+    /// Largest stored (compressed) size of a chunk of `n` bytes: zstd's worst case for one frame
+    /// (`ZSTD_COMPRESSBOUND`: n + n/256 + margin) plus 1 KiB for the per-plane frame headers.
+    public static func maxStoredChunk(_ n: Int) -> Int {
+        n + (n >> 8) + (n < (128 << 10) ? ((128 << 10) - n) >> 11 : 0) + 1024
+    }
+
     /// `link` value meaning "no linked tensor".
     public static let noLink: UInt32 = 0xFFFF_FFFF
 

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where a tensor's bytes live, and who keeps them alive.
 public final class TensorStorage: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
@@ -18,6 +22,15 @@ public final class TensorStorage: @unchecked Sendable {
         self.bytes = UnsafeRawBufferPointer(start: p, count: bytes.count)
         self.owner = nil
         self.owned = true
+    }
+
+    /// Uninitialised memory for `count` bytes, 64-byte aligned; large buffers are 2 MiB aligned
+    /// and asked to use transparent huge pages (fewer page faults when filled, faster reads).
+    public static func allocate(count: Int) -> TensorStorage {
+        let huge = 2 << 20
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: count >= 4 * huge ? huge : 64)
+        if count >= 4 * huge { _ = madvise(p, (count / huge) * huge, MADV_HUGEPAGE) }
+        return TensorStorage(adopting: p, count: count)
     }
 
     /// Takes ownership of memory allocated with `UnsafeMutableRawPointer.allocate`.

@@ -173,7 +173,7 @@ public final class MalFile: @unchecked Sendable {
                 }
                 for (i, c) in chunks.enumerated() {
                     let want = min(cs, bytes - i * cs)
-                    let maxStored = codec == .raw ? want : Int(ZSTD_compressBound(want))
+                    let maxStored = codec == .raw ? want : MalFormat.maxStoredChunk(want)
                     guard c.storedLength > 0, Int(c.storedLength) <= maxStored, c.offset >= UInt64(MalFormat.headerSize),
                           c.offset <= UInt64(dataEnd), UInt64(c.storedLength) <= UInt64(dataEnd) - c.offset else {
                         throw MalError(.corruptStructure, "chunk \(i) [\(c.offset), +\(c.storedLength)) lies outside the data region or is too long",
@@ -298,48 +298,75 @@ public final class MalFile: @unchecked Sendable {
             }
             return TensorStorage(borrowing: view, owner: mapping)
         }
-        let out = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 64)
-        let storage = TensorStorage(adopting: out, count: total)
-        let dst = SendableRawPointer(out)
+        let storage = TensorStorage.allocate(count: total)
+        let dst = SendableRawPointer(UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!))
+        let pool = ScratchPool(size: Int(e.chunkSize))
+        try parallelFor(e.chunks.count, threads: threads) { i in
+            try self.decodeChunk(e, i, into: dst.pointer + i * Int(e.chunkSize), pool: pool, verify: verify)
+        }
+        return storage
+    }
+
+    /// Decodes chunk `i` of a compressed tensor into `target` (room for the chunk's raw bytes)
+    /// and checks its XXH64.
+    func decodeChunk(_ e: MalFormat.Entry, _ i: Int, into target: UnsafeMutableRawPointer, pool: ScratchPool, verify: Bool) throws {
+        let c = e.chunks[i]
         let chunkSize = Int(e.chunkSize)
-        let planes = e.codec == .zstdBytePlanes ? (e.dtype.byteSize ?? 1) : 0
-        let chunks = e.chunks
-        try parallelFor(chunks.count, threads: threads) { i in
-            let c = chunks[i]
-            let want = min(chunkSize, total - i * chunkSize)
-            let target = dst.pointer + i * chunkSize
-            let src = sb.buffer.baseAddress! + Int(c.offset)
+        let want = min(chunkSize, Int(e.rawLength) - i * chunkSize)
+        let src = mapping.bytes.baseAddress! + Int(c.offset)
+        if e.codec == .raw {
+            // Verified in place; copied only for the caller.
+            if verify && xxh64(UnsafeRawBufferPointer(start: src, count: want)) != c.hash {
+                throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: path, tensor: e.name, offset: Int(c.offset))
+            }
+            target.copyMemory(from: src, byteCount: want)
+            return
+        } else {
+            let planes = e.codec == .zstdBytePlanes ? (e.dtype.byteSize ?? 1) : 0
             var scratch: UnsafeMutableRawPointer?
-            defer { scratch?.deallocate() }
+            defer { if let scratch { pool.put(scratch) } }
             var into = target
             if planes > 0 {
-                scratch = UnsafeMutableRawPointer.allocate(byteCount: want, alignment: 64)
+                scratch = pool.get()
                 into = scratch!
             }
             let n = ZSTD_decompress(into, want, src, Int(c.storedLength))
             if ZSTD_isError(n) != 0 || n != want {
                 let why = ZSTD_isError(n) != 0 ? String(cString: ZSTD_getErrorName(n)) : "\(n) bytes instead of \(want)"
-                throw MalError(.decompressionFailed, "chunk \(i) does not decompress: \(why)", file: file, tensor: e.name, offset: Int(c.offset))
+                throw MalError(.decompressionFailed, "chunk \(i) does not decompress: \(why)", file: path, tensor: e.name, offset: Int(c.offset))
             }
             if planes > 0 {
                 mal_unshuffle(target.assumingMemoryBound(to: UInt8.self), into.assumingMemoryBound(to: UInt8.self), want / planes, planes)
             }
-            if verify && xxh64(UnsafeRawBufferPointer(start: target, count: want)) != c.hash {
-                throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch after decoding", file: file, tensor: e.name, offset: Int(c.offset))
-            }
         }
-        return storage
+        if verify && xxh64(UnsafeRawBufferPointer(start: target, count: want)) != c.hash {
+            throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: path, tensor: e.name, offset: Int(c.offset))
+        }
     }
 
-    /// Verifies every chunk of every tensor; returns the first problem (tensor, chunk, offset) or nil.
+    /// Verifies every chunk of every tensor (all chunks in parallel, decoded into reused buffers);
+    /// returns the first problem in file order (tensor, chunk, offset) or nil.
     public func verifyAll(threads: Int = availableCores, progress: ((Int, Int) -> Void)? = nil) -> MalError? {
-        for (i, e) in entries.enumerated() where e.codec != .alias {
-            do { _ = try decode(e, verify: true, threads: threads) } catch let err as MalError { return err } catch {
-                return MalError(.corruptStructure, "\(error)", file: path, tensor: e.name)
+        var work: [(entry: Int, chunk: Int)] = []
+        for (ei, e) in entries.enumerated() where e.codec != .alias { for ci in e.chunks.indices { work.append((ei, ci)) } }
+        let maxChunk = entries.map { Int($0.chunkSize) }.max() ?? 0
+        let pool = ScratchPool(size: maxChunk), targets = ScratchPool(size: maxChunk)
+        let errors = LockedBox<[(Int, MalError)]>([])
+        let items = work
+        do {
+            try parallelFor(items.count, threads: threads) { w in
+                let (ei, ci) = items[w]
+                let t = targets.get()
+                defer { targets.put(t) }
+                do {
+                    try self.decodeChunk(self.entries[ei], ci, into: t, pool: pool, verify: true)
+                } catch let e as MalError {
+                    errors.withLock { $0.append((w, e)) }
+                }
             }
-            progress?(i + 1, entries.count)
-        }
-        return nil
+        } catch {}
+        progress?(work.count, work.count)
+        return errors.withLock { $0.min { $0.0 < $1.0 }?.1 }
     }
 
     /// Auxiliary files (tokenizer.json, config.json, ...) stored as U8 tensors under `aux/`.
@@ -357,4 +384,17 @@ public final class MalFile: @unchecked Sendable {
 
     /// Model tensors (everything but `aux/` blobs).
     public var modelEntries: [MalFormat.Entry] { entries.filter { !$0.name.hasPrefix(MalFile.auxPrefix) } }
+}
+
+/// Reusable chunk-sized buffers for parallel decoding (fresh 1 MiB allocations per chunk would
+/// page-fault on every use).
+final class ScratchPool: @unchecked Sendable {
+    let size: Int
+    private let free = LockedBox<[UnsafeMutableRawPointer]>([])
+    init(size: Int) { self.size = size }
+    func get() -> UnsafeMutableRawPointer {
+        free.withLock { $0.popLast() } ?? UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 64)
+    }
+    func put(_ p: UnsafeMutableRawPointer) { free.withLock { $0.append(p) } }
+    deinit { for p in free.withLock({ $0 }) { p.deallocate() } }
 }

@@ -68,33 +68,70 @@ public final class MalWriter {
     public private(set) var records: [Record] = []
     private var names = Set<String>()
 
-    // Per-slot buffers reused across tensors: input, byte planes, compressed output.
+    // Two sets of per-slot buffers (input, byte planes, compressed output): while one set's
+    // batch is written by the writer thread, the next batch is compressed into the other.
     private let slots: Int
-    private let inBufs: [SendableRawPointer]
-    private let planeBufs: [SendableRawPointer]
-    private let outBufs: [SendableRawPointer]
+    private let sets: [BufferSet]
     private let outCapacity: Int
     private let contexts: [OpaquePointer]
+    private let writerQueue = DispatchQueue(label: "malconv.writer")
+    private let pending = [DispatchGroup(), DispatchGroup()]
+    private let writeError = LockedBox<Error?>(nil)
+    /// Where the next byte will land once all queued writes are done.
+    private var logicalPosition = 0
+
+    final class BufferSet: @unchecked Sendable {
+        let input: [SendableRawPointer], planes: [SendableRawPointer], output: [SendableRawPointer]
+        init(slots: Int, chunk: Int, capacity: Int) {
+            input = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: chunk, alignment: 64)) }
+            planes = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: chunk, alignment: 64)) }
+            output = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: capacity, alignment: 64)) }
+        }
+        deinit { for p in input + planes + output { p.pointer.deallocate() } }
+    }
 
     public init(path: String, options: Options = Options()) throws {
         self.options = options
         out = try OutputFile(path: path)
         slots = max(1, options.threads) * 2
-        outCapacity = Int(ZSTD_compressBound(options.chunkSize))
-        inBufs = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: options.chunkSize, alignment: 64)) }
-        planeBufs = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: options.chunkSize, alignment: 64)) }
-        outBufs = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: Int(ZSTD_compressBound(options.chunkSize)), alignment: 64)) }
+        outCapacity = MalFormat.maxStoredChunk(options.chunkSize)
+        sets = (0..<2).map { _ in BufferSet(slots: max(1, options.threads) * 2, chunk: options.chunkSize,
+                                            capacity: MalFormat.maxStoredChunk(options.chunkSize)) }
         contexts = (0..<slots).map { _ in
             let c = ZSTD_createCCtx()!
             ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, options.level)
             return c
         }
         try out.writeZeros(MalFormat.headerSize)
+        logicalPosition = out.position
     }
 
     deinit {
-        for p in inBufs + planeBufs + outBufs { p.pointer.deallocate() }
+        drain()
         for c in contexts { ZSTD_freeCCtx(c) }
+    }
+
+    /// Waits for queued writes; rethrows the first write error.
+    private func drain() { for g in pending { g.wait() } }
+
+    private func checkWrites() throws {
+        if let e = writeError.withLock({ $0 }) { throw e }
+    }
+
+    /// Queues `chunks` of `set` (or zero padding) for writing, in order.
+    private func enqueueWrite(set: Int, buffers: [SendableRawPointer], lengths: [Int], padding: Int) {
+        let out = self.out, errors = writeError
+        pending[set].enter()
+        writerQueue.async { [pending] in
+            defer { pending[set].leave() }
+            if errors.withLock({ $0 != nil }) { return }
+            do {
+                try out.writeZeros(padding)
+                for (b, n) in zip(buffers, lengths) { try out.write(UnsafeRawBufferPointer(start: b.pointer, count: n)) }
+            } catch {
+                errors.withLock { if $0 == nil { $0 = error } }
+            }
+        }
     }
 
     /// Adds a tensor. `link` names its scale tensor when `flags` has `flagQuantized`.
@@ -105,6 +142,7 @@ public final class MalWriter {
         guard let n = elementCount(shape), let bytes = dtype.byteCount(elements: n), bytes == source.byteCount else {
             throw MalError(.invalidArgument, "shape \(shape) of \(dtype.rawValue) does not match \(source.byteCount) bytes", file: out.finalPath, tensor: name)
         }
+        defer { drain() }
         let cs = options.chunkSize
         let chunkCount = (bytes + cs - 1) / cs
         let elem = dtype.byteSize ?? 1
@@ -114,37 +152,47 @@ public final class MalWriter {
         var stored = 0
         var first = true
         var start = 0
+        var batchIndex = 0
         while start < chunkCount {
+            let setIndex = batchIndex % 2
+            pending[setIndex].wait()          // the set's previous batch is on disk
+            try checkWrites()
+            let set = sets[setIndex]
             let batch = min(slots, chunkCount - start)
             let sizes = (0..<batch).map { min(cs, bytes - (start + $0) * cs) }
-            var hashes = [UInt64](repeating: 0, count: batch)
-            var lengths = [Int](repeating: 0, count: batch)
-            let hashBox = LockedBox((hashes, lengths))
+            let box = LockedBox(([UInt64](repeating: 0, count: batch), [Int](repeating: 0, count: batch)))
             let compress = codec != .raw
             let planes = codec == .zstdBytePlanes ? elem : 0
-            let inBufs = self.inBufs, planeBufs = self.planeBufs, outBufs = self.outBufs, contexts = SendableContexts(contexts)
+            let contexts = SendableContexts(self.contexts)
             let cap = outCapacity, base = start
             try parallelFor(batch, threads: options.threads) { i in
                 let n = sizes[i]
-                let buf = inBufs[i].pointer
+                let buf = set.input[i].pointer
                 try source.fill((base + i) * cs, n, buf)
                 let h = xxh64(UnsafeRawBufferPointer(start: buf, count: n))
                 var len = n
                 if compress {
-                    var src = UnsafeRawPointer(buf)
+                    // Byte planes are compressed as one zstd frame each (concatenated): each plane
+                    // gets its own entropy tables, worth ~5% on BF16 over one frame for all planes.
+                    var parts: [(UnsafeRawPointer, Int)] = [(UnsafeRawPointer(buf), n)]
                     if planes > 0 {
-                        mal_shuffle(planeBufs[i].pointer.assumingMemoryBound(to: UInt8.self), buf.assumingMemoryBound(to: UInt8.self), n / planes, planes)
-                        src = UnsafeRawPointer(planeBufs[i].pointer)
+                        mal_shuffle(set.planes[i].pointer.assumingMemoryBound(to: UInt8.self), buf.assumingMemoryBound(to: UInt8.self), n / planes, planes)
+                        let p = UnsafeRawPointer(set.planes[i].pointer)
+                        parts = (0..<planes).map { (p + $0 * (n / planes), n / planes) }
                     }
-                    let r = ZSTD_compress2(contexts.items[i], outBufs[i].pointer, cap, src, n)
-                    if ZSTD_isError(r) != 0 {
-                        throw MalError(.ioError, "zstd: \(String(cString: ZSTD_getErrorName(r)))", tensor: nil)
+                    len = 0
+                    for (src, size) in parts {
+                        let r = ZSTD_compress2(contexts.items[i], set.output[i].pointer + len, cap - len, src, size)
+                        if ZSTD_isError(r) != 0 {
+                            throw MalError(.ioError, "zstd: \(String(cString: ZSTD_getErrorName(r)))", tensor: nil)
+                        }
+                        len += r
                     }
-                    len = r
                 }
-                hashBox.withLock { $0.0[i] = h; $0.1[i] = len }
+                box.withLock { $0.0[i] = h; $0.1[i] = len }
             }
-            (hashes, lengths) = hashBox.withLock { $0 }
+            var (hashes, lengths) = box.withLock { $0 }
+            source.release?((start * cs)..<min(bytes, (start + batch) * cs))
             if first && forced == nil && compress {
                 // Measured gain on the first batch decides the codec for the whole tensor.
                 let raw = sizes.reduce(0, +), comp = lengths.reduce(0, +)
@@ -153,21 +201,24 @@ public final class MalWriter {
                     lengths = sizes
                 }
             }
+            var padding = 0
             if first && codec == .raw {
-                let pad = (MalFormat.rawAlignment - out.position % MalFormat.rawAlignment) % MalFormat.rawAlignment
-                try out.writeZeros(pad)
+                padding = (MalFormat.rawAlignment - logicalPosition % MalFormat.rawAlignment) % MalFormat.rawAlignment
+                logicalPosition += padding
             }
             first = false
             for i in 0..<batch {
-                let offset = out.position
-                let buf = codec == .raw ? inBufs[i].pointer : outBufs[i].pointer
-                try out.write(UnsafeRawBufferPointer(start: buf, count: lengths[i]))
-                chunks.append(MalFormat.Chunk(offset: UInt64(offset), storedLength: UInt32(lengths[i]), hash: hashes[i]))
+                chunks.append(MalFormat.Chunk(offset: UInt64(logicalPosition), storedLength: UInt32(lengths[i]), hash: hashes[i]))
+                logicalPosition += lengths[i]
                 stored += lengths[i]
             }
-            source.release?((start * cs)..<min(bytes, (start + batch) * cs))
+            enqueueWrite(set: setIndex, buffers: codec == .raw ? Array(set.input[0..<batch]) : Array(set.output[0..<batch]),
+                         lengths: lengths, padding: padding)
             start += batch
+            batchIndex += 1
         }
+        drain()
+        try checkWrites()
         if chunkCount == 0 { codec = .raw }
         let entry = MalFormat.Entry(name: name, dtype: dtype, codec: codec, flags: flags, shape: shape, chunkSize: UInt32(cs),
                                     rawLength: UInt64(bytes), hash: MalFormat.tensorHash(chunks.map(\.hash)), chunks: chunks)
@@ -200,6 +251,8 @@ public final class MalWriter {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let meta = [UInt8](try enc.encode(metadata))
+        drain()
+        try checkWrites()
         var h = MalFormat.Header()
         h.metadataOffset = UInt64(out.position)
         h.metadataLength = UInt64(meta.count)

@@ -7,7 +7,7 @@ import Glibc
 /// A file written under a temporary name in the destination's folder and renamed into place by
 /// `commit()`. Until then it is registered for removal on failure and on SIGINT/SIGTERM, so an
 /// interrupted command never leaves a partial output.
-public final class OutputFile {
+public final class OutputFile: @unchecked Sendable {
     public let finalPath: String
     public let tempPath: String
     private var fd: Int32

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MalCore
 import MalReaders
+import MalWriters
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,6 +29,10 @@ struct CheckCommand: ParsableCommand {
         var errorKind: String?
         var tensor: String?
         var offset: Int?
+        /// Uncompressed tensor bytes decoded and verified, and how long it took.
+        var decodedBytes: Int = 0
+        var seconds: Double = 0
+        var threads: Int = 1
     }
 
     func run() throws {
@@ -38,9 +43,13 @@ struct CheckCommand: ParsableCommand {
             result.chunks = mal.entries.reduce(0) { $0 + $1.chunks.count }
             result.bytes = mal.mapping.size
             let progress = Progress("check")
+            let start = monotonicSeconds()
             if let e = mal.verifyAll(threads: threads, progress: { progress.update($0, $1, "") }) {
                 throw e
             }
+            result.seconds = monotonicSeconds() - start
+            result.decodedBytes = mal.entries.filter { $0.codec != .alias }.reduce(0) { $0 + Int($1.rawLength) }
+            result.threads = threads
             result.ok = true
         } catch let e as MalError {
             result.error = e.description
@@ -53,7 +62,9 @@ struct CheckCommand: ParsableCommand {
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try enc.encode(result), as: UTF8.self))
         } else if result.ok {
-            print("\(file): ok (\(result.tensors) tensors, \(result.chunks) chunks, \(result.bytes) bytes, all checksums match)")
+            print("\(file): ok (\(result.tensors) tensors, \(result.chunks) chunks, \(result.bytes) bytes, all checksums match; "
+                  + "decoded \(result.decodedBytes) bytes in \(String(format: "%.3f", result.seconds)) s = "
+                  + "\(String(format: "%.2f", Double(result.decodedBytes) / max(result.seconds, 1e-9) / 1e9)) GB/s on \(threads) threads)")
         } else {
             printError("error: \(result.error ?? "")")
         }
