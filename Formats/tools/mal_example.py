@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""An independent writer and reader of the .mal format, written from Formats/MAL.md alone.
+
+    mal_example.py write OUT.mal     writes the worked example of MAL.md §11 (one F32 tensor [2, 3])
+    mal_example.py read FILE.mal     lists the tensors of any .mal file and checks every checksum
+
+Needs the PyPI packages xxhash and zstandard. Used to check that the spec is complete: a file this
+script writes passes `malconv check`, and this script reads what malconv writes.
+"""
+import json, struct, sys
+import xxhash, zstandard
+
+MAGIC = b"\x89MAL\r\n\x1a\n"
+DTYPES = {1: "BOOL", 2: "U8", 3: "I8", 4: "U16", 5: "I16", 6: "U32", 7: "I32", 8: "U64", 9: "I64", 10: "F16", 11: "BF16",
+          12: "F32", 13: "F64", 14: "F8_E4M3", 15: "F8_E5M2", 16: "F8_E8M0", 17: "F8_E4M3FNUZ", 18: "F8_E5M2FNUZ", 19: "C64",
+          20: "F4", 21: "F6_E2M3", 22: "F6_E3M2"}
+BITS = {"BOOL": 8, "U8": 8, "I8": 8, "U16": 16, "I16": 16, "U32": 32, "I32": 32, "U64": 64, "I64": 64, "F16": 16, "BF16": 16,
+        "F32": 32, "F64": 64, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "C64": 64,
+        "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+CODECS = {0: "raw", 1: "zstd", 2: "zstd+planes", 3: "alias"}
+
+def h64(b): return xxhash.xxh64_intdigest(b, seed=0)
+
+def tensor_hash(chunk_hashes): return h64(b"".join(struct.pack("<Q", h) for h in chunk_hashes))
+
+def write_example(path):
+    data = struct.pack("<6f", 1.0, -2.0, 0.5, 3.0, 0.0, -1.5)        # F32 [2, 3], 24 bytes
+    out = bytearray(96)                                              # header, filled in last
+    out += b"\0" * ((64 - len(out) % 64) % 64)                       # raw data starts 64-aligned: offset 128
+    off = len(out)
+    out += data
+    chunk_hash = h64(data)
+    spec = {"architecture": "gpt2", "vocabSize": 2, "hiddenSize": 3, "layers": 0, "heads": 1, "kvHeads": 1,
+            "headDim": 3, "intermediateSize": 12, "maxPositions": 4, "norm": "layerNorm", "normEps": 1e-5,
+            "activation": "gelu_new", "positions": "learned", "tiedEmbeddings": True, "attentionBias": True,
+            "mlpBias": True, "eosTokenIds": [], "mtpLayers": 0}
+    meta = json.dumps({"format": "mal", "formatVersion": "1.0", "architecture": "gpt2", "spec": spec,
+                       "nameScheme": "malconv-canonical-1",
+                       "provenance": {"converter": "mal_example.py", "converterVersion": "1", "command": "write",
+                                      "options": {}, "sources": [], "droppedTensors": []}},
+                      separators=(",", ":"), sort_keys=True).encode()
+    meta_off = len(out)
+    out += meta
+    name = b"token_embd.weight"
+    table = struct.pack("<II", 1, 0)
+    table += struct.pack("<HBBBBHIIQQII", len(name), 12, 0, 2, 0, 0, 1 << 20, 0xFFFFFFFF, len(data),
+                         tensor_hash([chunk_hash]), 1, 0)
+    table += struct.pack("<QQ", 2, 3) + name
+    table += struct.pack("<QIIQ", off, len(data), 0, chunk_hash)
+    table_off = len(out)
+    out += table
+    hdr = MAGIC + struct.pack("<HHIQQQQQQQ", 1, 0, 0, len(out), meta_off, len(meta), table_off, len(table), h64(meta), h64(table))
+    hdr += b"\0" * 16
+    hdr += struct.pack("<Q", h64(hdr))
+    out[0:96] = hdr
+    open(path, "wb").write(out)
+
+def read(path):
+    b = open(path, "rb").read()
+    assert b[:8] == MAGIC, "bad magic"
+    major, minor, flags, flen, moff, mlen, toff, tlen, mh, th = struct.unpack_from("<HHIQQQQQQQ", b, 8)
+    assert struct.unpack_from("<Q", b, 88)[0] == h64(b[:88]), "header checksum"
+    assert major == 1 and flags == 0 and flen == len(b)
+    assert h64(b[moff:moff + mlen]) == mh and h64(b[toff:toff + tlen]) == th
+    meta = json.loads(b[moff:moff + mlen])
+    print(f"version {major}.{minor}, {meta['architecture']}, {len(b)} bytes")
+    p = toff
+    count, _ = struct.unpack_from("<II", b, p); p += 8
+    entries = []
+    for _ in range(count):
+        nlen, dcode, codec, rank, tflags, _, csize, link, rawlen, thash, nchunks, _ = struct.unpack_from("<HBBBBHIIQQII", b, p); p += 40
+        shape = list(struct.unpack_from(f"<{rank}Q", b, p)); p += 8 * rank
+        name = b[p:p + nlen].decode(); p += nlen
+        chunks = [struct.unpack_from("<QIIQ", b, p + 24 * i) for i in range(nchunks)]; p += 24 * nchunks
+        entries.append((name, DTYPES[dcode], CODECS[codec], shape, csize, link, rawlen, thash, chunks))
+    dctx = zstandard.ZstdDecompressor()
+    for name, dtype, codec, shape, csize, link, rawlen, thash, chunks in entries:
+        if codec != "alias":
+            assert tensor_hash([c[3] for c in chunks]) == thash
+            es = BITS[dtype] // 8
+            for i, (off, slen, _, ch) in enumerate(chunks):
+                want = min(csize, rawlen - i * csize)
+                stored = b[off:off + slen]
+                if codec == "raw":
+                    raw = stored
+                else:
+                    raw = b"".join(dctx.decompressobj().decompress(f) for f in split_frames(stored))
+                    if codec == "zstd+planes":
+                        n = want // es
+                        raw = bytes(raw[j * n + k] for k in range(n) for j in range(es)) if n < 4096 else unshuffle(raw, n, es)
+                assert len(raw) == want and h64(raw) == ch, f"{name} chunk {i}"
+        target = f" -> {entries[link][0]}" if link != 0xFFFFFFFF else ""
+        print(f"  {name:40s} {dtype:8s} {str(shape):16s} {codec:12s}{target}")
+
+def split_frames(buf):
+    """Concatenated zstd frames (the byte-plane codec stores one frame per plane)."""
+    frames, p = [], 0
+    while p < len(buf):
+        n = zstandard.frame_content_size(buf[p:])  # noqa: F841 (validates the frame header)
+        size = zstandard.ZstdDecompressor().decompressobj()
+        params = zstandard.get_frame_parameters(buf[p:])
+        # find the compressed size of this frame by decoding it
+        d = zstandard.ZstdDecompressor().decompressobj()
+        d.decompress(buf[p:])
+        used = len(buf) - p - len(d.unused_data)
+        frames.append(buf[p:p + used])
+        p += used
+    return frames
+
+def unshuffle(raw, n, es):
+    import numpy as np
+    return np.frombuffer(raw, np.uint8).reshape(es, n).T.copy().tobytes()
+
+if __name__ == "__main__":
+    {"write": write_example, "read": read}[sys.argv[1]](sys.argv[2])
