@@ -8,7 +8,7 @@ BIN := .build/release
 SAMPLES := Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes
 DEBIAN_PACKAGES := libzstd-dev libjson-c-dev pkg-config
 
-.PHONY: deps build demo test clean
+.PHONY: deps build demo test bench clean
 
 ## Install the Debian packages the build needs, if they are missing.
 deps:
@@ -21,15 +21,31 @@ deps:
 build: deps
 	$(SWIFT) build $(RELEASE_FLAGS)
 
-## The main job on the bundled samples.
+DEMO := .build/demo
+
+## The main job on the bundled samples: inspect, convert to .mal, check, export back, compare sizes.
 demo: build
+	@mkdir -p $(DEMO)
 	@for m in $(SAMPLES); do \
-		echo "== malconv inspect $$m"; \
+		n=$$(basename $$m); \
+		echo "== $$n"; \
 		$(BIN)/malconv inspect $$m || exit 1; \
+		$(BIN)/malconv convert $$m -o $(DEMO)/$$n.mal || exit 1; \
+		$(BIN)/malconv check $(DEMO)/$$n.mal || exit 1; \
+		$(BIN)/malconv export $(DEMO)/$$n.mal -o $(DEMO)/$$n-export --force || exit 1; \
+		cmp -s $$m/model.safetensors $(DEMO)/$$n-export/model.safetensors \
+			&& echo "   export is byte-identical to the original model.safetensors" \
+			|| echo "   export differs in file layout (tensor bytes are compared by the tests)"; \
+		printf "   sizes: safetensors %s B, .mal %s B, exported %s B\n" \
+			$$(stat -c %s $$m/model.safetensors) $$(stat -c %s $(DEMO)/$$n.mal) $$(stat -c %s $(DEMO)/$$n-export/model.safetensors); \
 	done
 
 test: deps
 	$(SWIFT) test
+
+## Benchmarks (Docs/PERFORMANCE.md): container conversion, compression and decoding.
+bench: build
+	Benchmarks/bench_container.sh
 
 clean:
 	rm -rf .build
