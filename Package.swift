@@ -20,8 +20,9 @@ let package = Package(
         .target(name: "MalReaders", dependencies: ["MalCore", "CJSONC", "CZstd", "CMalKernels"]),
         .target(name: "MalTransforms", dependencies: ["MalCore", "MalReaders", "CMalKernels"]),
         .target(name: "MalWriters", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CZstd", "CMalKernels"]),
+        .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms"]),
         .executableTarget(name: "malconv", dependencies: [
-            "MalCore", "MalReaders", "MalTransforms", "MalWriters",
+            "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malrun", dependencies: [
@@ -29,6 +30,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "MalReadersTests", dependencies: ["MalCore", "MalReaders"]),
+        .testTarget(name: "MalQuantTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify"]),
         .testTarget(name: "MalContainerTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters"]),
     ]
 )

@@ -32,7 +32,7 @@ static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 void mal_f32_to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u = f2u(src[i]);
-        if ((u & 0x7FFFFFFFu) > 0x7F800000u) { dst[i] = (uint16_t)((u >> 16) | 0x0040u); continue; }
+        if ((u & 0x7FFFFFFFu) > 0x7F800000u) { dst[i] = (uint16_t)(((u >> 16) & 0x8000u) | 0x7FC0u); continue; }
         u += 0x7FFFu + ((u >> 16) & 1u);   /* round to nearest even; overflow rounds to inf */
         dst[i] = (uint16_t)(u >> 16);
     }

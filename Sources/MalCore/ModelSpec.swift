@@ -111,14 +111,17 @@ public struct QuantizationSpec: Equatable, Sendable, Codable {
     public var method: String
     public var format: String
     public var activationScheme: String
-    /// [rows, cols] of one scale block; nil when the config does not say.
+    /// [rows, cols] of one scale block; nil when the config does not say. `[1, 0]`: per channel.
     public var weightBlockSize: [Int]?
+    /// `ue8m0` for power-of-two scales (DeepSeek V3.1's `scale_fmt`), nil for plain float32 scales.
+    public var scaleFormat: String?
 
-    public init(method: String, format: String, activationScheme: String, weightBlockSize: [Int]?) {
+    public init(method: String, format: String, activationScheme: String, weightBlockSize: [Int]?, scaleFormat: String? = nil) {
         self.method = method
         self.format = format
         self.activationScheme = activationScheme
         self.weightBlockSize = weightBlockSize
+        self.scaleFormat = scaleFormat
     }
 }
 

@@ -253,13 +253,15 @@ struct ConfigFields {
         }
         var block: [Int]?
         if let b = q["weight_block_size"], !b.isNull {
-            guard let a = b.arrayValue, a.count == 2, let r = a[0].intValue, let cl = a[1].intValue, r > 0, cl > 0 else {
+            // [rows, cols]; malconv writes [1, 0] for per-channel scales.
+            guard let a = b.arrayValue, a.count == 2, let r = a[0].intValue, let cl = a[1].intValue, r > 0, cl >= 0, cl > 0 || r == 1 else {
                 throw MalError(.invalidField, "field 'quantization_config.weight_block_size': expected [rows, cols], found \(b.serialized)",
                                file: file)
             }
             block = [r, cl]
         }
         return QuantizationSpec(method: q["quant_method"]?.stringValue ?? "unknown", format: q["fmt"]?.stringValue ?? "",
-                                activationScheme: q["activation_scheme"]?.stringValue ?? "", weightBlockSize: block)
+                                activationScheme: q["activation_scheme"]?.stringValue ?? "", weightBlockSize: block,
+                                scaleFormat: q["scale_fmt"]?.stringValue)
     }
 }

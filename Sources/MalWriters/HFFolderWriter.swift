@@ -85,7 +85,8 @@ public enum HFFolderWriter {
                     let cfg = try bytes.withUnsafeBytes { try JSONValue.parse($0, file: "config.json") }
                     let dtypes = Set(plan.map(\.dtype).filter { FloatCast.supported.contains($0) })
                     let main = dtypes.count == 1 ? HubConfig.torchName(dtypes.first!) : nil
-                    bytes = Array(HubConfig.rewrite(cfg, dtype: main ?? model.spec.declaredDType).prettySerialized.utf8)
+                    bytes = Array(HubConfig.rewrite(cfg, dtype: main ?? model.spec.declaredDType,
+                                                    quantization: model.spec.quantization).prettySerialized.utf8)
                 }
                 written.append(aux)
                 let f = try OutputFile(path: joinPath(tmp, aux))

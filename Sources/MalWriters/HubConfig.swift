@@ -4,7 +4,8 @@ import MalCore
 /// instead of transformers 5's `rope_parameters`, `torch_dtype` instead of `dtype`, and without
 /// the derived DeepSeek `head_dim` / `qk_head_dim`. Values are kept; `dtype` overrides the dtype.
 public enum HubConfig {
-    public static func rewrite(_ config: JSONValue, dtype: String? = nil) -> JSONValue {
+    /// `quantization` replaces `quantization_config` (nil removes it: a dequantised model has none).
+    public static func rewrite(_ config: JSONValue, dtype: String? = nil, quantization: QuantizationSpec?) -> JSONValue {
         guard var pairs = config.objectPairs else { return config }
         let isDeepSeek = (config["model_type"]?.stringValue ?? "").hasPrefix("deepseek")
         if let i = pairs.firstIndex(where: { $0.0 == "rope_parameters" }) {
@@ -34,6 +35,14 @@ public enum HubConfig {
             pairs.append(("torch_dtype", .string(dtype)))
         }
         if isDeepSeek { pairs.removeAll { $0.0 == "head_dim" || $0.0 == "qk_head_dim" } }
+        pairs.removeAll { $0.0 == "quantization_config" }
+        if let q = quantization {
+            var qc: [(String, JSONValue)] = [("activation_scheme", .string(q.activationScheme)), ("fmt", .string(q.format)),
+                                             ("quant_method", .string(q.method))]
+            if let s = q.scaleFormat { qc.append(("scale_fmt", .string(s))) }
+            if let b = q.weightBlockSize { qc.append(("weight_block_size", .array(b.map { .int(Int64($0)) }))) }
+            pairs.append(("quantization_config", .object(qc)))
+        }
         pairs.sort { $0.0 < $1.0 }
         return .object(pairs)
     }

@@ -30,6 +30,24 @@ void mal_f32_to_f16(uint16_t *dst, const float *src, size_t n);
 void mal_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 void mal_f16_to_f32(float *dst, const uint16_t *src, size_t n);
 
+/* FP8 codecs (OCP FP8: E4M3 "fn" = bias 7, no inf, NaN S.1111.111, max 448; E5M2 = bias 15, IEEE-like).
+   Encoding rounds to nearest even. e4m3 "satfinite" clamps to +-448 first (what a quantiser emits:
+   torch's cast); the non-saturating form gives NaN beyond 464 (ml_dtypes). NaN stays NaN (0x7f/0xff). */
+void mal_f32_to_e4m3(uint8_t *dst, const float *src, size_t n, int saturate);
+void mal_e4m3_to_f32(float *dst, const uint8_t *src, size_t n);
+void mal_f32_to_e5m2(uint8_t *dst, const float *src, size_t n, int saturate);
+void mal_e5m2_to_f32(float *dst, const uint8_t *src, size_t n);
+
+/* DeepSeek-V3 block quantisation of one band of rows: `rows` x `cols` float32 values (row stride
+   `cols`), blocks of `rows` x `bc` columns (the band is one block high). For each block:
+   amax = max(|x|, 1e-4); s = amax / 448 (float32); if pow2: s = 2^ceil(log2 s) (UE8M0);
+   q = e4m3_satfinite(x / s). Writes q (row stride cols) and one scale per block (scales[b]).
+   Returns -1, or the index (row * cols + col) of the first NaN/inf value. */
+long mal_quantize_band_e4m3(uint8_t *q, float *scales, const float *x, size_t rows, size_t cols, size_t bc, int pow2);
+
+/* q (rows x cols, e4m3) times per-block scale -> float32: y = float32(q) * s (one rounding). */
+void mal_dequantize_band_e4m3(float *y, const uint8_t *q, const float *scales, size_t rows, size_t cols, size_t bc);
+
 /* Temporary outputs removed on SIGINT/SIGTERM/SIGHUP (and by mal_cleanup_temps): a failed or
    interrupted command leaves nothing behind. Directories are removed after the files in them. */
 void mal_install_cleanup_handlers(void);

@@ -1,0 +1,107 @@
+import CMalKernels
+import MalCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Shape of one quantisation block: `rows × cols`; `cols == 0` means a whole row (per-channel).
+public struct BlockShape: Equatable, Sendable, CustomStringConvertible {
+    public var rows: Int
+    public var cols: Int
+    public init(rows: Int, cols: Int) { self.rows = rows; self.cols = cols }
+
+    public static let deepseek = BlockShape(rows: 128, cols: 128)
+
+    /// Parses `128x128`, `1x128`, `per-channel`.
+    public init?(_ s: String) {
+        if s == "per-channel" { self.init(rows: 1, cols: 0); return }
+        let parts = s.lowercased().split(separator: "x")
+        guard parts.count == 2, let r = Int(parts[0]), let c = Int(parts[1]), r > 0, c > 0, r <= 1 << 20, c <= 1 << 20 else { return nil }
+        self.init(rows: r, cols: c)
+    }
+
+    public var description: String { cols == 0 ? "per-channel" : "\(rows)x\(cols)" }
+
+    /// Block columns for a matrix of `cols` columns.
+    public func width(_ matrixCols: Int) -> Int { cols == 0 ? max(matrixCols, 1) : cols }
+
+    /// Shape of the scale grid of an `[out, in]` weight.
+    public func scaleShape(_ shape: [Int]) -> [Int] {
+        [(shape[0] + rows - 1) / rows, (shape[1] + width(shape[1]) - 1) / width(shape[1])]
+    }
+}
+
+/// How block scales are stored: float32 `amax / 448`, or rounded up to a power of two
+/// (`ue8m0`, DeepSeek V3.1's `scale_fmt`): still float32 values, exactly representable as E8M0.
+public enum ScaleFormat: String, Sendable, CaseIterable { case f32, ue8m0 }
+
+/// DeepSeek-V3 block quantisation to FP8 E4M3 (`../shared/reference/seed-book-code.md` §8): per block,
+/// `amax = max(|W_block|, 1e-4)`, `scale_inv = amax / 448` (float32), `q = e4m3_rne(W_block / scale_inv)`
+/// with saturation at ±448; edge blocks are partial. Dequantisation: `float32(q) × scale_inv`.
+public enum BlockQuantizer {
+    /// Quantises a 2-D float tensor. Returns the E4M3 bytes and the float32 scale grid.
+    /// Runs one 128-row band per task on `threads` threads; memory is one float32 band per thread.
+    public static func quantize(_ t: Tensor, block: BlockShape, scale: ScaleFormat, threads: Int = availableCores) throws
+        -> (q: TensorStorage, scales: TensorStorage, scaleShape: [Int]) {
+        guard t.shape.count == 2 else {
+            throw MalError(.invalidArgument, "only 2-D weights are block-quantised, not shape \(t.shape)", tensor: t.name)
+        }
+        let rows = t.shape[0], cols = t.shape[1]
+        let bc = block.width(cols)
+        let sshape = block.scaleShape(t.shape)
+        let q = TensorStorage.allocate(count: rows * cols)
+        let scales = TensorStorage.allocate(count: sshape[0] * sshape[1] * 4)
+        let qp = SendableRawPointer(UnsafeMutableRawPointer(mutating: q.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!))
+        let sp = SendableRawPointer(UnsafeMutableRawPointer(mutating: scales.bytes.baseAddress!))
+        let src = SendableBytes(t.bytes)
+        let es = t.dtype.byteSize ?? 4
+        let dtype = t.dtype, name = t.name, pow2: Int32 = scale == .ue8m0 ? 1 : 0
+        try withExtendedLifetime(t.storage) {
+            try parallelFor(sshape[0], threads: threads) { band in
+                let r0 = band * block.rows, nr = min(block.rows, rows - r0)
+                let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(nr * cols, 1))
+                defer { buf.deallocate() }
+                try widenToFloat32(src.buffer.baseAddress! + r0 * cols * es, dtype: dtype, count: nr * cols, into: buf)
+                let bad = mal_quantize_band_e4m3(qp.pointer.assumingMemoryBound(to: UInt8.self) + r0 * cols,
+                                                 sp.pointer.assumingMemoryBound(to: Float.self) + band * sshape[1],
+                                                 buf, nr, cols, bc, pow2)
+                if bad >= 0 {
+                    let i = r0 * cols + bad
+                    throw MalError(.nonFiniteValue, "non-finite value \(buf[bad]) at element \(i) (row \(i / cols), column \(i % cols))",
+                                   tensor: name)
+                }
+            }
+        }
+        return (q, scales, sshape)
+    }
+
+    /// `float32(q) × scale` for an E4M3 weight and its scale grid. The block shape is taken from
+    /// `block` and must agree with the scale grid (transformers derives it from the ratio of shapes,
+    /// which is wrong when a dimension is not a multiple of the block).
+    public static func dequantize(q: Tensor, scales: Tensor, block: BlockShape, threads: Int = availableCores) throws -> TensorStorage {
+        guard q.shape.count == 2, q.dtype == .f8e4m3 else {
+            throw MalError(.unsupported, "dequantisation needs a 2-D F8_E4M3 weight, not \(q.dtype.rawValue) \(q.shape)", tensor: q.name)
+        }
+        let want = block.scaleShape(q.shape)
+        guard scales.shape == want, scales.dtype == .f32 else {
+            throw MalError(.invalidShape, "scale \(scales.name) is \(scales.dtype.rawValue) \(scales.shape); \(block) blocks of \(q.shape) need F32 \(want)",
+                           tensor: q.name)
+        }
+        let rows = q.shape[0], cols = q.shape[1], bc = block.width(cols)
+        let out = TensorStorage.allocate(count: rows * cols * 4)
+        let op = SendableRawPointer(UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!))
+        let qb = SendableBytes(q.bytes), sb = SendableBytes(scales.bytes)
+        try withExtendedLifetime((q.storage, scales.storage)) {
+            try parallelFor(want[0], threads: threads) { band in
+                let r0 = band * block.rows, nr = min(block.rows, rows - r0)
+                mal_dequantize_band_e4m3(op.pointer.assumingMemoryBound(to: Float.self) + r0 * cols,
+                                         qb.buffer.baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * cols,
+                                         sb.buffer.baseAddress!.assumingMemoryBound(to: Float.self) + band * want[1], nr, cols, bc)
+            }
+        }
+        return out
+    }
+}
+
+/// Shell-style pattern match (`*`, `?`, `[...]`) for --include / --exclude.
+public func globMatch(_ pattern: String, _ name: String) -> Bool { fnmatch(pattern, name, 0) == 0 }

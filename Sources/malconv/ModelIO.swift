@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import MalCore
+import MalReaders
+import MalTransforms
+import MalWriters
+
+/// Opening inputs and writing outputs the same way in every command.
+enum ModelIO {
+    /// A `.mal` file, or an HF folder / safetensors file / index, as a `CanonicalModel`.
+    static func open(_ path: String, dtype: TargetDType = .keep) throws -> (model: CanonicalModel, sources: [String]) {
+        if fileExists(path), let mal = try? MalFile(path: path) { return (mal, [path]) }
+        if path.hasSuffix(".mal") { return (try MalFile(path: path), [path]) }   // rethrows the real error
+        let hf = try HFModel(path: path)
+        return (try HFCanonicalModel(model: hf, target: dtype), [path] + hf.checkpoint.files.map(\.path))
+    }
+
+    /// Writes `model` to `output` following the output convention (`.mal` → container, else HF
+    /// folder; `--to` overrides). Prints the summary.
+    static func write(_ model: CanonicalModel, output: String, to: OutputFormat?, inputs: [String], command: String,
+                      options: [String: String], quantization: MalMetadata.Quantization? = nil, level: Int32 = 1,
+                      threads: Int = availableCores, maxShardSize: String? = nil, force: Bool = false, json: Bool = false) throws {
+        try refuseOverwritingInput(output: output, inputs: inputs)
+        let progress = Progress(command)
+        switch OutputFormat.resolve(path: output, explicit: to) {
+        case .mal:
+            var opts = MalWriter.Options()
+            opts.level = level
+            opts.threads = threads
+            var sources: [MalMetadata.SourceFile]
+            var dropped: [String] = []
+            if let mal = rootMal(model) {
+                sources = mal.metadata.provenance.sources
+                dropped = mal.metadata.provenance.droppedTensors
+            } else if let hf = rootHF(model) {
+                sources = try ContainerExport.hashSources(hf.model.checkpoint.files.map(\.path))
+                dropped = hf.dropped
+            } else {
+                sources = []
+            }
+            let s = try ContainerExport.write(model, to: output, options: opts, command: command, optionValues: options,
+                                              sources: sources, dropped: dropped, quantization: quantization, progress: progress.update)
+            Report.container(s, path: output, json: json)
+        case .safetensors:
+            let start = monotonicSeconds()
+            let s = try HFFolderWriter.write(model, to: output, maxShardBytes: try maxShardSize.map(parseSize), force: force,
+                                             progress: progress.update)
+            Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json)
+        }
+    }
+
+    static func rootMal(_ m: CanonicalModel) -> MalFile? {
+        if let f = m as? MalFile { return f }
+        if let q = m as? QuantizedModel { return rootMal(q.base) }
+        if let d = m as? DequantizedModel { return rootMal(d.base) }
+        return nil
+    }
+
+    static func rootHF(_ m: CanonicalModel) -> HFCanonicalModel? {
+        if let f = m as? HFCanonicalModel { return f }
+        if let q = m as? QuantizedModel { return rootHF(q.base) }
+        if let d = m as? DequantizedModel { return rootHF(d.base) }
+        return nil
+    }
+}

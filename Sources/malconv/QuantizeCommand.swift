@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import MalCore
+import MalReaders
+import MalTransforms
+import MalWriters
+
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Block-quantise Linear weights to FP8 E4M3 (DeepSeek-V3 layout: 128x128 blocks, scale_inv = amax/448).",
+        discussion: """
+        By default every Linear weight of attention, MLP, experts and shared experts is quantised; embeddings, \
+        output head, norms, biases, router gate, routing bias and the MTP projection/head keep their dtype (what \
+        DeepSeek's release does). Weights that are already FP8 pass through. NaN or infinite weights stop the \
+        command with the tensor and element. An HF output folder follows the DeepSeek-V3 release layout \
+        (<name>_scale_inv, quantization_config), which vLLM and SGLang load. Patterns match canonical names \
+        (Formats/NAMES.md), e.g. --exclude 'blk.0.*' --include 'output.weight'.
+        """)
+
+    @Argument(help: "HF model folder, .safetensors, shard index or .mal.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output: .mal container, or any other path for an HF folder.")
+    var output: String
+
+    @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
+    var to: OutputFormat?
+
+    @Option(help: "FP8 format (e4m3).")
+    var format: String = "e4m3"
+
+    @Option(help: "Block shape: 128x128 (DeepSeek-V3), 1x128, per-channel, or any RxC.")
+    var block: String = "128x128"
+
+    @Option(help: "Scale format: f32 (amax/448) or ue8m0 (rounded up to a power of two, as DeepSeek V3.1).")
+    var scale: String = "f32"
+
+    @Option(help: "Also quantise tensors matching this pattern (repeatable).")
+    var include: [String] = []
+
+    @Option(help: "Never quantise tensors matching this pattern (repeatable).")
+    var exclude: [String] = []
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int = availableCores
+
+    @Option(help: "HF output only: largest shard, e.g. 5GB.")
+    var maxShardSize: String?
+
+    @Flag(help: "Replace a non-empty output folder.")
+    var force = false
+
+    @Flag(help: "Print the summary (what was quantised, what was kept and why) as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard format == "e4m3" else { throw ValidationError("--format: only e4m3 is supported") }
+        guard BlockShape(block) != nil else { throw ValidationError("--block must be RxC (e.g. 128x128, 1x128) or per-channel") }
+        guard ScaleFormat(rawValue: scale) != nil else { throw ValidationError("--scale must be f32 or ue8m0") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        try runReporting {
+            let (base, inputs) = try ModelIO.open(input)
+            let b = BlockShape(block)!, s = ScaleFormat(rawValue: scale)!
+            let q = try QuantizedModel(base: base, block: b, scale: s, include: include, exclude: exclude, threads: threads)
+            if OutputFormat.resolve(path: output, explicit: to) == .safetensors && q.spec.architecture == .gpt2
+                && q.decisions.contains(where: { $0.action == "quantized" }) {
+                throw MalError(.unsupported, "GPT-2's fused Conv1D c_attn has no FP8 safetensors layout; write a .mal file (-o OUT.mal)",
+                               file: output)
+            }
+            try ModelIO.write(q, output: output, to: to, inputs: inputs, command: "quantize",
+                              options: ["format": format, "block": b.description, "scale": s.rawValue,
+                                        "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ",")],
+                              quantization: MalMetadata.Quantization(format: "e4m3", blockSize: [b.rows, b.cols], scale: s.rawValue),
+                              threads: threads, maxShardSize: maxShardSize, force: force, json: false)
+            Self.summarize(q.decisions, json: json)
+        }
+    }
+
+    static func summarize(_ d: [QuantizedModel.Decision], json: Bool) {
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try! enc.encode(["decisions": d]), as: UTF8.self))
+            return
+        }
+        var groups: [String: Int] = [:]
+        for x in d { groups["\(x.action): \(x.reason)", default: 0] += 1 }
+        for (k, n) in groups.sorted(by: { $0.key < $1.key }) { print("  \(n) \(k)") }
+    }
+}
+
+struct DequantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dequantize",
+        abstract: "Turn an FP8 checkpoint (e.g. DeepSeek-V3's release) into BF16 or F32 on the CPU, streaming.",
+        discussion: """
+        Each block-quantised weight becomes float32(q) x scale_inv (then rounded to BF16 with --dtype bf16); edge \
+        blocks use the block size from the config (not the ratio of shapes, which transformers uses and gets \
+        wrong). Scale tensors and quantization_config are dropped; other tensors are unchanged.
+        """)
+
+    @Argument(help: "HF model folder, .safetensors, shard index or .mal.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output: .mal container, or any other path for an HF folder.")
+    var output: String
+
+    @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
+    var to: OutputFormat?
+
+    @Option(help: "bf16 or f32.")
+    var dtype: String = "bf16"
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int = availableCores
+
+    @Option(help: "HF output only: largest shard, e.g. 5GB.")
+    var maxShardSize: String?
+
+    @Flag(help: "Replace a non-empty output folder.")
+    var force = false
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard dtype == "bf16" || dtype == "f32" else { throw ValidationError("--dtype must be bf16 or f32") }
+    }
+
+    func run() throws {
+        try runReporting {
+            let (base, inputs) = try ModelIO.open(input)
+            let d = try DequantizedModel(base: base, dtype: dtype == "f32" ? .f32 : .bf16, threads: threads)
+            try ModelIO.write(d, output: output, to: to, inputs: inputs, command: "dequantize", options: ["dtype": dtype],
+                              threads: threads, maxShardSize: maxShardSize, force: force, json: json)
+        }
+    }
+}
