@@ -20,6 +20,7 @@ deps:
 
 build: deps
 	$(SWIFT) build $(RELEASE_FLAGS)
+	$(SWIFT) build $(RELEASE_FLAGS) --product malbench
 
 DEMO := .build/demo
 
@@ -46,6 +47,7 @@ test: deps
 ## Benchmarks (Docs/PERFORMANCE.md): container conversion, compression and decoding.
 bench: build
 	Benchmarks/bench_container.sh
+	$(BIN)/malbench --rows 4096 --cols 8192 --reps 3
 
 clean:
 	rm -rf .build

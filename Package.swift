@@ -29,6 +29,7 @@ let package = Package(
             "MalCore", "MalReaders",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "malbench", dependencies: ["MalCore", "MalTransforms"], path: "Benchmarks/MalBench"),
         .testTarget(name: "MalReadersTests", dependencies: ["MalCore", "MalReaders"]),
         .testTarget(name: "MalQuantTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify"]),
         .testTarget(name: "MalContainerTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters"]),

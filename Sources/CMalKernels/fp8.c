@@ -23,19 +23,30 @@ static inline uint8_t encode_mag(uint32_t a, int mbits, int bias) {
     return (uint8_t)(int)r;
 }
 
+/* Branch-free E4M3 encoder: both the normal and the subnormal paths are computed and selected,
+   so loops over it vectorise. */
+static inline uint8_t enc_e4m3(float x, int saturate) {
+    uint32_t u = f2u(x);
+    uint32_t sign = (u >> 24) & 0x80u;
+    uint32_t a = u & 0x7FFFFFFFu;
+    /* normal: round the mantissa to 3 bits (RNE), rebias 127 -> 7 */
+    uint32_t r = a + 0x7FFFFu + ((a >> 20) & 1u);
+    uint32_t vn = (r >> 20) - (120u << 3);
+    /* subnormal: |x| / 2^-9 rounded to an even integer (only used below 2^-6, where f < 8) */
+    float f = u2f(a) * 512.0f;
+    f = f < 16.0f ? f : 16.0f;
+    float rr = (f + 8388608.0f) - 8388608.0f;
+    uint32_t vs = (uint32_t)(int32_t)rr;
+    uint32_t v = a >= 0x3C800000u ? vn : vs;
+    uint32_t big = saturate ? 0x7Eu : (a <= 0x43E80000u ? 0x7Eu : 0x7Fu);   /* >= 448 */
+    v = a >= 0x43E00000u ? big : v;
+    v = a > 0x7F800000u ? 0x7Fu : v;                                         /* NaN */
+    return (uint8_t)(v | sign);
+}
+
 void mal_f32_to_e4m3(uint8_t *restrict dst, const float *restrict src, size_t n, int saturate) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = f2u(src[i]);
-        uint8_t sign = (uint8_t)((u >> 24) & 0x80);
-        uint32_t a = u & 0x7FFFFFFFu;
-        uint8_t v;
-        if (a > 0x7F800000u) v = 0x7F;                          /* NaN */
-        else if (a >= 0x43E00000u) {                           /* >= 448 */
-            if (saturate) v = 0x7E;                            /* clamp to 448 */
-            else v = a <= 0x43E80000u ? 0x7E : 0x7F;            /* (448, 464] -> 448, beyond -> NaN */
-        } else v = encode_mag(a, 3, 7);                        /* may round up to 0x7E (448) at most */
-        dst[i] = v | sign;
-    }
+    if (saturate) { for (size_t i = 0; i < n; i++) dst[i] = enc_e4m3(src[i], 1); }
+    else { for (size_t i = 0; i < n; i++) dst[i] = enc_e4m3(src[i], 0); }
 }
 
 void mal_e4m3_to_f32(float *restrict dst, const uint8_t *restrict src, size_t n) {
@@ -80,15 +91,23 @@ long mal_quantize_band_e4m3(uint8_t *restrict q, float *restrict scales, const f
     size_t nb = (cols + bc - 1) / bc;
     for (size_t b = 0; b < nb; b++) {
         size_t c0 = b * bc, c1 = c0 + bc < cols ? c0 + bc : cols;
-        float amax = 0.0f;
+        /* amax over the block as an integer max of |x|'s bits (same order as the floats for
+           non-negative values; vectorises where a float max reduction does not). Bits above
+           0x7F7FFFFF mean inf or NaN. */
+        uint32_t m = 0;
         for (size_t r = 0; r < rows; r++) {
             const float *row = x + r * cols;
             for (size_t c = c0; c < c1; c++) {
-                float v = fabsf(row[c]);
-                if (!(v <= 3.402823466e38f)) return (long)(r * cols + c);   /* NaN or inf */
-                amax = v > amax ? v : amax;
+                uint32_t a = f2u(row[c]) & 0x7FFFFFFFu;
+                m = a > m ? a : m;
             }
         }
+        if (m > 0x7F7FFFFFu) {
+            for (size_t r = 0; r < rows; r++)
+                for (size_t c = c0; c < c1; c++)
+                    if (!(fabsf(x[r * cols + c]) <= 3.402823466e38f)) return (long)(r * cols + c);
+        }
+        float amax = u2f(m);
         amax = amax > 1e-4f ? amax : 1e-4f;
         float s = amax / 448.0f;
         if (pow2) {
@@ -99,15 +118,9 @@ long mal_quantize_band_e4m3(uint8_t *restrict q, float *restrict scales, const f
         }
         scales[b] = s;
         for (size_t r = 0; r < rows; r++) {
-            float tmp[256];
             const float *row = x + r * cols;
-            size_t done = c0;
-            while (done < c1) {
-                size_t m = c1 - done < 256 ? c1 - done : 256;
-                for (size_t k = 0; k < m; k++) tmp[k] = row[done + k] / s;
-                mal_f32_to_e4m3(q + r * cols + done, tmp, m, 1);
-                done += m;
-            }
+            uint8_t *qr = q + r * cols;
+            for (size_t c = c0; c < c1; c++) qr[c] = enc_e4m3(row[c] / s, 1);   /* division, as the reference */
         }
     }
     return -1;
@@ -115,8 +128,21 @@ long mal_quantize_band_e4m3(uint8_t *restrict q, float *restrict scales, const f
 
 void mal_dequantize_band_e4m3(float *restrict y, const uint8_t *restrict q, const float *restrict scales, size_t rows,
                               size_t cols, size_t bc) {
+    const float k = u2f((uint32_t)(127 + 120) << 23);
+    size_t nb = (cols + bc - 1) / bc;
     for (size_t r = 0; r < rows; r++) {
-        mal_e4m3_to_f32(y + r * cols, q + r * cols, cols);
-        for (size_t c = 0; c < cols; c++) y[r * cols + c] *= scales[c / bc];
+        for (size_t b = 0; b < nb; b++) {
+            size_t c0 = b * bc, c1 = c0 + bc < cols ? c0 + bc : cols;
+            float s = scales[b];
+            const uint8_t *qr = q + r * cols;
+            float *yr = y + r * cols;
+            for (size_t c = c0; c < c1; c++) {
+                uint8_t v = qr[c];
+                float m = u2f((uint32_t)(v & 0x7F) << 20) * k;     /* exact value of the code */
+                m = (v & 0x7F) == 0x7F ? NAN : m;
+                m = (v & 0x80) ? -m : m;
+                yr[c] = m * s;                                     /* float32(q) * s: one rounding */
+            }
+        }
     }
 }

@@ -56,18 +56,29 @@ public enum BlockQuantizer {
         let src = SendableBytes(t.bytes)
         let es = t.dtype.byteSize ?? 4
         let dtype = t.dtype, name = t.name, pow2: Int32 = scale == .ue8m0 ? 1 : 0
+        let pool = BufferPool(size: block.rows * cols * 4)
         try withExtendedLifetime(t.storage) {
             try parallelFor(sshape[0], threads: threads) { band in
                 let r0 = band * block.rows, nr = min(block.rows, rows - r0)
-                let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(nr * cols, 1))
-                defer { buf.deallocate() }
-                try widenToFloat32(src.buffer.baseAddress! + r0 * cols * es, dtype: dtype, count: nr * cols, into: buf)
+                let raw = src.buffer.baseAddress! + r0 * cols * es
+                // F32 bands are read in place; other dtypes are widened into a pooled band buffer
+                // (fresh multi-MB allocations would page-fault on every band).
+                var pooled: UnsafeMutableRawPointer?
+                defer { if let pooled { pool.put(pooled) } }
+                let buf: UnsafePointer<Float>
+                if dtype == .f32 && Int(bitPattern: raw) % 4 == 0 {
+                    buf = raw.assumingMemoryBound(to: Float.self)
+                } else {
+                    pooled = pool.get()
+                    try widenToFloat32(raw, dtype: dtype, count: nr * cols, into: pooled!.assumingMemoryBound(to: Float.self))
+                    buf = UnsafePointer(pooled!.assumingMemoryBound(to: Float.self))
+                }
                 let bad = mal_quantize_band_e4m3(qp.pointer.assumingMemoryBound(to: UInt8.self) + r0 * cols,
                                                  sp.pointer.assumingMemoryBound(to: Float.self) + band * sshape[1],
                                                  buf, nr, cols, bc, pow2)
                 if bad >= 0 {
                     let i = r0 * cols + bad
-                    throw MalError(.nonFiniteValue, "non-finite value \(buf[bad]) at element \(i) (row \(i / cols), column \(i % cols))",
+                    throw MalError(.nonFiniteValue, "non-finite value \(buf[Int(bad)]) at element \(i) (row \(i / cols), column \(i % cols))",
                                    tensor: name)
                 }
             }
@@ -105,3 +116,15 @@ public enum BlockQuantizer {
 
 /// Shell-style pattern match (`*`, `?`, `[...]`) for --include / --exclude.
 public func globMatch(_ pattern: String, _ name: String) -> Bool { fnmatch(pattern, name, 0) == 0 }
+
+/// Reusable equal-sized buffers shared by parallel workers.
+public final class BufferPool: @unchecked Sendable {
+    public let size: Int
+    private let free = LockedBox<[UnsafeMutableRawPointer]>([])
+    public init(size: Int) { self.size = size }
+    public func get() -> UnsafeMutableRawPointer {
+        free.withLock { $0.popLast() } ?? UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 64)
+    }
+    public func put(_ p: UnsafeMutableRawPointer) { free.withLock { $0.append(p) } }
+    deinit { for p in free.withLock({ $0 }) { p.deallocate() } }
+}

@@ -1,0 +1,57 @@
+// malbench: throughput of the hot loops against a plain memory copy of the same bytes.
+// Usage: malbench [fp8] [--rows N] [--cols N] [--reps N]
+import Foundation
+import MalCore
+import MalTransforms
+
+func arg(_ name: String, _ def: Int) -> Int {
+    if let i = CommandLine.arguments.firstIndex(of: name), i + 1 < CommandLine.arguments.count, let v = Int(CommandLine.arguments[i + 1]) { return v }
+    return def
+}
+
+let rows = arg("--rows", 8192), cols = arg("--cols", 8192), reps = arg("--reps", 5)
+let n = rows * cols
+
+/// Best-of-`reps` seconds of `body`.
+func best(_ body: () throws -> Void) rethrows -> Double {
+    var b = Double.infinity
+    for _ in 0..<reps {
+        let t = Date()
+        try body()
+        b = min(b, Date().timeIntervalSince(t))
+    }
+    return b
+}
+
+func gbs(_ bytes: Int, _ s: Double) -> String { String(format: "%.2f GB/s", Double(bytes) / s / 1e9) }
+
+// Heavy-tailed weights (Student-t-like via a ratio of normals), as F32 and BF16.
+var g = SystemRandomNumberGenerator()
+var f32 = [Float](repeating: 0, count: n)
+for i in 0..<n { f32[i] = Float.random(in: -1...1, using: &g) * Float.random(in: 0.001...0.05, using: &g) }
+let bf16 = HalfFloat.encodeBF16(f32)
+print("# malbench fp8: \(rows)x\(cols) weights, best of \(reps); load \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.prefix(14) ?? "?")")
+
+for threads in [1, 2] {
+    for (name, dtype, bytes) in [("F32", DType.f32, f32.withUnsafeBytes { Array($0) }), ("BF16", DType.bf16, bf16.withUnsafeBytes { Array($0) })] {
+        let t = bytes.withUnsafeBytes { Tensor(name: "w", dtype: dtype, shape: [rows, cols], storage: TensorStorage(copying: $0)) }
+        // Copy of the same bytes, split across the same threads.
+        let dst = TensorStorage.allocate(count: bytes.count)
+        let d = SendableRawPointer(UnsafeMutableRawPointer(mutating: dst.bytes.baseAddress!)), s = SendableBytes(t.bytes)
+        let part = (bytes.count + threads - 1) / threads
+        let copy = try best {
+            try parallelFor(threads, threads: threads) { k in
+                let lo = k * part, hi = min(bytes.count, lo + part)
+                if hi > lo { d.pointer.advanced(by: lo).copyMemory(from: s.buffer.baseAddress! + lo, byteCount: hi - lo) }
+            }
+        }
+        var q: (q: TensorStorage, scales: TensorStorage, scaleShape: [Int])!
+        let quant = try best { q = try BlockQuantizer.quantize(t, block: .deepseek, scale: .f32, threads: threads) }
+        let qt = Tensor(name: "q", dtype: .f8e4m3, shape: [rows, cols], storage: q.q)
+        let st = Tensor(name: "s", dtype: .f32, shape: q.scaleShape, storage: q.scales)
+        let deq = try best { _ = try BlockQuantizer.dequantize(q: qt, scales: st, block: .deepseek, threads: threads) }
+        print("threads \(threads) \(name): copy \(gbs(bytes.count, copy)) | quantize \(gbs(bytes.count, quant)) of \(name) input (\(String(format: "%.2f", quant / copy))x copy time)"
+              + " | dequantize \(gbs(n, deq)) of FP8 input, \(gbs(n * 4, deq)) of F32 output (copy of the F32 output bytes: \(String(format: "%.2f", deq / (copy * Double(n * 4) / Double(bytes.count))))x its time)")
+        withExtendedLifetime((t, dst)) {}
+    }
+}
