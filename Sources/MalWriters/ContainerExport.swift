@@ -34,10 +34,13 @@ public enum ContainerExport {
                 }
             }
             for t in all where t.aliasOf != nil { try writer.addAlias(name: t.name, target: t.aliasOf!) }
-            for name in model.auxNames {
+            for name in model.auxNames where name != tokenizerBlobName {
                 guard let bytes = try model.aux(name) else { continue }
                 try writer.add(name: MalFile.auxPrefix + name, dtype: .u8, shape: [bytes.count], source: .bytes(bytes),
                                codec: bytes.isEmpty ? nil : .zstd)
+            }
+            if let blob = try tokenizerBlob(model) {
+                try writer.add(name: MalFile.auxPrefix + tokenizerBlobName, dtype: .u8, shape: [blob.count], source: .bytes(blob), codec: .zstd)
             }
             progress?(all.count, all.count, "")
             let meta = MalMetadata(spec: model.spec, hfNamePrefix: model.hfNamePrefix, quantization: quantization,
@@ -50,6 +53,25 @@ public enum ContainerExport {
         }
         return Summary(records: writer.records, fileBytes: writer.bytesWritten, sourceBytes: sources.reduce(0) { $0 + $1.bytes },
                        seconds: monotonicSeconds() - start)
+    }
+
+    /// Name of the binary tokenizer (`TokenizerBinary`) among the auxiliary files.
+    public static let tokenizerBlobName = "tokenizer.bin"
+
+    /// The tokenizer in its fast-loading binary form, from `tokenizer.json` (+ config); nil when
+    /// the model has none. A tokenizer the runtime cannot run is reported and left out (its JSON
+    /// is still stored).
+    static func tokenizerBlob(_ model: CanonicalModel) throws -> [UInt8]? {
+        if let existing = try model.aux(tokenizerBlobName) { return existing }
+        guard let json = try model.aux("tokenizer.json") else { return nil }
+        do {
+            let tj = try json.withUnsafeBytes { try JSONValue.parse($0, file: "tokenizer.json") }
+            let cfg = try model.aux("tokenizer_config.json").map { b in try b.withUnsafeBytes { try JSONValue.parse($0, file: "tokenizer_config.json") } }
+            return try TokenizerBinary.encode(try TokenizerJSONReader.parse(tj, config: cfg, file: "tokenizer.json"))
+        } catch let e as MalError {
+            printError("warning: tokenizer not stored in binary form: \(e)")
+            return nil
+        }
     }
 
     /// XXH64 of each source file (what `xxhsum -H1` prints), read through the mapping in 64 MiB

@@ -79,7 +79,7 @@ public enum HFFolderWriter {
                 written.append(SafetensorsCheckpoint.indexName)
                 try writeText(index.prettySerialized, to: joinPath(tmp, SafetensorsCheckpoint.indexName))
             }
-            for aux in model.auxNames {
+            for aux in model.auxNames where HFCanonicalModel.auxFileNames.contains(aux) {
                 guard var bytes = try model.aux(aux) else { continue }
                 if aux == "config.json" {
                     let cfg = try bytes.withUnsafeBytes { try JSONValue.parse($0, file: "config.json") }

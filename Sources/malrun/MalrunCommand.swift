@@ -6,7 +6,7 @@ struct MalrunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "malrun",
         abstract: "Run converted LLMs on the CPU.",
-        subcommands: [InfoCommand.self])
+        subcommands: [TokenizeCommand.self, DetokenizeCommand.self, InfoCommand.self])
 }
 
 /// Shows the model the runtime would load: read through the same reader stage as malconv.

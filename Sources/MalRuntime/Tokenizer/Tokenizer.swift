@@ -1,0 +1,418 @@
+import Foundation
+import MalCore
+
+/// Byte-level BPE tokenizer (GPT-2, Llama 3, DeepSeek V2/V3), exact against HF tokenizers.
+///
+/// encode: added tokens are matched in the raw text first (leftmost-longest, with their
+/// lstrip/rstrip/single_word flags); the rest is normalised, pre-tokenised (fast scanners for the
+/// known patterns, a general regex otherwise) and each piece is BPE-merged on its UTF-8 bytes
+/// (lowest merge rank first, leftmost on ties); the post-processor adds BOS/EOS when asked.
+public final class Tokenizer: @unchecked Sendable {
+    public let model: TokenizerModel
+    /// Vocabulary lookup: token bytes → id.
+    private var vocab: [[UInt8]: Int32] = [:]
+    /// Merge table keyed by (left << 32 | right): rank and merged id.
+    private var mergeTable: [UInt64: (rank: Int32, result: Int32)] = [:]
+    private var byteIds = [Int32](repeating: -1, count: 256)
+    private let steps: [Step]
+    private let added: [TokenizerModel.AddedToken]
+    private var addedById: [Int32: TokenizerModel.AddedToken] = [:]
+    /// Added tokens grouped by first UTF-8 byte, longest first.
+    private var addedByFirstByte: [UInt8: [(bytes: [UInt8], token: TokenizerModel.AddedToken)]] = [:]
+    private let cache = LockedBox<[[UInt8]: [Int32]]>([:])
+
+    /// One pre-tokenisation step over pieces.
+    enum Step {
+        case split(Splitter, TokenizerModel.SplitBehavior, invert: Bool)
+        case digits(individual: Bool)
+    }
+
+    enum Splitter {
+        case scanner(PatternScanner)
+        case regex(Regex<AnyRegexOutput>)
+        case literal([UInt32])
+    }
+
+    public init(model: TokenizerModel) throws {
+        self.model = model
+        vocab.reserveCapacity(model.tokens.count)
+        for (i, t) in model.tokens.enumerated() { if let t, vocab[t] == nil { vocab[t] = Int32(i) } }
+        for b in 0..<256 { byteIds[b] = vocab[[UInt8(b)]] ?? -1 }
+        mergeTable.reserveCapacity(model.merges.count)
+        for (rank, (a, b, c)) in model.merges.enumerated() {
+            let key = UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
+            if mergeTable[key] == nil { mergeTable[key] = (Int32(rank), c) }
+        }
+        added = model.addedTokens
+        for a in added {
+            addedById[a.id] = a
+            let b = Array(a.content.utf8)
+            if let f = b.first { addedByFirstByte[f, default: []].append((b, a)) }
+        }
+        for k in addedByFirstByte.keys { addedByFirstByte[k]!.sort { $0.bytes.count > $1.bytes.count } }
+        var s: [Step] = []
+        func compile(_ p: TokenizerModel.PreTokenizer) throws {
+            switch p {
+            case let .sequence(list): for x in list { try compile(x) }
+            case let .byteLevel(addPrefixSpace, useRegex):
+                if addPrefixSpace {
+                    throw MalError(.unsupported, "ByteLevel pre-tokenizer with add_prefix_space is not supported")
+                }
+                if useRegex { s.append(.split(.scanner(.gpt2), .isolated, invert: false)) }
+            case let .split(pattern, regex, behavior, invert):
+                if !regex {
+                    s.append(.split(.literal(pattern.unicodeScalars.map(\.value)), behavior, invert: invert))
+                } else if let sc = PatternScanner(pattern: pattern) {
+                    s.append(.split(.scanner(sc), behavior, invert: invert))
+                } else {
+                    do {
+                        let r = try Regex(pattern).matchingSemantics(.unicodeScalar)
+                        s.append(.split(.regex(r), behavior, invert: invert))
+                    } catch {
+                        throw MalError(.unsupported, "Split pattern \(pattern.debugDescription) cannot be compiled: \(error)")
+                    }
+                }
+            case let .digits(individual): s.append(.digits(individual: individual))
+            }
+        }
+        if let p = model.preTokenizer { try compile(p) }
+        steps = s
+    }
+
+    /// Forces the general regex path for the known patterns (tests compare both paths).
+    public init(model: TokenizerModel, generalRegexOnly: Bool) throws {
+        let t = try Tokenizer(model: model)
+        self.model = model
+        vocab = t.vocab
+        mergeTable = t.mergeTable
+        byteIds = t.byteIds
+        added = t.added
+        addedById = t.addedById
+        addedByFirstByte = t.addedByFirstByte
+        steps = try t.steps.map { step in
+            guard generalRegexOnly, case let .split(.scanner(sc), b, inv) = step else { return step }
+            let pattern: String
+            switch sc {
+            case .gpt2: pattern = PatternScanner.gpt2Pattern
+            case .llama3: pattern = PatternScanner.llama3Pattern
+            case .deepseekDigits: pattern = PatternScanner.deepseekDigitsPattern
+            case .deepseekCJK: pattern = PatternScanner.deepseekCJKPattern
+            case .deepseekMain: pattern = PatternScanner.deepseekMainPattern
+            }
+            return .split(.regex(try Regex(pattern).matchingSemantics(.unicodeScalar)), b, invert: inv)
+        }
+    }
+
+    // MARK: encoding
+
+    /// Token ids of `text`; `addSpecial` applies the post-processor (e.g. BOS).
+    public func encode(_ text: String, addSpecial: Bool = false) -> [Int32] {
+        var out: [Int32] = []
+        let bytes = Array(text.utf8)
+        var segStart = 0
+        var i = 0
+        // Added tokens are found in the raw text, leftmost-longest.
+        while i < bytes.count {
+            if let cands = addedByFirstByte[bytes[i]], let m = matchAdded(cands, bytes, i) {
+                var s = i, e = i + m.bytes.count
+                if m.token.lstrip { while s > segStart, isSpaceByte(bytes[s - 1]) { s -= 1 } }
+                if m.token.rstrip { while e < bytes.count, isSpaceByte(bytes[e]) { e += 1 } }
+                encodeSegment(bytes, segStart, s, into: &out)
+                out.append(m.token.id)
+                segStart = e
+                i = e
+                continue
+            }
+            i += 1
+        }
+        encodeSegment(bytes, segStart, bytes.count, into: &out)
+        return addSpecial ? postProcess(out) : out
+    }
+
+    func isSpaceByte(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D || b == 0x0B || b == 0x0C }
+
+    func matchAdded(_ cands: [(bytes: [UInt8], token: TokenizerModel.AddedToken)], _ text: [UInt8], _ i: Int)
+        -> (bytes: [UInt8], token: TokenizerModel.AddedToken)? {
+        for c in cands where i + c.bytes.count <= text.count {
+            var ok = true
+            for k in 1..<c.bytes.count where text[i + k] != c.bytes[k] { ok = false; break }
+            if !ok { continue }
+            if c.token.singleWord {
+                // Not inside a word: the neighbouring characters must not be word characters.
+                let before = i > 0 ? lastScalar(text, i) : nil, after = firstScalar(text, i + c.bytes.count)
+                if let b = before, isWordChar(b) { continue }
+                if let a = after, isWordChar(a) { continue }
+            }
+            return c
+        }
+        return nil
+    }
+
+    func isWordChar(_ u: Unicode.Scalar) -> Bool { u.properties.isAlphabetic || u.properties.numericType != nil || u == "_" }
+    func firstScalar(_ b: [UInt8], _ i: Int) -> Unicode.Scalar? {
+        guard i < b.count else { return nil }
+        return String(decoding: b[i..<min(b.count, i + 4)], as: UTF8.self).unicodeScalars.first
+    }
+    func lastScalar(_ b: [UInt8], _ i: Int) -> Unicode.Scalar? {
+        var s = i - 1
+        while s > 0 && b[s] & 0xC0 == 0x80 { s -= 1 }
+        return String(decoding: b[s..<i], as: UTF8.self).unicodeScalars.last
+    }
+
+    func postProcess(_ ids: [Int32]) -> [Int32] {
+        func apply(_ p: TokenizerModel.PostProcessor, _ x: [Int32]) -> [Int32] {
+            switch p {
+            case .byteLevel: return x
+            case let .sequence(list): return list.reduce(x) { apply($1, $0) }
+            case let .template(pieces):
+                var out: [Int32] = []
+                for piece in pieces {
+                    switch piece {
+                    case let .special(ids): out += ids
+                    case .sequence: out += x
+                    }
+                }
+                return out
+            }
+        }
+        return model.postProcessor.map { apply($0, ids) } ?? ids
+    }
+
+    /// Normalises, pre-tokenises and BPE-encodes bytes [from, to) of the text.
+    func encodeSegment(_ bytes: [UInt8], _ from: Int, _ to: Int, into out: inout [Int32]) {
+        guard to > from else { return }
+        var segment = Array(bytes[from..<to])
+        if let n = model.normalizer {
+            segment = Array(Tokenizer.normalize(String(decoding: segment, as: UTF8.self), n).utf8)
+        }
+        // Scalars, their classes and UTF-8 offsets.
+        var scalars: [UInt32] = []
+        scalars.reserveCapacity(segment.count)
+        var offsets: [Int] = []
+        offsets.reserveCapacity(segment.count + 1)
+        var i = 0
+        while i < segment.count {
+            offsets.append(i)
+            let b0 = segment[i]
+            var v: UInt32, len: Int
+            if b0 < 0x80 { v = UInt32(b0); len = 1 } else if b0 >= 0xF0 { v = UInt32(b0 & 0x07); len = 4 } else if b0 >= 0xE0 {
+                v = UInt32(b0 & 0x0F); len = 3
+            } else { v = UInt32(b0 & 0x1F); len = 2 }
+            for k in 1..<len where i + k < segment.count { v = v << 6 | UInt32(segment[i + k] & 0x3F) }
+            scalars.append(v)
+            i += len
+        }
+        offsets.append(segment.count)
+        let text = ScalarText(scalars: scalars, classes: scalars.map { UnicodeClass.of($0) })
+        var pieces = [(0, scalars.count)]
+        for step in steps { pieces = apply(step, text, pieces) }
+        for (s, e) in pieces where e > s { bpe(segment, offsets[s], offsets[e], into: &out) }
+    }
+
+    func apply(_ step: Step, _ t: ScalarText, _ pieces: [(Int, Int)]) -> [(Int, Int)] {
+        var out: [(Int, Int)] = []
+        out.reserveCapacity(pieces.count * 2)
+        for (s, e) in pieces {
+            switch step {
+            case let .digits(individual):
+                var i = s
+                while i < e {
+                    var j = i + 1
+                    if t.isN(i) { if !individual { while j < e && t.isN(j) { j += 1 } } } else { while j < e && !t.isN(j) { j += 1 } }
+                    out.append((i, j))
+                    i = j
+                }
+            case let .split(splitter, behavior, invert):
+                var matches: [(Int, Int)] = []
+                switch splitter {
+                case let .scanner(sc): sc.matches(t, s, e) { matches.append(($0, $1)) }
+                case let .literal(lit): Tokenizer.literalMatches(lit, t, s, e) { matches.append(($0, $1)) }
+                case let .regex(r): Tokenizer.regexMatches(r, t, s, e) { matches.append(($0, $1)) }
+                }
+                Tokenizer.splitPieces(s, e, matches, behavior, invert, &out)
+            }
+        }
+        return out
+    }
+
+    /// HF `split` with a behaviour: matches and the gaps between them become pieces.
+    static func splitPieces(_ s: Int, _ e: Int, _ matches: [(Int, Int)], _ behavior: TokenizerModel.SplitBehavior, _ invert: Bool,
+                            _ out: inout [(Int, Int)]) {
+        // (range, isDelimiter)
+        var parts: [((Int, Int), Bool)] = []
+        var pos = s
+        for (a, b) in matches {
+            if a > pos { parts.append(((pos, a), invert)) }
+            parts.append(((a, b), !invert))
+            pos = b
+        }
+        if pos < e { parts.append(((pos, e), invert)) }
+        switch behavior {
+        case .removed: for (r, d) in parts where !d { out.append(r) }
+        case .isolated: for (r, _) in parts { out.append(r) }
+        case .contiguous:
+            var cur: (Int, Int)? = nil
+            var curDelim = false
+            for (r, d) in parts {
+                if let c = cur, d && curDelim { cur = (c.0, r.1) } else {
+                    if let c = cur { out.append(c) }
+                    cur = r
+                    curDelim = d
+                }
+            }
+            if let c = cur { out.append(c) }
+        case .mergedWithPrevious:
+            var cur: (Int, Int)? = nil
+            for (r, d) in parts {
+                if d, let c = cur { cur = (c.0, r.1) } else {
+                    if let c = cur { out.append(c) }
+                    cur = r
+                }
+            }
+            if let c = cur { out.append(c) }
+        case .mergedWithNext:
+            var pending: Int? = nil
+            for (r, d) in parts {
+                if d { if pending == nil { pending = r.0 } } else {
+                    out.append((pending ?? r.0, r.1))
+                    pending = nil
+                }
+            }
+            if let p = pending { out.append((p, e)) }
+        }
+    }
+
+    static func literalMatches(_ lit: [UInt32], _ t: ScalarText, _ s: Int, _ e: Int, _ emit: (Int, Int) -> Void) {
+        guard !lit.isEmpty else { return }
+        var i = s
+        while i + lit.count <= e {
+            var ok = true
+            for k in 0..<lit.count where t.scalars[i + k] != lit[k] { ok = false; break }
+            if ok { emit(i, i + lit.count); i += lit.count } else { i += 1 }
+        }
+    }
+
+    /// General path: Swift Regex over the piece, with Unicode-scalar semantics.
+    static func regexMatches(_ r: Regex<AnyRegexOutput>, _ t: ScalarText, _ s: Int, _ e: Int, _ emit: (Int, Int) -> Void) {
+        var str = String.UnicodeScalarView()
+        for k in s..<e { str.append(Unicode.Scalar(t.scalars[k]) ?? "\u{FFFD}") }
+        let text = String(str)
+        let scalars = text.unicodeScalars
+        for m in text.matches(of: r) where !m.range.isEmpty {
+            let a = scalars.distance(from: scalars.startIndex, to: m.range.lowerBound)
+            let b = scalars.distance(from: scalars.startIndex, to: m.range.upperBound)
+            emit(s + a, s + b)
+        }
+    }
+
+    static func normalize(_ s: String, _ n: TokenizerModel.Normalizer) -> String {
+        switch n {
+        case let .sequence(list): return list.reduce(s) { normalize($0, $1) }
+        case .nfc: return s.precomposedStringWithCanonicalMapping
+        case .nfd: return s.decomposedStringWithCanonicalMapping
+        case .nfkc: return s.precomposedStringWithCompatibilityMapping
+        case .nfkd: return s.decomposedStringWithCompatibilityMapping
+        case .lowercase: return s.lowercased()
+        case let .replace(p, c): return s.replacingOccurrences(of: p, with: c)
+        case let .prepend(p): return s.isEmpty ? s : p + s
+        case let .strip(l, r):
+            var x = Substring(s)
+            if l { x = x.drop { $0.isWhitespace } }
+            if r { while let last = x.last, last.isWhitespace { x = x.dropLast() } }
+            return String(x)
+        }
+    }
+
+    // MARK: BPE
+
+    /// BPE on the bytes [from, to) of `text`: start from single bytes, repeatedly merge the
+    /// adjacent pair with the lowest rank (leftmost first).
+    func bpe(_ text: [UInt8], _ from: Int, _ to: Int, into out: inout [Int32]) {
+        let word = Array(text[from..<to])
+        if model.ignoreMerges, let id = vocab[word] { out.append(id); return }
+        if word.count > 1, let hit = cache.withLock({ $0[word] }) { out += hit; return }
+        var ids = word.map { byteIds[Int($0)] }
+        if ids.count > 1 {
+            while true {
+                var best = Int32.max, at = -1, result: Int32 = 0
+                for k in 0..<(ids.count - 1) {
+                    let key = UInt64(UInt32(bitPattern: ids[k])) << 32 | UInt64(UInt32(bitPattern: ids[k + 1]))
+                    if let m = mergeTable[key], m.rank < best { best = m.rank; at = k; result = m.result }
+                }
+                if at < 0 { break }
+                ids[at] = result
+                ids.remove(at: at + 1)
+                if ids.count == 1 { break }
+            }
+            if word.count <= 64 { cache.withLock { if $0.count < 1 << 18 { $0[word] = ids } } }
+        }
+        out += ids
+    }
+
+    // MARK: decoding
+
+    /// Bytes of one token: vocabulary bytes, or an added token's text.
+    public func tokenBytes(_ id: Int32) -> [UInt8] {
+        if let a = addedById[id] { return Array(a.content.utf8) }
+        if id >= 0, Int(id) < model.tokens.count, let t = model.tokens[Int(id)] { return t }
+        return []
+    }
+
+    /// Text of `ids` (invalid UTF-8 becomes U+FFFD, like HF's lossy decoding).
+    public func decode(_ ids: [Int32]) -> String {
+        var bytes: [UInt8] = []
+        for id in ids { bytes += tokenBytes(id) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    public var vocabularySize: Int { max(model.tokens.count, (added.map { Int($0.id) }.max() ?? -1) + 1) }
+
+    public func id(of token: String) -> Int32? {
+        if let a = added.first(where: { $0.content == token }) { return a.id }
+        return vocab[Array(token.utf8)]
+    }
+
+    /// Ids that end generation: the EOS of tokenizer_config.json and the usual end-of-turn tokens.
+    public var endTokenIds: Set<Int32> {
+        var s = Set<Int32>()
+        if let e = model.eosToken, let id = id(of: e) { s.insert(id) }
+        for name in ["<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "<｜end▁of▁sentence｜>"] {
+            if let a = added.first(where: { $0.content == name }) { s.insert(a.id) }
+        }
+        return s
+    }
+}
+
+/// Turns a stream of token ids into text without ever printing a broken character: bytes of a
+/// character split across tokens are held back until it is complete.
+public struct StreamingDecoder {
+    let tokenizer: Tokenizer
+    var pending: [UInt8] = []
+
+    public init(tokenizer: Tokenizer) { self.tokenizer = tokenizer }
+
+    /// Text that can be printed after `id`.
+    public mutating func push(_ id: Int32) -> String {
+        pending += tokenizer.tokenBytes(id)
+        // Keep an incomplete trailing UTF-8 sequence (at most 3 bytes) for the next token.
+        var cut = pending.count
+        var k = pending.count - 1
+        var seen = 0
+        while k >= 0 && seen < 4 {
+            let b = pending[k]
+            if b & 0xC0 == 0x80 { seen += 1; k -= 1; continue }
+            let need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1
+            if need > seen + 1 && b >= 0xC0 { cut = k }
+            break
+        }
+        let ready = Array(pending[0..<cut])
+        pending.removeFirst(cut)
+        return String(decoding: ready, as: UTF8.self)
+    }
+
+    /// Whatever is left (an incomplete character becomes U+FFFD).
+    public mutating func finish() -> String {
+        defer { pending.removeAll() }
+        return String(decoding: pending, as: UTF8.self)
+    }
+}

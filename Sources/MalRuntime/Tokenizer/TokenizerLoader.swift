@@ -1,0 +1,21 @@
+import MalCore
+import MalReaders
+
+/// Loads the tokenizer of a model: from a `.mal` file (`aux/tokenizer.bin`, no JSON parsing) or
+/// from the tokenizer files of an HF folder (or the folder of a `.safetensors` file).
+public enum TokenizerLoader {
+    public static func load(_ path: String) throws -> Tokenizer {
+        if fileExists(path) && !path.hasSuffix(".safetensors") && !path.hasSuffix(".json") {
+            let mal = try MalFile(path: path)
+            guard let blob = try mal.aux("tokenizer.bin") else {
+                throw MalError(.notFound, "the container holds no tokenizer (aux/tokenizer.bin)", file: path)
+            }
+            return try Tokenizer(model: try blob.withUnsafeBytes { try TokenizerBinary.decode($0, file: path + ":aux/tokenizer.bin") })
+        }
+        let folder = isDirectory(path) ? path : parentDirectory(path)
+        guard fileExists(joinPath(folder, "tokenizer.json")) else {
+            throw MalError(.fileNotFound, "no tokenizer.json in the folder", file: folder)
+        }
+        return try Tokenizer(model: try TokenizerJSONReader.read(folder: folder))
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+import MalCore
+import MalReaders
+@testable import MalRuntime
+
+struct TokenizerCase: Sendable {
+    var text: String
+    var ids: [Int32]
+    var idsWithSpecial: [Int32]
+    var decoded: String
+}
+
+func loadCases(_ path: String, key: String? = nil) throws -> [TokenizerCase] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    let doc = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    let list = (key.map { doc[$0] } ?? doc["cases"]) as! [[String: Any]]
+    return list.map {
+        TokenizerCase(text: $0["text"] as! String, ids: ($0["ids"] as! [Int]).map(Int32.init),
+                      idsWithSpecial: ($0["ids_with_special"] as! [Int]).map(Int32.init), decoded: $0["decoded"] as! String)
+    }
+}
+
+let tokenizerFolders = ["gpt2-bpe-2k", "llama3-bpe-2k", "deepseek-v3-bpe-2k", "deepseek-v3-bpe-384", "gpt2-real"]
+
+@Suite("Byte-level BPE tokenizer (exact against HF tokenizers)")
+struct TokenizerTests {
+    func check(_ tok: Tokenizer, _ cases: [TokenizerCase], _ label: String) {
+        var failures = 0
+        for c in cases {
+            let ids = tok.encode(c.text)
+            let withSpecial = tok.encode(c.text, addSpecial: true)
+            if ids != c.ids || withSpecial != c.idsWithSpecial || tok.decode(c.ids) != c.decoded {
+                failures += 1
+                Issue.record("\(label): \(c.text.debugDescription): got \(ids) / \(withSpecial), want \(c.ids) / \(c.idsWithSpecial); decoded \(tok.decode(c.ids).debugDescription)")
+            }
+        }
+        #expect(failures == 0)
+    }
+
+    @Test("every case of the tokenizer fixtures", arguments: tokenizerFolders)
+    func fixtureCases(name: String) throws {
+        let folder = Fixtures.fixtures + "/tokenizers/" + name
+        let tok = try Tokenizer(model: try TokenizerJSONReader.read(folder: folder))
+        let cases = try loadCases(folder + "/cases.json")
+        #expect(cases.count == 48)
+        check(tok, cases, name)
+    }
+
+    @Test("the general regex path gives the same ids as the fast scanners", arguments: tokenizerFolders)
+    func generalRegexPath(name: String) throws {
+        let folder = Fixtures.fixtures + "/tokenizers/" + name
+        let tok = try Tokenizer(model: try TokenizerJSONReader.read(folder: folder), generalRegexOnly: true)
+        check(tok, try loadCases(folder + "/cases.json"), name + " (regex)")
+    }
+
+    @Test("the tokenizer of every model fixture", arguments: Fixtures.models)
+    func modelFixtureCases(model: String) throws {
+        let tok = try Tokenizer(model: try TokenizerJSONReader.read(folder: Fixtures.model(model)))
+        check(tok, try loadCases(Fixtures.model(model) + "/reference.json", key: "tokenizer_cases"), model)
+    }
+
+    @Test func binaryFormRoundTrips() throws {
+        let m = try TokenizerJSONReader.read(folder: Fixtures.fixtures + "/tokenizers/llama3-bpe-2k")
+        let blob = try TokenizerBinary.encode(m)
+        let back = try blob.withUnsafeBytes { try TokenizerBinary.decode($0, file: "blob") }
+        #expect(back == m)
+        // A truncated blob is an error, not a crash.
+        for n in [0, 7, 12, blob.count / 2, blob.count - 1] {
+            #expect(throws: MalError.self) { try Array(blob[0..<n]).withUnsafeBytes { try TokenizerBinary.decode($0, file: "blob") } }
+        }
+    }
+
+    @Test func streamingDecoderNeverSplitsACharacter() throws {
+        let tok = try Tokenizer(model: try TokenizerJSONReader.read(folder: Fixtures.fixtures + "/tokenizers/gpt2-bpe-2k"))
+        let text = "emoji: 😀 👍🏽 日本語のテキスト café"
+        let ids = tok.encode(text)
+        var d = StreamingDecoder(tokenizer: tok)
+        var out = ""
+        for id in ids {
+            let piece = d.push(id)
+            #expect(!piece.contains("\u{FFFD}"), "broken character after token \(id)")
+            out += piece
+        }
+        out += d.finish()
+        #expect(out == text)
+    }
+
+    @Test func unsupportedComponentsAreNamed() throws {
+        let base = try JSONValue.parse(String(contentsOfFile: Fixtures.fixtures + "/tokenizers/gpt2-bpe-2k/tokenizer.json", encoding: .utf8),
+                                       file: "tokenizer.json")
+        guard case var .object(pairs) = base else { Issue.record("not an object"); return }
+        let i = pairs.firstIndex { $0.0 == "pre_tokenizer" }!
+        pairs[i].1 = .object([("type", .string("Metaspace")), ("replacement", .string("▁"))])
+        let e = try #require(throws: MalError.self) { try TokenizerJSONReader.parse(.object(pairs), config: nil, file: "tokenizer.json") }
+        #expect(e.kind == .unsupported && e.description.contains("Metaspace"))
+    }
+}
+
+@Suite("Tokenizer inside .mal and on the command line")
+struct TokenizerContainerTests {
+    @Test("the tokenizer stored by convert gives the same ids", arguments: ["gpt2-tiny", "llama3-tiny", "deepseek-v3-tiny"])
+    func storedTokenizer(model: String) throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let r = try runTool("malconv", ["convert", Fixtures.model(model), "-o", dir + "/m.mal"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let fromMal = try TokenizerLoader.load(dir + "/m.mal")
+        let fromJSON = try TokenizerLoader.load(Fixtures.model(model))
+        #expect(fromMal.model == fromJSON.model)
+        for c in try loadCases(Fixtures.model(model) + "/reference.json", key: "tokenizer_cases") {
+            #expect(fromMal.encode(c.text, addSpecial: true) == c.idsWithSpecial)
+        }
+        // Exported HF folders get the JSON files, not the binary blob.
+        #expect(try runTool("malconv", ["export", dir + "/m.mal", "-o", dir + "/hf"]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/hf/tokenizer.bin"))
+    }
+
+    @Test func tokenizeAndDetokenizeCommands() throws {
+        let real = Fixtures.fixtures + "/tokenizers/gpt2-real"
+        let t = try runTool("malrun", ["tokenize", real, "--text", "Hello world"])
+        #expect(t.status == 0 && t.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[15496, 995]")
+        let d = try runTool("malrun", ["detokenize", real, "--ids", "15496,995"])
+        #expect(d.stdout == "Hello world\n")
+        let s = try runTool("malrun", ["tokenize", Fixtures.model("llama3-tiny"), "--text", "Hello world", "--special"])
+        let ids = try JSONSerialization.jsonObject(with: Data(s.stdout.utf8)) as! [Int]
+        #expect(ids.first == 2000)
+        let bad = try runTool("malrun", ["detokenize", real, "--ids", "1,99999999"])
+        #expect(bad.status == 1 && bad.stderr.contains("99999999"))
+    }
+}
+
+/// Runs a built executable of this package (it sits beside the test bundle).
+func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let p = Process()
+    p.executableURL = dir.appendingPathComponent(tool)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
