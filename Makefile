@@ -48,6 +48,9 @@ test: deps
 bench: build
 	Benchmarks/bench_container.sh
 	$(BIN)/malbench --rows 4096 --cols 8192 --reps 3
+	mkdir -p /tmp/malbench && python3 Benchmarks/make_tokenizer_text.py /tmp/malbench/tok.txt 4
+	-python3 Benchmarks/bench_tokenizer.py /tmp/malbench/tok.txt ../shared/fixtures/tokenizers/gpt2-real
+	$(BIN)/malbench tokenizer /tmp/malbench/tok.txt ../shared/fixtures/tokenizers/gpt2-real
 
 clean:
 	rm -rf .build

@@ -1,8 +1,17 @@
 // malbench: throughput of the hot loops against a plain memory copy of the same bytes.
 // Usage: malbench [fp8] [--rows N] [--cols N] [--reps N]
+//        malbench tokenizer TEXT TOKENIZER_DIR [--reps N]
 import Foundation
 import MalCore
+import MalReaders
+import MalRuntime
 import MalTransforms
+import MalWriters
+
+if CommandLine.arguments.count > 3 && CommandLine.arguments[1] == "tokenizer" {
+    try TokenizerBench.run(text: CommandLine.arguments[2], folder: CommandLine.arguments[3])
+    exit(0)
+}
 
 func arg(_ name: String, _ def: Int) -> Int {
     if let i = CommandLine.arguments.firstIndex(of: name), i + 1 < CommandLine.arguments.count, let v = Int(CommandLine.arguments[i + 1]) { return v }

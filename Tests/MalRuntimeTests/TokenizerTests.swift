@@ -144,3 +144,25 @@ func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout:
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
+
+@Suite("BPE merge order")
+struct BPEMergerTests {
+    /// The heap path (long words) and the linear scan (short words) merge identically.
+    @Test func heapAndLinearAgree() throws {
+        let m = try TokenizerJSONReader.read(folder: Fixtures.fixtures + "/tokenizers/gpt2-real")
+        let tok = try Tokenizer(model: m)
+        let table = MergeTable(m.merges)
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("the quick brown fox jumps over the lazy dog ing tion er".utf8)
+        for _ in 0..<200 {
+            let n = Int.random(in: 49...400, using: &rng)
+            let word = (0..<n).map { _ in alphabet.randomElement(using: &rng)! }
+            var a = word.map { tok.model.tokens.firstIndex(of: [$0]).map(Int32.init)! }
+            var b = a
+            var merger = BPEMerger()
+            merger.merge(&a, table)            // heap (n > 48)
+            merger.linear(&b, table)
+            #expect(a == b)
+        }
+    }
+}

@@ -11,15 +11,15 @@ public final class Tokenizer: @unchecked Sendable {
     public let model: TokenizerModel
     /// Vocabulary lookup: token bytes → id.
     private var vocab: [[UInt8]: Int32] = [:]
-    /// Merge table keyed by (left << 32 | right): rank and merged id.
-    private var mergeTable: [UInt64: (rank: Int32, result: Int32)] = [:]
+    /// Merge table keyed by (left, right): rank and merged id.
+    private var mergeTable: MergeTable
     private var byteIds = [Int32](repeating: -1, count: 256)
     private let steps: [Step]
     private let added: [TokenizerModel.AddedToken]
     private var addedById: [Int32: TokenizerModel.AddedToken] = [:]
     /// Added tokens grouped by first UTF-8 byte, longest first.
     private var addedByFirstByte: [UInt8: [(bytes: [UInt8], token: TokenizerModel.AddedToken)]] = [:]
-    private let cache = LockedBox<[[UInt8]: [Int32]]>([:])
+    private var addedFirst = [Bool](repeating: false, count: 256)
 
     /// One pre-tokenisation step over pieces.
     enum Step {
@@ -38,16 +38,12 @@ public final class Tokenizer: @unchecked Sendable {
         vocab.reserveCapacity(model.tokens.count)
         for (i, t) in model.tokens.enumerated() { if let t, vocab[t] == nil { vocab[t] = Int32(i) } }
         for b in 0..<256 { byteIds[b] = vocab[[UInt8(b)]] ?? -1 }
-        mergeTable.reserveCapacity(model.merges.count)
-        for (rank, (a, b, c)) in model.merges.enumerated() {
-            let key = UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
-            if mergeTable[key] == nil { mergeTable[key] = (Int32(rank), c) }
-        }
+        mergeTable = MergeTable(model.merges)
         added = model.addedTokens
         for a in added {
             addedById[a.id] = a
             let b = Array(a.content.utf8)
-            if let f = b.first { addedByFirstByte[f, default: []].append((b, a)) }
+            if let f = b.first { addedByFirstByte[f, default: []].append((b, a)); addedFirst[Int(f)] = true }
         }
         for k in addedByFirstByte.keys { addedByFirstByte[k]!.sort { $0.bytes.count > $1.bytes.count } }
         var s: [Step] = []
@@ -89,6 +85,7 @@ public final class Tokenizer: @unchecked Sendable {
         added = t.added
         addedById = t.addedById
         addedByFirstByte = t.addedByFirstByte
+        addedFirst = t.addedFirst
         steps = try t.steps.map { step in
             guard generalRegexOnly, case let .split(.scanner(sc), b, inv) = step else { return step }
             let pattern: String
@@ -111,13 +108,14 @@ public final class Tokenizer: @unchecked Sendable {
         let bytes = Array(text.utf8)
         var segStart = 0
         var i = 0
+        var merger = BPEMerger()
         // Added tokens are found in the raw text, leftmost-longest.
         while i < bytes.count {
-            if let cands = addedByFirstByte[bytes[i]], let m = matchAdded(cands, bytes, i) {
+            if addedFirst[Int(bytes[i])], let cands = addedByFirstByte[bytes[i]], let m = matchAdded(cands, bytes, i) {
                 var s = i, e = i + m.bytes.count
                 if m.token.lstrip { while s > segStart, isSpaceByte(bytes[s - 1]) { s -= 1 } }
                 if m.token.rstrip { while e < bytes.count, isSpaceByte(bytes[e]) { e += 1 } }
-                encodeSegment(bytes, segStart, s, into: &out)
+                encodeSegment(bytes, segStart, s, merger: &merger, into: &out)
                 out.append(m.token.id)
                 segStart = e
                 i = e
@@ -125,7 +123,7 @@ public final class Tokenizer: @unchecked Sendable {
             }
             i += 1
         }
-        encodeSegment(bytes, segStart, bytes.count, into: &out)
+        encodeSegment(bytes, segStart, bytes.count, merger: &merger, into: &out)
         return addSpecial ? postProcess(out) : out
     }
 
@@ -179,7 +177,7 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Normalises, pre-tokenises and BPE-encodes bytes [from, to) of the text.
-    func encodeSegment(_ bytes: [UInt8], _ from: Int, _ to: Int, into out: inout [Int32]) {
+    func encodeSegment(_ bytes: [UInt8], _ from: Int, _ to: Int, merger: inout BPEMerger, into out: inout [Int32]) {
         guard to > from else { return }
         var segment = Array(bytes[from..<to])
         if let n = model.normalizer {
@@ -206,7 +204,8 @@ public final class Tokenizer: @unchecked Sendable {
         let text = ScalarText(scalars: scalars, classes: scalars.map { UnicodeClass.of($0) })
         var pieces = [(0, scalars.count)]
         for step in steps { pieces = apply(step, text, pieces) }
-        for (s, e) in pieces where e > s { bpe(segment, offsets[s], offsets[e], into: &out) }
+        var symbols: [Int32] = []
+        for (s, e) in pieces where e > s { bpe(segment, offsets[s], offsets[e], symbols: &symbols, merger: &merger, into: &out) }
     }
 
     func apply(_ step: Step, _ t: ScalarText, _ pieces: [(Int, Int)]) -> [(Int, Int)] {
@@ -327,26 +326,12 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// BPE on the bytes [from, to) of `text`: start from single bytes, repeatedly merge the
     /// adjacent pair with the lowest rank (leftmost first).
-    func bpe(_ text: [UInt8], _ from: Int, _ to: Int, into out: inout [Int32]) {
-        let word = Array(text[from..<to])
-        if model.ignoreMerges, let id = vocab[word] { out.append(id); return }
-        if word.count > 1, let hit = cache.withLock({ $0[word] }) { out += hit; return }
-        var ids = word.map { byteIds[Int($0)] }
-        if ids.count > 1 {
-            while true {
-                var best = Int32.max, at = -1, result: Int32 = 0
-                for k in 0..<(ids.count - 1) {
-                    let key = UInt64(UInt32(bitPattern: ids[k])) << 32 | UInt64(UInt32(bitPattern: ids[k + 1]))
-                    if let m = mergeTable[key], m.rank < best { best = m.rank; at = k; result = m.result }
-                }
-                if at < 0 { break }
-                ids[at] = result
-                ids.remove(at: at + 1)
-                if ids.count == 1 { break }
-            }
-            if word.count <= 64 { cache.withLock { if $0.count < 1 << 18 { $0[word] = ids } } }
-        }
-        out += ids
+    func bpe(_ text: [UInt8], _ from: Int, _ to: Int, symbols: inout [Int32], merger: inout BPEMerger, into out: inout [Int32]) {
+        if model.ignoreMerges, let id = vocab[Array(text[from..<to])] { out.append(id); return }
+        symbols.removeAll(keepingCapacity: true)
+        for k in from..<to { symbols.append(byteIds[Int(text[k])]) }
+        merger.merge(&symbols, mergeTable)
+        out += symbols
     }
 
     // MARK: decoding

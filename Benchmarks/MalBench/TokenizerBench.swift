@@ -1,0 +1,55 @@
+import Foundation
+import MalCore
+import MalReaders
+import MalRuntime
+import MalTransforms
+import MalWriters
+
+/// Single-thread encode throughput on a text file, and tokenizer load times (JSON vs `.mal`).
+enum TokenizerBench {
+    static func run(text path: String, folder: String) throws {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let bytes = text.utf8.count
+        var t0 = Date()
+        let tok = try TokenizerLoader.load(folder)
+        let jsonLoad = Date().timeIntervalSince(t0)
+        var best = Double.infinity
+        var ids: [Int32] = []
+        for _ in 0..<3 {
+            // A fresh tokenizer each time: no word cache carried over between runs.
+            let fresh = try Tokenizer(model: tok.model)
+            t0 = Date()
+            ids = fresh.encode(text)
+            best = min(best, Date().timeIntervalSince(t0))
+        }
+        print(String(format: "malrun encode (1 thread): %.2f MB/s, %d tokens", Double(bytes) / best / 1e6, ids.count))
+        if let ref = try? Data(contentsOf: URL(fileURLWithPath: path + ".ids.json")),
+           let refIds = try JSONSerialization.jsonObject(with: ref) as? [Int] {
+            print("same ids as HF tokenizers: \(refIds.map(Int32.init) == ids)")
+        }
+        // The vocabulary stored in a .mal (aux/tokenizer.bin), loaded as malrun does.
+        let dir = NSTemporaryDirectory() + "malbench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let blob = try TokenizerBinary.encode(tok.model)
+        let w = try MalWriter(path: dir + "/tok.mal")
+        try w.add(name: "aux/tokenizer.bin", dtype: .u8, shape: [blob.count], source: .bytes(blob), codec: .zstd)
+        let spec = ModelSpec(architecture: .gpt2, vocabSize: tok.vocabularySize, hiddenSize: 1, layers: 0, heads: 1, kvHeads: 1, headDim: 1,
+                             intermediateSize: 1, maxPositions: 1, norm: .layerNorm, normEps: 1e-5, activation: "gelu_new", positions: .learned,
+                             rope: nil, tiedEmbeddings: true, attentionBias: true, mlpBias: true, bosTokenId: nil, eosTokenIds: [],
+                             declaredDType: nil, mla: nil, moe: nil, mtpLayers: 0, quantization: nil)
+        try w.finish(metadata: MalMetadata(spec: spec, hfNamePrefix: nil, quantization: nil,
+                                           provenance: .init(converter: "malbench", converterVersion: malconvVersion, command: "bench",
+                                                             options: [:], sources: [], droppedTensors: [])))
+        var malLoad = Double.infinity, jsonBest = jsonLoad
+        for _ in 0..<5 {
+            t0 = Date()
+            _ = try TokenizerLoader.load(dir + "/tok.mal")
+            malLoad = min(malLoad, Date().timeIntervalSince(t0))
+            t0 = Date()
+            _ = try TokenizerLoader.load(folder)
+            jsonBest = min(jsonBest, Date().timeIntervalSince(t0))
+        }
+        print(String(format: "load %d-token vocabulary: from .mal %.1f ms, from tokenizer.json %.1f ms", tok.vocabularySize, malLoad * 1e3, jsonBest * 1e3))
+    }
+}

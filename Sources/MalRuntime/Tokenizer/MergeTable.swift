@@ -1,0 +1,136 @@
+/// Open-addressing hash map from a token pair to its merge (rank, merged id): the inner loop of
+/// BPE. Swift's `Dictionary` hashes with SipHash, which cost 60% of encoding time; a
+/// multiplicative hash over the packed pair is enough here (keys are not adversarial: they come
+/// from the vocabulary).
+struct MergeTable {
+    private var keys: [UInt64]
+    private var values: [UInt64]
+    private let mask: Int
+    private let shift: UInt64
+
+    static let empty = UInt64.max
+
+    init(_ merges: [(Int32, Int32, Int32)]) {
+        var cap = 16
+        while cap < merges.count * 2 { cap <<= 1 }
+        keys = [UInt64](repeating: MergeTable.empty, count: cap)
+        values = [UInt64](repeating: 0, count: cap)
+        mask = cap - 1
+        shift = UInt64(64 - cap.trailingZeroBitCount)
+        for (rank, (a, b, c)) in merges.enumerated() {
+            let k = MergeTable.key(a, b)
+            var i = slot(k)
+            while keys[i] != MergeTable.empty && keys[i] != k { i = (i + 1) & mask }
+            if keys[i] == MergeTable.empty {          // the first (lowest-rank) merge of a pair wins
+                keys[i] = k
+                values[i] = UInt64(UInt32(rank)) << 32 | UInt64(UInt32(bitPattern: c))
+            }
+        }
+    }
+
+    @inline(__always) static func key(_ a: Int32, _ b: Int32) -> UInt64 { UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b)) }
+    @inline(__always) func slot(_ k: UInt64) -> Int { Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> shift) }
+
+    /// (rank, merged id) of the pair, or rank Int32.max.
+    @inline(__always)
+    func lookup(_ a: Int32, _ b: Int32) -> (rank: Int32, result: Int32) {
+        let k = MergeTable.key(a, b)
+        var i = slot(k)
+        while true {
+            let s = keys[i]
+            if s == k { let v = values[i]; return (Int32(truncatingIfNeeded: v >> 32), Int32(truncatingIfNeeded: v & 0xFFFF_FFFF)) }
+            if s == MergeTable.empty { return (Int32.max, -1) }
+            i = (i + 1) & mask
+        }
+    }
+}
+
+/// BPE over a word's initial symbol ids, merging the lowest-rank adjacent pair first (leftmost
+/// on ties), exactly as HF tokenizers' `Word::merge_all`. Short words use a linear scan; long
+/// ones (a 12 kB run of CJK letters is one GPT-2 pre-token) a heap over a linked list, O(n log n).
+struct BPEMerger {
+    // Reused scratch (one merger per encode call).
+    var prev: [Int32] = [], next: [Int32] = [], ids: [Int32] = [], version: [UInt32] = []
+    var heap: [(rank: Int32, pos: Int32, version: UInt32)] = []
+
+    mutating func merge(_ symbols: inout [Int32], _ table: MergeTable) {
+        let n = symbols.count
+        if n < 2 { return }
+        if n <= 48 { linear(&symbols, table); return }
+        ids = symbols
+        prev = (0..<n).map { Int32($0) - 1 }
+        next = (0..<n).map { $0 + 1 < n ? Int32($0 + 1) : -1 }
+        version = [UInt32](repeating: 0, count: n)
+        heap.removeAll(keepingCapacity: true)
+        for i in 0..<(n - 1) { push(Int32(i), table) }
+        while let top = pop() {
+            let i = Int(top.pos)
+            // Stale entry: the left symbol changed, or its right neighbour did.
+            guard top.version == version[i], ids[i] >= 0, next[i] >= 0 else { continue }
+            let j = Int(next[i])
+            let m = table.lookup(ids[i], ids[j])
+            guard m.rank == top.rank else { continue }
+            ids[i] = m.result
+            ids[j] = -1
+            next[i] = next[j]
+            if next[j] >= 0 { prev[Int(next[j])] = Int32(i) }
+            version[i] &+= 1
+            if prev[i] >= 0 { version[Int(prev[i])] &+= 1; push(prev[i], table) }
+            push(Int32(i), table)
+        }
+        symbols.removeAll(keepingCapacity: true)
+        var k = 0
+        while k >= 0 && k < n { symbols.append(ids[k]); k = Int(next[k]) }
+    }
+
+    @inline(__always)
+    mutating func push(_ i: Int32, _ table: MergeTable) {
+        let j = next[Int(i)]
+        guard j >= 0 else { return }
+        let m = table.lookup(ids[Int(i)], ids[Int(j)])
+        guard m.rank != Int32.max else { return }
+        heap.append((m.rank, i, version[Int(i)]))
+        var c = heap.count - 1
+        while c > 0 {
+            let p = (c - 1) / 2
+            if less(heap[c], heap[p]) { heap.swapAt(c, p); c = p } else { break }
+        }
+    }
+
+    @inline(__always)
+    func less(_ a: (rank: Int32, pos: Int32, version: UInt32), _ b: (rank: Int32, pos: Int32, version: UInt32)) -> Bool {
+        a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos)
+    }
+
+    mutating func pop() -> (rank: Int32, pos: Int32, version: UInt32)? {
+        guard let top = heap.first else { return nil }
+        let last = heap.removeLast()
+        if !heap.isEmpty {
+            heap[0] = last
+            var c = 0
+            while true {
+                let l = 2 * c + 1, r = l + 1
+                var m = c
+                if l < heap.count && less(heap[l], heap[m]) { m = l }
+                if r < heap.count && less(heap[r], heap[m]) { m = r }
+                if m == c { break }
+                heap.swapAt(c, m)
+                c = m
+            }
+        }
+        return top
+    }
+
+    func linear(_ ids: inout [Int32], _ table: MergeTable) {
+        while ids.count > 1 {
+            var best = Int32.max, at = -1, result: Int32 = 0
+            for k in 0..<(ids.count - 1) {
+                let m = table.lookup(ids[k], ids[k + 1])
+                if m.rank < best { best = m.rank; at = k; result = m.result }
+            }
+            if at < 0 { return }
+            ids[at] = result
+            ids.remove(at: at + 1)
+        }
+    }
+}
