@@ -20,14 +20,14 @@ let package = Package(
         .target(name: "MalReaders", dependencies: ["MalCore", "CJSONC", "CZstd", "CMalKernels"]),
         .target(name: "MalTransforms", dependencies: ["MalCore", "MalReaders", "CMalKernels"]),
         .target(name: "MalWriters", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CZstd", "CMalKernels"]),
-        .target(name: "MalRuntime", dependencies: ["MalCore", "MalReaders", "CMalKernels"]),
+        .target(name: "MalRuntime", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CMalKernels"]),
         .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms"]),
         .executableTarget(name: "malconv", dependencies: [
             "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malrun", dependencies: [
-            "MalCore", "MalReaders", "MalRuntime",
+            "MalCore", "MalReaders", "MalRuntime", "MalTransforms",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malbench", dependencies: ["MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],

@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import MalCore
 
 /// Small POSIX helpers (Foundation's FileManager is avoided in the readers).
 public func fileExists(_ path: String) -> Bool {

@@ -48,6 +48,27 @@ long mal_quantize_band_e4m3(uint8_t *q, float *scales, const float *x, size_t ro
 /* q (rows x cols, e4m3) times per-block scale -> float32: y = float32(q) * s (one rounding). */
 void mal_dequantize_band_e4m3(float *y, const uint8_t *q, const float *scales, size_t rows, size_t cols, size_t bc);
 
+/* Linear layers, y = W x, with W [rows, cols] row-major in its stored dtype, converted on the fly
+   inside the dot products; rows [r0, r1) only (threads split the rows). float32 accumulation.
+   E4M3 weights use per-block scales `scales[(r / br) * ceil(cols / bc) + c / bc]`. */
+void mal_matvec_f32(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1);
+void mal_matvec_bf16(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1);
+void mal_matvec_f16(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1);
+void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br, size_t bc,
+                     size_t r0, size_t r1);
+
+/* Batched form for prompt processing: Y[t, r] = W[r] . X[t] for t < T, rows [r0, r1).
+   Each weight row is read (and decoded) once for all T inputs. */
+void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
+                size_t br, size_t bc, size_t r0, size_t r1);
+enum { MAL_W_F32 = 0, MAL_W_BF16 = 1, MAL_W_F16 = 2, MAL_W_E4M3 = 3 };
+
+/* One query against a KV cache: out[h] = softmax(q_h . K_g / sqrt(d) * scale) V_g for heads
+   [h0, h1), where g = h / (n_heads / n_kv) (grouped-query attention). K and V rows are
+   `kv_stride` floats apart, head g at offset g * d. `n_pos` positions are attended (causal). */
+void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t d, size_t n_heads,
+                   size_t n_kv, size_t kv_stride, float scale, float *scratch, size_t h0, size_t h1);
+
 /* Temporary outputs removed on SIGINT/SIGTERM/SIGHUP (and by mal_cleanup_temps): a failed or
    interrupted command leaves nothing behind. Directories are removed after the files in them. */
 void mal_install_cleanup_handlers(void);

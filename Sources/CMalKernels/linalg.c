@@ -1,0 +1,171 @@
+/* Linear-layer and attention kernels. Plain C loops the compiler vectorises: the reductions are
+   marked reassociable (strict IEEE order would forbid SIMD dot products), accumulation is float32. */
+#include "mal_kernels.h"
+#include <math.h>
+#include <string.h>
+
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static inline float dot_f32(const float *restrict a, const float *restrict b, size_t n) {
+#pragma clang fp reassociate(on)
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static inline float dot_bf16(const uint16_t *restrict w, const float *restrict x, size_t n) {
+#pragma clang fp reassociate(on)
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) s += u2f((uint32_t)w[i] << 16) * x[i];
+    return s;
+}
+
+static inline float dot_f16(const uint16_t *restrict w, const float *restrict x, size_t n) {
+#pragma clang fp reassociate(on)
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) { _Float16 h; memcpy(&h, &w[i], 2); s += (float)h * x[i]; }
+    return s;
+}
+
+/* E4M3 by bit arithmetic: ((b & 0x80) << 24) | ((b & 0x7F) << 20) is the value times 2^-120
+   (subnormals included); the 2^120 is applied once per block. */
+static inline float dot_e4m3_scaled(const uint8_t *restrict w, const float *restrict x, size_t n) {
+#pragma clang fp reassociate(on)
+    float s = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = w[i];
+        s += u2f(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20)) * x[i];
+    }
+    return s;
+}
+
+static const float TWO_120 = 1.329227995784916e36f;   /* 2^120 */
+
+void mal_matvec_f32(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) y[r] = dot_f32(W + r * cols, x, cols);
+}
+
+void mal_matvec_bf16(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) y[r] = dot_bf16(W + r * cols, x, cols);
+}
+
+void mal_matvec_f16(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) y[r] = dot_f16(W + r * cols, x, cols);
+}
+
+void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br, size_t bc,
+                     size_t r0, size_t r1) {
+    size_t nb = (cols + bc - 1) / bc;
+    for (size_t r = r0; r < r1; r++) {
+        const float *srow = scales + (r / br) * nb;
+        const uint8_t *w = W + r * cols;
+        float acc = 0.0f;
+        for (size_t b = 0; b < nb; b++) {
+            size_t c0 = b * bc, n = c0 + bc < cols ? bc : cols - c0;
+            acc += dot_e4m3_scaled(w + c0, x + c0, n) * TWO_120 * srow[b];
+        }
+        y[r] = acc;
+    }
+}
+
+/* Decodes one weight row to float32. */
+static void decode_row(float *restrict out, const void *W, int dtype, const float *scales, size_t r, size_t cols, size_t br,
+                       size_t bc) {
+    switch (dtype) {
+    case MAL_W_BF16: {
+        const uint16_t *w = (const uint16_t *)W + r * cols;
+        for (size_t c = 0; c < cols; c++) out[c] = u2f((uint32_t)w[c] << 16);
+        break;
+    }
+    case MAL_W_F16: {
+        const uint16_t *w = (const uint16_t *)W + r * cols;
+        for (size_t c = 0; c < cols; c++) { _Float16 h; memcpy(&h, &w[c], 2); out[c] = (float)h; }
+        break;
+    }
+    case MAL_W_E4M3: {
+        const uint8_t *w = (const uint8_t *)W + r * cols;
+        size_t nb = (cols + bc - 1) / bc;
+        const float *srow = scales + (r / br) * nb;
+        for (size_t b = 0; b < nb; b++) {
+            size_t c0 = b * bc, c1 = c0 + bc < cols ? c0 + bc : cols;
+            float s = srow[b] * TWO_120;
+            for (size_t c = c0; c < c1; c++) {
+                uint32_t v = w[c];
+                out[c] = u2f(((v & 0x80u) << 24) | ((v & 0x7Fu) << 20)) * s;
+            }
+        }
+        break;
+    }
+    default: memcpy(out, (const float *)W + r * cols, cols * sizeof(float));
+    }
+}
+
+void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
+                size_t br, size_t bc, size_t r0, size_t r1) {
+    float buf[4][8192];
+    if (cols > 8192) {
+        /* Very wide rows: fall back to per-input matvecs. */
+        for (size_t t = 0; t < T; t++) {
+            float *y = Y + t * rows;
+            const float *x = X + t * cols;
+            switch (dtype) {
+            case MAL_W_BF16: mal_matvec_bf16(y, (const uint16_t *)W, x, cols, r0, r1); break;
+            case MAL_W_F16: mal_matvec_f16(y, (const uint16_t *)W, x, cols, r0, r1); break;
+            case MAL_W_E4M3: mal_matvec_e4m3(y, (const uint8_t *)W, scales, x, cols, br, bc, r0, r1); break;
+            default: mal_matvec_f32(y, (const float *)W, x, cols, r0, r1);
+            }
+        }
+        return;
+    }
+    /* 4 weight rows at a time against every input: each decoded row is reused T times from L1. */
+    for (size_t r = r0; r < r1; r += 4) {
+        size_t nr = r + 4 <= r1 ? 4 : r1 - r;
+        const float *rowp[4];
+        for (size_t k = 0; k < nr; k++) {
+            if (dtype == MAL_W_F32) rowp[k] = (const float *)W + (r + k) * cols;
+            else { decode_row(buf[k], W, dtype, scales, r + k, cols, br, bc); rowp[k] = buf[k]; }
+        }
+        for (size_t t = 0; t < T; t++) {
+            const float *x = X + t * cols;
+            float *y = Y + t * rows + r;
+            if (nr == 4) {
+#pragma clang fp reassociate(on)
+                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                const float *a0 = rowp[0], *a1 = rowp[1], *a2 = rowp[2], *a3 = rowp[3];
+                for (size_t c = 0; c < cols; c++) {
+                    float xv = x[c];
+                    s0 += a0[c] * xv; s1 += a1[c] * xv; s2 += a2[c] * xv; s3 += a3[c] * xv;
+                }
+                y[0] = s0; y[1] = s1; y[2] = s2; y[3] = s3;
+            } else {
+                for (size_t k = 0; k < nr; k++) y[k] = dot_f32(rowp[k], x, cols);
+            }
+        }
+    }
+}
+
+void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t d, size_t n_heads,
+                   size_t n_kv, size_t kv_stride, float scale, float *scratch, size_t h0, size_t h1) {
+    size_t group = n_heads / n_kv;
+    for (size_t h = h0; h < h1; h++) {
+        size_t g = h / group;
+        const float *qh = q + h * d;
+        float *att = scratch + (h - h0) * n_pos;
+        float mx = -INFINITY;
+        for (size_t p = 0; p < n_pos; p++) {
+            float s = dot_f32(qh, K + p * kv_stride + g * d, d) * scale;
+            att[p] = s;
+            mx = s > mx ? s : mx;
+        }
+        float sum = 0.0f;
+        for (size_t p = 0; p < n_pos; p++) { float e = expf(att[p] - mx); att[p] = e; sum += e; }
+        float inv = 1.0f / sum;
+        float *oh = out + h * d;
+        for (size_t i = 0; i < d; i++) oh[i] = 0.0f;
+        for (size_t p = 0; p < n_pos; p++) {
+            float w = att[p] * inv;
+            const float *vp = V + p * kv_stride + g * d;
+            for (size_t i = 0; i < d; i++) oh[i] += w * vp[i];
+        }
+    }
+}
