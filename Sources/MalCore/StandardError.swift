@@ -18,3 +18,13 @@ public func printError(_ message: String, newline: Bool = true) {
 
 /// True when standard error is a terminal (progress output is shown only then).
 public var stderrIsTerminal: Bool { isatty(2) != 0 }
+
+/// Writes text to standard output immediately (unbuffered: streamed generation).
+public func writeOut(_ text: String) {
+    var rest = Array(text.utf8)[...]
+    while !rest.isEmpty {
+        let n = rest.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        rest = rest.dropFirst(n)
+    }
+}

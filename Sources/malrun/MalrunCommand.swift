@@ -6,7 +6,9 @@ struct MalrunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "malrun",
         abstract: "Run converted LLMs on the CPU.",
-        subcommands: [TokenizeCommand.self, DetokenizeCommand.self, InfoCommand.self])
+        subcommands: [GenerateCommand.self, LogitsCommand.self, BenchCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
+                      InfoCommand.self],
+        defaultSubcommand: GenerateCommand.self)
 }
 
 /// Shows the model the runtime would load: read through the same reader stage as malconv.

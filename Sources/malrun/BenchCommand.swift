@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import MalCore
+import MalRuntime
+import MalTransforms
+
+/// `llama-bench`-style measurements: prompt processing of `-p` tokens and generation of `-n`
+/// tokens from an empty context, repeated, mean ± standard deviation of tokens/s.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure prompt processing and generation speed (llama-bench style; --json uses its field names).")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .short, help: "Prompt tokens (0 skips the test).")
+    var p: Int = 128
+
+    @Option(name: .short, help: "Generated tokens (0 skips the test).")
+    var n: Int = 64
+
+    @Option(help: "Repetitions.")
+    var repetitions: Int = 5
+
+    @Flag(help: "Print a JSON list of records with llama-bench's field names.")
+    var json = false
+
+    struct Record: Codable {
+        var model_filename: String
+        var model_type: String
+        var model_size: Int
+        var model_n_params: Int
+        var n_threads: Int
+        var n_prompt: Int
+        var n_gen: Int
+        var avg_ns: Int
+        var stddev_ns: Int
+        var avg_ts: Double
+        var stddev_ts: Double
+        var samples_ns: [Int]
+        var samples_ts: [Double]
+        var weight_bytes_per_token: Int
+    }
+
+    func run() throws {
+        do {
+            let model = try ModelLoader.open(options.model)
+            let tr = try Transformer(model: model, contextLength: max(p + n, 1), threads: options.threads)
+            let vocab = model.spec.vocabSize
+            var rng = SystemRandomNumberGenerator()
+            let params = model.tensors.filter { !$0.name.hasPrefix("aux/") && !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }
+                .reduce(0) { $0 + ($1.shape.reduce(1, *)) }
+            let types = Set(model.tensors.filter { $0.shape.count == 2 && !$0.name.hasPrefix("aux/") }.map(\.dtype.rawValue)).sorted()
+            var records: [Record] = []
+            func measure(prompt: Int, gen: Int) throws {
+                var samples: [Double] = []
+                for rep in 0...repetitions {       // the first run warms up and is not counted
+                    let tokens = (0..<max(prompt, 1)).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
+                    tr.reset()
+                    let t0 = monotonic()
+                    if prompt > 0 {
+                        _ = try tr.forward(tokens)
+                    } else {
+                        for i in 0..<gen { _ = try tr.forward([tokens[i % tokens.count]]) }
+                    }
+                    if rep > 0 { samples.append(monotonic() - t0) }
+                }
+                let count = Double(prompt > 0 ? prompt : gen)
+                let ts = samples.map { count / $0 }
+                let mean = ts.reduce(0, +) / Double(ts.count)
+                let sd = ts.count > 1 ? (ts.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(ts.count - 1)).squareRoot() : 0
+                let ns = samples.map { Int($0 * 1e9) }
+                let meanNs = ns.reduce(0, +) / ns.count
+                let sdNs = ns.count > 1 ? Int((ns.map { Double($0 - meanNs) * Double($0 - meanNs) }.reduce(0, +) / Double(ns.count - 1)).squareRoot()) : 0
+                records.append(Record(model_filename: options.model, model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
+                                      model_size: tr.weightBytesPerToken, model_n_params: params, n_threads: options.threads,
+                                      n_prompt: prompt, n_gen: gen, avg_ns: meanNs, stddev_ns: sdNs, avg_ts: mean, stddev_ts: sd,
+                                      samples_ns: ns, samples_ts: ts, weight_bytes_per_token: tr.weightBytesPerToken))
+            }
+            if p > 0 { try measure(prompt: p, gen: 0) }
+            if n > 0 { try measure(prompt: 0, gen: n) }
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(records), as: UTF8.self))
+            } else {
+                print("| model | size | params | threads | test | t/s |")
+                print("|---|---|---|---|---|---|")
+                for r in records {
+                    let test = r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)"
+                    print(String(format: "| %@ | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f |", r.model_type, Double(r.model_size) / 1048576,
+                                 Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts))
+                }
+            }
+        } catch let e as MalError { throw fail(e) }
+    }
+}

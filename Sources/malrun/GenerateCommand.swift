@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import MalCore
+import MalRuntime
+import MalTransforms
+import MalWriters
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options shared by the commands that load a model.
+struct ModelOptions: ParsableArguments {
+    @Argument(help: "Model: a .mal file or an HF folder.")
+    var model: String
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int = availableCores
+
+    @Option(help: "Context length (KV cache size; default min(4096, the model's maximum)).")
+    var context: Int?
+}
+
+func fail(_ e: MalError) -> ExitCode {
+    printError("error: \(e)")
+    return ExitCode(1)
+}
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate text from a prompt (the default command: `malrun MODEL -p TEXT`).")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .shortAndLong, help: "Prompt text (the tokenizer's BOS is added when it adds one).")
+    var prompt: String = ""
+
+    @Option(name: .short, help: "Tokens to generate.")
+    var n: Int = 128
+
+    @Option(help: "Temperature (0 = greedy).")
+    var temperature: Float = 0
+
+    @Option(help: "Keep the K most likely tokens (0 = all).")
+    var topK: Int = 0
+
+    @Option(help: "Nucleus sampling: smallest set with this probability mass.")
+    var topP: Float = 1
+
+    @Option(help: "Drop tokens less likely than this fraction of the most likely one.")
+    var minP: Float = 0
+
+    @Option(help: "Repetition penalty (1 = none).")
+    var repeatPenalty: Float = 1
+
+    @Option(help: "Random seed for sampling.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        guard n >= 0 else { throw ValidationError("-n must be >= 0") }
+        guard temperature >= 0, topK >= 0, topP > 0, topP <= 1, minP >= 0, minP < 1, repeatPenalty > 0 else {
+            throw ValidationError("sampling options out of range")
+        }
+        guard options.threads >= 1 else { throw ValidationError("--threads must be >= 1") }
+    }
+
+    func run() throws {
+        do {
+            var t0 = monotonic()
+            let model = try ModelLoader.open(options.model)
+            let tok = try TokenizerLoader.load(options.model)
+            let tr = try Transformer(model: model, contextLength: options.context, threads: options.threads)
+            let loadTime = monotonic() - t0
+            var ids = tok.encode(prompt, addSpecial: true)
+            if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
+            guard ids.count + n <= tr.contextLength else {
+                throw MalError(.invalidArgument, "prompt (\(ids.count) tokens) + \(n) new tokens exceed the context length \(tr.contextLength)")
+            }
+            var sampler = Sampler(temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repeatPenalty, seed: seed)
+            let ends = tok.endTokenIds
+            t0 = monotonic()
+            var logits = try tr.forward(ids)
+            let promptTime = monotonic() - t0
+            var decoder = StreamingDecoder(tokenizer: tok)
+            writeOut(prompt)
+            var generated = 0
+            t0 = monotonic()
+            while generated < n {
+                let next = sampler.sample(logits, history: ids)
+                if ends.contains(next) { break }
+                ids.append(next)
+                generated += 1
+                writeOut(decoder.push(next))
+                if generated < n { logits = try tr.forward([next]) }
+            }
+            writeOut(decoder.finish() + "\n")
+            let genTime = monotonic() - t0
+            printError(String(format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads",
+                              loadTime, ids.count - generated, Double(ids.count - generated) / max(promptTime, 1e-9), generated,
+                              Double(generated) / max(genTime, 1e-9), options.threads))
+        } catch let e as MalError { throw fail(e) }
+    }
+}
+
+func monotonic() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+struct LogitsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logits",
+        abstract: "One forward pass over token ids; writes float32 logits [T, vocab] to a safetensors file.")
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "Token ids, e.g. 1,2,3.")
+    var ids: String
+
+    @Option(name: .shortAndLong, help: "Output .safetensors file (tensor `logits`).")
+    var output: String
+
+    func run() throws {
+        do {
+            let list = try ids.split(separator: ",").map { s -> Int32 in
+                guard let v = Int32(s.trimmingCharacters(in: .whitespaces)) else {
+                    throw MalError(.invalidArgument, "'\(s)' is not a token id")
+                }
+                return v
+            }
+            guard !list.isEmpty else { throw MalError(.invalidArgument, "no token ids") }
+            let tr = try Transformer(model: try ModelLoader.open(options.model), contextLength: max(list.count, options.context ?? 0),
+                                     threads: options.threads)
+            let logits = try tr.forward(list, allLogits: true)
+            let vocab = logits.count / list.count
+            try SafetensorsOutput.write(path: output, tensors: [("logits", [list.count, vocab], logits)])
+            printError("wrote \(output): logits [\(list.count), \(vocab)]")
+        } catch let e as MalError { throw fail(e) }
+    }
+}
