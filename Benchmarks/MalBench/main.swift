@@ -8,6 +8,11 @@ import MalRuntime
 import MalTransforms
 import MalWriters
 
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "matvec" {
+    ParallelProbe.run()
+    try MatvecBench.run()
+    exit(0)
+}
 if CommandLine.arguments.count > 3 && CommandLine.arguments[1] == "tokenizer" {
     try TokenizerBench.run(text: CommandLine.arguments[2], folder: CommandLine.arguments[3])
     exit(0)

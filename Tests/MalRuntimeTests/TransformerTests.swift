@@ -105,6 +105,18 @@ struct RuntimeQuantTests {
         #expect(d > 0 && d < 0.4, "FP8 vs reference: \(d)")
     }
 
+    /// A quantised tied embedding serves both the lookup and the output head.
+    @Test func fp8TiedEmbedding() throws {
+        let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.model("gpt2-tiny")))
+        let q = try QuantizedModel(base: base, include: ["token_embd.weight"])
+        #expect(q.tensors.first { $0.name == "token_embd.weight" }?.dtype == .f8e4m3)
+        let deq = try DequantizedModel(base: q, dtype: .f32)
+        let ids = try Reference("gpt2-tiny").ints("input_ids.0")
+        let a = try Transformer(model: q, threads: 2).forward(ids, allLogits: true)
+        let b = try Transformer(model: deq, threads: 2).forward(ids, allLogits: true)
+        #expect(maxAbsDiff(a, b) <= 1e-4)
+    }
+
     static let samples: [(String, String)] = [("gpt2-fortunes", "gpt2"), ("llama3-fortunes", "llama3")]
 
     @Test("greedy continuations of the trained samples", arguments: samples)

@@ -90,7 +90,11 @@ public final class Transformer: @unchecked Sendable {
         let ffnNorm: Norm, ffn: FeedForward
     }
 
+    let arena: WeightArena
     let embedding: Tensor
+    /// Scale grid of an FP8 (tied) embedding.
+    let embeddingScale: Tensor?
+    let embeddingBlock: BlockShape
     let positionEmbedding: [Float]?
     let layers: [Layer]
     let outputNorm: Norm
@@ -124,13 +128,21 @@ public final class Transformer: @unchecked Sendable {
         }
         let ctx = min(requested ?? 4096, s.maxPositions)
         contextLength = ctx
-        let w = WeightLoader(model: model)
+        arena = WeightArena()
+        let w = WeightLoader(model: model, arena: arena)
         let gpt2 = s.architecture == .gpt2
         func norm(_ base: String) throws -> Norm {
             Norm(weight: try w.vector(base + ".weight"), bias: gpt2 ? try w.vector(base + ".bias") : nil, eps: Float(s.normEps), rms: !gpt2)
         }
         embedding = try w.tensor("token_embd.weight")
-        guard [.f32, .f16, .bf16].contains(embedding.dtype) else {
+        if embedding.dtype == .f8e4m3, let sc = model.tensors.first(where: { $0.name == "token_embd.weight" })?.scale {
+            embeddingScale = try w.tensor(sc)
+            embeddingBlock = w.block
+        } else {
+            embeddingScale = nil
+            embeddingBlock = w.block
+        }
+        guard [.f32, .f16, .bf16].contains(embedding.dtype) || embeddingScale != nil else {
             throw MalError(.unsupported, "token embedding of dtype \(embedding.dtype.rawValue) is not supported", tensor: "token_embd.weight")
         }
         positionEmbedding = gpt2 ? try w.vector("position_embd.weight") : nil
@@ -170,6 +182,15 @@ public final class Transformer: @unchecked Sendable {
         }
         try embedding.withBytes { b in
             try widenToFloat32(b.baseAddress! + Int(id) * h * (embedding.dtype.byteSize ?? 4), dtype: embedding.dtype, count: h, into: x)
+        }
+        if let sc = embeddingScale {
+            // float32(q) × scale_inv of the row's blocks (`widenToFloat32` gave float32(q)).
+            let bc = embeddingBlock.width(h), nb = (h + bc - 1) / bc
+            sc.withBytes { s in
+                let sp = s.bindMemory(to: Float.self)
+                let row = Int(id) / embeddingBlock.rows
+                for c in 0..<h { x[c] *= sp[row * nb + c / bc] }
+            }
         }
         if let pe = positionEmbedding { for i in 0..<h { x[i] += pe[pos * h + i] } }
     }

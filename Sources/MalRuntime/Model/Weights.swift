@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CMalKernels
 import MalCore
 import MalTransforms
@@ -11,7 +14,7 @@ public struct LinearWeight: @unchecked Sendable {
     let data: UnsafeRawPointer
     let scales: UnsafePointer<Float>?
     let blockRows: Int, blockCols: Int
-    let keep: [TensorStorage]
+    let keep: [AnyObject]
     public var bias: [Float]?
 
     var kernelType: Int32 {
@@ -26,7 +29,7 @@ public struct LinearWeight: @unchecked Sendable {
     /// Bytes read per use (weights + scales): what bounds decoding speed.
     public var byteCount: Int { rows * cols * (dtype.byteSize ?? 4) + (scales != nil ? ((rows + blockRows - 1) / blockRows) * ((cols + blockCols - 1) / blockCols) * 4 : 0) }
 
-    init(tensor t: Tensor, scale: Tensor?, block: BlockShape, bias: [Float]?) throws {
+    init(tensor t: Tensor, scale: Tensor?, block: BlockShape, bias: [Float]?, arena: WeightArena? = nil) throws {
         guard t.shape.count == 2 else { throw MalError(.invalidShape, "a linear weight must be 2-D, not \(t.shape)", tensor: t.name) }
         rows = t.shape[0]
         cols = t.shape[1]
@@ -38,13 +41,13 @@ public struct LinearWeight: @unchecked Sendable {
             guard let s = scale, s.dtype == .f32, s.shape == block.scaleShape(t.shape) else {
                 throw MalError(.invalidShape, "FP8 weight needs an F32 scale grid \(block.scaleShape(t.shape)) for \(block) blocks", tensor: t.name)
             }
-            scales = s.bytes.baseAddress!.assumingMemoryBound(to: Float.self)
-            keep = [t.storage, s.storage]
+            scales = (arena?.copy(s.bytes) ?? s.bytes.baseAddress!).assumingMemoryBound(to: Float.self)
+            keep = arena.map { [$0] } ?? [t.storage, s.storage]
         } else {
             scales = nil
-            keep = [t.storage]
+            keep = arena.map { [$0] } ?? [t.storage]
         }
-        data = t.bytes.baseAddress!
+        data = arena?.copy(t.bytes) ?? t.bytes.baseAddress!
         blockRows = block.rows
         blockCols = block.width(cols)
         self.bias = bias
@@ -90,10 +93,12 @@ struct SendableMutablePointer: @unchecked Sendable { let p: UnsafeMutablePointer
 struct WeightLoader {
     let model: CanonicalModel
     let block: BlockShape
+    let arena: WeightArena?
     private let byName: [String: CanonicalTensor]
 
-    init(model: CanonicalModel) {
+    init(model: CanonicalModel, arena: WeightArena?) {
         self.model = model
+        self.arena = arena
         if let b = model.spec.quantization?.weightBlockSize, b.count == 2 { block = BlockShape(rows: b[0], cols: b[1]) } else { block = .deepseek }
         var m: [String: CanonicalTensor] = [:]
         for t in model.tensors { m[t.name] = t }
@@ -121,6 +126,60 @@ struct WeightLoader {
         let t = try tensor(base + ".weight")
         let scale = byName[base + ".weight"]?.scale.map { try? model.load($0) } ?? nil
         let b = bias ? try optionalVector(base + ".bias") : nil
-        return try LinearWeight(tensor: t, scale: scale, block: block, bias: b)
+        return try withExtendedLifetime((t, scale)) { try LinearWeight(tensor: t, scale: scale, block: block, bias: b, arena: arena) }
+    }
+}
+
+/// Memory for the weights the kernels read, in 2 MiB transparent huge pages: decoding reads
+/// weights at ~30 GB/s from huge pages against ~18 GB/s from 4 KiB anonymous pages and ~27 GB/s
+/// from the mmap'd page cache on one thread (`../shared/reference/performance-anchors.md` §1.1).
+/// Tensors are copied in once at load time (bump allocation, 64-byte aligned).
+public final class WeightArena: @unchecked Sendable {
+    static let chunk = 64 << 20
+    private var blocks: [(UnsafeMutableRawPointer, Int)] = []
+    private var used = 0
+    public private(set) var bytes = 0
+
+    public init() {}
+
+    deinit { for (p, _) in blocks { p.deallocate() } }
+
+    func copy(_ src: UnsafeRawBufferPointer) -> UnsafeRawPointer {
+        let n = (max(src.count, 1) + 63) / 64 * 64
+        if blocks.isEmpty || used + n > blocks[blocks.count - 1].1 {
+            let size = max(WeightArena.chunk, (n + (2 << 20) - 1) / (2 << 20) * (2 << 20))
+            let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 2 << 20)
+            _ = madvise(p, size, MADV_HUGEPAGE)
+            blocks.append((p, size))
+            used = 0
+        }
+        let dst = blocks[blocks.count - 1].0 + used
+        if let s = src.baseAddress, src.count > 0 { dst.copyMemory(from: s, byteCount: src.count) }
+        used += n
+        bytes += src.count
+        return UnsafeRawPointer(dst)
+    }
+}
+
+/// Linear layers of random weights for kernel benchmarks (malbench).
+public enum MatvecProbe {
+    public static func make(rows: Int, cols: Int) throws -> [(String, LinearWeight)] {
+        let arena = WeightArena()
+        var out: [(String, LinearWeight)] = []
+        for d in [DType.f32, .bf16] {
+            let n = rows * cols * (d.byteSize ?? 4)
+            let s = TensorStorage.allocate(count: n)
+            memset(UnsafeMutableRawPointer(mutating: s.bytes.baseAddress!), 0x3c, n)
+            out.append((d.rawValue, try LinearWeight(tensor: Tensor(name: "w", dtype: d, shape: [rows, cols], storage: s), scale: nil,
+                                                     block: .deepseek, bias: nil, arena: arena)))
+        }
+        let q = TensorStorage.allocate(count: rows * cols)
+        memset(UnsafeMutableRawPointer(mutating: q.bytes.baseAddress!), 0x3c, rows * cols)
+        let sc = TensorStorage.allocate(count: (rows / 128) * (cols / 128) * 4)
+        memset(UnsafeMutableRawPointer(mutating: sc.bytes.baseAddress!), 0x3c, (rows / 128) * (cols / 128) * 4)
+        out.append(("F8_E4M3", try LinearWeight(tensor: Tensor(name: "w", dtype: .f8e4m3, shape: [rows, cols], storage: q),
+                                                scale: Tensor(name: "s", dtype: .f32, shape: [rows / 128, cols / 128], storage: sc),
+                                                block: .deepseek, bias: nil, arena: arena)))
+        return out
     }
 }

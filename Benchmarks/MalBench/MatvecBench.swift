@@ -1,0 +1,38 @@
+import Foundation
+import MalCore
+import MalRuntime
+
+/// Matrix-vector throughput of the runtime's linear layers (weights in huge pages), by dtype and
+/// thread count, in GB/s of weight bytes: the decode-speed ceiling of a dense model.
+enum MatvecBench {
+    static func run() throws {
+        let rows = 16384, cols = 4096
+        for threads in [1, 2] {
+            for (name, w) in try MatvecProbe.make(rows: rows, cols: cols) {
+                var x = [Float](repeating: 0.01, count: cols), y = [Float](repeating: 0, count: rows)
+                var best = Double.infinity
+                for _ in 0..<8 {
+                    let t0 = Date()
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { w.apply(xp.baseAddress!, $0.baseAddress!, threads: threads) } }
+                    best = min(best, Date().timeIntervalSince(t0))
+                }
+                print(String(format: "matvec %@ %dx%d, %d threads: %.1f GB/s", name, rows, cols, threads, Double(w.byteCount) / best / 1e9))
+            }
+        }
+    }
+}
+
+enum ParallelProbe {
+    static func run() {
+        for threads in [1, 2] {
+            let t0 = Date()
+            let box = LockedBox(0.0)
+            try! parallelFor(threads, threads: threads) { k in
+                var x = 1.0001
+                for i in 0..<200_000_000 / threads { x = x * 1.0000001 + Double(i & 1) * 1e-12 }
+                box.withLock { $0 += x }
+            }
+            print("parallelFor \(threads) threads: \(Date().timeIntervalSince(t0)) s")
+        }
+    }
+}
