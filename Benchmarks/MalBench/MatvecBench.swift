@@ -6,7 +6,7 @@ import MalRuntime
 /// thread count, in GB/s of weight bytes: the decode-speed ceiling of a dense model.
 enum MatvecBench {
     static func run() throws {
-        let rows = 16384, cols = 4096
+        let rows = Int(ProcessInfo.processInfo.environment["MV_ROWS"] ?? "16384")!, cols = Int(ProcessInfo.processInfo.environment["MV_COLS"] ?? "4096")!
         for threads in [1, 2] {
             for (name, w) in try MatvecProbe.make(rows: rows, cols: cols) {
                 var x = [Float](repeating: 0.01, count: cols), y = [Float](repeating: 0, count: rows)

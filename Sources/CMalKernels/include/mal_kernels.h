@@ -69,6 +69,13 @@ enum { MAL_W_F32 = 0, MAL_W_BF16 = 1, MAL_W_F16 = 2, MAL_W_E4M3 = 3 };
 void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t d, size_t n_heads,
                    size_t n_kv, size_t kv_stride, float scale, float *scratch, size_t h0, size_t h1);
 
+/* Persistent worker pool: mal_pool_init(T) starts T-1 workers (once; grows, never shrinks);
+   mal_pool_run runs fn(ctx, i) for i < n on the pool and the caller, returning when all are done.
+   Not reentrant: one job at a time, from one thread. */
+typedef void (*mal_task_fn)(void *ctx, size_t i);
+void mal_pool_init(int threads);
+void mal_pool_run(mal_task_fn fn, void *ctx, size_t n, int threads);
+
 /* Temporary outputs removed on SIGINT/SIGTERM/SIGHUP (and by mal_cleanup_temps): a failed or
    interrupted command leaves nothing behind. Directories are removed after the files in them. */
 void mal_install_cleanup_handlers(void);

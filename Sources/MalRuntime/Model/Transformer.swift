@@ -273,7 +273,7 @@ public final class Transformer: @unchecked Sendable {
         let perT = max(1, min(heads, threads))
         let headsPer = (heads + perT - 1) / perT
         let pool = BufferPool(size: headsPer * (position + T) * 4)
-        try parallelFor(T * perT, threads: threads) { job in
+        WorkerPool.run(T * perT, threads: threads) { job in
             let t = job / perT, part = job % perT
             let h0 = part * headsPer, h1 = min(heads, h0 + headsPer)
             if h0 >= h1 { return }

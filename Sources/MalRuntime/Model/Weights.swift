@@ -58,7 +58,7 @@ public struct LinearWeight: @unchecked Sendable {
         let chunks = Swift.min(threads, Swift.max(1, rows / 64))
         let per = (rows + chunks - 1) / chunks
         let me = self, xs = SendableConstPointer(x), ys = SendableMutablePointer(y)
-        try! parallelFor(chunks, threads: threads) { k in
+        WorkerPool.run(chunks, threads: threads) { k in
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
             if r0 >= r1 { return }
             switch me.dtype {
@@ -77,7 +77,7 @@ public struct LinearWeight: @unchecked Sendable {
         let chunks = Swift.min(threads * 4, Swift.max(1, rows / 16))
         let per = ((rows + chunks - 1) / chunks + 3) / 4 * 4
         let me = self, xs = SendableConstPointer(X), ys = SendableMutablePointer(Y)
-        try! parallelFor(chunks, threads: threads) { k in
+        WorkerPool.run(chunks, threads: threads) { k in
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
             if r0 >= r1 { return }
             mal_matmul(ys.p, me.data, me.kernelType, me.scales, xs.p, T, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
