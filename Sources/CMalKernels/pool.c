@@ -15,10 +15,11 @@ static struct {
     _Atomic size_t next;               /* next task index */
     _Atomic int active;                /* workers still inside the current job */
     int sleeping;
+    atomic_flag busy;                  /* held by the caller of the job in progress */
     mal_task_fn fn;
     void *ctx;
     size_t n;
-} P = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+} P = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .busy = ATOMIC_FLAG_INIT };
 
 static void run_tasks(void) {
     for (;;) {
@@ -60,7 +61,8 @@ void mal_pool_init(int threads) {
 }
 
 void mal_pool_run(mal_task_fn fn, void *ctx, size_t n, int threads) {
-    if (threads <= 1 || n <= 1 || P.threads <= 1) {
+    /* Another thread's job is running (two models in one process): run this one inline. */
+    if (threads <= 1 || n <= 1 || P.threads <= 1 || atomic_flag_test_and_set_explicit(&P.busy, memory_order_acquire)) {
         for (size_t i = 0; i < n; i++) fn(ctx, i);
         return;
     }
@@ -73,4 +75,5 @@ void mal_pool_run(mal_task_fn fn, void *ctx, size_t n, int threads) {
     pthread_mutex_unlock(&P.lock);
     run_tasks();
     while (atomic_load_explicit(&P.active, memory_order_acquire) > 0) __builtin_ia32_pause();
+    atomic_flag_clear_explicit(&P.busy, memory_order_release);
 }

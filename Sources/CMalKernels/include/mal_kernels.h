@@ -71,7 +71,7 @@ void mal_attention(float *out, const float *q, const float *K, const float *V, s
 
 /* Persistent worker pool: mal_pool_init(T) starts T-1 workers (once; grows, never shrinks);
    mal_pool_run runs fn(ctx, i) for i < n on the pool and the caller, returning when all are done.
-   Not reentrant: one job at a time, from one thread. */
+   One job at a time: a call made while another thread's job runs executes inline. */
 typedef void (*mal_task_fn)(void *ctx, size_t i);
 void mal_pool_init(int threads);
 void mal_pool_run(mal_task_fn fn, void *ctx, size_t n, int threads);

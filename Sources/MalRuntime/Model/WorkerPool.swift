@@ -1,7 +1,8 @@
 import CMalKernels
 
 /// The runtime's persistent worker pool (C, `pool.c`): short parallel regions without waking
-/// threads through libdispatch each time. One job at a time, from the thread running the model.
+/// threads through libdispatch each time. One job at a time; a job started while another
+/// thread's job runs is executed inline by its caller.
 enum WorkerPool {
     /// Runs `body(i)` for i in 0..<n on `threads` threads (the caller included).
     static func run(_ n: Int, threads: Int, _ body: (Int) -> Void) {
