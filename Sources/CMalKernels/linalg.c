@@ -147,28 +147,29 @@ void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const f
     }
 }
 
-void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t d, size_t n_heads,
-                   size_t n_kv, size_t kv_stride, float scale, float *scratch, size_t h0, size_t h1) {
+void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
+                   size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0,
+                   size_t h1) {
     size_t group = n_heads / n_kv;
     for (size_t h = h0; h < h1; h++) {
         size_t g = h / group;
-        const float *qh = q + h * d;
+        const float *qh = q + h * dk;
         float *att = scratch + (h - h0) * n_pos;
         float mx = -INFINITY;
         for (size_t p = 0; p < n_pos; p++) {
-            float s = dot_f32(qh, K + p * kv_stride + g * d, d) * scale;
+            float s = dot_f32(qh, K + p * k_stride + g * dk, dk) * scale;
             att[p] = s;
             mx = s > mx ? s : mx;
         }
         float sum = 0.0f;
         for (size_t p = 0; p < n_pos; p++) { float e = expf(att[p] - mx); att[p] = e; sum += e; }
         float inv = 1.0f / sum;
-        float *oh = out + h * d;
-        for (size_t i = 0; i < d; i++) oh[i] = 0.0f;
+        float *oh = out + h * dv;
+        for (size_t i = 0; i < dv; i++) oh[i] = 0.0f;
         for (size_t p = 0; p < n_pos; p++) {
             float w = att[p] * inv;
-            const float *vp = V + p * kv_stride + g * d;
-            for (size_t i = 0; i < d; i++) oh[i] += w * vp[i];
+            const float *vp = V + p * v_stride + g * dv;
+            for (size_t i = 0; i < dv; i++) oh[i] += w * vp[i];
         }
     }
 }

@@ -174,3 +174,40 @@ struct RuntimeQuantTests {
         #expect(r.status == 1 && r.stderr.contains("context length"))
     }
 }
+
+let deepseekModels = ["deepseek-v3-tiny", "deepseek-v3-fp8", "deepseek-v2-lite-tiny"]
+
+@Suite("DeepSeek V2/V3 runtime (MLA, MoE, YaRN, FP8) against transformers")
+struct DeepSeekRuntimeTests {
+    @Test("logits, greedy ids and hidden states", arguments: deepseekModels)
+    func logits(name: String) throws {
+        try TransformerTests().check(try ModelLoader.open(Fixtures.model(name)), name)
+    }
+
+    @Test("hidden states of every layer", arguments: deepseekModels)
+    func hidden(name: String) throws {
+        try TransformerTests().hiddenStates(name: name)
+    }
+
+    @Test("router choices and weights of every MoE layer", arguments: deepseekModels)
+    func routing(name: String) throws {
+        let ref = try Reference(name)
+        let tr = try Transformer(model: try ModelLoader.open(Fixtures.model(name)), threads: 2)
+        var got: [Int: [(Int, [Int32], [Float])]] = [:]
+        tr.onRoute = { l, t, ids, w in got[l, default: []].append((t, ids, w)) }
+        _ = try tr.forward(try ref.ints("input_ids.0"), allLogits: true)
+        let layers = ref.file.tensors.map(\.name).filter { $0.hasPrefix("router_topk_ids.0.layer") }
+        #expect(!layers.isEmpty)
+        for name in layers {
+            let l = Int(name.dropFirst("router_topk_ids.0.layer".count))!
+            let ids = try ref.ints(name)
+            let (w, shape) = try ref.floats("router_topk_weights.0.layer\(l)")
+            let k = shape[1]
+            let mine = try #require(got[l])
+            for (t, myIds, myW) in mine {
+                #expect(Array(ids[(t * k)..<((t + 1) * k)]) == myIds, "layer \(l) token \(t)")
+                #expect(maxAbsDiff(Array(w[(t * k)..<((t + 1) * k)]), myW) <= 1e-5, "layer \(l) token \(t) weights")
+            }
+        }
+    }
+}

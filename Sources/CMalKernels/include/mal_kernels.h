@@ -63,11 +63,13 @@ void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const f
                 size_t br, size_t bc, size_t r0, size_t r1);
 enum { MAL_W_F32 = 0, MAL_W_BF16 = 1, MAL_W_F16 = 2, MAL_W_E4M3 = 3 };
 
-/* One query against a KV cache: out[h] = softmax(q_h . K_g / sqrt(d) * scale) V_g for heads
-   [h0, h1), where g = h / (n_heads / n_kv) (grouped-query attention). K and V rows are
-   `kv_stride` floats apart, head g at offset g * d. `n_pos` positions are attended (causal). */
-void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t d, size_t n_heads,
-                   size_t n_kv, size_t kv_stride, float scale, float *scratch, size_t h0, size_t h1);
+/* One query against a KV cache: out[h] = softmax(q_h . K_g * scale) V_g for heads [h0, h1),
+   where g = h / (n_heads / n_kv) (grouped-query attention). Query and key heads have dk
+   dimensions, value and output heads dv (they differ in MLA). K and V rows are `k_stride` /
+   `v_stride` floats apart, head g at offset g * dk / g * dv. `n_pos` positions are attended. */
+void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
+                   size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0,
+                   size_t h1);
 
 /* Persistent worker pool: mal_pool_init(T) starts T-1 workers (once; grows, never shrinks);
    mal_pool_run runs fn(ctx, i) for i < n on the pool and the caller, returning when all are done.

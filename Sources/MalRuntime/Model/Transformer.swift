@@ -29,17 +29,27 @@ struct Norm {
     }
 }
 
-/// Rotary position embedding in HF's "rotate half" layout (Llama), with Llama 3 frequency
-/// scaling (`rope_type: llama3`): wavelengths above `orig/low` are divided by `factor`, below
-/// `orig/high` kept, and smoothly interpolated in between.
+/// Rotary position embedding. Llama: HF's "rotate half" layout with Llama 3 frequency scaling
+/// (wavelengths above `orig/low` divided by `factor`, below `orig/high` kept, interpolated in
+/// between). DeepSeek: interleaved (even, odd) pairs rotated as complex numbers, with YaRN
+/// frequencies as DeepSeek's `precompute_freqs_cis` computes them (correction range from
+/// `beta_fast`/`beta_slow`, floor/ceil, linear ramp: `f/factor·(1−s) + f·s`) and cos/sin scaled by
+/// `mscale(factor, mscale) / mscale(factor, mscale_all_dim)` as transformers does.
 struct Rotary {
     let invFreq: [Float]
     let dims: Int
+    let interleaved: Bool
+    let attentionFactor: Float
+
+    /// DeepSeek's `yarn_get_mscale`: 0.1·m·ln(factor) + 1 for factor > 1.
+    static func mscale(_ factor: Double, _ m: Double) -> Double { factor <= 1 ? 1 : 0.1 * m * log(factor) + 1 }
 
     init(_ r: RopeSpec) {
         let d = r.dimensions
         dims = d
+        interleaved = r.interleaved
         var f = (0..<(d / 2)).map { 1.0 / pow(r.theta, Double(2 * $0) / Double(d)) }
+        var attn = 1.0
         switch r.scaling {
         case let .llama3(factor, low, high, orig):
             let lowWave = Double(orig) / low, highWave = Double(orig) / high
@@ -51,43 +61,73 @@ struct Rotary {
                 return (1 - smooth) * inv / factor + smooth * inv
             }
         case let .linear(factor): f = f.map { $0 / factor }
-        case .none, .yarn: break
+        case let .yarn(factor, betaFast, betaSlow, m, mAll, orig):
+            func correctionDim(_ rotations: Double) -> Double {
+                Double(d) * log(Double(orig) / (rotations * 2 * Double.pi)) / (2 * log(r.theta))
+            }
+            let low = max(floor(correctionDim(betaFast)), 0), high = min(ceil(correctionDim(betaSlow)), Double(d - 1))
+            let span = high == low ? 0.001 : high - low
+            f = f.enumerated().map { i, inv in
+                let ramp = min(max((Double(i) - low) / span, 0), 1)
+                let smooth = 1 - ramp
+                return inv / factor * (1 - smooth) + inv * smooth
+            }
+            attn = mAll != 0 && m != 0 ? Rotary.mscale(factor, m) / Rotary.mscale(factor, mAll) : Rotary.mscale(factor, 1)
+        case .none: break
         }
         invFreq = f.map { Float($0) }
+        attentionFactor = Float(attn)
     }
 
-    /// Rotates `heads` vectors of `headDim` at `position` in place (first `dims` of each head).
-    func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, position: Int) {
+    /// Rotates the `dims` values at `offset` of each of `heads` vectors (`stride` apart) in place.
+    func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, stride: Int, offset: Int = 0, position: Int) {
         let half = dims / 2
         for i in 0..<half {
             let angle = Float(position) * invFreq[i]
-            let c = cos(angle), s = sin(angle)
+            let c = cos(angle) * attentionFactor, s = sin(angle) * attentionFactor
             for h in 0..<heads {
-                let p = x + h * headDim
-                let a = p[i], b = p[i + half]
-                p[i] = a * c - b * s
-                p[i + half] = b * c + a * s
+                let p = x + h * stride + offset
+                if interleaved {
+                    let a = p[2 * i], b = p[2 * i + 1]
+                    p[2 * i] = a * c - b * s
+                    p[2 * i + 1] = a * s + b * c
+                } else {
+                    let a = p[i], b = p[i + half]
+                    p[i] = a * c - b * s
+                    p[i + half] = b * c + a * s
+                }
             }
         }
     }
 }
 
-/// The decoder-only transformer of GPT-2 and Llama 3, assembled from the spec: norm (LayerNorm |
-/// RMSNorm), positions (learned | RoPE), attention (multi-head | grouped-query), feed-forward
-/// (GELU MLP | SwiGLU). Float32 activations, a KV cache, batched prompt processing.
+/// The decoder-only transformer of GPT-2, Llama 3 and DeepSeek V2/V3, assembled from the spec:
+/// norm (LayerNorm | RMSNorm), positions (learned | RoPE), attention (multi-head | grouped-query |
+/// multi-head latent), feed-forward (GELU MLP | SwiGLU | mixture of experts). Float32
+/// activations, a KV cache, batched prompt processing.
 public final class Transformer: @unchecked Sendable {
     public let spec: ModelSpec
     public var threads: Int
     public let contextLength: Int
 
+    struct SwiGLU { let gate: LinearWeight, up: LinearWeight, down: LinearWeight }
+
     enum FeedForward {
         case gelu(up: LinearWeight, down: LinearWeight)
-        case swiglu(gate: LinearWeight, up: LinearWeight, down: LinearWeight)
+        case swiglu(SwiGLU)
+        case moe(MixtureOfExperts)
+    }
+
+    enum Attention {
+        case standard(q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight)
+        case latent(LatentAttention)
     }
 
     struct Layer {
-        let attnNorm: Norm, q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight
-        let ffnNorm: Norm, ffn: FeedForward
+        let attnNorm: Norm
+        let attention: Attention
+        let ffnNorm: Norm
+        let ffn: FeedForward
     }
 
     let arena: WeightArena
@@ -100,20 +140,28 @@ public final class Transformer: @unchecked Sendable {
     let outputNorm: Norm
     let output: LinearWeight
     let rotary: Rotary?
-    let qDim: Int, kvDim: Int
-    // KV cache: per layer [contextLength, kvDim].
+    /// Query/key and value widths per token and their per-head sizes.
+    let qDim: Int, kDim: Int, vDim: Int, headK: Int, headV: Int, cacheHeads: Int
+    let softmaxScale: Float
+    // KV cache: per layer [contextLength, kDim] and [contextLength, vDim].
     var keys: [UnsafeMutablePointer<Float>]
     var values: [UnsafeMutablePointer<Float>]
     public private(set) var position = 0
+    /// Called with (layer, token index in the batch, expert ids, weights) for every MoE routing.
+    public var onRoute: ((Int, Int, [Int32], [Float]) -> Void)?
 
-    /// Weight bytes read per generated token (for bandwidth ceilings).
+    /// Weight bytes read per generated token (for bandwidth ceilings; MoE: shared + top-k experts).
     public var weightBytesPerToken: Int {
         var n = output.byteCount
         for l in layers {
-            n += l.q.byteCount + l.k.byteCount + l.v.byteCount + l.o.byteCount
+            switch l.attention {
+            case let .standard(q, k, v, o): n += q.byteCount + k.byteCount + v.byteCount + o.byteCount
+            case let .latent(m): n += m.byteCount
+            }
             switch l.ffn {
             case let .gelu(u, d): n += u.byteCount + d.byteCount
-            case let .swiglu(g, u, d): n += g.byteCount + u.byteCount + d.byteCount
+            case let .swiglu(f): n += f.gate.byteCount + f.up.byteCount + f.down.byteCount
+            case let .moe(m): n += m.bytesPerToken
             }
         }
         return n
@@ -123,9 +171,6 @@ public final class Transformer: @unchecked Sendable {
         let s = model.spec
         spec = s
         self.threads = threads
-        guard s.architecture == .gpt2 || s.architecture == .llama else {
-            throw MalError(.unsupported, "the runtime runs GPT-2 and Llama models; \(s.architecture.rawValue) is not supported yet")
-        }
         let ctx = min(requested ?? 4096, s.maxPositions)
         contextLength = ctx
         arena = WeightArena()
@@ -134,14 +179,17 @@ public final class Transformer: @unchecked Sendable {
         func norm(_ base: String) throws -> Norm {
             Norm(weight: try w.vector(base + ".weight"), bias: gpt2 ? try w.vector(base + ".bias") : nil, eps: Float(s.normEps), rms: !gpt2)
         }
+        func swiglu(_ b: String, _ suffix: String = "", bias: Bool = false) throws -> SwiGLU {
+            SwiGLU(gate: try w.linear(b + "ffn_gate" + suffix, bias: bias), up: try w.linear(b + "ffn_up" + suffix, bias: bias),
+                   down: try w.linear(b + "ffn_down" + suffix, bias: bias))
+        }
         embedding = try w.tensor("token_embd.weight")
         if embedding.dtype == .f8e4m3, let sc = model.tensors.first(where: { $0.name == "token_embd.weight" })?.scale {
             embeddingScale = try w.tensor(sc)
-            embeddingBlock = w.block
         } else {
             embeddingScale = nil
-            embeddingBlock = w.block
         }
+        embeddingBlock = w.block
         guard [.f32, .f16, .bf16].contains(embedding.dtype) || embeddingScale != nil else {
             throw MalError(.unsupported, "token embedding of dtype \(embedding.dtype.rawValue) is not supported", tensor: "token_embd.weight")
         }
@@ -149,23 +197,55 @@ public final class Transformer: @unchecked Sendable {
         let bias = gpt2 || s.attentionBias
         layers = try (0..<s.layers).map { l in
             let b = "blk.\(l)."
-            let ffn: FeedForward = gpt2
-                ? .gelu(up: try w.linear(b + "ffn_up", bias: true), down: try w.linear(b + "ffn_down", bias: true))
-                : .swiglu(gate: try w.linear(b + "ffn_gate", bias: s.mlpBias), up: try w.linear(b + "ffn_up", bias: s.mlpBias),
-                          down: try w.linear(b + "ffn_down", bias: s.mlpBias))
-            return Layer(attnNorm: try norm(b + "attn_norm"), q: try w.linear(b + "attn_q", bias: bias), k: try w.linear(b + "attn_k", bias: bias),
-                         v: try w.linear(b + "attn_v", bias: bias), o: try w.linear(b + "attn_output", bias: bias),
-                         ffnNorm: try norm(b + "ffn_norm"), ffn: ffn)
+            let attention: Attention
+            if let mla = s.mla {
+                attention = .latent(try LatentAttention(w, prefix: b, mla: mla, heads: s.heads, eps: Float(s.normEps)))
+            } else {
+                attention = .standard(q: try w.linear(b + "attn_q", bias: bias), k: try w.linear(b + "attn_k", bias: bias),
+                                      v: try w.linear(b + "attn_v", bias: bias), o: try w.linear(b + "attn_output", bias: bias))
+            }
+            let ffn: FeedForward
+            if gpt2 {
+                ffn = .gelu(up: try w.linear(b + "ffn_up", bias: true), down: try w.linear(b + "ffn_down", bias: true))
+            } else if let moe = s.moe, s.isMoELayer(l) {
+                ffn = .moe(MixtureOfExperts(
+                    spec: moe, router: try w.linear(b + "ffn_gate_inp"),
+                    bias: moe.correctionBias ? try w.vector(b + "exp_probs_b.bias") : nil,
+                    experts: try (0..<moe.routedExperts).map { e in
+                        SwiGLU(gate: try w.linear(b + "ffn_gate_exps.\(e)"), up: try w.linear(b + "ffn_up_exps.\(e)"),
+                               down: try w.linear(b + "ffn_down_exps.\(e)"))
+                    },
+                    shared: moe.sharedExperts > 0 ? try swiglu(b, "_shexp") : nil))
+            } else {
+                ffn = .swiglu(try swiglu(b, bias: s.mlpBias))
+            }
+            return Layer(attnNorm: try norm(b + "attn_norm"), attention: attention, ffnNorm: try norm(b + "ffn_norm"), ffn: ffn)
         }
         outputNorm = try norm("output_norm")
         output = try w.linear(w.has("output.weight") ? "output" : "token_embd")
         rotary = s.rope.map(Rotary.init)
-        qDim = s.heads * s.headDim
-        kvDim = s.kvHeads * s.headDim
-        let kvd = s.kvHeads * s.headDim
-        keys = (0..<s.layers).map { _ in .allocate(capacity: ctx * kvd) }
-        values = (0..<s.layers).map { _ in .allocate(capacity: ctx * kvd) }
-        _ = w
+        if let mla = s.mla {
+            headK = mla.qkHeadDim
+            headV = mla.vHeadDim
+            cacheHeads = s.heads
+            var scale = 1 / Float(mla.qkHeadDim).squareRoot()
+            if case let .yarn(factor, _, _, _, mAll, _)? = s.rope?.scaling, mAll != 0 {
+                let m = Float(Rotary.mscale(factor, mAll))
+                scale *= m * m
+            }
+            softmaxScale = scale
+        } else {
+            headK = s.headDim
+            headV = s.headDim
+            cacheHeads = s.kvHeads
+            softmaxScale = 1 / Float(s.headDim).squareRoot()
+        }
+        qDim = s.heads * headK
+        kDim = cacheHeads * headK
+        vDim = cacheHeads * headV
+        let kd = kDim, vd = vDim
+        keys = (0..<s.layers).map { _ in .allocate(capacity: ctx * kd) }
+        values = (0..<s.layers).map { _ in .allocate(capacity: ctx * vd) }
     }
 
     deinit {
@@ -173,6 +253,9 @@ public final class Transformer: @unchecked Sendable {
     }
 
     public func reset() { position = 0 }
+
+    /// KV-cache bytes per token (all layers).
+    public var kvCacheBytesPerToken: Int { layers.count * (kDim + vDim) * 4 }
 
     /// Embedding of token `id` (+ learned position) into `x`.
     func embed(_ id: Int32, position pos: Int, into x: UnsafeMutablePointer<Float>) throws {
@@ -207,46 +290,53 @@ public final class Transformer: @unchecked Sendable {
         let x = UnsafeMutablePointer<Float>.allocate(capacity: T * H)
         let xn = UnsafeMutablePointer<Float>.allocate(capacity: T * H)
         let q = UnsafeMutablePointer<Float>.allocate(capacity: T * qDim)
-        let kv = UnsafeMutablePointer<Float>.allocate(capacity: T * kvDim * 2)
-        let att = UnsafeMutablePointer<Float>.allocate(capacity: T * qDim)
-        let ffnWidth = layers.first.map { l -> Int in switch l.ffn { case let .gelu(u, _): return u.rows; case let .swiglu(g, _, _): return g.rows } } ?? 0
-        let f1 = UnsafeMutablePointer<Float>.allocate(capacity: T * max(ffnWidth, 1))
-        let f2 = UnsafeMutablePointer<Float>.allocate(capacity: T * max(ffnWidth, 1))
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-        defer { for p in [x, xn, q, kv, att, f1, f2, scratch] { p.deallocate() } }
+        let k = UnsafeMutablePointer<Float>.allocate(capacity: T * kDim)
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: T * vDim)
+        let att = UnsafeMutablePointer<Float>.allocate(capacity: T * spec.heads * headV)
+        defer { for p in [x, xn, q, k, v, att] { p.deallocate() } }
         for (t, id) in tokens.enumerated() { try embed(id, position: position + t, into: x + t * H) }
-        let hd = spec.headDim
         for (l, layer) in layers.enumerated() {
             capture?(l, Array(UnsafeBufferPointer(start: x, count: T * H)))
             for t in 0..<T { layer.attnNorm.apply(x + t * H, xn + t * H, H) }
-            layer.q.apply(batch: xn, q, count: T, threads: threads)
-            layer.k.apply(batch: xn, kv, count: T, threads: threads)
-            layer.v.apply(batch: xn, kv + T * kvDim, count: T, threads: threads)
-            for t in 0..<T {
-                let pos = position + t
+            switch layer.attention {
+            case let .standard(wq, wk, wv, _):
+                wq.apply(batch: xn, q, count: T, threads: threads)
+                wk.apply(batch: xn, k, count: T, threads: threads)
+                wv.apply(batch: xn, v, count: T, threads: threads)
                 if let r = rotary {
-                    r.apply(q + t * qDim, heads: spec.heads, headDim: hd, position: pos)
-                    r.apply(kv + t * kvDim, heads: spec.kvHeads, headDim: hd, position: pos)
+                    for t in 0..<T {
+                        r.apply(q + t * qDim, heads: spec.heads, stride: headK, position: position + t)
+                        r.apply(k + t * kDim, heads: cacheHeads, stride: headK, position: position + t)
+                    }
                 }
-                (keys[l] + pos * kvDim).update(from: kv + t * kvDim, count: kvDim)
-                (values[l] + pos * kvDim).update(from: kv + T * kvDim + t * kvDim, count: kvDim)
+            case let .latent(m):
+                m.project(xn, count: T, q: q, k: k, v: v, rotary: rotary, start: position, threads: threads)
             }
-            try attend(layer: l, q: q, out: att, count: T, scratch: scratch)
-            layer.o.apply(batch: att, xn, count: T, threads: threads)
+            for t in 0..<T {
+                (keys[l] + (position + t) * kDim).update(from: k + t * kDim, count: kDim)
+                (values[l] + (position + t) * vDim).update(from: v + t * vDim, count: vDim)
+            }
+            attend(layer: l, q: q, out: att, count: T)
+            switch layer.attention {
+            case let .standard(_, _, _, o): o.apply(batch: att, xn, count: T, threads: threads)
+            case let .latent(m): m.output.apply(batch: att, xn, count: T, threads: threads)
+            }
             for i in 0..<(T * H) { x[i] += xn[i] }
             for t in 0..<T { layer.ffnNorm.apply(x + t * H, xn + t * H, H) }
             switch layer.ffn {
             case let .gelu(up, down):
-                up.apply(batch: xn, f1, count: T, threads: threads)
-                let n = T * up.rows
-                for i in 0..<n { f1[i] = Transformer.geluTanh(f1[i]) }
-                down.apply(batch: f1, xn, count: T, threads: threads)
-            case let .swiglu(gate, up, down):
-                gate.apply(batch: xn, f1, count: T, threads: threads)
-                up.apply(batch: xn, f2, count: T, threads: threads)
-                let n = T * gate.rows
-                for i in 0..<n { let g = f1[i]; f1[i] = g / (1 + exp(-g)) * f2[i] }
-                down.apply(batch: f1, xn, count: T, threads: threads)
+                let f = UnsafeMutablePointer<Float>.allocate(capacity: T * up.rows)
+                defer { f.deallocate() }
+                up.apply(batch: xn, f, count: T, threads: threads)
+                for i in 0..<(T * up.rows) { f[i] = Transformer.geluTanh(f[i]) }
+                down.apply(batch: f, xn, count: T, threads: threads)
+            case let .swiglu(f):
+                Transformer.swiglu(f, xn, out: xn, count: T, threads: threads)
+            case let .moe(m):
+                for t in 0..<T {
+                    let choice = m.apply(xn + t * H, out: xn + t * H, threads: threads)
+                    onRoute?(l, t, choice.ids, choice.weights)
+                }
             }
             for i in 0..<(T * H) { x[i] += xn[i] }
         }
@@ -255,21 +345,31 @@ public final class Transformer: @unchecked Sendable {
         let rowsOut = T - first
         for t in first..<T { outputNorm.apply(x + t * H, xn + (t - first) * H, H) }
         capture?(layers.count, Array(UnsafeBufferPointer(start: xn, count: rowsOut * H)))
-        if !allLogits && rowsOut > 1 { (xn).update(from: xn + (rowsOut - 1) * H, count: H) }
+        if !allLogits && rowsOut > 1 { xn.update(from: xn + (rowsOut - 1) * H, count: H) }
         let n = allLogits ? rowsOut : 1
         var logits = [Float](repeating: 0, count: n * output.rows)
         logits.withUnsafeMutableBufferPointer { output.apply(batch: xn, $0.baseAddress!, count: n, threads: threads) }
         return logits
     }
 
+    /// SwiGLU feed-forward: down(silu(gate(x)) · up(x)); `out` may alias `x`.
+    static func swiglu(_ f: SwiGLU, _ x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
+        let n = T * f.gate.rows
+        let g = UnsafeMutablePointer<Float>.allocate(capacity: n), u = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { g.deallocate(); u.deallocate() }
+        f.gate.apply(batch: x, g, count: T, threads: threads)
+        f.up.apply(batch: x, u, count: T, threads: threads)
+        for i in 0..<n { let a = g[i]; g[i] = a / (1 + exp(-a)) * u[i] }
+        f.down.apply(batch: g, out, count: T, threads: threads)
+    }
+
     /// Causal attention of the T new queries over all cached positions.
-    func attend(layer l: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int,
-                scratch: UnsafeMutablePointer<Float>) throws {
-        let hd = spec.headDim, heads = spec.heads, kvh = spec.kvHeads
-        let scale = 1 / Float(hd).squareRoot()
+    func attend(layer l: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int) {
+        let heads = spec.heads, kvh = cacheHeads, dk = headK, dv = headV
+        let scale = softmaxScale
         let K = SendableConstPointer(keys[l]), V = SendableConstPointer(values[l])
         let qs = SendableMutablePointer(q), os = SendableMutablePointer(out)
-        let start = position, qd = qDim, kvd = kvDim
+        let start = position, qd = qDim, kd = kDim, vd = vDim, od = heads * headV
         let perT = max(1, min(heads, threads))
         let headsPer = (heads + perT - 1) / perT
         let pool = BufferPool(size: headsPer * (position + T) * 4)
@@ -278,11 +378,10 @@ public final class Transformer: @unchecked Sendable {
             let h0 = part * headsPer, h1 = min(heads, h0 + headsPer)
             if h0 >= h1 { return }
             let nPos = start + t + 1
-            // Scratch: each job uses its own slice (heads × positions of the longest query).
             let raw = pool.get()
             defer { pool.put(raw) }
-            let buf = raw.assumingMemoryBound(to: Float.self)
-            mal_attention(os.p + t * qd, qs.p + t * qd, K.p, V.p, nPos, hd, heads, kvh, kvd, scale, buf, h0, h1)
+            mal_attention(os.p + t * od, qs.p + t * qd, K.p, V.p, nPos, dk, dv, heads, kvh, kd, vd, scale,
+                          raw.assumingMemoryBound(to: Float.self), h0, h1)
         }
     }
 
