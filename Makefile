@@ -39,7 +39,13 @@ demo: build
 			|| echo "   export differs in file layout (tensor bytes are compared by the tests)"; \
 		printf "   sizes: safetensors %s B, .mal %s B, exported %s B\n" \
 			$$(stat -c %s $$m/model.safetensors) $$(stat -c %s $(DEMO)/$$n.mal) $$(stat -c %s $(DEMO)/$$n-export/model.safetensors); \
+		echo "-- malrun $(DEMO)/$$n.mal -p 'The secret of success is' -n 40"; \
+		$(BIN)/malrun $(DEMO)/$$n.mal -p "The secret of success is" -n 40 || exit 1; \
 	done
+	@echo "== FP8: quantize the DeepSeek sample (DeepSeek-V3 release layout), verify, run"
+	$(BIN)/malconv quantize Samples/deepseek-v3-fortunes -o $(DEMO)/deepseek-v3-fortunes-fp8.mal
+	$(BIN)/malconv verify Samples/deepseek-v3-fortunes $(DEMO)/deepseek-v3-fortunes-fp8.mal | grep -E "^(tensor|TOTAL)"
+	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8.mal -p "The secret of success is" -n 40
 
 test: deps
 	$(SWIFT) test

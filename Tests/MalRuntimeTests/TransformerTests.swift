@@ -117,7 +117,8 @@ struct RuntimeQuantTests {
         #expect(maxAbsDiff(a, b) <= 1e-4)
     }
 
-    static let samples: [(String, String)] = [("gpt2-fortunes", "gpt2"), ("llama3-fortunes", "llama3")]
+    static let samples: [(String, String)] = [("gpt2-fortunes", "gpt2"), ("llama3-fortunes", "llama3"), ("deepseek-v3-fortunes", "deepseek"),
+                                                   ("../../shared/samples/deepseek-v3-fortunes-fp8", "deepseek-fp8")]
 
     @Test("greedy continuations of the trained samples", arguments: samples)
     func sampleGreedy(folder: String, key: String) throws {
