@@ -52,9 +52,12 @@ public struct MLASpec: Equatable, Sendable, Codable {
     public var qkNopeHeadDim: Int
     public var qkRopeHeadDim: Int
     public var vHeadDim: Int
+    /// Set by `malconv absorb-mla`: "split" (per-head W_UK, W_UV) or "merged" (W_UK^T·W_UQ, W_O·W_UV).
+    public var absorbed: String?
     public var qkHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
 
-    public init(qLoraRank: Int?, kvLoraRank: Int, qkNopeHeadDim: Int, qkRopeHeadDim: Int, vHeadDim: Int) {
+    public init(qLoraRank: Int?, kvLoraRank: Int, qkNopeHeadDim: Int, qkRopeHeadDim: Int, vHeadDim: Int, absorbed: String? = nil) {
+        self.absorbed = absorbed
         self.qLoraRank = qLoraRank
         self.kvLoraRank = kvLoraRank
         self.qkNopeHeadDim = qkNopeHeadDim

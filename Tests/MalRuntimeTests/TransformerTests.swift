@@ -212,3 +212,46 @@ struct DeepSeekRuntimeTests {
         }
     }
 }
+
+@Suite("MLA absorption")
+struct AbsorptionTests {
+    static let cases: [(String, String)] = deepseekModels.flatMap { m in ["split", "merged"].map { (m, $0) } }
+
+    @Test("absorbed and naive paths agree; logits still match the reference", arguments: cases)
+    func absorbed(name: String, mode: String) throws {
+        let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.model(name)))
+        let abs = try AbsorbedModel(base: base, mode: AbsorbedModel.Mode(rawValue: mode)!)
+        #expect(abs.spec.mla?.absorbed == mode)
+        let ref = try Reference(name)
+        let naive = try Transformer(model: base, threads: 2), absorbed = try Transformer(model: abs, threads: 2)
+        let r = abs.spec.mla!.kvLoraRank + abs.spec.mla!.qkRopeHeadDim
+        #expect(absorbed.kvCacheBytesPerToken == abs.spec.layers * r * 4)
+        #expect(naive.kvCacheBytesPerToken > absorbed.kvCacheBytesPerToken)
+        for i in 0..<ref.sequenceCount {
+            let ids = try ref.ints("input_ids.\(i)")
+            naive.reset(); absorbed.reset()
+            let a = try naive.forward(ids, allLogits: true), b = try absorbed.forward(ids, allLogits: true)
+            #expect(maxAbsDiff(a, b) <= 1e-5, "\(name) \(mode) sequence \(i): naive vs absorbed \(maxAbsDiff(a, b))")
+            #expect(maxAbsDiff(b, try ref.floats("logits.\(i)").values) <= 1e-4)
+        }
+        // Decoding token by token through the latent cache gives the greedy ids.
+        try TransformerTests().check(abs, name)
+    }
+
+    @Test func absorbMlaCommand() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        for mode in ["split", "merged"] {
+            let r = try runTool("malconv", ["absorb-mla", Fixtures.model("deepseek-v3-fp8"), "-o", dir + "/\(mode).mal", "--mode", mode])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("exact float32"))
+            if mode == "merged" { #expect(r.stdout.contains("larger")) }
+            let m = try ModelLoader.open(dir + "/\(mode).mal")
+            #expect(m.spec.mla?.absorbed == mode)
+            try TransformerTests().check(m, "deepseek-v3-fp8")
+        }
+        let again = try runTool("malconv", ["absorb-mla", dir + "/split.mal", "-o", dir + "/twice.mal"])
+        #expect(again.status == 1 && again.stderr.contains("already absorbed"))
+        let gpt = try runTool("malconv", ["absorb-mla", Fixtures.model("gpt2-tiny"), "-o", dir + "/g.mal"])
+        #expect(gpt.status == 1 && gpt.stderr.contains("MLA"))
+    }
+}

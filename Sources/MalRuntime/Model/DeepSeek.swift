@@ -1,14 +1,26 @@
 import Foundation
 import MalCore
 
-/// Multi-head latent attention (DeepSeek V2/V3), "naive" path: queries through the q-LoRA
-/// (`q_a` → RMSNorm → `q_b`) or a plain `q_proj`; the joint `kv_a` projection gives the latent
-/// `c_kv` (RMS-normed) and one rope key shared by all heads; `kv_b` expands `c_kv` to per-head
-/// no-rope keys and values; RoPE (interleaved, YaRN) on the rope parts of q and k.
+/// Multi-head latent attention (DeepSeek V2/V3). Queries through the q-LoRA (`q_a` → RMSNorm →
+/// `q_b`) or a plain `q_proj`; the joint `kv_a` projection gives the latent `c_kv` (RMS-normed)
+/// and one rope key shared by all heads; RoPE (interleaved, YaRN) on the rope parts.
+///
+/// - naive: `kv_b` expands `c_kv` to per-head no-rope keys and values, which are cached
+///   (h·(nope+rope) + h·v values per token per layer);
+/// - absorbed (`absorb-mla`): only `[c_kv, k_pe]` is cached (r + rope values, shared by all heads);
+///   queries move into the latent space (`q_lat[h] = W_UKᵀ q_nope[h]`, or the merged
+///   W_UKᵀ·W_UQ), attention runs over the latent cache, and W_UV (split) or W_O·W_UV (merged)
+///   brings the result back.
 struct LatentAttention {
-    let qA: LinearWeight?, qANorm: Norm?, qB: LinearWeight?, q: LinearWeight?
-    let kvA: LinearWeight, kvANorm: Norm, kvB: LinearWeight
-    let output: LinearWeight
+    enum Mode {
+        case naive(kvB: LinearWeight, output: LinearWeight)
+        case split(kB: LinearWeight, vB: LinearWeight, output: LinearWeight)
+        case merged(qLat: LinearWeight, qRope: LinearWeight, outputLat: LinearWeight)
+    }
+
+    let qA: LinearWeight?, qANorm: Norm?, q: LinearWeight?       // q: q_b, or q_proj without q-LoRA (not merged)
+    let kvA: LinearWeight, kvANorm: Norm
+    let mode: Mode
     let mla: MLASpec
     let heads: Int
 
@@ -18,53 +30,129 @@ struct LatentAttention {
         if mla.qLoraRank != nil {
             qA = try w.linear(b + "attn_q_a")
             qANorm = Norm(weight: try w.vector(b + "attn_q_a_norm.weight"), bias: nil, eps: eps, rms: true)
-            qB = try w.linear(b + "attn_q_b")
-            q = nil
         } else {
-            qA = nil; qANorm = nil; qB = nil
-            q = try w.linear(b + "attn_q")
+            qA = nil; qANorm = nil
         }
         kvA = try w.linear(b + "attn_kv_a_mqa")
         kvANorm = Norm(weight: try w.vector(b + "attn_kv_a_norm.weight"), bias: nil, eps: eps, rms: true)
-        kvB = try w.linear(b + "attn_kv_b")
-        output = try w.linear(b + "attn_output")
+        switch mla.absorbed {
+        case nil:
+            q = try w.linear(b + (mla.qLoraRank != nil ? "attn_q_b" : "attn_q"))
+            mode = .naive(kvB: try w.linear(b + "attn_kv_b"), output: try w.linear(b + "attn_output"))
+        case "split":
+            q = try w.linear(b + (mla.qLoraRank != nil ? "attn_q_b" : "attn_q"))
+            mode = .split(kB: try w.linear(b + "attn_k_b"), vB: try w.linear(b + "attn_v_b"), output: try w.linear(b + "attn_output"))
+        case "merged":
+            q = nil
+            mode = .merged(qLat: try w.linear(b + "attn_q_lat"), qRope: try w.linear(b + "attn_q_rope"),
+                           outputLat: try w.linear(b + "attn_output_lat"))
+        default:
+            throw MalError(.unsupported, "unknown MLA absorption '\(mla.absorbed!)'")
+        }
     }
 
-    var byteCount: Int { [qA, qB, q, kvA, kvB, output].compactMap { $0?.byteCount }.reduce(0, +) }
+    var absorbed: Bool { if case .naive = mode { return false }; return true }
 
-    /// Queries [T, heads·(nope+rope)], keys [T, heads·(nope+rope)], values [T, heads·v] for the
-    /// normed inputs `x` [T, H].
+    var byteCount: Int {
+        var n = [qA, q, kvA].compactMap { $0?.byteCount }.reduce(0, +)
+        switch mode {
+        case let .naive(kvB, o): n += kvB.byteCount + o.byteCount
+        case let .split(kB, vB, o): n += kB.byteCount + vB.byteCount + o.byteCount
+        case let .merged(ql, qr, ol): n += ql.byteCount + qr.byteCount + ol.byteCount
+        }
+        return n
+    }
+
+    /// Queries, keys and values of T normed inputs `x` [T, H] for the cache layout of the mode:
+    /// naive: q [T, h·(nope+rope)], k [T, h·(nope+rope)], v [T, h·v]; absorbed: q [T, h·(r+rope)]
+    /// (latent query and rope query per head), k [T, r+rope] (`c_kv`, `k_pe`), v unused.
     func project(_ x: UnsafeMutablePointer<Float>, count T: Int, q out: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
                  v: UnsafeMutablePointer<Float>, rotary: Rotary?, start: Int, threads: Int) {
         let nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, dv = mla.vHeadDim, r = mla.kvLoraRank, dk = nope + rope
-        if let qA, let qB, let qANorm {
-            let a = UnsafeMutablePointer<Float>.allocate(capacity: T * qA.rows)
-            defer { a.deallocate() }
-            qA.apply(batch: x, a, count: T, threads: threads)
-            for t in 0..<T { qANorm.apply(a + t * qA.rows, a + t * qA.rows, qA.rows) }
-            qB.apply(batch: a, out, count: T, threads: threads)
-        } else {
-            q!.apply(batch: x, out, count: T, threads: threads)
+        // Query input: the normed q-LoRA latent, or x itself.
+        var qIn = x
+        var qInWidth = kvA.cols
+        let qa: UnsafeMutablePointer<Float>? = qA.map { .allocate(capacity: T * $0.rows) }
+        defer { qa?.deallocate() }
+        if let qA, let qANorm, let qa {
+            qA.apply(batch: x, qa, count: T, threads: threads)
+            for t in 0..<T { qANorm.apply(qa + t * qA.rows, qa + t * qA.rows, qA.rows) }
+            qIn = qa
+            qInWidth = qA.rows
         }
+        _ = qInWidth
         let kva = UnsafeMutablePointer<Float>.allocate(capacity: T * (r + rope))
-        let kvb = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * (nope + dv))
-        defer { kva.deallocate(); kvb.deallocate() }
+        defer { kva.deallocate() }
         kvA.apply(batch: x, kva, count: T, threads: threads)
-        let latent = UnsafeMutablePointer<Float>.allocate(capacity: T * r)
-        defer { latent.deallocate() }
-        for t in 0..<T { kvANorm.apply(kva + t * (r + rope), latent + t * r, r) }
-        kvB.apply(batch: latent, kvb, count: T, threads: threads)
         for t in 0..<T {
-            let pe = kva + t * (r + rope) + r
-            rotary?.apply(pe, heads: 1, stride: rope, position: start + t)
-            rotary?.apply(out + t * heads * dk, heads: heads, stride: dk, offset: nope, position: start + t)
-            for h in 0..<heads {
-                let src = kvb + t * heads * (nope + dv) + h * (nope + dv)
-                let kh = k + t * heads * dk + h * dk
-                kh.update(from: src, count: nope)
-                (kh + nope).update(from: pe, count: rope)
-                (v + t * heads * dv + h * dv).update(from: src + nope, count: dv)
+            kvANorm.apply(kva + t * (r + rope), kva + t * (r + rope), r)
+            rotary?.apply(kva + t * (r + rope) + r, heads: 1, stride: rope, position: start + t)
+        }
+        switch mode {
+        case let .naive(kvB, _):
+            q!.apply(batch: qIn, out, count: T, threads: threads)
+            let latent = UnsafeMutablePointer<Float>.allocate(capacity: T * r)
+            let kvb = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * (nope + dv))
+            defer { latent.deallocate(); kvb.deallocate() }
+            for t in 0..<T { latent.advanced(by: t * r).update(from: kva + t * (r + rope), count: r) }
+            kvB.apply(batch: latent, kvb, count: T, threads: threads)
+            for t in 0..<T {
+                rotary?.apply(out + t * heads * dk, heads: heads, stride: dk, offset: nope, position: start + t)
+                let pe = kva + t * (r + rope) + r
+                for h in 0..<heads {
+                    let src = kvb + t * heads * (nope + dv) + h * (nope + dv)
+                    let kh = k + t * heads * dk + h * dk
+                    kh.update(from: src, count: nope)
+                    (kh + nope).update(from: pe, count: rope)
+                    (v + t * heads * dv + h * dv).update(from: src + nope, count: dv)
+                }
             }
+            return
+        case let .split(kB, _, _):
+            let qf = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * dk)
+            defer { qf.deallocate() }
+            q!.apply(batch: qIn, qf, count: T, threads: threads)
+            for t in 0..<T {
+                rotary?.apply(qf + t * heads * dk, heads: heads, stride: dk, offset: nope, position: start + t)
+                let lat = UnsafeMutablePointer<Float>.allocate(capacity: heads * r)
+                defer { lat.deallocate() }
+                for h in 0..<heads { kB.applyRows(qf + t * heads * dk + h * dk, lat, h * r, (h + 1) * r) }
+                for h in 0..<heads {
+                    let dst = out + t * heads * (r + rope) + h * (r + rope)
+                    dst.update(from: lat + h * r, count: r)
+                    (dst + r).update(from: qf + t * heads * dk + h * dk + nope, count: rope)
+                }
+            }
+        case let .merged(qLat, qRope, _):
+            let lat = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * r)
+            let pe = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * rope)
+            defer { lat.deallocate(); pe.deallocate() }
+            qLat.apply(batch: qIn, lat, count: T, threads: threads)
+            qRope.apply(batch: qIn, pe, count: T, threads: threads)
+            for t in 0..<T {
+                rotary?.apply(pe + t * heads * rope, heads: heads, stride: rope, position: start + t)
+                for h in 0..<heads {
+                    let dst = out + t * heads * (r + rope) + h * (r + rope)
+                    dst.update(from: lat + t * heads * r + h * r, count: r)
+                    (dst + r).update(from: pe + t * heads * rope + h * rope, count: rope)
+                }
+            }
+        }
+        // Absorbed cache rows: [c_kv (normed), k_pe (roped)].
+        k.update(from: kva, count: T * (r + rope))
+    }
+
+    /// Attention output [T, h·(v | r)] → the layer's output [T, H].
+    func finish(_ att: UnsafeMutablePointer<Float>, count T: Int, out: UnsafeMutablePointer<Float>, threads: Int) {
+        let r = mla.kvLoraRank, dv = mla.vHeadDim
+        switch mode {
+        case let .naive(_, o): o.apply(batch: att, out, count: T, threads: threads)
+        case let .split(_, vB, o):
+            let vals = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * dv)
+            defer { vals.deallocate() }
+            for t in 0..<T { for h in 0..<heads { vB.applyRows(att + t * heads * r + h * r, vals + t * heads * dv, h * dv, (h + 1) * dv) } }
+            o.apply(batch: vals, out, count: T, threads: threads)
+        case let .merged(_, _, ol): ol.apply(batch: att, out, count: T, threads: threads)
         }
     }
 }

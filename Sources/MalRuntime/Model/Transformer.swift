@@ -143,6 +143,8 @@ public final class Transformer: @unchecked Sendable {
     /// Query/key and value widths per token and their per-head sizes.
     let qDim: Int, kDim: Int, vDim: Int, headK: Int, headV: Int, cacheHeads: Int
     let softmaxScale: Float
+    /// Absorbed MLA: values are read from the key cache (`c_kv` is both), no value cache.
+    let latentCache: Bool
     // KV cache: per layer [contextLength, kDim] and [contextLength, vDim].
     var keys: [UnsafeMutablePointer<Float>]
     var values: [UnsafeMutablePointer<Float>]
@@ -225,9 +227,11 @@ public final class Transformer: @unchecked Sendable {
         output = try w.linear(w.has("output.weight") ? "output" : "token_embd")
         rotary = s.rope.map(Rotary.init)
         if let mla = s.mla {
-            headK = mla.qkHeadDim
-            headV = mla.vHeadDim
-            cacheHeads = s.heads
+            let absorbed = mla.absorbed != nil
+            headK = absorbed ? mla.kvLoraRank + mla.qkRopeHeadDim : mla.qkHeadDim
+            headV = absorbed ? mla.kvLoraRank : mla.vHeadDim
+            cacheHeads = absorbed ? 1 : s.heads
+            latentCache = absorbed
             var scale = 1 / Float(mla.qkHeadDim).squareRoot()
             if case let .yarn(factor, _, _, _, mAll, _)? = s.rope?.scaling, mAll != 0 {
                 let m = Float(Rotary.mscale(factor, mAll))
@@ -238,14 +242,15 @@ public final class Transformer: @unchecked Sendable {
             headK = s.headDim
             headV = s.headDim
             cacheHeads = s.kvHeads
+            latentCache = false
             softmaxScale = 1 / Float(s.headDim).squareRoot()
         }
         qDim = s.heads * headK
         kDim = cacheHeads * headK
-        vDim = cacheHeads * headV
+        vDim = latentCache ? 0 : cacheHeads * headV
         let kd = kDim, vd = vDim
         keys = (0..<s.layers).map { _ in .allocate(capacity: ctx * kd) }
-        values = (0..<s.layers).map { _ in .allocate(capacity: ctx * vd) }
+        values = (0..<s.layers).map { _ in .allocate(capacity: max(ctx * vd, 1)) }
     }
 
     deinit {
@@ -291,7 +296,7 @@ public final class Transformer: @unchecked Sendable {
         let xn = UnsafeMutablePointer<Float>.allocate(capacity: T * H)
         let q = UnsafeMutablePointer<Float>.allocate(capacity: T * qDim)
         let k = UnsafeMutablePointer<Float>.allocate(capacity: T * kDim)
-        let v = UnsafeMutablePointer<Float>.allocate(capacity: T * vDim)
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: max(T * vDim, 1))
         let att = UnsafeMutablePointer<Float>.allocate(capacity: T * spec.heads * headV)
         defer { for p in [x, xn, q, k, v, att] { p.deallocate() } }
         for (t, id) in tokens.enumerated() { try embed(id, position: position + t, into: x + t * H) }
@@ -314,12 +319,12 @@ public final class Transformer: @unchecked Sendable {
             }
             for t in 0..<T {
                 (keys[l] + (position + t) * kDim).update(from: k + t * kDim, count: kDim)
-                (values[l] + (position + t) * vDim).update(from: v + t * vDim, count: vDim)
+                if vDim > 0 { (values[l] + (position + t) * vDim).update(from: v + t * vDim, count: vDim) }
             }
             attend(layer: l, q: q, out: att, count: T)
             switch layer.attention {
             case let .standard(_, _, _, o): o.apply(batch: att, xn, count: T, threads: threads)
-            case let .latent(m): m.output.apply(batch: att, xn, count: T, threads: threads)
+            case let .latent(m): m.finish(att, count: T, out: xn, threads: threads)
             }
             for i in 0..<(T * H) { x[i] += xn[i] }
             for t in 0..<T { layer.ffnNorm.apply(x + t * H, xn + t * H, H) }
@@ -367,9 +372,9 @@ public final class Transformer: @unchecked Sendable {
     func attend(layer l: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int) {
         let heads = spec.heads, kvh = cacheHeads, dk = headK, dv = headV
         let scale = softmaxScale
-        let K = SendableConstPointer(keys[l]), V = SendableConstPointer(values[l])
+        let K = SendableConstPointer(keys[l]), V = SendableConstPointer(latentCache ? keys[l] : values[l])
         let qs = SendableMutablePointer(q), os = SendableMutablePointer(out)
-        let start = position, qd = qDim, kd = kDim, vd = vDim, od = heads * headV
+        let start = position, qd = qDim, kd = kDim, vd = latentCache ? kDim : vDim, od = heads * headV
         let perT = max(1, min(heads, threads))
         let headsPer = (heads + perT - 1) / perT
         let pool = BufferPool(size: headsPer * (position + T) * 4)

@@ -71,6 +71,16 @@ public struct LinearWeight: @unchecked Sendable {
         if let bias { for r in 0..<rows { y[r] += bias[r] } }
     }
 
+    /// y[r] = W[r] · x for rows [r0, r1) only, on the calling thread (per-head products in MLA).
+    public func applyRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ r0: Int, _ r1: Int) {
+        switch dtype {
+        case .f32: mal_matvec_f32(y, data.assumingMemoryBound(to: Float.self), x, cols, r0, r1)
+        case .bf16: mal_matvec_bf16(y, data.assumingMemoryBound(to: UInt16.self), x, cols, r0, r1)
+        case .f16: mal_matvec_f16(y, data.assumingMemoryBound(to: UInt16.self), x, cols, r0, r1)
+        default: mal_matvec_e4m3(y, data.assumingMemoryBound(to: UInt8.self), scales, x, cols, blockRows, blockCols, r0, r1)
+        }
+    }
+
     /// Y[t] = W X[t] (+ bias) for T inputs (prompt processing): each weight row is decoded once.
     public func apply(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
         if T == 1 { apply(X, Y, threads: threads); return }

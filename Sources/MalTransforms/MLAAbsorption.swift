@@ -1,0 +1,162 @@
+import MalCore
+
+/// MLA weight absorption (DeepSeek-V2 paper §2.1.2; DeepSeek-V3 `inference/model.py`, absorb
+/// mode). `kv_b` `[h·(nope+v), r]` holds per head W_UK `[nope, r]` and W_UV `[v, r]`.
+///
+/// - `split` (llama.cpp, mlx-lm, vLLM): `attn_k_b` `[h·r, nope]` = per-head W_UKᵀ (so
+///   `q_lat[h] = W_UKᵀ q_nope[h]` is one linear layer per head) and `attn_v_b` `[h·v, r]` = per-head
+///   W_UV. `kv_b` goes; everything else stays.
+/// - `merged` (the paper): `attn_q_lat` `[h·r, q_in]` = per-head W_UKᵀ·W_UQ (W_UQ: the no-rope rows of
+///   `q_b` or `q_proj`), `attn_q_rope` `[h·rope, q_in]` (the rope rows), and `attn_output_lat`
+///   `[H, h·r]` = W_O·W_UV per head; `kv_b`, `q_b`/`q`, and `attn_output` go.
+///
+/// FP8 inputs are dequantised block by block and absorbed in float64 accumulation → float32;
+/// the new tensors are float32 by default (exact values), or BF16 when asked.
+public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
+    public enum Mode: String, CaseIterable, Sendable { case split, merged }
+
+    public let base: CanonicalModel
+    public let mode: Mode
+    public let dtype: DType
+    public let spec: ModelSpec
+    public private(set) var tensors: [CanonicalTensor] = []
+    private var computed: [String: (layer: Int, kind: String)] = [:]
+    private let mla: MLASpec
+    private let block: BlockShape
+    private var cache: [String: Tensor] = [:]
+
+    public init(base: CanonicalModel, mode: Mode, dtype: DType = .f32) throws {
+        guard var mla = base.spec.mla else { throw MalError(.unsupported, "absorb-mla needs a DeepSeek (MLA) model, not \(base.spec.architecture.rawValue)") }
+        guard mla.absorbed == nil else { throw MalError(.invalidArgument, "the model is already absorbed (\(mla.absorbed!))") }
+        guard dtype == .f32 || dtype == .bf16 else { throw MalError(.invalidArgument, "absorbed tensors are f32 or bf16") }
+        self.base = base
+        self.mode = mode
+        self.dtype = dtype
+        self.mla = mla
+        if let b = base.spec.quantization?.weightBlockSize, b.count == 2 { block = BlockShape(rows: b[0], cols: b[1]) } else { block = .deepseek }
+        mla.absorbed = mode.rawValue
+        var s = base.spec
+        s.mla = mla
+        spec = s
+        let h = s.heads, r = mla.kvLoraRank, nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, v = mla.vHeadDim
+        let qIn = mla.qLoraRank ?? s.hiddenSize
+        var drop = Set<String>()
+        for l in 0..<(s.layers + s.mtpLayers) {
+            let b = "blk.\(l)."
+            guard base.tensors.contains(where: { $0.name == b + "attn_kv_b.weight" }) else { continue }
+            drop.insert(b + "attn_kv_b.weight"); drop.insert(b + "attn_kv_b.scale_inv")
+            switch mode {
+            case .split:
+                add(b + "attn_k_b.weight", [h * r, nope], l, "k_b")
+                add(b + "attn_v_b.weight", [h * v, r], l, "v_b")
+            case .merged:
+                let q = mla.qLoraRank != nil ? "attn_q_b" : "attn_q"
+                for n in [b + q + ".weight", b + q + ".scale_inv", b + "attn_output.weight", b + "attn_output.scale_inv"] { drop.insert(n) }
+                add(b + "attn_q_lat.weight", [h * r, qIn], l, "q_lat")
+                add(b + "attn_q_rope.weight", [h * rope, qIn], l, "q_rope")
+                add(b + "attn_output_lat.weight", [s.hiddenSize, h * r], l, "o_lat")
+            }
+        }
+        tensors = base.tensors.filter { !drop.contains($0.name) } + tensors
+    }
+
+    private func add(_ name: String, _ shape: [Int], _ layer: Int, _ kind: String) {
+        tensors.append(CanonicalTensor(name: name, dtype: dtype, shape: shape))
+        computed[name] = (layer, kind)
+    }
+
+    public var hfNamePrefix: String? { base.hfNamePrefix }
+    public var auxNames: [String] { base.auxNames }
+    public func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
+
+    /// A base weight as float32 (dequantised when it has a scale).
+    func float32(_ name: String) throws -> [Float] {
+        let t = try base.load(name)
+        if let sc = base.tensors.first(where: { $0.name == name })?.scale {
+            let f = try BlockQuantizer.dequantize(q: t, scales: try base.load(sc), block: block)
+            return withExtendedLifetime(f) { Array(f.bytes.bindMemory(to: Float.self)) }
+        }
+        var out = [Float](repeating: 0, count: t.elementCount)
+        try t.withBytes { b in try out.withUnsafeMutableBufferPointer { try widenToFloat32(b.baseAddress!, dtype: t.dtype, count: t.elementCount, into: $0.baseAddress!) } }
+        return out
+    }
+
+    public func load(_ name: String) throws -> Tensor {
+        guard let (l, kind) = computed[name] else { return try base.load(name) }
+        let h = spec.heads, r = mla.kvLoraRank, nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, v = mla.vHeadDim
+        let H = spec.hiddenSize, qk = nope + rope
+        let b = "blk.\(l)."
+        let kvb = try float32(b + "attn_kv_b.weight")           // [h·(nope+v), r]
+        var out: [Float]
+        switch kind {
+        case "k_b":   // per head W_UKᵀ: [r, nope]
+            out = [Float](repeating: 0, count: h * r * nope)
+            for hd in 0..<h { for d in 0..<nope { for c in 0..<r { out[(hd * r + c) * nope + d] = kvb[(hd * (nope + v) + d) * r + c] } } }
+        case "v_b":   // per head W_UV: [v, r]
+            out = [Float](repeating: 0, count: h * v * r)
+            for hd in 0..<h { for d in 0..<v { for c in 0..<r { out[(hd * v + d) * r + c] = kvb[(hd * (nope + v) + nope + d) * r + c] } } }
+        case "q_lat", "q_rope":
+            let qName = mla.qLoraRank != nil ? b + "attn_q_b.weight" : b + "attn_q.weight"
+            let wq = try float32(qName)                          // [h·qk, qIn]
+            let qIn = wq.count / (h * qk)
+            if kind == "q_rope" {
+                out = [Float](repeating: 0, count: h * rope * qIn)
+                for hd in 0..<h { for d in 0..<rope { for c in 0..<qIn { out[(hd * rope + d) * qIn + c] = wq[(hd * qk + nope + d) * qIn + c] } } }
+            } else {
+                // M[h][c][j] = Σ_d W_UK[h][d][c] · W_UQ[h][d][j]
+                out = [Float](repeating: 0, count: h * r * qIn)
+                for hd in 0..<h {
+                    for c in 0..<r {
+                        var acc = [Double](repeating: 0, count: qIn)
+                        for d in 0..<nope {
+                            let uk = Double(kvb[(hd * (nope + v) + d) * r + c])
+                            let row = (hd * qk + d) * qIn
+                            for j in 0..<qIn { acc[j] += uk * Double(wq[row + j]) }
+                        }
+                        for j in 0..<qIn { out[(hd * r + c) * qIn + j] = Float(acc[j]) }
+                    }
+                }
+            }
+        default:      // o_lat: O'[:, h·r + c] = Σ_d W_O[:, h·v + d] · W_UV[h][d][c]
+            let wo = try float32(b + "attn_output.weight")     // [H, h·v]
+            out = [Float](repeating: 0, count: H * h * r)
+            for i in 0..<H {
+                for hd in 0..<h {
+                    var acc = [Double](repeating: 0, count: r)
+                    for d in 0..<v {
+                        let o = Double(wo[i * h * v + hd * v + d])
+                        let row = (hd * (nope + v) + nope + d) * r
+                        for c in 0..<r { acc[c] += o * Double(kvb[row + c]) }
+                    }
+                    for c in 0..<r { out[i * h * r + hd * r + c] = Float(acc[c]) }
+                }
+            }
+        }
+        let shape = tensors.first { $0.name == name }!.shape
+        if dtype == .bf16 {
+            let bits = HalfFloat.encodeBF16(out)
+            return bits.withUnsafeBytes { Tensor(name: name, dtype: .bf16, shape: shape, storage: TensorStorage(copying: $0)) }
+        }
+        return out.withUnsafeBytes { Tensor(name: name, dtype: .f32, shape: shape, storage: TensorStorage(copying: $0)) }
+    }
+
+    /// Parameters and multiply-adds per token per layer of the attention projections that
+    /// absorption changes, for `mode` (DeepSeek-V2 paper's comparison; KV length `n`).
+    public static func cost(spec: ModelSpec, mode: Mode, kvLength n: Int) -> (params: Int, flops: Int) {
+        guard let m = spec.mla else { return (0, 0) }
+        let h = spec.heads, r = m.kvLoraRank, nope = m.qkNopeHeadDim, rope = m.qkRopeHeadDim, v = m.vHeadDim
+        let H = spec.hiddenSize, qIn = m.qLoraRank ?? H
+        switch mode {
+        case .split:
+            // q_b (all rows) + k_b + v_b + o_proj; per token: q_b, q_lat per head, attention over
+            // n latent positions (scores and values), v_b, o_proj.
+            let params = h * (nope + rope) * qIn + h * r * nope + h * v * r + H * h * v
+            let flops = h * (nope + rope) * qIn + h * r * nope + 2 * h * n * (r + rope) + h * v * r + H * h * v
+            return (params, flops)
+        case .merged:
+            let params = h * r * qIn + h * rope * qIn + H * h * r
+            let flops = h * r * qIn + h * rope * qIn + 2 * h * n * (r + rope) + H * h * r
+            return (params, flops)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import MalCore
+import MalReaders
+import MalTransforms
+import MalWriters
+
+struct AbsorbCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "absorb-mla",
+        abstract: "Absorb DeepSeek's MLA up-projections so the runtime caches only the latent c_kv and the rope key.",
+        discussion: """
+        split (llama.cpp, mlx-lm, vLLM): kv_b becomes per-head W_UK^T (attn_k_b) and W_UV (attn_v_b). merged (the \
+        DeepSeek-V2 paper): W_UK^T·W_UQ and W_O·W_UV are precomputed per head (attn_q_lat, attn_output_lat). FP8 inputs \
+        are dequantised block by block and absorbed in float32; the new tensors keep those exact float32 values \
+        unless --dtype bf16 or --requantize fp8. The output is a .mal file (absorbed layouts have no HF names).
+        """)
+
+    @Argument(help: "DeepSeek model: .mal or HF folder.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output .mal file.")
+    var output: String
+
+    @Option(help: "split or merged.")
+    var mode: String = "split"
+
+    @Option(help: "Absorbed tensors as f32 (exact) or bf16.")
+    var dtype: String = "f32"
+
+    @Flag(help: "Quantise the absorbed tensors to FP8 E4M3 128x128 (DeepSeek layout).")
+    var requantizeFP8 = false
+
+    @Option(help: "KV length used for the FLOP comparison.")
+    var kvLength: Int = 4096
+
+    func validate() throws {
+        guard AbsorbedModel.Mode(rawValue: mode) != nil else { throw ValidationError("--mode must be split or merged") }
+        guard dtype == "f32" || dtype == "bf16" else { throw ValidationError("--dtype must be f32 or bf16") }
+        guard output.hasSuffix(".mal") else { throw ValidationError("-o must be a .mal file: absorbed layouts have no HF names") }
+    }
+
+    func run() throws {
+        try runReporting {
+            let (base, inputs) = try ModelIO.open(input)
+            let m = AbsorbedModel.Mode(rawValue: mode)!
+            var model: CanonicalModel = try AbsorbedModel(base: base, mode: m, dtype: dtype == "bf16" ? .bf16 : .f32)
+            let absorbedNames = model.tensors.map(\.name).filter {
+                $0.contains("attn_k_b") || $0.contains("attn_v_b") || $0.contains("attn_q_lat") || $0.contains("attn_q_rope") || $0.contains("attn_output_lat")
+            }
+            if requantizeFP8 {
+                model = try QuantizedModel(base: model, include: absorbedNames)
+            }
+            try ModelIO.write(model, output: output, to: .mal, inputs: inputs, command: "absorb-mla",
+                              options: ["mode": mode, "dtype": dtype, "requantize": requantizeFP8 ? "fp8" : "none"])
+            let what = requantizeFP8 ? "requantised to FP8 E4M3 128x128 (smaller, no longer exact)"
+                : dtype == "bf16" ? "rounded to BF16 (smaller, no longer exact)" : "kept as exact float32 values"
+            print("absorbed \(absorbedNames.count) tensors (\(mode)); absorbed tensors \(what)")
+            let s = AbsorbedModel.cost(spec: base.spec, mode: .split, kvLength: kvLength)
+            let g = AbsorbedModel.cost(spec: base.spec, mode: .merged, kvLength: kvLength)
+            print(String(format: "per layer at KV length %d: split %d params, %d multiply-adds/token; merged %d params (%.2fx, larger), %d multiply-adds/token (%.2fx)",
+                         kvLength, s.params, s.flops, g.params, Double(g.params) / Double(max(s.params, 1)), g.flops, Double(g.flops) / Double(max(s.flops, 1))))
+            print("merged pays off only when its fewer per-token products outweigh reading its larger weights: "
+                  + (g.flops < s.flops ? "here it saves compute but reads \(String(format: "%.2f", Double(g.params) / Double(max(s.params, 1))))x the attention weights, so decoding (bandwidth-bound) is slower"
+                     : "not at these dimensions (more parameters and more work)"))
+        }
+    }
+}
