@@ -46,6 +46,12 @@ demo: build
 	$(BIN)/malconv quantize Samples/deepseek-v3-fortunes -o $(DEMO)/deepseek-v3-fortunes-fp8.mal
 	$(BIN)/malconv verify Samples/deepseek-v3-fortunes $(DEMO)/deepseek-v3-fortunes-fp8.mal | grep -E "^(tensor|TOTAL)"
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8.mal -p "The secret of success is" -n 40
+	@if [ -d ../shared/samples/deepseek-v3-fortunes-fp8 ]; then \
+		echo "== the FP8 release-layout copy vs ours (identical: max |err| 0)"; \
+		$(BIN)/malconv verify ../shared/samples/deepseek-v3-fortunes-fp8 $(DEMO)/deepseek-v3-fortunes-fp8.mal | grep TOTAL; fi
+	@echo "== absorb MLA (latent KV cache) and run"
+	$(BIN)/malconv absorb-mla $(DEMO)/deepseek-v3-fortunes-fp8.mal -o $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal --mode split
+	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal -p "The secret of success is" -n 40
 
 test: deps
 	$(SWIFT) test

@@ -53,6 +53,7 @@ enum ModelIO {
         if let f = m as? MalFile { return f }
         if let q = m as? QuantizedModel { return rootMal(q.base) }
         if let d = m as? DequantizedModel { return rootMal(d.base) }
+        if let a = m as? AbsorbedModel { return rootMal(a.base) }
         return nil
     }
 
@@ -60,6 +61,7 @@ enum ModelIO {
         if let f = m as? HFCanonicalModel { return f }
         if let q = m as? QuantizedModel { return rootHF(q.base) }
         if let d = m as? DequantizedModel { return rootHF(d.base) }
+        if let a = m as? AbsorbedModel { return rootHF(a.base) }
         return nil
     }
 }
