@@ -123,6 +123,9 @@ public enum HFFolderWriter {
     /// HF tensors, with GPT-2's q/k/v parts fused back; sorted like the safetensors writer
     /// (descending dtype alignment, then name).
     static func planTensors(_ model: CanonicalModel) throws -> [Planned] {
+        if let a = model.spec.mla?.absorbed {
+            throw MalError(.unsupported, "this model's MLA weights are absorbed (\(a)); that layout has no HF tensor names. Export the model before `absorb-mla`")
+        }
         let arch = model.spec.architecture
         let prefix = model.hfNamePrefix ?? ""
         var byHF: [String: Planned] = [:]

@@ -28,8 +28,10 @@ struct AbsorbCommand: ParsableCommand {
     @Option(help: "Absorbed tensors as f32 (exact) or bf16.")
     var dtype: String = "f32"
 
-    @Flag(help: "Quantise the absorbed tensors to FP8 E4M3 128x128 (DeepSeek layout).")
-    var requantizeFP8 = false
+    @Option(help: "fp8: quantise the absorbed tensors to FP8 E4M3 128x128 (DeepSeek layout); none keeps them.")
+    var requantize: String = "none"
+
+    var requantizeFP8: Bool { requantize == "fp8" }
 
     @Option(help: "KV length used for the FLOP comparison.")
     var kvLength: Int = 4096
@@ -37,6 +39,7 @@ struct AbsorbCommand: ParsableCommand {
     func validate() throws {
         guard AbsorbedModel.Mode(rawValue: mode) != nil else { throw ValidationError("--mode must be split or merged") }
         guard dtype == "f32" || dtype == "bf16" else { throw ValidationError("--dtype must be f32 or bf16") }
+        guard requantize == "none" || requantize == "fp8" else { throw ValidationError("--requantize must be fp8 or none") }
         guard output.hasSuffix(".mal") else { throw ValidationError("-o must be a .mal file: absorbed layouts have no HF names") }
     }
 

@@ -95,9 +95,10 @@ struct GenerateCommand: ParsableCommand {
             }
             writeOut(decoder.finish() + "\n")
             let genTime = monotonic() - t0
-            printError(String(format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads",
+            printError(String(format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads | KV cache %d B/token%@",
                               loadTime, ids.count - generated, Double(ids.count - generated) / max(promptTime, 1e-9), generated,
-                              Double(generated) / max(genTime, 1e-9), options.threads))
+                              Double(generated) / max(genTime, 1e-9), options.threads, tr.kvCacheBytesPerToken,
+                              model.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
         } catch let e as MalError { throw fail(e) }
     }
 }

@@ -185,6 +185,13 @@ struct DeepSeekRuntimeTests {
         try TransformerTests().check(try ModelLoader.open(Fixtures.model(name)), name)
     }
 
+    @Test("after convert", arguments: deepseekModels)
+    func converted(name: String) throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        #expect(try runTool("malconv", ["convert", Fixtures.model(name), "-o", dir + "/m.mal"]).status == 0)
+        try TransformerTests().check(try ModelLoader.open(dir + "/m.mal"), name)
+    }
+
     @Test("hidden states of every layer", arguments: deepseekModels)
     func hidden(name: String) throws {
         try TransformerTests().hiddenStates(name: name)
