@@ -21,9 +21,9 @@ let package = Package(
         .target(name: "MalTransforms", dependencies: ["MalCore", "MalReaders", "CMalKernels"]),
         .target(name: "MalWriters", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CZstd", "CMalKernels"]),
         .target(name: "MalRuntime", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CMalKernels"]),
-        .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms"]),
+        .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalRuntime"]),
         .executableTarget(name: "malconv", dependencies: [
-            "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify",
+            "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malrun", dependencies: [
@@ -34,7 +34,7 @@ let package = Package(
                          path: "Benchmarks/MalBench"),
         .testTarget(name: "MalRuntimeTests", dependencies: ["MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
         .testTarget(name: "MalReadersTests", dependencies: ["MalCore", "MalReaders"]),
-        .testTarget(name: "MalQuantTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify"]),
+        .testTarget(name: "MalQuantTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
         .testTarget(name: "MalContainerTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters"]),
     ]
 )

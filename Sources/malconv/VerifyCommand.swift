@@ -3,6 +3,7 @@ import Foundation
 import MalCore
 import MalReaders
 import MalTransforms
+import MalRuntime
 import MalVerify
 
 struct VerifyCommand: ParsableCommand {
@@ -11,8 +12,11 @@ struct VerifyCommand: ParsableCommand {
         abstract: "Compare two models tensor by tensor: max abs error, RMSE, relative RMSE, SNR, cosine, E4M3-bound violations.",
         discussion: """
         A and B are .mal files or HF folders of the same architecture. Tensors are matched by canonical name; \
-        block-quantised tensors are dequantised (float32(q) x scale_inv) first. Exit 1 when --max-rel-rmse is \
-        exceeded by any tensor or tensors are missing on either side.
+        block-quantised tensors are dequantised (float32(q) x scale_inv) first. With --text (or --prompts) both models \
+        also run through malrun on that text (tokenised once with the reference's tokenizer, windows of 256 tokens, \
+        each from scratch, as the samples' README computes perplexity): perplexity of each, mean and max KL divergence \
+        of the candidate's next-token distribution from the reference's, top-1 agreement, max and mean |Δlogit|, and \
+        for MoE models the share of changed router decisions. Exit 1 when a threshold is crossed or tensors differ.
         """)
 
     @Argument(help: "Reference model (.mal or HF folder).")
@@ -33,32 +37,91 @@ struct VerifyCommand: ParsableCommand {
     @Flag(help: "Show every tensor, not only the 20 worst.")
     var all = false
 
+    @Option(help: "Evaluate both models on this text (e.g. Samples/heldout.txt).")
+    var text: String?
+
+    @Option(help: "Evaluate both models on these prompts (one per line, each its own window).")
+    var prompts: String?
+
+    @Option(help: "Window length in tokens for --text.")
+    var window: Int = 256
+
+    @Option(help: "Fail when the mean KL divergence exceeds this (nats).")
+    var maxKl: Double?
+
+    @Option(help: "Fail when top-1 agreement is below this (0..1).")
+    var minTop1: Double?
+
+    @Option(name: .customLong("report"), help: "Write a self-contained HTML report (SVG charts) into this folder.")
+    var reportDir: String?
+
+    struct Output: Encodable {
+        var tensors: ModelComparison.Report
+        var evaluation: EvaluationReport?
+    }
+
     func run() throws {
-        var report: ModelComparison.Report!
+        var tensorReport: ModelComparison.Report!
+        var evaluation: EvaluationReport?
         try runReporting {
             let a = try ModelIO.open(reference).model, b = try ModelIO.open(candidate).model
             guard a.spec.architecture == b.spec.architecture else {
                 throw MalError(.invalidArgument, "architectures differ: \(a.spec.architecture.rawValue) vs \(b.spec.architecture.rawValue)")
             }
             let progress = Progress("verify")
-            report = try ModelComparison.compare(reference: a, candidate: b, threads: threads, progress: progress.update)
+            tensorReport = try ModelComparison.compare(reference: a, candidate: b, threads: threads, progress: progress.update)
+            if text != nil || prompts != nil {
+                let tok = try TokenizerLoader.load(reference)
+                let evalProgress = Progress("evaluate")
+                if let text {
+                    guard let data = FileManager.default.contents(atPath: text) else { throw MalError(.fileNotFound, "cannot read", file: text) }
+                    let ids = tok.encode(String(decoding: data, as: UTF8.self), addSpecial: true)
+                    evaluation = try ModelEvaluation.evaluate(reference: a, candidate: b, ids: ids, window: window, threads: threads,
+                                                              progress: { evalProgress.update($0, $1, "") })
+                } else if let prompts {
+                    guard let data = FileManager.default.contents(atPath: prompts) else { throw MalError(.fileNotFound, "cannot read", file: prompts) }
+                    let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map { tok.encode(String($0), addSpecial: true) }
+                    let longest = lines.map(\.count).max() ?? 1
+                    // Each prompt is its own window: pad the id stream so windows do not straddle prompts.
+                    var ids: [Int32] = []
+                    for l in lines where l.count > 1 { ids += l + [Int32](repeating: l.last!, count: longest - l.count) }
+                    evaluation = try ModelEvaluation.evaluate(reference: a, candidate: b, ids: ids, window: longest, threads: threads,
+                                                              progress: { evalProgress.update($0, $1, "") })
+                }
+            }
+            if let reportDir {
+                try HTMLReport.write(to: reportDir, reference: reference, candidate: candidate, tensors: tensorReport, evaluation: evaluation)
+                printError("wrote \(reportDir)/index.html")
+            }
         }
+        let report = tensorReport!
         let failed = report.tensors.filter { maxRelRmse != nil && $0.relativeRMSE > maxRelRmse! }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            print(String(decoding: try enc.encode(report), as: UTF8.self))
+            print(String(decoding: try enc.encode(Output(tensors: report, evaluation: evaluation)), as: UTF8.self))
         } else {
             print(render(report))
+            if let e = evaluation {
+                print(String(format: "model: %d windows of %d tokens, %d predicted | perplexity %.3f (reference) vs %.3f (candidate), %+.3f%%",
+                             e.windows, e.windowLength, e.predictedTokens, e.referencePerplexity, e.candidatePerplexity,
+                             (e.candidatePerplexity / e.referencePerplexity - 1) * 100))
+                print(String(format: "       KL mean %.3g max %.3g nats | top-1 agreement %.4f | |Δlogit| max %.4g mean %.3g%@", e.meanKL, e.maxKL,
+                             e.top1Agreement, e.maxAbsLogitDiff, e.meanAbsLogitDiff,
+                             e.routerDecisions > 0 ? String(format: " | router decisions changed %.4f%% of %d", e.routerChanged * 100, e.routerDecisions) : ""))
+            }
         }
+        var gated = false
+        if let e = evaluation, let m = maxKl, e.meanKL > m { printError("error: mean KL \(e.meanKL) exceeds --max-kl \(m)"); gated = true }
+        if let e = evaluation, let m = minTop1, e.top1Agreement < m { printError("error: top-1 agreement \(e.top1Agreement) is below --min-top1 \(m)"); gated = true }
         if !failed.isEmpty {
             printError("error: \(failed.count) tensors exceed --max-rel-rmse \(maxRelRmse!): \(failed.prefix(5).map(\.name).joined(separator: ", "))")
         }
         if !report.onlyInReference.isEmpty || !report.onlyInCandidate.isEmpty || !report.shapeMismatches.isEmpty {
             printError("error: tensors differ: \(report.onlyInReference.count) only in the reference, \(report.onlyInCandidate.count) only in the candidate, \(report.shapeMismatches.count) with other shapes")
         }
-        if !failed.isEmpty || !report.onlyInReference.isEmpty || !report.onlyInCandidate.isEmpty || !report.shapeMismatches.isEmpty {
+        if gated || !failed.isEmpty || !report.onlyInReference.isEmpty || !report.onlyInCandidate.isEmpty || !report.shapeMismatches.isEmpty {
             throw ExitCode(1)
         }
     }
