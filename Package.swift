@@ -21,7 +21,7 @@ let package = Package(
         .target(name: "MalTransforms", dependencies: ["MalCore", "MalReaders", "CMalKernels"]),
         .target(name: "MalWriters", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CZstd", "CMalKernels"]),
         .target(name: "MalRuntime", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CMalKernels"]),
-        .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalRuntime"]),
+        .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalRuntime", "CMalKernels"]),
         .executableTarget(name: "malconv", dependencies: [
             "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -173,3 +173,23 @@ void mal_attention(float *out, const float *q, const float *K, const float *V, s
         }
     }
 }
+
+void mal_compare_logits(const float *a, const float *b, size_t V, size_t target, double *nll_a, double *nll_b, double *kl,
+                        size_t *argmax_a, size_t *argmax_b, double *dmax, double *dsum) {
+    size_t ia = 0, ib = 0;
+    for (size_t i = 1; i < V; i++) { if (a[i] > a[ia]) ia = i; if (b[i] > b[ib]) ib = i; }
+    double ma = a[ia], mb = b[ib], sa = 0, sb = 0;
+    for (size_t i = 0; i < V; i++) { sa += exp((double)a[i] - ma); sb += exp((double)b[i] - mb); }
+    double la = ma + log(sa), lb = mb + log(sb);
+    double k = 0, dm = 0, ds = 0;
+    for (size_t i = 0; i < V; i++) {
+        double pa = (double)a[i] - la, pb = (double)b[i] - lb;
+        k += exp(pa) * (pa - pb);
+        double d = fabs((double)a[i] - (double)b[i]);
+        dm = d > dm ? d : dm;
+        ds += d;
+    }
+    *nll_a = la - a[target]; *nll_b = lb - b[target];
+    *kl = k > 0 ? k : 0;
+    *argmax_a = ia; *argmax_b = ib; *dmax = dm; *dsum = ds;
+}

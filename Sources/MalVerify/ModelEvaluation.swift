@@ -1,3 +1,4 @@
+import CMalKernels
 import Foundation
 import MalCore
 import MalRuntime
@@ -49,28 +50,19 @@ public enum ModelEvaluation {
             ref.reset(); cand.reset()
             let a = try ref.forward(win, allLogits: true), b = try cand.forward(win, allLogits: true)
             let V = a.count / win.count
-            for i in 0..<(win.count - 1) {
-                let target = Int(win[i + 1])
-                let ra = a[(i * V)..<((i + 1) * V)], rb = b[(i * V)..<((i + 1) * V)]
-                let (la, ma) = logSumExp(ra), (lb, mb) = logSumExp(rb)
-                nllRef += la - Double(ra[ra.startIndex + target])
-                nllCand += lb - Double(rb[rb.startIndex + target])
-                var kl = 0.0
-                var ia = ra.startIndex, ib = rb.startIndex
-                for _ in 0..<V {
-                    let lpa = Double(ra[ia]) - la, lpb = Double(rb[ib]) - lb
-                    kl += exp(lpa) * (lpa - lpb)
-                    let d = abs(Double(ra[ia]) - Double(rb[ib]))
-                    dMax = max(dMax, d); dSum += d
-                    ia += 1; ib += 1
+            a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in
+                for i in 0..<(win.count - 1) {
+                    var na = 0.0, nb = 0.0, kl = 0.0, dm = 0.0, ds = 0.0
+                    var xa = 0, xb = 0
+                    mal_compare_logits(pa.baseAddress! + i * V, pb.baseAddress! + i * V, V, Int(win[i + 1]), &na, &nb, &kl, &xa, &xb, &dm, &ds)
+                    nllRef += na; nllCand += nb
+                    klSum += kl; klMax = max(klMax, kl)
+                    klPos[i] += kl; klPosN[i] += 1
+                    dMax = max(dMax, dm); dSum += ds; dCount += V
+                    if xa == xb { agree += 1 }
+                    count += 1
                 }
-                kl = max(kl, 0)
-                dCount += V
-                klSum += kl; klMax = max(klMax, kl)
-                klPos[i] += kl; klPosN[i] += 1
-                if ma == mb { agree += 1 }
-                count += 1
-            }
+            } }
             for (k, e) in routesRef {
                 decisions += 1
                 if routesCand[k] != e { changed += 1 }
@@ -83,14 +75,5 @@ public enum ModelEvaluation {
                                 maxAbsLogitDiff: dMax, meanAbsLogitDiff: dSum / Double(max(dCount, 1)), routerDecisions: decisions,
                                 routerChanged: decisions > 0 ? Double(changed) / Double(decisions) : 0,
                                 klByPosition: zip(klPos, klPosN).prefix { $0.1 > 0 }.map { $0.0 / Double($0.1) })
-    }
-
-    /// log Σ exp(x) in double precision, and the index of the maximum (first on ties).
-    static func logSumExp(_ x: ArraySlice<Float>) -> (Double, Int) {
-        var m = -Float.infinity, arg = 0
-        for (k, v) in x.enumerated() where v > m { m = v; arg = k }
-        var s = 0.0
-        for v in x { s += exp(Double(v - m)) }
-        return (Double(m) + log(s), arg)
     }
 }

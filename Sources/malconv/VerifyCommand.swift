@@ -46,6 +46,9 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Window length in tokens for --text.")
     var window: Int = 256
 
+    @Option(help: "Evaluate only the first N windows (quick checks).")
+    var maxWindows: Int?
+
     @Option(help: "Fail when the mean KL divergence exceeds this (nats).")
     var maxKl: Double?
 
@@ -77,7 +80,7 @@ struct VerifyCommand: ParsableCommand {
                     guard let data = FileManager.default.contents(atPath: text) else { throw MalError(.fileNotFound, "cannot read", file: text) }
                     let ids = tok.encode(String(decoding: data, as: UTF8.self), addSpecial: true)
                     evaluation = try ModelEvaluation.evaluate(reference: a, candidate: b, ids: ids, window: window, threads: threads,
-                                                              progress: { evalProgress.update($0, $1, "") })
+                                                              maxWindows: maxWindows, progress: { evalProgress.update($0, $1, "") })
                 } else if let prompts {
                     guard let data = FileManager.default.contents(atPath: prompts) else { throw MalError(.fileNotFound, "cannot read", file: prompts) }
                     let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map { tok.encode(String($0), addSpecial: true) }

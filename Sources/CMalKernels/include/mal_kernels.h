@@ -71,6 +71,11 @@ void mal_attention(float *out, const float *q, const float *K, const float *V, s
                    size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0,
                    size_t h1);
 
+/* Compares two rows of logits over a vocabulary of V: negative log-likelihoods of `target`,
+   KL(softmax(a) || softmax(b)), argmax of each, max and sum of |a - b| (double precision). */
+void mal_compare_logits(const float *a, const float *b, size_t V, size_t target, double *nll_a, double *nll_b, double *kl,
+                        size_t *argmax_a, size_t *argmax_b, double *dmax, double *dsum);
+
 /* Persistent worker pool: mal_pool_init(T) starts T-1 workers (once; grows, never shrinks);
    mal_pool_run runs fn(ctx, i) for i < n on the pool and the caller, returning when all are done.
    One job at a time: a call made while another thread's job runs executes inline. */
