@@ -8,7 +8,7 @@ BIN := .build/release
 SAMPLES := Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes
 DEBIAN_PACKAGES := libzstd-dev libjson-c-dev pkg-config
 
-.PHONY: deps build demo test bench clean
+.PHONY: deps build demo test bench report-check clean
 
 ## Install the Debian packages the build needs, if they are missing.
 deps:
@@ -55,6 +55,21 @@ demo: build
 
 test: deps
 	$(SWIFT) test
+
+## The verify report renders in headless Chromium (Debian package `chromium`, installed if missing):
+## screenshot, and the rendered DOM holds the two SVG charts.
+REPORT := .build/report-check
+report-check: build
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	@mkdir -p $(REPORT)
+	$(BIN)/malconv quantize Samples/deepseek-v3-fortunes -o $(REPORT)/fp8.mal > /dev/null
+	$(BIN)/malconv verify Samples/deepseek-v3-fortunes $(REPORT)/fp8.mal --text Samples/heldout.txt --max-windows 20 --report $(REPORT) > /dev/null
+	chromium --headless --no-sandbox --disable-gpu --window-size=800,1000 --screenshot=$(REPORT)/report.png file://$(CURDIR)/$(REPORT)/index.html 2>/dev/null
+	@charts=$$(chromium --headless --no-sandbox --disable-gpu --dump-dom file://$(CURDIR)/$(REPORT)/index.html 2>/dev/null | grep -o '<svg class="chart"' | wc -l); \
+	size=$$(stat -c %s $(REPORT)/report.png); \
+	echo "rendered charts: $$charts (expected 2); screenshot $(REPORT)/report.png: $$size bytes"; \
+	[ "$$charts" -eq 2 ] && [ "$$size" -gt 20000 ]
 
 ## Benchmarks (Docs/PERFORMANCE.md): container conversion, compression and decoding.
 bench: build

@@ -38,9 +38,10 @@ public enum HTMLReport {
         let points: [(Double, Double, String)] = tensors.tensors.map { t in
             let parts = t.name.split(separator: ".")
             let layer = parts.first == "blk" && parts.count > 1 ? Double(parts[1]) ?? -1 : -1
-            return (layer, t.snrDB.isInfinite ? 200 : t.snrDB, t.name)
+            return (layer, t.snrDB.isInfinite ? 60 : min(t.snrDB, 60), t.name)
         }
-        let snrChart = scatter(points: points, xLabel: "layer (−1: embeddings and head)", yLabel: "SNR dB (200 = identical)", title: "Per-tensor SNR by layer")
+        let snrChart = scatter(points: points, xLabel: "layer (−1: embeddings and head)", yLabel: "SNR dB (60 = identical or better)",
+                               title: "Per-tensor SNR by layer")
         let klChart = line(values: e?.klByPosition ?? [], xLabel: "position in window", yLabel: "mean KL (nats)", title: "KL divergence per token position")
         let table = rows.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined(separator: "\n")
         return """
