@@ -76,3 +76,26 @@ struct ModelVerifyTests {
         #expect(html.contains("<polyline") && !html.contains("<script"))
     }
 }
+
+@Suite("malconv verify gates")
+struct VerifyGateTests {
+    @Test func thresholdsSetTheExitStatus() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let sample = Fixtures.packageRoot + "/Samples/llama3-fortunes"
+        #expect(try runTool("malconv", ["quantize", sample, "-o", dir + "/q.mal"]).status == 0)
+        let text = Fixtures.packageRoot + "/Samples/heldout.txt"
+        let ok = try runTool("malconv", ["verify", sample, dir + "/q.mal", "--text", text, "--max-windows", "2", "--max-kl", "0.01",
+                                         "--min-top1", "0.9", "--report", dir + "/rep"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.contains("perplexity") && FileManager.default.fileExists(atPath: dir + "/rep/index.html"))
+        let strict = try runTool("malconv", ["verify", sample, dir + "/q.mal", "--text", text, "--max-windows", "2", "--min-top1", "0.9999"])
+        #expect(strict.status == 1 && strict.stderr.contains("top-1"))
+        let kl = try runTool("malconv", ["verify", sample, dir + "/q.mal", "--text", text, "--max-windows", "2", "--max-kl", "1e-9", "--json"])
+        #expect(kl.status == 1 && kl.stderr.contains("KL"))
+        let doc = try JSONSerialization.jsonObject(with: Data(kl.stdout.utf8)) as! [String: Any]
+        #expect((doc["evaluation"] as? [String: Any])?["meanKL"] != nil)
+        try "The secret of success is\nA fortune a day\n".write(toFile: dir + "/prompts.txt", atomically: true, encoding: .utf8)
+        let p = try runTool("malconv", ["verify", sample, dir + "/q.mal", "--prompts", dir + "/prompts.txt"])
+        #expect(p.status == 0 && p.stdout.contains("2 windows"), "\(p.stdout)")
+    }
+}
