@@ -32,9 +32,10 @@ let package = Package(
         ]),
         .executableTarget(name: "malbench", dependencies: ["MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],
                          path: "Benchmarks/MalBench"),
-        .testTarget(name: "MalRuntimeTests", dependencies: ["MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
-        .testTarget(name: "MalReadersTests", dependencies: ["MalCore", "MalReaders"]),
-        .testTarget(name: "MalQuantTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
-        .testTarget(name: "MalContainerTests", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalWriters"]),
+        .target(name: "MalTestSupport", path: "Tests/MalTestSupport"),
+        .testTarget(name: "MalRuntimeTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
+        .testTarget(name: "MalReadersTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders"]),
+        .testTarget(name: "MalQuantTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
+        .testTarget(name: "MalContainerTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters"]),
     ]
 )

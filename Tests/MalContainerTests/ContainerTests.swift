@@ -1,5 +1,6 @@
 import CMalKernels
 import Foundation
+import MalTestSupport
 import Testing
 import MalCore
 import MalReaders
@@ -316,20 +317,4 @@ struct ConvertCommandTests {
         #expect(m.tensors.allSatisfy { $0.dtype == .f16 } && m.inventory().isClean)
         #expect(m.spec.declaredDType == "float16")
     }
-}
-
-/// Runs a built executable of this package (it sits beside the test bundle).
-func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let p = Process()
-    p.executableURL = dir.appendingPathComponent(tool)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MalTestSupport
 import Testing
 import MalCore
 import MalReaders

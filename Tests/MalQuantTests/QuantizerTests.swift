@@ -1,4 +1,5 @@
 import Foundation
+import MalTestSupport
 import Testing
 import MalCore
 import MalReaders
@@ -164,23 +165,9 @@ struct QuantizerTests {
         #expect(ok.stdout.contains("TOTAL"))
         let bad = try runTool("malconv", ["verify", Fixtures.model("llama3-tiny"), dir + "/q.mal", "--max-rel-rmse", "0.001", "--json"])
         #expect(bad.status == 1 && bad.stderr.contains("exceed"))
-        let doc = try JSONSerialization.jsonObject(with: Data(bad.stdout.utf8)) as! [String: Any]
-        #expect((doc["tensors"] as! [Any]).count == 20)
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(bad.stdout.utf8)) as? [String: Any])
+        let tensors = try #require(doc["tensors"] as? [String: Any])
+        #expect((tensors["tensors"] as? [Any])?.count == 20)
+        #expect(doc["evaluation"] == nil)
     }
-}
-
-/// Runs a built executable of this package (it sits beside the test bundle).
-func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let p = Process()
-    p.executableURL = dir.appendingPathComponent(tool)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }

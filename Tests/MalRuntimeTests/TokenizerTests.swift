@@ -1,4 +1,5 @@
 import Foundation
+import MalTestSupport
 import Testing
 import MalCore
 import MalReaders
@@ -127,22 +128,6 @@ struct TokenizerContainerTests {
         let bad = try runTool("malrun", ["detokenize", real, "--ids", "1,99999999"])
         #expect(bad.status == 1 && bad.stderr.contains("99999999"))
     }
-}
-
-/// Runs a built executable of this package (it sits beside the test bundle).
-func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let p = Process()
-    p.executableURL = dir.appendingPathComponent(tool)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
 @Suite("BPE merge order")

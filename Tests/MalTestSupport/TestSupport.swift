@@ -1,0 +1,42 @@
+import Foundation
+
+/// Locations of the shared reference data (`../shared` beside the package; `MAL_SHARED` overrides)
+/// and helpers every test target uses.
+public enum Fixtures {
+    public static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+    public static let shared: String = ProcessInfo.processInfo.environment["MAL_SHARED"]
+        ?? URL(fileURLWithPath: packageRoot).deletingLastPathComponent().appendingPathComponent("shared").path
+    public static let fixtures = shared + "/fixtures"
+    public static let realConfigs = shared + "/reference/real-configs"
+    public static let models = ["gpt2-tiny", "llama3-tiny", "deepseek-v3-tiny", "deepseek-v3-fp8", "deepseek-v2-lite-tiny"]
+    public static func model(_ name: String) -> String { fixtures + "/" + name }
+
+    /// A fresh temporary folder, removed by the caller with `cleanup`.
+    public static func tempDir() -> String {
+        let p = NSTemporaryDirectory() + "maltest-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+        return p
+    }
+
+    public static func cleanup(_ p: String) { try? FileManager.default.removeItem(atPath: p) }
+}
+
+/// Runs a built executable of this package (it sits beside the test bundle).
+public func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let p = Process()
+    p.executableURL = dir.appendingPathComponent(tool)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
