@@ -19,11 +19,7 @@ struct ConvertCommand: ParsableCommand {
     @Argument(help: "HF model folder, .safetensors file or shard index.")
     var input: String
 
-    @Option(name: .shortAndLong, help: "Output: a path ending in .mal writes the container, any other path an HF folder.")
-    var output: String
-
-    @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
-    var to: OutputFormat?
+    @OptionGroup var out: WriteOptions
 
     @Option(help: "Cast float tensors: keep | f32 | f16 | bf16 (FP8 weights, scales and DeepSeek's routing bias are kept).")
     var dtype: String = "keep"
@@ -34,11 +30,6 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Threads (default: all cores).")
     var threads: Int = availableCores
 
-    @Option(help: "HF output only: largest shard, e.g. 5GB (default: one file).")
-    var maxShardSize: String?
-
-    @Flag(help: "Replace a non-empty output folder.")
-    var force = false
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
@@ -52,24 +43,24 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         try runReporting {
             let model = try HFModel(path: input)
-            try refuseOverwritingInput(output: output, inputs: [input] + model.checkpoint.files.map(\.path))
+            try refuseOverwritingInput(output: out.output, inputs: [input] + model.checkpoint.files.map(\.path))
             let canon = try HFCanonicalModel(model: model, target: TargetDType(rawValue: dtype)!)
             let progress = Progress("convert")
-            switch OutputFormat.resolve(path: output, explicit: to) {
+            switch out.format {
             case .mal:
                 var opts = MalWriter.Options()
                 opts.level = level
                 opts.threads = threads
                 let sources = try ContainerExport.hashSources(model.checkpoint.files.map(\.path))
-                let s = try ContainerExport.write(canon, to: output, options: opts, command: "convert",
+                let s = try ContainerExport.write(canon, to: out.output, options: opts, command: "convert",
                                                   optionValues: ["dtype": dtype, "level": String(level)], sources: sources,
                                                   dropped: canon.dropped, progress: progress.update)
-                Report.container(s, path: output, json: json)
+                Report.container(s, path: out.output, json: json)
             case .safetensors:
                 let start = monotonicSeconds()
-                let s = try HFFolderWriter.write(canon, to: output, maxShardBytes: try maxShardSize.map(parseSize), force: force,
+                let s = try HFFolderWriter.write(canon, to: out.output, maxShardBytes: try out.maxShardSize.map(parseSize), force: out.force,
                                                  progress: progress.update)
-                Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json)
+                Report.folder(s, path: out.output, seconds: monotonicSeconds() - start, json: json)
             }
         }
     }

@@ -17,38 +17,29 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "A .mal file.")
     var input: String
 
-    @Option(name: .shortAndLong, help: "Output folder (a path ending in .mal re-writes the container).")
-    var output: String
+    @OptionGroup var out: WriteOptions
 
-    @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
-    var to: OutputFormat?
-
-    @Option(help: "Largest shard, e.g. 5GB (default: one file).")
-    var maxShardSize: String?
-
-    @Flag(help: "Replace a non-empty output folder.")
-    var force = false
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
     func run() throws {
         try runReporting {
-            try refuseOverwritingInput(output: output, inputs: [input])
+            try refuseOverwritingInput(output: out.output, inputs: [input])
             let mal = try MalFile(path: input)
             let progress = Progress("export")
-            switch OutputFormat.resolve(path: output, explicit: to) {
+            switch out.format {
             case .safetensors:
                 let start = monotonicSeconds()
-                let s = try HFFolderWriter.write(mal, to: output, maxShardBytes: try maxShardSize.map(parseSize), force: force,
+                let s = try HFFolderWriter.write(mal, to: out.output, maxShardBytes: try out.maxShardSize.map(parseSize), force: out.force,
                                                  progress: progress.update)
-                Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json)
+                Report.folder(s, path: out.output, seconds: monotonicSeconds() - start, json: json)
             case .mal:
-                let s = try ContainerExport.write(mal, to: output, options: MalWriter.Options(), command: "export",
+                let s = try ContainerExport.write(mal, to: out.output, options: MalWriter.Options(), command: "export",
                                                   optionValues: [:], sources: mal.metadata.provenance.sources,
                                                   dropped: mal.metadata.provenance.droppedTensors,
                                                   quantization: mal.metadata.quantization, progress: progress.update)
-                Report.container(s, path: output, json: json)
+                Report.container(s, path: out.output, json: json)
             }
         }
     }

@@ -22,3 +22,20 @@ func parseSize(_ s: String) throws -> Int {
     if let v = Int(u), v > 0 { return v }
     throw ValidationError("invalid size '\(s)' (examples: 5GB, 500MB, 2GiB)")
 }
+
+/// Options of every command that writes a model.
+struct WriteOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Output: a path ending in .mal writes the container, any other path an HF model folder.")
+    var output: String
+
+    @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
+    var to: OutputFormat?
+
+    @Option(help: "HF output only: largest shard, e.g. 5GB (default: one file).")
+    var maxShardSize: String?
+
+    @Flag(help: "Replace a non-empty output folder.")
+    var force = false
+
+    var format: OutputFormat { OutputFormat.resolve(path: output, explicit: to) }
+}

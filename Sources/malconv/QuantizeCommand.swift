@@ -21,11 +21,7 @@ struct QuantizeCommand: ParsableCommand {
     @Argument(help: "HF model folder, .safetensors, shard index or .mal.")
     var input: String
 
-    @Option(name: .shortAndLong, help: "Output: .mal container, or any other path for an HF folder.")
-    var output: String
-
-    @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
-    var to: OutputFormat?
+    @OptionGroup var out: WriteOptions
 
     @Option(help: "FP8 format (e4m3).")
     var format: String = "e4m3"
@@ -45,11 +41,6 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: "Threads (default: all cores).")
     var threads: Int = availableCores
 
-    @Option(help: "HF output only: largest shard, e.g. 5GB.")
-    var maxShardSize: String?
-
-    @Flag(help: "Replace a non-empty output folder.")
-    var force = false
 
     @Flag(help: "Print the summary (what was quantised, what was kept and why) as JSON.")
     var json = false
@@ -66,16 +57,16 @@ struct QuantizeCommand: ParsableCommand {
             let (base, inputs) = try ModelIO.open(input)
             let b = BlockShape(block)!, s = ScaleFormat(rawValue: scale)!
             let q = try QuantizedModel(base: base, block: b, scale: s, include: include, exclude: exclude, threads: threads)
-            if OutputFormat.resolve(path: output, explicit: to) == .safetensors && q.spec.architecture == .gpt2
+            if out.format == .safetensors && q.spec.architecture == .gpt2
                 && q.decisions.contains(where: { $0.action == "quantized" }) {
                 throw MalError(.unsupported, "GPT-2's fused Conv1D c_attn has no FP8 safetensors layout; write a .mal file (-o OUT.mal)",
-                               file: output)
+                               file: out.output)
             }
-            try ModelIO.write(q, output: output, to: to, inputs: inputs, command: "quantize",
+            try ModelIO.write(q, output: out.output, to: out.to, inputs: inputs, command: "quantize",
                               options: ["format": format, "block": b.description, "scale": s.rawValue,
                                         "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ",")],
                               quantization: MalMetadata.Quantization(format: "e4m3", blockSize: [b.rows, b.cols], scale: s.rawValue),
-                              threads: threads, maxShardSize: maxShardSize, force: force, json: false)
+                              threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: false)
             Self.summarize(q.decisions, json: json)
         }
     }
@@ -106,11 +97,7 @@ struct DequantizeCommand: ParsableCommand {
     @Argument(help: "HF model folder, .safetensors, shard index or .mal.")
     var input: String
 
-    @Option(name: .shortAndLong, help: "Output: .mal container, or any other path for an HF folder.")
-    var output: String
-
-    @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
-    var to: OutputFormat?
+    @OptionGroup var out: WriteOptions
 
     @Option(help: "bf16 or f32.")
     var dtype: String = "bf16"
@@ -118,11 +105,6 @@ struct DequantizeCommand: ParsableCommand {
     @Option(help: "Threads (default: all cores).")
     var threads: Int = availableCores
 
-    @Option(help: "HF output only: largest shard, e.g. 5GB.")
-    var maxShardSize: String?
-
-    @Flag(help: "Replace a non-empty output folder.")
-    var force = false
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
@@ -135,8 +117,8 @@ struct DequantizeCommand: ParsableCommand {
         try runReporting {
             let (base, inputs) = try ModelIO.open(input)
             let d = try DequantizedModel(base: base, dtype: dtype == "f32" ? .f32 : .bf16, threads: threads)
-            try ModelIO.write(d, output: output, to: to, inputs: inputs, command: "dequantize", options: ["dtype": dtype],
-                              threads: threads, maxShardSize: maxShardSize, force: force, json: json)
+            try ModelIO.write(d, output: out.output, to: out.to, inputs: inputs, command: "dequantize", options: ["dtype": dtype],
+                              threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json)
         }
     }
 }
