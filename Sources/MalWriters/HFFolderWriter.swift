@@ -93,17 +93,26 @@ public enum HFFolderWriter {
                 try f.write(bytes)
                 try f.commit()
             }
-            // Into place.
+            // Into place: an existing folder is moved aside first and removed only once the new
+            // one is in place, so a failure never leaves neither.
+            var old: String?
             if isDirectory(dir) {
-                for f in try listDirectory(dir) { unlink(joinPath(dir, f)) }
-                guard rmdir(dir) == 0 else {
-                    throw MalError(.ioError, "cannot replace folder: \(String(cString: strerror(errno)))", file: dir)
+                let aside = joinPath(parentDirectory(dir), ".\(baseName(dir)).old-\(getpid())")
+                guard rename(dir, aside) == 0 else {
+                    throw MalError(.ioError, "cannot move the existing folder aside: \(String(cString: strerror(errno)))", file: dir)
                 }
+                old = aside
             }
             guard rename(tmp, dir) == 0 else {
-                throw MalError(.ioError, "cannot rename into place: \(String(cString: strerror(errno)))", file: dir)
+                let e = errno
+                if let old { rename(old, dir) }
+                throw MalError(.ioError, "cannot rename into place: \(String(cString: strerror(e)))", file: dir)
             }
             mal_unregister_temp(tmp)
+            if let old {
+                for f in (try? listDirectory(old)) ?? [] { unlink(joinPath(old, f)) }
+                rmdir(old)
+            }
         } catch {
             cleanup()
             throw error

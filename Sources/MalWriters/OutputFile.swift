@@ -73,17 +73,21 @@ public final class OutputFile: @unchecked Sendable {
     }
 }
 
-/// Refuses to write `output` when it is (or is inside the same path as) one of `inputs`.
+/// Refuses to write `output` when that would overwrite or delete one of `inputs`: the same path, a
+/// file of an input folder, or a folder that contains an input (an output folder is replaced).
 public func refuseOverwritingInput(output: String, inputs: [String]) throws {
     func real(_ p: String) -> String? {
         guard let r = realpath(p, nil) else { return nil }
         defer { free(r) }
         return String(cString: r)
     }
-    guard let out = real(output) else { return }
+    // A new path resolves through its existing parent.
+    guard let out = real(output) ?? real(parentDirectory(output)).map({ joinPath($0, baseName(output)) }) else { return }
     for i in inputs {
         guard let inp = real(i) else { continue }
-        if out == inp || (isDirectory(inp) && parentDirectory(out) == inp && !isDirectory(out) && fileExists(out) && out.hasSuffix(".safetensors")) {
+        let inside = inp.hasPrefix(out.hasSuffix("/") ? out : out + "/")
+        let clobbersFile = isDirectory(inp) && parentDirectory(out) == inp && fileExists(out)
+        if out == inp || inside || clobbersFile {
             throw MalError(.invalidArgument, "refusing to overwrite the input \(i)", file: output)
         }
     }

@@ -260,6 +260,13 @@ struct ConvertCommandTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors")) == before)
         let r2 = try runTool("malconv", ["convert", dir + "/m", "-o", dir + "/m", "--force"])
         #expect(r2.status != 0)
+        // A folder that contains the input is not replaced either.
+        let r3 = try runTool("malconv", ["convert", dir + "/m", "-o", dir, "--force"])
+        #expect(r3.status != 0 && r3.stderr.contains("refusing"))
+        // Replacing an existing output folder with --force works and leaves nothing aside.
+        #expect(try runTool("malconv", ["convert", dir + "/m", "-o", dir + "/out"]).status == 0)
+        #expect(try runTool("malconv", ["convert", dir + "/m", "-o", dir + "/out", "--force"]).status == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["m", "out"])
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors")) == before)
     }
 
