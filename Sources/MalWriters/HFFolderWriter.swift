@@ -185,21 +185,9 @@ public enum HFFolderWriter {
 
     /// Writes one safetensors file: header (padded with spaces to 8 bytes), then each tensor's bytes.
     static func writeSafetensors(_ tensors: [Planned], model: CanonicalModel, path: String, each: (String) -> Void) throws {
-        var header: [(String, JSONValue)] = [("__metadata__", .object([("format", .string("pt"))]))]
-        var offset = 0
-        for t in tensors {
-            header.append((t.name, .object([("dtype", .string(t.dtype.rawValue)), ("shape", .array(t.shape.map { .int(Int64($0)) })),
-                                            ("data_offsets", .array([.int(Int64(offset)), .int(Int64(offset + t.byteCount))]))])))
-            offset += t.byteCount
-        }
-        var text = Array(JSONValue.object(header).serialized.utf8)
-        text += [UInt8](repeating: 0x20, count: (8 - text.count % 8) % 8)
         let f = try OutputFile(path: path)
         do {
-            var w = ByteWriter()
-            w.u64(UInt64(text.count))
-            try f.write(w.data)
-            try f.write(text)
+            try f.write(safetensorsHeader(tensors.map { ($0.name, $0.dtype, $0.shape, $0.byteCount) }))
             for t in tensors {
                 each(t.name)
                 let bytes = try produce(t, model: model)
