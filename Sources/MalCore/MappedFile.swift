@@ -54,12 +54,4 @@ public final class MappedFile: @unchecked Sendable {
         let end = range.upperBound / page * page
         if end > start { _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED) }
     }
-
-    /// Hint that `range` will be read once, front to back (conversion streams tensors).
-    public func adviseSequential(_ range: Range<Int>) {
-        guard let base = bytes.baseAddress, !range.isEmpty else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = range.lowerBound / page * page
-        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, MADV_SEQUENTIAL)
-    }
 }

@@ -10,7 +10,6 @@ struct ScalarText {
     let classes: [UInt8]
     var count: Int { scalars.count }
 
-    @inline(__always) func cls(_ i: Int) -> UInt8 { classes[i] }
     @inline(__always) func isL(_ i: Int) -> Bool { classes[i] & UnicodeClass.letter != 0 }
     @inline(__always) func isN(_ i: Int) -> Bool { classes[i] & UnicodeClass.number != 0 }
     @inline(__always) func isS(_ i: Int) -> Bool { classes[i] & UnicodeClass.space != 0 }
