@@ -44,7 +44,8 @@ demo: build
 	done
 	@echo "== FP8: quantize the DeepSeek sample (DeepSeek-V3 release layout), verify, run"
 	$(BIN)/malconv quantize Samples/deepseek-v3-fortunes -o $(DEMO)/deepseek-v3-fortunes-fp8.mal
-	$(BIN)/malconv verify Samples/deepseek-v3-fortunes $(DEMO)/deepseek-v3-fortunes-fp8.mal | grep -E "^(tensor|TOTAL)"
+	$(BIN)/malconv verify Samples/deepseek-v3-fortunes $(DEMO)/deepseek-v3-fortunes-fp8.mal --text Samples/heldout.txt \
+		--report $(DEMO)/report | grep -E "^(TOTAL|model:|       KL)"
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8.mal -p "The secret of success is" -n 40
 	@if [ -d ../shared/samples/deepseek-v3-fortunes-fp8 ]; then \
 		echo "== the FP8 release-layout copy vs ours (identical: max |err| 0)"; \
