@@ -49,3 +49,16 @@ public struct SendableBytes: @unchecked Sendable {
     public let buffer: UnsafeRawBufferPointer
     public init(_ b: UnsafeRawBufferPointer) { buffer = b }
 }
+
+/// Reusable equal-sized buffers shared by parallel workers (fresh multi-MB allocations would
+/// page-fault on every use).
+public final class BufferPool: @unchecked Sendable {
+    public let size: Int
+    private let free = LockedBox<[UnsafeMutableRawPointer]>([])
+    public init(size: Int) { self.size = size }
+    public func get() -> UnsafeMutableRawPointer {
+        free.withLock { $0.popLast() } ?? UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 64)
+    }
+    public func put(_ p: UnsafeMutableRawPointer) { free.withLock { $0.append(p) } }
+    deinit { for p in free.withLock({ $0 }) { p.deallocate() } }
+}

@@ -28,3 +28,10 @@ public func writeOut(_ text: String) {
         rest = rest.dropFirst(n)
     }
 }
+
+/// Seconds on a monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

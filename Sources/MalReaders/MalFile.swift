@@ -300,7 +300,7 @@ public final class MalFile: @unchecked Sendable {
         }
         let storage = TensorStorage.allocate(count: total)
         let dst = SendableRawPointer(UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!))
-        let pool = ScratchPool(size: Int(e.chunkSize))
+        let pool = BufferPool(size: Int(e.chunkSize))
         try parallelFor(e.chunks.count, threads: threads) { i in
             try self.decodeChunk(e, i, into: dst.pointer + i * Int(e.chunkSize), pool: pool, verify: verify)
         }
@@ -309,7 +309,7 @@ public final class MalFile: @unchecked Sendable {
 
     /// Decodes chunk `i` of a compressed tensor into `target` (room for the chunk's raw bytes)
     /// and checks its XXH64.
-    func decodeChunk(_ e: MalFormat.Entry, _ i: Int, into target: UnsafeMutableRawPointer, pool: ScratchPool, verify: Bool) throws {
+    func decodeChunk(_ e: MalFormat.Entry, _ i: Int, into target: UnsafeMutableRawPointer, pool: BufferPool, verify: Bool) throws {
         let c = e.chunks[i]
         let chunkSize = Int(e.chunkSize)
         let want = min(chunkSize, Int(e.rawLength) - i * chunkSize)
@@ -350,7 +350,7 @@ public final class MalFile: @unchecked Sendable {
         var work: [(entry: Int, chunk: Int)] = []
         for (ei, e) in entries.enumerated() where e.codec != .alias { for ci in e.chunks.indices { work.append((ei, ci)) } }
         let maxChunk = entries.map { Int($0.chunkSize) }.max() ?? 0
-        let pool = ScratchPool(size: maxChunk), targets = ScratchPool(size: maxChunk)
+        let pool = BufferPool(size: maxChunk), targets = BufferPool(size: maxChunk)
         let errors = LockedBox<[(Int, MalError)]>([])
         let items = work
         do {
@@ -384,17 +384,4 @@ public final class MalFile: @unchecked Sendable {
 
     /// Model tensors (everything but `aux/` blobs).
     public var modelEntries: [MalFormat.Entry] { entries.filter { !$0.name.hasPrefix(MalFile.auxPrefix) } }
-}
-
-/// Reusable chunk-sized buffers for parallel decoding (fresh 1 MiB allocations per chunk would
-/// page-fault on every use).
-final class ScratchPool: @unchecked Sendable {
-    let size: Int
-    private let free = LockedBox<[UnsafeMutableRawPointer]>([])
-    init(size: Int) { self.size = size }
-    func get() -> UnsafeMutableRawPointer {
-        free.withLock { $0.popLast() } ?? UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 64)
-    }
-    func put(_ p: UnsafeMutableRawPointer) { free.withLock { $0.append(p) } }
-    deinit { for p in free.withLock({ $0 }) { p.deallocate() } }
 }

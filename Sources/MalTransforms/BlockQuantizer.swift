@@ -116,15 +116,3 @@ public enum BlockQuantizer {
 
 /// Shell-style pattern match (`*`, `?`, `[...]`) for --include / --exclude.
 public func globMatch(_ pattern: String, _ name: String) -> Bool { fnmatch(pattern, name, 0) == 0 }
-
-/// Reusable equal-sized buffers shared by parallel workers.
-public final class BufferPool: @unchecked Sendable {
-    public let size: Int
-    private let free = LockedBox<[UnsafeMutableRawPointer]>([])
-    public init(size: Int) { self.size = size }
-    public func get() -> UnsafeMutableRawPointer {
-        free.withLock { $0.popLast() } ?? UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 64)
-    }
-    public func put(_ p: UnsafeMutableRawPointer) { free.withLock { $0.append(p) } }
-    deinit { for p in free.withLock({ $0 }) { p.deallocate() } }
-}

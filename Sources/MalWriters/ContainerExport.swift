@@ -97,14 +97,3 @@ public func hex16(_ v: UInt64) -> String {
     let h = String(v, radix: 16)
     return String(repeating: "0", count: 16 - h.count) + h
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Seconds on a monotonic clock.
-public func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}

@@ -57,13 +57,13 @@ struct BenchCommand: ParsableCommand {
                 for rep in 0...repetitions {       // the first run warms up and is not counted
                     let tokens = (0..<max(prompt, 1)).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
                     tr.reset()
-                    let t0 = monotonic()
+                    let t0 = monotonicSeconds()
                     if prompt > 0 {
                         _ = try tr.forward(tokens)
                     } else {
                         for i in 0..<gen { _ = try tr.forward([tokens[i % tokens.count]]) }
                     }
-                    if rep > 0 { samples.append(monotonic() - t0) }
+                    if rep > 0 { samples.append(monotonicSeconds() - t0) }
                 }
                 let count = Double(prompt > 0 ? prompt : gen)
                 let ts = samples.map { count / $0 }

@@ -66,11 +66,11 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         do {
-            var t0 = monotonic()
+            var t0 = monotonicSeconds()
             let model = try ModelLoader.open(options.model)
             let tok = try TokenizerLoader.load(options.model)
             let tr = try Transformer(model: model, contextLength: options.context, threads: options.threads)
-            let loadTime = monotonic() - t0
+            let loadTime = monotonicSeconds() - t0
             var ids = tok.encode(prompt, addSpecial: true)
             if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
             guard ids.count + n <= tr.contextLength else {
@@ -78,13 +78,13 @@ struct GenerateCommand: ParsableCommand {
             }
             var sampler = Sampler(temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repeatPenalty, seed: seed)
             let ends = tok.endTokenIds
-            t0 = monotonic()
+            t0 = monotonicSeconds()
             var logits = try tr.forward(ids)
-            let promptTime = monotonic() - t0
+            let promptTime = monotonicSeconds() - t0
             var decoder = StreamingDecoder(tokenizer: tok)
             writeOut(prompt)
             var generated = 0
-            t0 = monotonic()
+            t0 = monotonicSeconds()
             while generated < n {
                 let next = sampler.sample(logits, history: ids)
                 if ends.contains(next) { break }
@@ -94,7 +94,7 @@ struct GenerateCommand: ParsableCommand {
                 if generated < n { logits = try tr.forward([next]) }
             }
             writeOut(decoder.finish() + "\n")
-            let genTime = monotonic() - t0
+            let genTime = monotonicSeconds() - t0
             printError(String(format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads | KV cache %d B/token%@",
                               loadTime, ids.count - generated, Double(ids.count - generated) / max(promptTime, 1e-9), generated,
                               Double(generated) / max(genTime, 1e-9), options.threads, tr.kvCacheBytesPerToken,
@@ -103,11 +103,6 @@ struct GenerateCommand: ParsableCommand {
     }
 }
 
-func monotonic() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
 
 struct LogitsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
