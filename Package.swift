@@ -33,7 +33,7 @@ let package = Package(
         .executableTarget(name: "malbench", dependencies: ["MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],
                          path: "Benchmarks/MalBench"),
         .target(name: "MalTestSupport", path: "Tests/MalTestSupport"),
-        .testTarget(name: "MalRuntimeTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
+        .testTarget(name: "MalRuntimeTests", dependencies: ["MalTestSupport", "CMalKernels", "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
         .testTarget(name: "MalReadersTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders"]),
         .testTarget(name: "MalQuantTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
         .testTarget(name: "MalContainerTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters"]),

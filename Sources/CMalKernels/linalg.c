@@ -41,12 +41,13 @@ static inline float dot_e4m3_scaled(const uint8_t *restrict w, const float *rest
 
 static const float TWO_120 = 1.329227995784916e36f;   /* 2^120 */
 
-/* Matrix-vector kernels: one row at a time, a single sequential stream, which the hardware
-   prefetcher follows best (a 4-rows-at-once variant measured 10-30% slower here). */
-void mal_matvec_f32(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1) {
+/* Portable matrix-vector kernels: one row at a time, a single sequential stream (a 4-rows-at-once
+   variant measured 10-30% slower here). Where the CPU has AVX-512 the forms in matvec_avx512.c run
+   instead; these remain the reference the tests compare them with. */
+void mal_matvec_f32_portable(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) y[r] = dot_f32(W + r * cols, x, cols);
 }
-void mal_matvec_bf16(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1) {
+void mal_matvec_bf16_portable(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) y[r] = dot_bf16(W + r * cols, x, cols);
 }
 
@@ -54,10 +55,9 @@ void mal_matvec_f16(float *y, const uint16_t *W, const float *x, size_t cols, si
     for (size_t r = r0; r < r1; r++) y[r] = dot_f16(W + r * cols, x, cols);
 }
 
-void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br, size_t bc,
-                     size_t r0, size_t r1) {
-    /* One row at a time (a single sequential stream); per block an auto-vectorised dot product
-       (measured faster here than hand-written vector code), scaled once per block. */
+void mal_matvec_e4m3_portable(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br,
+                              size_t bc, size_t r0, size_t r1) {
+    /* Per block an auto-vectorised dot product, scaled once per block. */
     size_t nb = (cols + bc - 1) / bc;
     for (size_t r = r0; r < r1; r++) {
         const float *srow = scales + (r / br) * nb;
@@ -69,6 +69,18 @@ void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const floa
         }
         y[r] = acc;
     }
+}
+
+void mal_matvec_f32(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1) {
+    if (!mal_matvec_f32_fast(y, W, x, cols, r0, r1)) mal_matvec_f32_portable(y, W, x, cols, r0, r1);
+}
+void mal_matvec_bf16(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1) {
+    if (!mal_matvec_bf16_fast(y, W, x, cols, r0, r1)) mal_matvec_bf16_portable(y, W, x, cols, r0, r1);
+}
+void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br, size_t bc,
+                     size_t r0, size_t r1) {
+    if (!mal_matvec_e4m3_fast(y, W, scales, x, cols, br, bc, r0, r1))
+        mal_matvec_e4m3_portable(y, W, scales, x, cols, br, bc, r0, r1);
 }
 
 /* Decodes one weight row to float32. */

@@ -57,6 +57,20 @@ void mal_matvec_f16(float *y, const uint16_t *W, const float *x, size_t cols, si
 void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br, size_t bc,
                      size_t r0, size_t r1);
 
+/* The two implementations behind each of the three above: `_portable` (plain loops, any CPU) and
+   `_fast` (matvec_avx512.c), which returns 0 without doing anything when the CPU (AVX-512 F+BW) or
+   the shape does not allow it. mal_simd_level() is 1 when the AVX-512 forms are used, 0 when not
+   (also when the environment sets MAL_NO_AVX512=1, for comparisons). Tests check both forms. */
+void mal_matvec_f32_portable(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1);
+void mal_matvec_bf16_portable(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1);
+void mal_matvec_e4m3_portable(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br,
+                              size_t bc, size_t r0, size_t r1);
+int mal_matvec_f32_fast(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1);
+int mal_matvec_bf16_fast(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1);
+int mal_matvec_e4m3_fast(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br, size_t bc,
+                         size_t r0, size_t r1);
+int mal_simd_level(void);
+
 /* Batched form for prompt processing: Y[t, r] = W[r] . X[t] for t < T, rows [r0, r1).
    Each weight row is read (and decoded) once for all T inputs. */
 void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,

@@ -1,0 +1,110 @@
+import CMalKernels
+import MalCore
+import Testing
+
+/// The matrix-vector kernels against a float64 reference, for both implementations (portable loops
+/// and the AVX-512 forms, which permute the input and decode weights in place): shapes with column
+/// tails, partial scale blocks, and FP8 subnormals, so a wrong permutation, mask or tail shows.
+@Suite struct KernelTests {
+    /// Deterministic pseudo-random numbers (SplitMix64), so a failure reproduces.
+    struct Rng {
+        var s: UInt64
+        mutating func next() -> UInt64 {
+            s &+= 0x9E37_79B9_7F4A_7C15
+            var z = s
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func float() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
+    }
+
+    static let shapes: [(rows: Int, cols: Int)] = [(37, 768), (5, 100), (130, 4096 + 64 + 7), (3, 31), (200, 129), (9, 64), (2, 1)]
+
+    /// |y - ref| <= tol * sum |w x| per row: float32 accumulation in any order is well inside 1e-5.
+    func check(_ y: [Float], _ ref: [Double], _ mag: [Double], _ what: String) {
+        for r in 0..<y.count {
+            #expect(abs(Double(y[r]) - ref[r]) <= 1e-5 * mag[r] + 1e-30, "\(what) row \(r): \(y[r]) vs \(ref[r])")
+        }
+    }
+
+    @Test func f32MatchesReference() {
+        var rng = Rng(s: 1)
+        for (rows, cols) in Self.shapes {
+            let w = (0..<rows * cols).map { _ in rng.float() }, x = (0..<cols).map { _ in rng.float() * 3 }
+            var ref = [Double](repeating: 0, count: rows), mag = ref
+            for r in 0..<rows { for c in 0..<cols { ref[r] += Double(w[r * cols + c]) * Double(x[c]); mag[r] += abs(Double(w[r * cols + c]) * Double(x[c])) } }
+            var y = [Float](repeating: .nan, count: rows)
+            mal_matvec_f32_portable(&y, w, x, cols, 0, rows)
+            check(y, ref, mag, "f32 portable \(rows)x\(cols)")
+            y = [Float](repeating: .nan, count: rows)
+            if mal_matvec_f32_fast(&y, w, x, cols, 0, rows) != 0 { check(y, ref, mag, "f32 fast \(rows)x\(cols)") }
+            y = [Float](repeating: .nan, count: rows)
+            mal_matvec_f32(&y, w, x, cols, 1, rows)   // a row range, as the threads call it
+            #expect(y[0].isNaN)
+            check(Array(y[1...]), Array(ref[1...]), Array(mag[1...]), "f32 rows 1..<\(rows)")
+        }
+    }
+
+    @Test func bf16MatchesReference() {
+        var rng = Rng(s: 2)
+        for (rows, cols) in Self.shapes {
+            let w = HalfFloat.encodeBF16((0..<rows * cols).map { _ in rng.float() }), wf = HalfFloat.decodeBF16(w)
+            let x = (0..<cols).map { _ in rng.float() * 3 }
+            var ref = [Double](repeating: 0, count: rows), mag = ref
+            for r in 0..<rows { for c in 0..<cols { let p = Double(wf[r * cols + c]) * Double(x[c]); ref[r] += p; mag[r] += abs(p) } }
+            var y = [Float](repeating: .nan, count: rows)
+            mal_matvec_bf16_portable(&y, w, x, cols, 0, rows)
+            check(y, ref, mag, "bf16 portable \(rows)x\(cols)")
+            y = [Float](repeating: .nan, count: rows)
+            if mal_matvec_bf16_fast(&y, w, x, cols, 0, rows) != 0 { check(y, ref, mag, "bf16 fast \(rows)x\(cols)") }
+        }
+    }
+
+    @Test(arguments: [(128, 128), (16, 64), (128, 96), (1, 192)])
+    func e4m3MatchesReference(block: (Int, Int)) {
+        let (br, bc) = block
+        var rng = Rng(s: 3)
+        for (rows, cols) in Self.shapes {
+            // every byte but the NaNs 0x7F/0xFF; one in eight subnormal (exponent field 0)
+            let w: [UInt8] = (0..<rows * cols).map { _ in
+                let v = UInt8(truncatingIfNeeded: rng.next()), b = v & 0x7F == 0x7F ? v & 0xF0 : v
+                return rng.next() % 8 == 0 ? b & 0x87 : b
+            }
+            let wf = FP8.decodeE4M3(w)
+            let nb = (cols + bc - 1) / bc, nrb = (rows + br - 1) / br
+            let scales = (0..<nrb * nb).map { _ in Float(1e-3) * (1 + abs(rng.float()) * 100) }
+            let x = (0..<cols).map { _ in rng.float() * 3 }
+            var ref = [Double](repeating: 0, count: rows), mag = ref
+            for r in 0..<rows {
+                for c in 0..<cols {
+                    let p = Double(wf[r * cols + c]) * Double(scales[(r / br) * nb + c / bc]) * Double(x[c])
+                    ref[r] += p; mag[r] += abs(p)
+                }
+            }
+            var y = [Float](repeating: .nan, count: rows)
+            mal_matvec_e4m3_portable(&y, w, scales, x, cols, br, bc, 0, rows)
+            check(y, ref, mag, "e4m3 portable \(rows)x\(cols) blocks \(br)x\(bc)")
+            y = [Float](repeating: .nan, count: rows)
+            if mal_matvec_e4m3_fast(&y, w, scales, x, cols, br, bc, 0, rows) != 0 { check(y, ref, mag, "e4m3 fast \(rows)x\(cols) blocks \(br)x\(bc)") }
+            if rows > 3 {   // a range starting inside a row block rebuilds the scaled input for it
+                y = [Float](repeating: .nan, count: rows)
+                mal_matvec_e4m3(&y, w, scales, x, cols, br, bc, 3, rows)
+                check(Array(y[3...]), Array(ref[3...]), Array(mag[3...]), "e4m3 rows 3..<\(rows)")
+            }
+        }
+    }
+
+    /// On an AVX-512 machine (the build machine is one) the fast forms must actually run.
+    @Test func fastFormsRunWhereAvailable() {
+        guard mal_simd_level() == 1 else { return }
+        var y = [Float](repeating: 0, count: 2)
+        let x = [Float](repeating: 1, count: 128)
+        #expect(mal_matvec_f32_fast(&y, [Float](repeating: 0.5, count: 256), x, 128, 0, 2) == 1)
+        #expect(y == [64, 64])
+        #expect(mal_matvec_bf16_fast(&y, [UInt16](repeating: 0x3F80, count: 256), x, 128, 0, 2) == 1)
+        #expect(y == [128, 128])
+        #expect(mal_matvec_e4m3_fast(&y, [UInt8](repeating: 0x38, count: 256), [2, 2], x, 128, 128, 64, 0, 2) == 1)
+        #expect(y == [256, 256])
+    }
+}
