@@ -42,7 +42,7 @@ static inline float dot_e4m3_scaled(const uint8_t *restrict w, const float *rest
 static const float TWO_120 = 1.329227995784916e36f;   /* 2^120 */
 
 /* Portable matrix-vector kernels: one row at a time, a single sequential stream (a 4-rows-at-once
-   variant measured 10-30% slower here). Where the CPU has AVX-512 the forms in matvec_avx512.c run
+   variant measured 10-30% slower here). Where the CPU has AVX-512 the forms in linear_avx512.c run
    instead; these remain the reference the tests compare them with. */
 void mal_matvec_f32_portable(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) y[r] = dot_f32(W + r * cols, x, cols);
@@ -117,6 +117,12 @@ static void decode_row(float *restrict out, const void *W, int dtype, const floa
 
 void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                 size_t br, size_t bc, size_t r0, size_t r1) {
+    if (!mal_matmul_fast(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1))
+        mal_matmul_portable(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1);
+}
+
+void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
+                         size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
     float buf[4][8192];
     if (cols > 8192) {
         /* Very wide rows: fall back to per-input matvecs. */

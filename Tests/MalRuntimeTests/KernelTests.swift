@@ -95,6 +95,54 @@ import Testing
         }
     }
 
+    /// The batched product of prompt processing, every weight dtype, against float64: input counts
+    /// that exercise each tile width (6, 4, 1), row counts not a multiple of 4, a row range.
+    @Test(arguments: [Int32(MAL_W_F32), Int32(MAL_W_BF16), Int32(MAL_W_F16), Int32(MAL_W_E4M3)])
+    func matmulMatchesReference(dtype: Int32) {
+        var rng = Rng(s: UInt64(10 + dtype))
+        let br = 128, bc = 128
+        for (rows, cols) in Self.shapes where cols <= 8192 {
+            var wf = (0..<rows * cols).map { _ in rng.float() }
+            let raw: [UInt8]
+            switch dtype {
+            case Int32(MAL_W_BF16): let b = HalfFloat.encodeBF16(wf); wf = HalfFloat.decodeBF16(b); raw = b.withUnsafeBytes { Array($0) }
+            case Int32(MAL_W_F16): let b = HalfFloat.encodeF16(wf); wf = HalfFloat.decodeF16(b); raw = b.withUnsafeBytes { Array($0) }
+            case Int32(MAL_W_E4M3): let b = FP8.encodeE4M3(wf.map { $0 * 400 }); wf = FP8.decodeE4M3(b); raw = b
+            default: raw = wf.withUnsafeBytes { Array($0) }
+            }
+            let nb = (cols + bc - 1) / bc
+            let scales = (0..<((rows + br - 1) / br) * nb).map { _ in Float(1e-3) * (1 + abs(rng.float()) * 10) }
+            let scale: (Int, Int) -> Double = { r, c in dtype == Int32(MAL_W_E4M3) ? Double(scales[(r / br) * nb + c / bc]) : 1 }
+            for T in [1, 5, 7, 13] {
+                let x = (0..<T * cols).map { _ in rng.float() * 2 }
+                var ref = [Double](repeating: 0, count: T * rows), mag = ref
+                for t in 0..<T {
+                    for r in 0..<rows {
+                        for c in 0..<cols {
+                            let p = Double(wf[r * cols + c]) * scale(r, c) * Double(x[t * cols + c])
+                            ref[t * rows + r] += p; mag[t * rows + r] += abs(p)
+                        }
+                    }
+                }
+                let r0 = rows > 4 ? 1 : 0
+                for fast in [false, true] {
+                    var y = [Float](repeating: .nan, count: T * rows)
+                    let ran: Bool = raw.withUnsafeBytes { w in
+                        if fast { return mal_matmul_fast(&y, w.baseAddress, dtype, scales, x, T, rows, cols, br, bc, r0, rows) != 0 }
+                        mal_matmul_portable(&y, w.baseAddress, dtype, scales, x, T, rows, cols, br, bc, r0, rows)
+                        return true
+                    }
+                    guard ran else { continue }
+                    for t in 0..<T {
+                        if r0 > 0 { #expect(y[t * rows].isNaN, "row 0 is outside the range") }
+                        let lo = t * rows + r0, hi = (t + 1) * rows
+                        check(Array(y[lo..<hi]), Array(ref[lo..<hi]), Array(mag[lo..<hi]), "matmul dtype \(dtype) fast \(fast) \(rows)x\(cols) T=\(T) t=\(t)")
+                    }
+                }
+            }
+        }
+    }
+
     /// On an AVX-512 machine (the build machine is one) the fast forms must actually run.
     @Test func fastFormsRunWhereAvailable() {
         guard mal_simd_level() == 1 else { return }
@@ -106,5 +154,8 @@ import Testing
         #expect(y == [128, 128])
         #expect(mal_matvec_e4m3_fast(&y, [UInt8](repeating: 0x38, count: 256), [2, 2], x, 128, 128, 64, 0, 2) == 1)
         #expect(y == [256, 256])
+        var Y = [Float](repeating: 0, count: 6)
+        #expect(mal_matmul_fast(&Y, [Float](repeating: 0.5, count: 256), Int32(MAL_W_F32), nil, [Float](repeating: 1, count: 384), 3, 2, 128, 0, 0, 0, 2) == 1)
+        #expect(Y == [Float](repeating: 64, count: 6))
     }
 }

@@ -58,7 +58,7 @@ void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const floa
                      size_t r0, size_t r1);
 
 /* The two implementations behind each of the three above: `_portable` (plain loops, any CPU) and
-   `_fast` (matvec_avx512.c), which returns 0 without doing anything when the CPU (AVX-512 F+BW) or
+   `_fast` (linear_avx512.c), which returns 0 without doing anything when the CPU (AVX-512 F, BW, VL) or
    the shape does not allow it. mal_simd_level() is 1 when the AVX-512 forms are used, 0 when not
    (also when the environment sets MAL_NO_AVX512=1, for comparisons). Tests check both forms. */
 void mal_matvec_f32_portable(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1);
@@ -76,6 +76,11 @@ int mal_simd_level(void);
 void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                 size_t br, size_t bc, size_t r0, size_t r1);
 enum { MAL_W_F32 = 0, MAL_W_BF16 = 1, MAL_W_F16 = 2, MAL_W_E4M3 = 3 };
+/* Its two implementations, as for the matrix-vector kernels. */
+void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
+                         size_t cols, size_t br, size_t bc, size_t r0, size_t r1);
+int mal_matmul_fast(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
+                    size_t br, size_t bc, size_t r0, size_t r1);
 
 /* One query against a KV cache: out[h] = softmax(q_h . K_g * scale) V_g for heads [h0, h1),
    where g = h / (n_heads / n_kv) (grouped-query attention). Query and key heads have dk

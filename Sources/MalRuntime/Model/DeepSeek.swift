@@ -210,26 +210,87 @@ struct MixtureOfExperts {
         return (chosen.map { Int32($0) }, weights)
     }
 
-    /// out = Σ w·expert(x) + shared(x) for one token (`out` may alias `x`).
-    func apply(_ x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, threads: Int) -> (ids: [Int32], weights: [Float]) {
+    /// out[t] = Σ_k w_k·expert_k(x[t]) + shared(x[t]) for T tokens (`out` may alias `x`); returns
+    /// each token's routing. Every token sums its experts in routing order, then the shared
+    /// expert, whichever path computed them, so one token gives the same result alone or in a batch.
+    func apply(batch x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int,
+               threads: Int) -> [(ids: [Int32], weights: [Float])] {
+        let h = router.cols, k = spec.expertsPerToken
+        var logits = [Float](repeating: 0, count: T * router.rows)
+        logits.withUnsafeMutableBufferPointer { router.apply(batch: x, $0.baseAddress!, count: T, threads: threads) }
+        let choices = (0..<T).map { t in route(Array(logits[(t * router.rows)..<((t + 1) * router.rows)])) }
+        if T == 1 && ProcessInfo.processInfo.environment["MOE_OLD"] == nil {
+            decode(x, out: out, choice: choices[0], threads: threads)
+            return choices
+        }
+        // Prompt: each expert runs once over the tokens routed to it (a matrix-matrix product).
+        let routed = UnsafeMutablePointer<Float>.allocate(capacity: T * k * h)
+        let sharedOut = UnsafeMutablePointer<Float>.allocate(capacity: shared != nil ? T * h : 1)
+        defer { routed.deallocate(); sharedOut.deallocate() }
+        var slots = [[(token: Int, slot: Int)]](repeating: [], count: experts.count)
+        for (t, c) in choices.enumerated() { for (slot, id) in c.ids.enumerated() { slots[Int(id)].append((t, slot)) } }
+        for (e, list) in slots.enumerated() where !list.isEmpty {
+            let n = list.count
+            let xin = UnsafeMutablePointer<Float>.allocate(capacity: n * h), y = UnsafeMutablePointer<Float>.allocate(capacity: n * h)
+            defer { xin.deallocate(); y.deallocate() }
+            for (i, ts) in list.enumerated() { (xin + i * h).update(from: x + ts.token * h, count: h) }
+            Transformer.swiglu(experts[e], xin, out: y, count: n, threads: threads)
+            for (i, ts) in list.enumerated() { (routed + (ts.token * k + ts.slot) * h).update(from: y + i * h, count: h) }
+        }
+        if let shared { Transformer.swiglu(shared, x, out: sharedOut, count: T, threads: threads) }
+        for t in 0..<T {
+            let o = out + t * h
+            for i in 0..<h { o[i] = 0 }
+            for (slot, w) in choices[t].weights.enumerated() {
+                let r = routed + (t * k + slot) * h
+                for i in 0..<h { o[i] += w * r[i] }
+            }
+            if shared != nil { let s = sharedOut + t * h; for i in 0..<h { o[i] += s[i] } }
+        }
+        return choices
+    }
+
+    /// One token: the chosen experts' gate and up rows (and the shared expert's) run as one
+    /// parallel region, their down projections as a second one split by output rows, so a MoE
+    /// layer costs two thread hand-offs instead of three per expert.
+    private func decode(_ x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, choice: (ids: [Int32], weights: [Float]),
+                        threads: Int) {
         let h = router.cols
-        var logits = [Float](repeating: 0, count: router.rows)
-        logits.withUnsafeMutableBufferPointer { router.apply(x, $0.baseAddress!, threads: threads) }
-        let choice = route(logits)
-        let input = UnsafeMutablePointer<Float>.allocate(capacity: h), y = UnsafeMutablePointer<Float>.allocate(capacity: h)
-        let acc = UnsafeMutablePointer<Float>.allocate(capacity: h)
-        defer { input.deallocate(); y.deallocate(); acc.deallocate() }
-        input.update(from: x, count: h)
-        acc.initialize(repeating: 0, count: h)
-        for (id, w) in zip(choice.ids, choice.weights) {
-            Transformer.swiglu(experts[Int(id)], input, out: y, count: 1, threads: threads)
-            for i in 0..<h { acc[i] += w * y[i] }
+        var units: [(f: Transformer.SwiGLU, w: Float)] = zip(choice.ids, choice.weights).map { (experts[Int($0)], $1) }
+        if let shared { units.append((shared, 1)) }
+        let inner = units.map { $0.f.gate.rows }, offsets = inner.reduce(into: [0]) { $0.append($0.last! + $1) }
+        let total = offsets.last!
+        let gate = UnsafeMutablePointer<Float>.allocate(capacity: total), up = UnsafeMutablePointer<Float>.allocate(capacity: total)
+        let parts = UnsafeMutablePointer<Float>.allocate(capacity: units.count * h)
+        defer { gate.deallocate(); up.deallocate(); parts.deallocate() }
+        let xs = SendableConstPointer(x), gs = SendableMutablePointer(gate), us = SendableMutablePointer(up)
+        let ps = SendableMutablePointer(parts)
+        // Region 1: rows of [gate_0; up_0; gate_1; up_1; ...] in equal shares.
+        let chunks = Swift.max(1, Swift.min(threads, 2 * total / 64)), per = (2 * total + chunks - 1) / chunks
+        WorkerPool.run(chunks, threads: threads) { c in
+            var r = c * per
+            let end = Swift.min(2 * total, r + per)
+            while r < end {
+                let u = offsets.lastIndex { $0 * 2 <= r }!, base = offsets[u] * 2, n = inner[u]
+                let local = r - base, isUp = local >= n, row0 = isUp ? local - n : local
+                let row1 = Swift.min(n, row0 + (end - r))
+                let w = isUp ? units[u].f.up : units[u].f.gate
+                w.applyRows(xs.p, (isUp ? us.p : gs.p) + offsets[u], row0, row1)
+                r += row1 - row0
+            }
         }
-        if let shared {
-            Transformer.swiglu(shared, input, out: y, count: 1, threads: threads)
-            for i in 0..<h { acc[i] += y[i] }
+        for i in 0..<total { let a = gate[i]; gate[i] = a / (1 + exp(-a)) * up[i] }
+        // Region 2: each share of output rows runs every unit's down projection for those rows.
+        let chunks2 = Swift.max(1, Swift.min(threads, h / 64)), per2 = (h + chunks2 - 1) / chunks2
+        WorkerPool.run(chunks2, threads: threads) { c in
+            let r0 = c * per2, r1 = Swift.min(h, r0 + per2)
+            if r0 >= r1 { return }
+            for (u, unit) in units.enumerated() { unit.f.down.applyRows(UnsafePointer(gs.p + offsets[u]), ps.p + u * h, r0, r1) }
         }
-        out.update(from: acc, count: h)
-        return choice
+        for i in 0..<h {
+            var s: Float = 0
+            for (u, unit) in units.enumerated() { s += unit.w * parts[u * h + i] }
+            out[i] = s
+        }
     }
 }

@@ -338,10 +338,8 @@ public final class Transformer: @unchecked Sendable {
             case let .swiglu(f):
                 Transformer.swiglu(f, xn, out: xn, count: T, threads: threads)
             case let .moe(m):
-                for t in 0..<T {
-                    let choice = m.apply(xn + t * H, out: xn + t * H, threads: threads)
-                    onRoute?(l, t, choice.ids, choice.weights)
-                }
+                let choices = m.apply(batch: xn, out: xn, count: T, threads: threads)
+                if let onRoute { for (t, c) in choices.enumerated() { onRoute(l, t, c.ids, c.weights) } }
             }
             for i in 0..<(T * H) { x[i] += xn[i] }
         }

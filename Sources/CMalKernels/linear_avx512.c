@@ -1,4 +1,5 @@
-/* AVX-512 matrix-vector kernels for F32, BF16 and FP8 E4M3 weights (decode, one token at a time).
+/* AVX-512 kernels for the linear layers: matrix-vector products for F32, BF16 and FP8 E4M3 weights
+   (decoding, one token at a time) and the matrix-matrix product of prompt processing.
 
    Decoding is memory-bound only if the core issues few enough instructions per weight byte that
    its out-of-order window keeps many cache lines in flight. The portable loops widen each 16-bit
@@ -36,7 +37,7 @@
 
 static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-static int simd_level = -1; /* -1 unknown, 0 portable, 1 AVX-512 (F + BW) */
+static int simd_level = -1; /* -1 unknown, 0 portable, 1 AVX-512 (F, BW, VL) */
 
 int mal_simd_level(void) {
     int level = __atomic_load_n(&simd_level, __ATOMIC_RELAXED);
@@ -44,7 +45,8 @@ int mal_simd_level(void) {
 #ifdef MAL_X86
         const char *off = getenv("MAL_NO_AVX512");
         __builtin_cpu_init();
-        level = (!off || !*off || *off == '0') && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+        level = (!off || !*off || *off == '0') && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl");
 #else
         level = 0;
 #endif
@@ -58,18 +60,22 @@ int mal_simd_level(void) {
 static _Thread_local float *scratch_buf;
 static _Thread_local size_t scratch_cap;
 
-static float *scratch(size_t n) {
-    if (n > scratch_cap) {
-        free(scratch_buf);
-        size_t cap = (n + 1023) & ~(size_t)1023;
-        scratch_buf = aligned_alloc(64, cap * sizeof(float));
-        scratch_cap = scratch_buf ? cap : 0;
+static _Thread_local float *rows_buf;
+static _Thread_local size_t rows_cap;
+
+static float *grow(float **buf, size_t *cap, size_t n) {
+    if (n > *cap) {
+        free(*buf);
+        size_t c = (n + 1023) & ~(size_t)1023;
+        *buf = aligned_alloc(64, c * sizeof(float));
+        *cap = *buf ? c : 0;
     }
-    return scratch_buf;
+    return *buf;
 }
+static float *scratch(size_t n) { return grow(&scratch_buf, &scratch_cap, n); }
 
 #ifdef MAL_X86
-#define AVX512 __attribute__((target("avx512f,avx512bw")))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 
 AVX512 static inline float hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
@@ -175,7 +181,123 @@ AVX512 static int matvec_e4m3_avx512(float *y, const uint8_t *W, const float *sc
     }
     return 1;
 }
+/* Prompt processing: Y[t, r] = W[r] . X[t] for T inputs. Four weight rows are decoded to float32
+   (once, reused by every input) and multiplied with NT inputs at a time in dot-product form:
+   4 x NT accumulators of 16 lanes, 4 + NT loads per 4 * NT FMAs (the former 4 x 1 loop issued
+   5 loads per 4 FMAs and was load-bound at about half the FMA peak). The four row sums of one input
+   are reduced together by a transpose-and-add tree and stored as one 4-float vector. */
+AVX512 static inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+#define MATMUL_TILE(NAME, NT)                                                                                          \
+    AVX512 __attribute__((noinline)) static void NAME(float *y, size_t ys, const float *w, size_t ws, const float *x,   \
+                                                      size_t cols, __mmask8 store) {                                   \
+        __m512 a[4][NT];                                                                                               \
+        for (int i = 0; i < 4; i++)                                                                                    \
+            for (int j = 0; j < NT; j++) a[i][j] = _mm512_setzero_ps();                                                \
+        size_t c = 0;                                                                                                  \
+        for (; c + 16 <= cols; c += 16) {                                                                              \
+            __m512 wv[4];                                                                                              \
+            for (int i = 0; i < 4; i++) wv[i] = _mm512_loadu_ps(w + i * ws + c);                                       \
+            for (int j = 0; j < NT; j++) {                                                                             \
+                __m512 xv = _mm512_loadu_ps(x + j * cols + c);                                                         \
+                for (int i = 0; i < 4; i++) a[i][j] = _mm512_fmadd_ps(wv[i], xv, a[i][j]);                             \
+            }                                                                                                          \
+        }                                                                                                              \
+        if (c < cols) {                                                                                                \
+            __mmask16 k = (__mmask16)((1u << (cols - c)) - 1);                                                         \
+            __m512 wv[4];                                                                                              \
+            for (int i = 0; i < 4; i++) wv[i] = _mm512_maskz_loadu_ps(k, w + i * ws + c);                              \
+            for (int j = 0; j < NT; j++) {                                                                             \
+                __m512 xv = _mm512_maskz_loadu_ps(k, x + j * cols + c);                                                \
+                for (int i = 0; i < 4; i++) a[i][j] = _mm512_fmadd_ps(wv[i], xv, a[i][j]);                             \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int j = 0; j < NT; j++) _mm_mask_storeu_ps(y + j * ys, store, reduce4(a[0][j], a[1][j], a[2][j], a[3][j])); \
+    }
+MATMUL_TILE(matmul_tile6, 6)
+MATMUL_TILE(matmul_tile4, 4)
+MATMUL_TILE(matmul_tile1, 1)
+
+/* Decodes weight row r to float32 (for E4M3: float32(q) * s, the dequantised value). */
+AVX512 static void decode_row_avx512(float *out, const void *W, int dtype, const float *scales, size_t r, size_t cols,
+                                     size_t br, size_t bc) {
+    size_t c = 0;
+    switch (dtype) {
+    case MAL_W_BF16: {
+        const uint16_t *w = (const uint16_t *)W + r * cols;
+        for (; c + 16 <= cols; c += 16)
+            _mm512_storeu_ps(out + c, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + c))), 16)));
+        for (; c < cols; c++) out[c] = u2f((uint32_t)w[c] << 16);
+        break;
+    }
+    case MAL_W_F16: {
+        const uint16_t *w = (const uint16_t *)W + r * cols;
+        for (; c + 16 <= cols; c += 16) _mm512_storeu_ps(out + c, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + c))));
+        for (; c < cols; c++) { _Float16 h; memcpy(&h, &w[c], 2); out[c] = (float)h; }
+        break;
+    }
+    case MAL_W_E4M3: {
+        const uint8_t *w = (const uint8_t *)W + r * cols;
+        const float *srow = scales + (r / br) * ((cols + bc - 1) / bc);
+        const __m512i m7 = _mm512_set1_epi32(0x7F), m8 = _mm512_set1_epi32(0x80);
+        const __m512 two120 = _mm512_set1_ps(1.329227995784916e36f);
+        for (; c < cols; c++) {
+            if (c % 16 == 0 && c + 16 <= cols && c / bc == (c + 15) / bc) {
+                __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + c)));
+                __m512i bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(b, m8), 24), _mm512_slli_epi32(_mm512_and_si512(b, m7), 20));
+                _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_mul_ps(_mm512_castsi512_ps(bits), two120), _mm512_set1_ps(srow[c / bc])));
+                c += 15;
+                continue;
+            }
+            uint32_t v = w[c];
+            out[c] = u2f(((v & 0x80u) << 24) | ((v & 0x7Fu) << 20)) * 1.329227995784916e36f * srow[c / bc];
+        }
+        break;
+    }
+    default: memcpy(out, (const float *)W + r * cols, cols * sizeof(float));
+    }
+}
+
+AVX512 static int matmul_avx512(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
+                                size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
+    float *buf = grow(&rows_buf, &rows_cap, 4 * cols);
+    if (!buf) return 0;
+    for (size_t r = r0; r < r1; r += 4) {
+        size_t nr = r1 - r < 4 ? r1 - r : 4;
+        const float *w = buf;
+        if (dtype == MAL_W_F32 && nr == 4) w = (const float *)W + r * cols;
+        else {
+            for (size_t i = 0; i < 4; i++) {
+                if (i < nr) decode_row_avx512(buf + i * cols, W, dtype, scales, r + i, cols, br, bc);
+                else memset(buf + i * cols, 0, cols * sizeof(float));
+            }
+        }
+        __mmask8 store = (__mmask8)((1u << nr) - 1);
+        size_t t = 0;
+        for (; t + 6 <= T; t += 6) matmul_tile6(Y + t * rows + r, rows, w, cols, X + t * cols, cols, store);
+        for (; t + 4 <= T; t += 4) matmul_tile4(Y + t * rows + r, rows, w, cols, X + t * cols, cols, store);
+        for (; t < T; t++) matmul_tile1(Y + t * rows + r, rows, w, cols, X + t * cols, cols, store);
+    }
+    return 1;
+}
 #endif
+
+int mal_matmul_fast(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
+                    size_t br, size_t bc, size_t r0, size_t r1) {
+#ifdef MAL_X86
+    if (mal_simd_level() >= 1 && (dtype != MAL_W_E4M3 || (br > 0 && bc > 0)))
+        return matmul_avx512(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1);
+#endif
+    (void)Y; (void)W; (void)dtype; (void)scales; (void)X; (void)T; (void)rows; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
+    return 0;
+}
 
 int mal_matvec_f32_fast(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1) {
 #ifdef MAL_X86
