@@ -1,4 +1,5 @@
 import CMalKernels
+import Foundation
 import MalCore
 import Testing
 
@@ -140,6 +141,27 @@ import Testing
                     }
                 }
             }
+        }
+    }
+
+    /// The vectorised activations against float64 formulas, from tiny to saturating inputs.
+    @Test func activationsMatchReference() {
+        var xs: [Float] = [0, -0, 1e-30, -1e-30, 1e-6, -1e-6, 0.5, -0.5, 3, -3, 9, -9, 20, -20, 50, -50, 87, -87, 100, -100, 1e4, -1e4]
+        var rng = Rng(s: 7)
+        for _ in 0..<5000 { xs.append(rng.float() * 12) }
+        var gelu = xs
+        mal_gelu_tanh(&gelu, gelu.count)
+        let ups = xs.map { _ in rng.float() * 2 }
+        var silu = xs
+        mal_silu_mul(&silu, ups, silu.count)
+        for (i, x) in xs.enumerated() {
+            let d = Double(x)
+            let u: Double = 0.7978845608028654 * (d + 0.044715 * d * d * d)
+            let g: Double = 0.5 * d * (1 + tanh(u))
+            let s = d / (1 + exp(-d)) * Double(ups[i])
+            #expect(abs(Double(gelu[i]) - g) <= 1e-6 * max(1, abs(g)), "gelu(\(x)) = \(gelu[i]), want \(g)")
+            #expect(abs(Double(silu[i]) - s) <= 1e-6 * max(1, abs(s)), "silu(\(x)) * \(ups[i]) = \(silu[i]), want \(s)")
+            #expect(gelu[i].isFinite && silu[i].isFinite)
         }
     }
 

@@ -82,6 +82,10 @@ void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales
 int mal_matmul_fast(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                     size_t br, size_t bc, size_t r0, size_t r1);
 
+/* Feed-forward activations in place (activations.c): GPT-2's tanh GELU, and g = silu(g) * u. */
+void mal_gelu_tanh(float *x, size_t n);
+void mal_silu_mul(float *g, const float *u, size_t n);
+
 /* One query against a KV cache: out[h] = softmax(q_h . K_g * scale) V_g for heads [h0, h1),
    where g = h / (n_heads / n_kv) (grouped-query attention). Query and key heads have dk
    dimensions, value and output heads dv (they differ in MLA). K and V rows are `k_stride` /

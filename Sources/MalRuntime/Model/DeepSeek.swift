@@ -1,3 +1,4 @@
+import CMalKernels
 import Foundation
 import MalCore
 
@@ -279,7 +280,7 @@ struct MixtureOfExperts {
                 r += row1 - row0
             }
         }
-        for i in 0..<total { let a = gate[i]; gate[i] = a / (1 + exp(-a)) * up[i] }
+        mal_silu_mul(gate, up, total)
         // Region 2: each share of output rows runs every unit's down projection for those rows.
         let chunks2 = Swift.max(1, Swift.min(threads, h / 64)), per2 = (h + chunks2 - 1) / chunks2
         WorkerPool.run(chunks2, threads: threads) { c in

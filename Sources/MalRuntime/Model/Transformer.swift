@@ -333,7 +333,7 @@ public final class Transformer: @unchecked Sendable {
                 let f = UnsafeMutablePointer<Float>.allocate(capacity: T * up.rows)
                 defer { f.deallocate() }
                 up.apply(batch: xn, f, count: T, threads: threads)
-                for i in 0..<(T * up.rows) { f[i] = Transformer.geluTanh(f[i]) }
+                mal_gelu_tanh(f, T * up.rows)
                 down.apply(batch: f, xn, count: T, threads: threads)
             case let .swiglu(f):
                 Transformer.swiglu(f, xn, out: xn, count: T, threads: threads)
@@ -362,7 +362,7 @@ public final class Transformer: @unchecked Sendable {
         defer { g.deallocate(); u.deallocate() }
         f.gate.apply(batch: x, g, count: T, threads: threads)
         f.up.apply(batch: x, u, count: T, threads: threads)
-        for i in 0..<n { let a = g[i]; g[i] = a / (1 + exp(-a)) * u[i] }
+        mal_silu_mul(g, u, n)
         f.down.apply(batch: g, out, count: T, threads: threads)
     }
 
@@ -386,11 +386,5 @@ public final class Transformer: @unchecked Sendable {
             mal_attention(os.p + t * od, qs.p + t * qd, K.p, V.p, nPos, dk, dv, heads, kvh, kd, vd, scale,
                           raw.assumingMemoryBound(to: Float.self), h0, h1)
         }
-    }
-
-    /// GPT-2's `gelu_new`: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-    @inline(__always)
-    static func geluTanh(_ x: Float) -> Float {
-        0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
     }
 }
