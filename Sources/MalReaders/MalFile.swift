@@ -20,6 +20,15 @@ public final class MalFile: @unchecked Sendable {
 
     public var spec: ModelSpec { metadata.spec }
 
+    /// Whether `path` is a regular file starting with the `.mal` magic bytes (whatever its name),
+    /// so commands can tell a container from a safetensors file before parsing either.
+    public static func hasMagic(_ path: String) -> Bool {
+        guard let f = fopen(path, "rb") else { return false }
+        defer { fclose(f) }
+        var b = [UInt8](repeating: 0, count: 8)
+        return fread(&b, 1, 8, f) == 8 && b == MalFormat.magic
+    }
+
     public init(path: String) throws {
         self.path = path
         mapping = try MappedFile(path: path)

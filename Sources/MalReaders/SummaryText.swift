@@ -8,23 +8,7 @@ public enum SummaryText {
         o += "\(s.path)\n"
         o += "  architecture   \(s.architecture)\n"
         o += "  files          \(s.files.joined(separator: ", "))\n"
-        o += "  vocab          \(spec.vocabSize)\n"
-        o += "  hidden         \(spec.hiddenSize)\n"
-        o += "  layers         \(spec.layers)" + (spec.mtpLayers > 0 ? " (+ \(spec.mtpLayers) MTP)" : "") + "\n"
-        o += "  heads          \(spec.heads) q / \(spec.kvHeads) kv, head dim \(spec.headDim)\n"
-        o += "  ffn            \(spec.intermediateSize) (\(spec.activation))\n"
-        o += "  norm           \(spec.norm.rawValue), eps \(spec.normEps)\n"
-        o += "  positions      \(spec.positions.rawValue), max \(spec.maxPositions)\n"
-        if let r = spec.rope { o += "  rope           theta \(r.theta), \(describe(r.scaling)), \(r.dimensions) dims\(r.interleaved ? " interleaved" : "")\n" }
-        if let m = spec.mla {
-            o += "  mla            q_lora \(m.qLoraRank.map(String.init) ?? "none (q_proj)"), kv_lora \(m.kvLoraRank), nope \(m.qkNopeHeadDim), rope \(m.qkRopeHeadDim), v \(m.vHeadDim)\n"
-        }
-        if let m = spec.moe {
-            o += "  moe            \(m.routedExperts) experts (ffn \(m.expertIntermediateSize)) + \(m.sharedExperts) shared, top-\(m.expertsPerToken)"
-            o += ", groups \(m.topkGroups)/\(m.groups), \(m.scoring.rawValue), \(m.topkMethod), scale \(m.routedScalingFactor)"
-            o += ", norm_topk \(m.normTopkProb), dense layers \(m.firstDenseLayers)\n"
-        }
-        o += "  embeddings     \(spec.tiedEmbeddings ? "tied" : "untied")\n"
+        o += specLines(spec)
         if let q = s.quantization {
             o += "  quantization   \(q.method) \(q.format), blocks \(q.weightBlockSize.map { "\($0[0])x\($0[1])" } ?? "?"), activations \(q.activationScheme), \(s.fp8Tensors) FP8 tensors\n"
         } else if s.fp8Tensors > 0 {
@@ -53,6 +37,29 @@ public enum SummaryText {
         if let tensors {
             for t in tensors { o += "    \(t.name)  \(t.dtype.rawValue) \(t.shape)\n" }
         }
+        return o
+    }
+
+    /// The hyper-parameter lines shared by checkpoint and `.mal` summaries.
+    static func specLines(_ spec: ModelSpec) -> String {
+        var o = ""
+        o += "  vocab          \(spec.vocabSize)\n"
+        o += "  hidden         \(spec.hiddenSize)\n"
+        o += "  layers         \(spec.layers)" + (spec.mtpLayers > 0 ? " (+ \(spec.mtpLayers) MTP)" : "") + "\n"
+        o += "  heads          \(spec.heads) q / \(spec.kvHeads) kv, head dim \(spec.headDim)\n"
+        o += "  ffn            \(spec.intermediateSize) (\(spec.activation))\n"
+        o += "  norm           \(spec.norm.rawValue), eps \(spec.normEps)\n"
+        o += "  positions      \(spec.positions.rawValue), max \(spec.maxPositions)\n"
+        if let r = spec.rope { o += "  rope           theta \(r.theta), \(describe(r.scaling)), \(r.dimensions) dims\(r.interleaved ? " interleaved" : "")\n" }
+        if let m = spec.mla {
+            o += "  mla            q_lora \(m.qLoraRank.map(String.init) ?? "none (q_proj)"), kv_lora \(m.kvLoraRank), nope \(m.qkNopeHeadDim), rope \(m.qkRopeHeadDim), v \(m.vHeadDim)\n"
+        }
+        if let m = spec.moe {
+            o += "  moe            \(m.routedExperts) experts (ffn \(m.expertIntermediateSize)) + \(m.sharedExperts) shared, top-\(m.expertsPerToken)"
+            o += ", groups \(m.topkGroups)/\(m.groups), \(m.scoring.rawValue), \(m.topkMethod), scale \(m.routedScalingFactor)"
+            o += ", norm_topk \(m.normTopkProb), dense layers \(m.firstDenseLayers)\n"
+        }
+        o += "  embeddings     \(spec.tiedEmbeddings ? "tied" : "untied")\n"
         return o
     }
 

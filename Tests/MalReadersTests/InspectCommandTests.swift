@@ -32,6 +32,34 @@ struct InspectCommandTests {
         #expect(r.stdout.contains("deepseek_v3") && r.stdout.contains("fp8 e4m3") && r.stdout.contains("2976848"))
     }
 
+    /// A .mal file (named anything) is recognised by its magic bytes: spec, sizes per dtype and
+    /// codec, provenance; --json agrees with the checkpoint's parameter count; a truncated copy
+    /// fails with exit 1 and names the file.
+    @Test func inspectContainer() throws {
+        let dir = Fixtures.tempDir()
+        defer { Fixtures.cleanup(dir) }
+        let mal = dir + "/m.mal", renamed = dir + "/model.bin"
+        let conv = try runTool("malconv", ["convert", Fixtures.model("deepseek-v3-fp8"), "-o", mal])
+        #expect(conv.status == 0, "\(conv.stderr)")
+        try FileManager.default.copyItem(atPath: mal, toPath: renamed)
+        let text = try runTool("malconv", ["inspect", renamed, "--tensors"])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.contains("container      MAL") && text.stdout.contains("deepseek_v3") && text.stdout.contains("F8_E4M3"))
+        #expect(text.stdout.contains("made by        malconv") && text.stdout.contains("model.layers") == false)
+        let r = try runTool("malconv", ["inspect", mal, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let hf = try #require(try JSONSerialization.jsonObject(with: Data(try runTool("malconv", ["inspect", Fixtures.model("deepseek-v3-fp8"), "--json"]).stdout.utf8)) as? [String: Any])
+        #expect(doc["parameters"] as? Int == hf["parameters"] as? Int)
+        #expect(doc["architecture"] as? String == "deepseek_v3")
+        let stored = try #require(doc["storedBytes"] as? Int), file = try #require(doc["fileBytes"] as? Int)
+        #expect(stored > 0 && stored < file)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: mal))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: renamed))
+        let bad = try runTool("malconv", ["inspect", renamed])
+        #expect(bad.status == 1 && bad.stderr.contains(renamed) && bad.stdout.isEmpty, "\(bad.stderr)")
+    }
+
     @Test func inspectMissingPathFails() throws {
         let r = try runTool("malconv", ["inspect", "/nonexistent/model"])
         #expect(r.status == 1)

@@ -72,19 +72,17 @@ struct LatentAttention {
         let nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, dv = mla.vHeadDim, r = mla.kvLoraRank, dk = nope + rope
         // Query input: the normed q-LoRA latent, or x itself.
         var qIn = x
-        var qInWidth = kvA.cols
         let qa: UnsafeMutablePointer<Float>? = qA.map { .allocate(capacity: T * $0.rows) }
         defer { qa?.deallocate() }
-        if let qA, let qANorm, let qa {
-            qA.apply(batch: x, qa, count: T, threads: threads)
-            for t in 0..<T { qANorm.apply(qa + t * qA.rows, qa + t * qA.rows, qA.rows) }
-            qIn = qa
-            qInWidth = qA.rows
-        }
-        _ = qInWidth
         let kva = UnsafeMutablePointer<Float>.allocate(capacity: T * (r + rope))
         defer { kva.deallocate() }
-        kvA.apply(batch: x, kva, count: T, threads: threads)
+        if let qA, let qANorm, let qa {
+            LinearWeight.apply(group: [qA, kvA], x, [qa, kva], count: T, threads: threads)
+            for t in 0..<T { qANorm.apply(qa + t * qA.rows, qa + t * qA.rows, qA.rows) }
+            qIn = qa
+        } else {
+            kvA.apply(batch: x, kva, count: T, threads: threads)
+        }
         for t in 0..<T {
             kvANorm.apply(kva + t * (r + rope), kva + t * (r + rope), r)
             rotary?.apply(kva + t * (r + rope) + r, heads: 1, stride: rope, position: start + t)
@@ -264,22 +262,10 @@ struct MixtureOfExperts {
         let gate = UnsafeMutablePointer<Float>.allocate(capacity: total), up = UnsafeMutablePointer<Float>.allocate(capacity: total)
         let parts = UnsafeMutablePointer<Float>.allocate(capacity: units.count * h)
         defer { gate.deallocate(); up.deallocate(); parts.deallocate() }
-        let xs = SendableConstPointer(x), gs = SendableMutablePointer(gate), us = SendableMutablePointer(up)
-        let ps = SendableMutablePointer(parts)
-        // Region 1: rows of [gate_0; up_0; gate_1; up_1; ...] in equal shares.
-        let chunks = Swift.max(1, Swift.min(threads, 2 * total / 64)), per = (2 * total + chunks - 1) / chunks
-        WorkerPool.run(chunks, threads: threads) { c in
-            var r = c * per
-            let end = Swift.min(2 * total, r + per)
-            while r < end {
-                let u = offsets.lastIndex { $0 * 2 <= r }!, base = offsets[u] * 2, n = inner[u]
-                let local = r - base, isUp = local >= n, row0 = isUp ? local - n : local
-                let row1 = Swift.min(n, row0 + (end - r))
-                let w = isUp ? units[u].f.up : units[u].f.gate
-                w.applyRows(xs.p, (isUp ? us.p : gs.p) + offsets[u], row0, row1)
-                r += row1 - row0
-            }
-        }
+        let gs = SendableMutablePointer(gate), ps = SendableMutablePointer(parts)
+        // Region 1: the gate and up rows of every unit in equal shares.
+        LinearWeight.apply(group: units.flatMap { [$0.f.gate, $0.f.up] }, x,
+                           offsets.dropLast().flatMap { [gate + $0, up + $0] }, threads: threads)
         mal_silu_mul(gate, up, total)
         // Region 2: each share of output rows runs every unit's down projection for those rows.
         let chunks2 = Swift.max(1, Swift.min(threads, h / 64)), per2 = (h + chunks2 - 1) / chunks2

@@ -305,9 +305,7 @@ public final class Transformer: @unchecked Sendable {
             for t in 0..<T { layer.attnNorm.apply(x + t * H, xn + t * H, H) }
             switch layer.attention {
             case let .standard(wq, wk, wv, _):
-                wq.apply(batch: xn, q, count: T, threads: threads)
-                wk.apply(batch: xn, k, count: T, threads: threads)
-                wv.apply(batch: xn, v, count: T, threads: threads)
+                LinearWeight.apply(group: [wq, wk, wv], xn, [q, k, v], count: T, threads: threads)
                 if let r = rotary {
                     for t in 0..<T {
                         r.apply(q + t * qDim, heads: spec.heads, stride: headK, position: position + t)
@@ -360,8 +358,7 @@ public final class Transformer: @unchecked Sendable {
         let n = T * f.gate.rows
         let g = UnsafeMutablePointer<Float>.allocate(capacity: n), u = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { g.deallocate(); u.deallocate() }
-        f.gate.apply(batch: x, g, count: T, threads: threads)
-        f.up.apply(batch: x, u, count: T, threads: threads)
+        LinearWeight.apply(group: [f.gate, f.up], x, [g, u], count: T, threads: threads)
         mal_silu_mul(g, u, n)
         f.down.apply(batch: g, out, count: T, threads: threads)
     }

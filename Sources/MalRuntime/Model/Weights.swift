@@ -96,6 +96,34 @@ public struct LinearWeight: @unchecked Sendable {
     }
 }
 
+extension LinearWeight {
+    /// y_i = W_i x (+ bias) for several weights that read the same input (q, k, v; gate, up; the
+    /// experts of a MoE layer). One token: all their rows are split across the threads as one
+    /// parallel region, so a layer pays one thread hand-off instead of one per matrix (small
+    /// matrices are dominated by it). Several tokens: one matrix-matrix product each.
+    static func apply(group ws: [LinearWeight], _ x: UnsafePointer<Float>, _ ys: [UnsafeMutablePointer<Float>], count T: Int = 1,
+                      threads: Int) {
+        precondition(ws.count == ys.count && ws.allSatisfy { $0.cols == ws[0].cols })
+        if T > 1 || ws.count == 1 {
+            for (w, y) in zip(ws, ys) { w.apply(batch: x, y, count: T, threads: threads) }
+            return
+        }
+        let offsets = ws.reduce(into: [0]) { $0.append($0.last! + $1.rows) }, total = offsets.last!
+        let chunks = Swift.max(1, Swift.min(threads, total / 64)), per = (total + chunks - 1) / chunks
+        let xs = SendableConstPointer(x), outs = ys.map { SendableMutablePointer($0) }
+        WorkerPool.run(chunks, threads: threads) { c in
+            var r = c * per
+            let end = Swift.min(total, r + per)
+            while r < end {
+                let i = offsets.lastIndex { $0 <= r }!, row0 = r - offsets[i], row1 = Swift.min(ws[i].rows, row0 + (end - r))
+                ws[i].applyRows(xs.p, outs[i].p, row0, row1)
+                r += row1 - row0
+            }
+        }
+        for (w, y) in zip(ws, ys) { if let b = w.bias { for r in 0..<w.rows { y[r] += b[r] } } }
+    }
+}
+
 struct SendableConstPointer: @unchecked Sendable { let p: UnsafePointer<Float>; init(_ p: UnsafePointer<Float>) { self.p = p } }
 struct SendableMutablePointer: @unchecked Sendable { let p: UnsafeMutablePointer<Float>; init(_ p: UnsafeMutablePointer<Float>) { self.p = p } }
 
