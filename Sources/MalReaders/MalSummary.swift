@@ -103,14 +103,11 @@ extension SummaryText {
         o += "  parameters     \(s.parameters) (\(human(Double(s.parameters))))"
         o += s.scaleElements > 0 ? "; \(s.scaleElements) scale values" : ""
         o += "; \(s.tensorCount) tensors" + (s.aliases > 0 ? ", \(s.aliases) of them aliases (\(s.uniqueParameters) distinct parameters)" : "") + "\n"
-        o += "  by dtype       raw bytes -> stored bytes\n"
-        for g in s.byDType {
-            o += "    \(g.name.padding(12))\(String(g.tensors).leftPad(6)) tensors \(String(g.rawBytes).leftPad(14)) -> \(String(g.storedBytes).leftPad(14))  \(ratio(g.rawBytes, g.storedBytes))\n"
+        func line(_ g: MalSummary.Group) -> String {
+            "    \(g.name.padding(12))\(String(g.tensors).leftPad(6)) tensors \(String(g.rawBytes).leftPad(14)) -> \(String(g.storedBytes).leftPad(14))  \(ratio(g.rawBytes, g.storedBytes))\n"
         }
-        o += "  by codec\n"
-        for g in s.byCodec {
-            o += "    \(g.name.padding(12))\(String(g.tensors).leftPad(6)) tensors \(String(g.rawBytes).leftPad(14)) -> \(String(g.storedBytes).leftPad(14))  \(ratio(g.rawBytes, g.storedBytes))\n"
-        }
+        o += "  by dtype       raw bytes -> stored bytes\n" + s.byDType.map(line).joined()
+        o += "  by codec\n" + s.byCodec.map(line).joined()
         if !s.auxFiles.isEmpty { o += "  aux files      \(s.auxFiles.joined(separator: ", "))\n" }
         let p = s.provenance
         o += "  made by        \(p.converter) \(p.converterVersion): \(p.command)\n"
