@@ -218,7 +218,7 @@ struct MixtureOfExperts {
         var logits = [Float](repeating: 0, count: T * router.rows)
         logits.withUnsafeMutableBufferPointer { router.apply(batch: x, $0.baseAddress!, count: T, threads: threads) }
         let choices = (0..<T).map { t in route(Array(logits[(t * router.rows)..<((t + 1) * router.rows)])) }
-        if T == 1 && ProcessInfo.processInfo.environment["MOE_OLD"] == nil {
+        if T == 1 {
             decode(x, out: out, choice: choices[0], threads: threads)
             return choices
         }
