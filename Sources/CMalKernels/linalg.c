@@ -83,10 +83,41 @@ void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const floa
         mal_matvec_e4m3_portable(y, W, scales, x, cols, br, bc, r0, r1);
 }
 
+void mal_bf16_tile(uint16_t *dst, const uint16_t *src, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
+            size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS;
+            memcpy(dst + mal_bf16_tiled_index(r, c0, rows, cols), src + r * cols + c0, kt * sizeof(uint16_t));
+        }
+}
+
+void mal_matvec_bf16_tiled_portable(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0,
+                                    size_t r1) {
+    for (size_t r = r0; r < r1; r++) {
+        float s = 0.0f;
+        for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
+            size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS;
+            s += dot_bf16(W + mal_bf16_tiled_index(r, c0, rows, cols), x + c0, kt);
+        }
+        y[r] = s;
+    }
+}
+
+void mal_matvec_bf16_tiled(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0, size_t r1) {
+    if (!mal_matvec_bf16_tiled_fast(y, W, x, rows, cols, r0, r1)) mal_matvec_bf16_tiled_portable(y, W, x, rows, cols, r0, r1);
+}
+
 /* Decodes one weight row to float32. */
-static void decode_row(float *restrict out, const void *W, int dtype, const float *scales, size_t r, size_t cols, size_t br,
-                       size_t bc) {
+static void decode_row(float *restrict out, const void *W, int dtype, const float *scales, size_t r, size_t rows, size_t cols,
+                       size_t br, size_t bc) {
     switch (dtype) {
+    case MAL_W_BF16_TILED:
+        for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
+            size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS;
+            const uint16_t *w = (const uint16_t *)W + mal_bf16_tiled_index(r, c0, rows, cols);
+            for (size_t c = 0; c < kt; c++) out[c0 + c] = u2f((uint32_t)w[c] << 16);
+        }
+        break;
     case MAL_W_BF16: {
         const uint16_t *w = (const uint16_t *)W + r * cols;
         for (size_t c = 0; c < cols; c++) out[c] = u2f((uint32_t)w[c] << 16);
@@ -131,6 +162,7 @@ void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales
             const float *x = X + t * cols;
             switch (dtype) {
             case MAL_W_BF16: mal_matvec_bf16(y, (const uint16_t *)W, x, cols, r0, r1); break;
+            case MAL_W_BF16_TILED: mal_matvec_bf16_tiled_portable(y, (const uint16_t *)W, x, rows, cols, r0, r1); break;
             case MAL_W_F16: mal_matvec_f16(y, (const uint16_t *)W, x, cols, r0, r1); break;
             case MAL_W_E4M3: mal_matvec_e4m3(y, (const uint8_t *)W, scales, x, cols, br, bc, r0, r1); break;
             default: mal_matvec_f32(y, (const float *)W, x, cols, r0, r1);
@@ -144,7 +176,7 @@ void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales
         const float *rowp[4];
         for (size_t k = 0; k < nr; k++) {
             if (dtype == MAL_W_F32) rowp[k] = (const float *)W + (r + k) * cols;
-            else { decode_row(buf[k], W, dtype, scales, r + k, cols, br, bc); rowp[k] = buf[k]; }
+            else { decode_row(buf[k], W, dtype, scales, r + k, rows, cols, br, bc); rowp[k] = buf[k]; }
         }
         for (size_t t = 0; t < T; t++) {
             const float *x = X + t * cols;

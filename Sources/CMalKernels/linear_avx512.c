@@ -140,6 +140,78 @@ AVX512 static int matvec_bf16_avx512(float *y, const uint16_t *W, const float *x
     return 1;
 }
 
+/* BF16 in the tiled layout (mal_kernels.h): per block of rows, per 512-column tile, the block's
+   row segments follow each other, so the weights are one forward stream and each 2 KB tile of the
+   permuted input serves every row of the block. Same in-place decode and prefetch as above. */
+AVX512 static int matvec_bf16_tiled_avx512(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0,
+                                           size_t r1) {
+    size_t full = cols & ~(size_t)31;
+    float *xp = scratch(full);
+    if (!xp) return 0;
+    for (size_t g = 0; g < full; g += 32)
+        for (size_t j = 0; j < 16; j++) { xp[g + j] = x[g + 2 * j]; xp[g + 16 + j] = x[g + 2 * j + 1]; }
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    for (size_t base = r0 - r0 % MAL_TILE_ROWS; base < r1; base += MAL_TILE_ROWS) {
+        size_t nr = rows - base < MAL_TILE_ROWS ? rows - base : MAL_TILE_ROWS;
+        size_t i0 = r0 > base ? r0 - base : 0, i1 = r1 - base < nr ? r1 - base : nr;
+        float tail[MAL_TILE_ROWS] = {0};
+        const uint16_t *block = W + base * cols;
+        if (i0 == 0 && i1 == MAL_TILE_ROWS) {
+            /* A whole block (the common case): the rows' accumulators stay in registers. */
+            __m512 a[MAL_TILE_ROWS][2];
+            for (int i = 0; i < MAL_TILE_ROWS; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
+            for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
+                size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS;
+                size_t kfull = c0 + kt <= full ? kt : full - c0; /* columns in whole 32-groups */
+                const uint16_t *w = block + c0 * MAL_TILE_ROWS;
+                const float *xt = xp + c0;
+                for (int i = 0; i < MAL_TILE_ROWS; i++, w += kt) {
+                    size_t c = 0;
+                    for (; c + 64 <= kfull; c += 64) {
+                        PREFETCH_L2((const char *)(w + c) + 8192);
+                        __m512i d0 = _mm512_loadu_si512(w + c), d1 = _mm512_loadu_si512(w + c + 32);
+                        a[i][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d0, 16)), _mm512_load_ps(xt + c), a[i][0]);
+                        a[i][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d0, hi)), _mm512_load_ps(xt + c + 16), a[i][1]);
+                        a[i][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d1, 16)), _mm512_load_ps(xt + c + 32), a[i][0]);
+                        a[i][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d1, hi)), _mm512_load_ps(xt + c + 48), a[i][1]);
+                    }
+                    if (c < kfull) {
+                        __m512i d0 = _mm512_loadu_si512(w + c);
+                        a[i][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d0, 16)), _mm512_load_ps(xt + c), a[i][0]);
+                        a[i][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d0, hi)), _mm512_load_ps(xt + c + 16), a[i][1]);
+                    }
+                    for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * x[c0 + c];
+                }
+            }
+            for (int i = 0; i < MAL_TILE_ROWS; i++) y[base + i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1])) + tail[i];
+            continue;
+        }
+        /* A partial block (a thread's range starts or ends inside it, or the last block). */
+        __m512 acc[MAL_TILE_ROWS];
+        for (size_t i = 0; i < MAL_TILE_ROWS; i++) acc[i] = _mm512_setzero_ps();
+        for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
+            size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS;
+            size_t kfull = c0 + kt <= full ? kt : full - c0;
+            const uint16_t *tile = block + c0 * nr;
+            for (size_t i = i0; i < i1; i++) {
+                const uint16_t *w = tile + i * kt;
+                const float *xt = xp + c0;
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+                size_t c = 0;
+                for (; c + 32 <= kfull; c += 32) {
+                    __m512i d0 = _mm512_loadu_si512(w + c);
+                    a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d0, 16)), _mm512_load_ps(xt + c), a0);
+                    a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d0, hi)), _mm512_load_ps(xt + c + 16), a1);
+                }
+                acc[i] = _mm512_add_ps(acc[i], _mm512_add_ps(a0, a1));
+                for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * x[c0 + c];
+            }
+        }
+        for (size_t i = i0; i < i1; i++) y[base + i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
+    }
+    return 1;
+}
+
 static const float TWO_60 = 1.152921504606846976e18f; /* 2^60 */
 
 /* Requires bc % 64 == 0 so that no 64-weight group straddles two scale blocks. */
@@ -229,10 +301,19 @@ MATMUL_TILE(matmul_tile4, 4)
 MATMUL_TILE(matmul_tile1, 1)
 
 /* Decodes weight row r to float32 (for E4M3: float32(q) * s, the dequantised value). */
-AVX512 static void decode_row_avx512(float *out, const void *W, int dtype, const float *scales, size_t r, size_t cols,
-                                     size_t br, size_t bc) {
+AVX512 static void decode_row_avx512(float *out, const void *W, int dtype, const float *scales, size_t r, size_t rows,
+                                     size_t cols, size_t br, size_t bc) {
     size_t c = 0;
     switch (dtype) {
+    case MAL_W_BF16_TILED:
+        for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
+            size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS, k = 0;
+            const uint16_t *w = (const uint16_t *)W + mal_bf16_tiled_index(r, c0, rows, cols);
+            for (; k + 16 <= kt; k += 16)
+                _mm512_storeu_ps(out + c0 + k, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + k))), 16)));
+            for (; k < kt; k++) out[c0 + k] = u2f((uint32_t)w[k] << 16);
+        }
+        break;
     case MAL_W_BF16: {
         const uint16_t *w = (const uint16_t *)W + r * cols;
         for (; c + 16 <= cols; c += 16)
@@ -278,7 +359,7 @@ AVX512 static int matmul_avx512(float *Y, const void *W, int dtype, const float 
         if (dtype == MAL_W_F32 && nr == 4) w = (const float *)W + r * cols;
         else {
             for (size_t i = 0; i < 4; i++) {
-                if (i < nr) decode_row_avx512(buf + i * cols, W, dtype, scales, r + i, cols, br, bc);
+                if (i < nr) decode_row_avx512(buf + i * cols, W, dtype, scales, r + i, rows, cols, br, bc);
                 else memset(buf + i * cols, 0, cols * sizeof(float));
             }
         }
@@ -308,6 +389,29 @@ int mal_matvec_f32_fast(float *y, const float *W, const float *x, size_t cols, s
 #endif
     (void)y; (void)W; (void)x; (void)cols; (void)r0; (void)r1;
     return 0;
+}
+
+int mal_matvec_bf16_tiled_fast(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0, size_t r1) {
+#ifdef MAL_X86
+    if (mal_simd_level() >= 1) return matvec_bf16_tiled_avx512(y, W, x, rows, cols, r0, r1);
+#endif
+    (void)y; (void)W; (void)x; (void)rows; (void)cols; (void)r0; (void)r1;
+    return 0;
+}
+
+static int tile_all = 0, tile_off = -1;
+
+void mal_set_bf16_tile_all(int all) { __atomic_store_n(&tile_all, all, __ATOMIC_RELAXED); }
+
+int mal_bf16_use_tiled(size_t cols) {
+    int off = __atomic_load_n(&tile_off, __ATOMIC_RELAXED);
+    if (off < 0) {
+        const char *env = getenv("MAL_BF16_TILE");
+        off = env && *env == '0';
+        __atomic_store_n(&tile_off, off, __ATOMIC_RELAXED);
+    }
+    if (off || mal_simd_level() < 1) return 0;
+    return __atomic_load_n(&tile_all, __ATOMIC_RELAXED) || (cols >= 1024 && cols < 2048);
 }
 
 int mal_matvec_bf16_fast(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1) {

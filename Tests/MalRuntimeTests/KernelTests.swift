@@ -144,6 +144,44 @@ import Testing
         }
     }
 
+    /// The tiled BF16 layout: the copy puts every element where the index says, and the
+    /// matrix-vector and matrix-matrix kernels read it back to the same products, for shapes with a
+    /// short last tile, a short last row block and row ranges that start inside a block.
+    @Test func bf16TiledLayout() {
+        var rng = Rng(s: 21)
+        for (rows, cols) in [(9, 1024), (6, 1100), (5, 600), (13, 2048 + 31), (3, 40)] {
+            let w = HalfFloat.encodeBF16((0..<rows * cols).map { _ in rng.float() }), wf = HalfFloat.decodeBF16(w)
+            var tiled = [UInt16](repeating: 0, count: rows * cols)
+            mal_bf16_tile(&tiled, w, rows, cols)
+            for r in 0..<rows { for c in 0..<cols where tiled[mal_bf16_tiled_index(r, c, rows, cols)] != w[r * cols + c] {
+                Issue.record("element (\(r), \(c)) misplaced in \(rows)x\(cols)"); return
+            } }
+            let x = (0..<3 * cols).map { _ in rng.float() * 2 }
+            var ref = [Double](repeating: 0, count: 3 * rows), mag = ref
+            for t in 0..<3 { for r in 0..<rows { for c in 0..<cols {
+                let p = Double(wf[r * cols + c]) * Double(x[t * cols + c]); ref[t * rows + r] += p; mag[t * rows + r] += abs(p)
+            } } }
+            for (r0, r1) in [(0, rows), (1, rows), (3, rows - 1), (0, 2)] where r0 < r1 {
+                for fast in [false, true] {
+                    var y = [Float](repeating: .nan, count: rows)
+                    if fast { if mal_matvec_bf16_tiled_fast(&y, tiled, x, rows, cols, r0, r1) == 0 { continue } }
+                    else { mal_matvec_bf16_tiled_portable(&y, tiled, x, rows, cols, r0, r1) }
+                    check(Array(y[r0..<r1]), Array(ref[r0..<r1]), Array(mag[r0..<r1]), "tiled matvec fast \(fast) \(rows)x\(cols) rows \(r0)..<\(r1)")
+                    #expect(y[..<r0].allSatisfy(\.isNaN) && y[r1...].allSatisfy(\.isNaN), "rows outside the range were written")
+                }
+            }
+            for fast in [false, true] {
+                var Y = [Float](repeating: .nan, count: 3 * rows)
+                let ran = tiled.withUnsafeBytes { wb in
+                    if fast { return mal_matmul_fast(&Y, wb.baseAddress, Int32(MAL_W_BF16_TILED), nil, x, 3, rows, cols, 0, 0, 0, rows) != 0 }
+                    mal_matmul_portable(&Y, wb.baseAddress, Int32(MAL_W_BF16_TILED), nil, x, 3, rows, cols, 0, 0, 0, rows)
+                    return true
+                }
+                if ran { check(Y, ref, mag, "tiled matmul fast \(fast) \(rows)x\(cols)") }
+            }
+        }
+    }
+
     /// The vectorised activations against float64 formulas, from tiny to saturating inputs.
     @Test func activationsMatchReference() {
         var xs: [Float] = [0, -0, 1e-30, -1e-30, 1e-6, -1e-6, 0.5, -0.5, 3, -3, 9, -9, 20, -20, 50, -50, 87, -87, 100, -100, 1e4, -1e4]

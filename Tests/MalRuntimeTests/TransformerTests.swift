@@ -1,3 +1,4 @@
+import CMalKernels
 import Foundation
 import MalTestSupport
 import Testing
@@ -191,6 +192,17 @@ struct DeepSeekRuntimeTests {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         #expect(try runTool("malconv", ["convert", Fixtures.model(name), "-o", dir + "/m.mal"]).status == 0)
         try TransformerTests().check(try ModelLoader.open(dir + "/m.mal"), name)
+    }
+
+    /// Every BF16 matrix in the tiled layout (normally only rows of 1024-2047 columns, which the
+    /// tiny fixtures do not have): the tiled matrix-vector, matrix-matrix and per-row paths (MLA
+    /// heads, experts) must give the same logits and greedy ids as the reference.
+    @Test("BF16 tiled layout everywhere") func tiledLayout() throws {
+        mal_set_bf16_tile_all(1)
+        defer { mal_set_bf16_tile_all(0) }
+        for name in ["llama3-tiny", "deepseek-v2-lite-tiny"] {
+            try TransformerTests().check(try ModelLoader.open(Fixtures.model(name)), name)
+        }
     }
 
     @Test("hidden states of every layer", arguments: deepseekModels)

@@ -14,12 +14,14 @@ public struct LinearWeight: @unchecked Sendable {
     let data: UnsafeRawPointer
     let scales: UnsafePointer<Float>?
     let blockRows: Int, blockCols: Int
+    /// BF16 kept in the tiled layout (`mal_kernels.h`), decided when copied to the arena.
+    let tiled: Bool
     let keep: [AnyObject]
     public var bias: [Float]?
 
     var kernelType: Int32 {
         switch dtype {
-        case .bf16: return Int32(MAL_W_BF16)
+        case .bf16: return Int32(tiled ? MAL_W_BF16_TILED : MAL_W_BF16)
         case .f16: return Int32(MAL_W_F16)
         case .f8e4m3: return Int32(MAL_W_E4M3)
         default: return Int32(MAL_W_F32)
@@ -47,7 +49,15 @@ public struct LinearWeight: @unchecked Sendable {
             scales = nil
             keep = arena.map { [$0] } ?? [t.storage]
         }
-        data = arena?.copy(t.bytes) ?? t.bytes.baseAddress!
+        if dtype == .bf16, let arena, mal_bf16_use_tiled(cols) != 0 {
+            let dst = arena.allocate(t.bytes.count)
+            mal_bf16_tile(dst.assumingMemoryBound(to: UInt16.self), t.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self), rows, cols)
+            data = UnsafeRawPointer(dst)
+            tiled = true
+        } else {
+            data = arena?.copy(t.bytes) ?? t.bytes.baseAddress!
+            tiled = false
+        }
         blockRows = block.rows
         blockCols = block.width(cols)
         self.bias = bias
@@ -63,6 +73,7 @@ public struct LinearWeight: @unchecked Sendable {
             if r0 >= r1 { return }
             switch me.dtype {
             case .f32: mal_matvec_f32(ys.p, me.data.assumingMemoryBound(to: Float.self), xs.p, me.cols, r0, r1)
+            case .bf16 where me.tiled: mal_matvec_bf16_tiled(ys.p, me.data.assumingMemoryBound(to: UInt16.self), xs.p, me.rows, me.cols, r0, r1)
             case .bf16: mal_matvec_bf16(ys.p, me.data.assumingMemoryBound(to: UInt16.self), xs.p, me.cols, r0, r1)
             case .f16: mal_matvec_f16(ys.p, me.data.assumingMemoryBound(to: UInt16.self), xs.p, me.cols, r0, r1)
             default: mal_matvec_e4m3(ys.p, me.data.assumingMemoryBound(to: UInt8.self), me.scales, xs.p, me.cols, me.blockRows, me.blockCols, r0, r1)
@@ -75,6 +86,7 @@ public struct LinearWeight: @unchecked Sendable {
     public func applyRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ r0: Int, _ r1: Int) {
         switch dtype {
         case .f32: mal_matvec_f32(y, data.assumingMemoryBound(to: Float.self), x, cols, r0, r1)
+        case .bf16 where tiled: mal_matvec_bf16_tiled(y, data.assumingMemoryBound(to: UInt16.self), x, rows, cols, r0, r1)
         case .bf16: mal_matvec_bf16(y, data.assumingMemoryBound(to: UInt16.self), x, cols, r0, r1)
         case .f16: mal_matvec_f16(y, data.assumingMemoryBound(to: UInt16.self), x, cols, r0, r1)
         default: mal_matvec_e4m3(y, data.assumingMemoryBound(to: UInt8.self), scales, x, cols, blockRows, blockCols, r0, r1)
@@ -183,7 +195,14 @@ public final class WeightArena: @unchecked Sendable {
     deinit { for (p, _) in blocks { p.deallocate() } }
 
     func copy(_ src: UnsafeRawBufferPointer) -> UnsafeRawPointer {
-        let n = (max(src.count, 1) + 63) / 64 * 64
+        let dst = allocate(src.count)
+        if let s = src.baseAddress, src.count > 0 { dst.copyMemory(from: s, byteCount: src.count) }
+        return UnsafeRawPointer(dst)
+    }
+
+    /// `count` bytes, 64-byte aligned, in huge-page memory that lives as long as the arena.
+    func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+        let n = (max(count, 1) + 63) / 64 * 64
         if blocks.isEmpty || used + n > blocks[blocks.count - 1].1 {
             let size = max(WeightArena.chunk, (n + (2 << 20) - 1) / (2 << 20) * (2 << 20))
             let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 2 << 20)
@@ -192,10 +211,9 @@ public final class WeightArena: @unchecked Sendable {
             used = 0
         }
         let dst = blocks[blocks.count - 1].0 + used
-        if let s = src.baseAddress, src.count > 0 { dst.copyMemory(from: s, byteCount: src.count) }
         used += n
-        bytes += src.count
-        return UnsafeRawPointer(dst)
+        bytes += count
+        return dst
     }
 }
 
