@@ -411,7 +411,7 @@ int mal_bf16_use_tiled(size_t cols) {
         __atomic_store_n(&tile_off, off, __ATOMIC_RELAXED);
     }
     if (off || mal_simd_level() < 1) return 0;
-    return __atomic_load_n(&tile_all, __ATOMIC_RELAXED) || (cols >= 1024 && cols < 2048);
+    return __atomic_load_n(&tile_all, __ATOMIC_RELAXED) || cols >= 768;
 }
 
 int mal_matvec_bf16_fast(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1) {

@@ -77,10 +77,10 @@ void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const f
                 size_t br, size_t bc, size_t r0, size_t r1);
 enum { MAL_W_F32 = 0, MAL_W_BF16 = 1, MAL_W_F16 = 2, MAL_W_E4M3 = 3, MAL_W_BF16_TILED = 4 };
 
-/* Tiled BF16 layout, chosen at load time for rows of 1024-2047 columns, where the row-major kernel
-   can drop to 18-20 GB/s (its per-row re-read of a 4-8 KB float32 input competes with the weight
-   stream) while this layout holds 26-27: one forward stream in which a 2 KB input tile serves a
-   block of rows. Blocks of MAL_TILE_ROWS rows (the last may be shorter); within a block, tiles of
+/* Tiled BF16 layout, chosen at load time for rows of 768+ columns, where the row-major kernel can
+   drop to 17-21 GB/s (its per-row re-read of a 3+ KB float32 input competes with the weight stream)
+   while this layout holds 23-25: one forward stream in which a 2 KB input tile serves a block of
+   rows. Blocks of MAL_TILE_ROWS rows (the last may be shorter); within a block, tiles of
    MAL_TILE_COLS columns (the last may be narrower), each holding the block's row segments one
    after another. mal_bf16_tiled_index gives the position of element (r, c). */
 enum { MAL_TILE_ROWS = 4, MAL_TILE_COLS = 512 };
@@ -89,8 +89,8 @@ static inline size_t mal_bf16_tiled_index(size_t r, size_t c, size_t rows, size_
     size_t t = c / MAL_TILE_COLS, kt = cols - t * MAL_TILE_COLS < MAL_TILE_COLS ? cols - t * MAL_TILE_COLS : MAL_TILE_COLS;
     return rb * MAL_TILE_ROWS * cols + t * MAL_TILE_COLS * nr + (r % MAL_TILE_ROWS) * kt + (c - t * MAL_TILE_COLS);
 }
-/* Whether the runtime's loader tiles a BF16 matrix of `cols` columns: 1024 <= cols < 2048 on CPUs
-   with the AVX-512 kernels (at 4096 columns the tiled kernel measured slower). The environment
+/* Whether the runtime's loader tiles a BF16 matrix of `cols` columns: cols >= 768 on CPUs with the
+   AVX-512 kernels (at 256-512 columns the row-major kernel is the faster one). The environment
    variable MAL_BF16_TILE=0 turns it off (comparisons); mal_set_bf16_tile_all(1) tiles every BF16
    matrix (tests, to run the tiny fixtures through the tiled paths). */
 int mal_bf16_use_tiled(size_t cols);
