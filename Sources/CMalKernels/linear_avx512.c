@@ -166,10 +166,11 @@ AVX512 static int matvec_bf16_tiled_avx512(float *y, const uint16_t *W, const fl
                 const uint16_t *w = block + c0 * MAL_TILE_ROWS;
                 const float *xt = xp + c0;
                 if (kfull == MAL_TILE_COLS) {
-                    /* Whole tiles: a constant trip count, which the compiler unrolls (+10-15%). */
+                    /* Whole tiles: a constant trip count, which the compiler unrolls (+10-15%); every other line
+                       prefetched 4 KiB ahead (both lines: -35%; 8 KiB: -15% at 4096 columns). */
                     for (int i = 0; i < MAL_TILE_ROWS; i++, w += MAL_TILE_COLS) {
                         for (size_t c = 0; c < MAL_TILE_COLS; c += 64) {
-                            PREFETCH_L2((const char *)(w + c) + 8192);
+                            PREFETCH_L2((const char *)(w + c) + 4096);
                             __m512i d0 = _mm512_loadu_si512(w + c), d1 = _mm512_loadu_si512(w + c + 32);
                             a[i][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d0, 16)), _mm512_load_ps(xt + c), a[i][0]);
                             a[i][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d0, hi)), _mm512_load_ps(xt + c + 16), a[i][1]);
