@@ -78,8 +78,8 @@ void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const f
 enum { MAL_W_F32 = 0, MAL_W_BF16 = 1, MAL_W_F16 = 2, MAL_W_E4M3 = 3, MAL_W_BF16_TILED = 4 };
 
 /* Tiled BF16 layout, chosen at load time for rows of 768+ columns, where the row-major kernel can
-   drop to 17-21 GB/s (its per-row re-read of a 3+ KB float32 input competes with the weight stream)
-   while this layout holds 23-25: one forward stream in which a 2 KB input tile serves a block of
+   drop to 17-23 GB/s (its per-row re-read of a 3+ KB float32 input competes with the weight stream)
+   while this layout holds 24-30: one forward stream in which a 2 KB input tile serves a block of
    rows. Blocks of MAL_TILE_ROWS rows (the last may be shorter); within a block, tiles of
    MAL_TILE_COLS columns (the last may be narrower), each holding the block's row segments one
    after another. mal_bf16_tiled_index gives the position of element (r, c). */
