@@ -146,6 +146,11 @@ static void decode_row(float *restrict out, const void *W, int dtype, const floa
     }
 }
 
+void mal_decode_row(float *out, const void *W, int dtype, const float *scales, size_t r, size_t rows, size_t cols, size_t br,
+                    size_t bc) {
+    decode_row(out, W, dtype, scales, r, rows, cols, br, bc);
+}
+
 void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                 size_t br, size_t bc, size_t r0, size_t r1) {
     if (!mal_matmul_fast(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1))

@@ -141,7 +141,7 @@ struct RuntimeQuantTests {
                 got.append(next)
                 logits = try tr.forward([next])
             }
-            #expect(got == want, "\(folder): \(g["prompt"] as! String)")
+            #expect(got == want, "\(folder): \(String(describing: g["prompt"]))")
         }
     }
 

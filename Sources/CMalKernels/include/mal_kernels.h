@@ -101,6 +101,10 @@ void mal_bf16_tile(uint16_t *dst, const uint16_t *src, size_t rows, size_t cols)
 void mal_matvec_bf16_tiled(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0, size_t r1);
 int mal_matvec_bf16_tiled_fast(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0, size_t r1);
 void mal_matvec_bf16_tiled_portable(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0, size_t r1);
+/* Row r of W (any of the dtypes above, tiled BF16 included) as float32; for E4M3 the dequantised
+   float32(q) * s. The runtime reads token embeddings through it when the head is tied. */
+void mal_decode_row(float *out, const void *W, int dtype, const float *scales, size_t r, size_t rows, size_t cols, size_t br,
+                    size_t bc);
 /* Its two implementations, as for the matrix-vector kernels. */
 void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
                          size_t cols, size_t br, size_t bc, size_t r0, size_t r1);

@@ -131,8 +131,10 @@ public final class Transformer: @unchecked Sendable {
     }
 
     let arena: WeightArena
-    let embedding: Tensor
-    /// Scale grid of an FP8 (tied) embedding.
+    /// The token embedding of an untied model; nil when the head is tied (rows are read from
+    /// `output`, so the matrix is in memory once).
+    let embedding: Tensor?
+    /// Scale grid of an FP8 embedding.
     let embeddingScale: Tensor?
     let embeddingBlock: BlockShape
     let positionEmbedding: [Float]?
@@ -185,16 +187,23 @@ public final class Transformer: @unchecked Sendable {
             SwiGLU(gate: try w.linear(b + "ffn_gate" + suffix, bias: bias), up: try w.linear(b + "ffn_up" + suffix, bias: bias),
                    down: try w.linear(b + "ffn_down" + suffix, bias: bias))
         }
-        embedding = try w.tensor("token_embd.weight")
-        if embedding.dtype == .f8e4m3, let sc = model.tensors.first(where: { $0.name == "token_embd.weight" })?.scale {
-            embeddingScale = try w.tensor(sc)
-        } else {
+        let tied = !w.has("output.weight")
+        if tied {
+            embedding = nil
             embeddingScale = nil
+        } else {
+            let e = try w.tensor("token_embd.weight")
+            if e.dtype == .f8e4m3, let sc = model.tensors.first(where: { $0.name == "token_embd.weight" })?.scale {
+                embeddingScale = try w.tensor(sc)
+            } else {
+                embeddingScale = nil
+            }
+            guard [.f32, .f16, .bf16].contains(e.dtype) || embeddingScale != nil else {
+                throw MalError(.unsupported, "token embedding of dtype \(e.dtype.rawValue) is not supported", tensor: "token_embd.weight")
+            }
+            embedding = e
         }
         embeddingBlock = w.block
-        guard [.f32, .f16, .bf16].contains(embedding.dtype) || embeddingScale != nil else {
-            throw MalError(.unsupported, "token embedding of dtype \(embedding.dtype.rawValue) is not supported", tensor: "token_embd.weight")
-        }
         positionEmbedding = gpt2 ? try w.vector("position_embd.weight") : nil
         let bias = gpt2 || s.attentionBias
         layers = try (0..<s.layers).map { l in
@@ -224,7 +233,7 @@ public final class Transformer: @unchecked Sendable {
             return Layer(attnNorm: try norm(b + "attn_norm"), attention: attention, ffnNorm: try norm(b + "ffn_norm"), ffn: ffn)
         }
         outputNorm = try norm("output_norm")
-        output = try w.linear(w.has("output.weight") ? "output" : "token_embd")
+        output = try w.linear(tied ? "token_embd" : "output")
         rotary = s.rope.map(Rotary.init)
         if let mla = s.mla {
             let absorbed = mla.absorbed != nil
@@ -264,21 +273,25 @@ public final class Transformer: @unchecked Sendable {
 
     /// Embedding of token `id` (+ learned position) into `x`.
     func embed(_ id: Int32, position pos: Int, into x: UnsafeMutablePointer<Float>) throws {
-        let h = spec.hiddenSize
-        guard id >= 0, Int(id) < embedding.shape[0] else {
-            throw MalError(.invalidArgument, "token id \(id) is outside the vocabulary (0..<\(embedding.shape[0]))")
+        let h = spec.hiddenSize, vocab = embedding?.shape[0] ?? output.rows
+        guard id >= 0, Int(id) < vocab else {
+            throw MalError(.invalidArgument, "token id \(id) is outside the vocabulary (0..<\(vocab))")
         }
-        try embedding.withBytes { b in
-            try widenToFloat32(b.baseAddress! + Int(id) * h * (embedding.dtype.byteSize ?? 4), dtype: embedding.dtype, count: h, into: x)
-        }
-        if let sc = embeddingScale {
-            // float32(q) × scale_inv of the row's blocks (`widenToFloat32` gave float32(q)).
-            let bc = embeddingBlock.width(h), nb = (h + bc - 1) / bc
-            sc.withBytes { s in
-                let sp = s.bindMemory(to: Float.self)
-                let row = Int(id) / embeddingBlock.rows
-                for c in 0..<h { x[c] *= sp[row * nb + c / bc] }
+        if let embedding {
+            try embedding.withBytes { b in
+                try widenToFloat32(b.baseAddress! + Int(id) * h * (embedding.dtype.byteSize ?? 4), dtype: embedding.dtype, count: h, into: x)
             }
+            if let sc = embeddingScale {
+                // float32(q) × scale_inv of the row's blocks (`widenToFloat32` gave float32(q)).
+                let bc = embeddingBlock.width(h), nb = (h + bc - 1) / bc
+                sc.withBytes { s in
+                    let sp = s.bindMemory(to: Float.self)
+                    let row = Int(id) / embeddingBlock.rows
+                    for c in 0..<h { x[c] *= sp[row * nb + c / bc] }
+                }
+            }
+        } else {
+            output.row(Int(id), into: x)   // tied head: the same matrix
         }
         if let pe = positionEmbedding { for i in 0..<h { x[i] += pe[pos * h + i] } }
     }

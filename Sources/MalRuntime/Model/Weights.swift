@@ -82,6 +82,12 @@ public struct LinearWeight: @unchecked Sendable {
         if let bias { for r in 0..<rows { y[r] += bias[r] } }
     }
 
+    /// Row `r` of W as float32 (the dequantised value for FP8): a tied head doubles as the token
+    /// embedding, so the model keeps one copy.
+    func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        mal_decode_row(out, data, kernelType, scales, r, rows, cols, blockRows, blockCols)
+    }
+
     /// y[r] = W[r] · x for rows [r0, r1) only, on the calling thread (per-head products in MLA).
     public func applyRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ r0: Int, _ r1: Int) {
         switch dtype {
