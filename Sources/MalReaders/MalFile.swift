@@ -347,6 +347,9 @@ public final class MalFile: @unchecked Sendable {
             if planes > 0 {
                 mal_unshuffle(target.assumingMemoryBound(to: UInt8.self), into.assumingMemoryBound(to: UInt8.self), want / planes, planes)
             }
+            // The compressed bytes are done with: drop their pages from this process (the page
+            // cache keeps them), so loading a model peaks near its decoded size, not that plus the file.
+            mapping.release(Int(c.offset)..<(Int(c.offset) + Int(c.storedLength)))
         }
         if verify && xxh64(UnsafeRawBufferPointer(start: target, count: want)) != c.hash {
             throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: path, tensor: e.name, offset: Int(c.offset))
