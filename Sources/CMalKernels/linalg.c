@@ -84,19 +84,21 @@ void mal_matvec_e4m3(float *y, const uint8_t *W, const float *scales, const floa
 }
 
 void mal_bf16_tile(uint16_t *dst, const uint16_t *src, size_t rows, size_t cols) {
+    size_t K = mal_bf16_tile_cols(cols);
     for (size_t r = 0; r < rows; r++)
-        for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
-            size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS;
+        for (size_t c0 = 0; c0 < cols; c0 += K) {
+            size_t kt = cols - c0 < K ? cols - c0 : K;
             memcpy(dst + mal_bf16_tiled_index(r, c0, rows, cols), src + r * cols + c0, kt * sizeof(uint16_t));
         }
 }
 
 void mal_matvec_bf16_tiled_portable(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0,
                                     size_t r1) {
+    size_t K = mal_bf16_tile_cols(cols);
     for (size_t r = r0; r < r1; r++) {
         float s = 0.0f;
-        for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
-            size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS;
+        for (size_t c0 = 0; c0 < cols; c0 += K) {
+            size_t kt = cols - c0 < K ? cols - c0 : K;
             s += dot_bf16(W + mal_bf16_tiled_index(r, c0, rows, cols), x + c0, kt);
         }
         y[r] = s;
@@ -112,8 +114,8 @@ static void decode_row(float *restrict out, const void *W, int dtype, const floa
                        size_t br, size_t bc) {
     switch (dtype) {
     case MAL_W_BF16_TILED:
-        for (size_t c0 = 0; c0 < cols; c0 += MAL_TILE_COLS) {
-            size_t kt = cols - c0 < MAL_TILE_COLS ? cols - c0 : MAL_TILE_COLS;
+        for (size_t c0 = 0, K = mal_bf16_tile_cols(cols); c0 < cols; c0 += K) {
+            size_t kt = cols - c0 < K ? cols - c0 : K;
             const uint16_t *w = (const uint16_t *)W + mal_bf16_tiled_index(r, c0, rows, cols);
             for (size_t c = 0; c < kt; c++) out[c0 + c] = u2f((uint32_t)w[c] << 16);
         }

@@ -149,7 +149,7 @@ import Testing
     /// short last tile, a short last row block and row ranges that start inside a block.
     @Test func bf16TiledLayout() {
         var rng = Rng(s: 21)
-        for (rows, cols) in [(9, 1024), (6, 1100), (5, 600), (13, 2048 + 31), (3, 40)] {
+        for (rows, cols) in [(9, 1024), (6, 1100), (5, 600), (13, 2048 + 31), (3, 40), (16, 4096), (17, 2048), (8, 2300)] {
             let w = HalfFloat.encodeBF16((0..<rows * cols).map { _ in rng.float() }), wf = HalfFloat.decodeBF16(w)
             var tiled = [UInt16](repeating: 0, count: rows * cols)
             mal_bf16_tile(&tiled, w, rows, cols)
