@@ -106,13 +106,25 @@ AVX512 static void matvec_f32_avx512(float *y, const float *W, const float *x, s
     }
 }
 
+/* The input in the BF16 kernels' order: per 32-group, the 16 even-indexed values, then the odd. */
+static void permute_pairs(float *restrict xp, const float *restrict x, size_t full) {
+    for (size_t g = 0; g < full; g += 32)
+        for (size_t j = 0; j < 16; j++) { xp[g + j] = x[g + 2 * j]; xp[g + 16 + j] = x[g + 2 * j + 1]; }
+}
+
+/* 32 BF16 weights (one 64-byte lane group `d`) times the permuted input at xt: even weights into
+   a0, odd into a1. */
+AVX512 static inline void bf16_fma32(__m512i d, const float *xt, __m512 *a0, __m512 *a1) {
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    *a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d, 16)), _mm512_load_ps(xt), *a0);
+    *a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d, hi)), _mm512_load_ps(xt + 16), *a1);
+}
+
 AVX512 static int matvec_bf16_avx512(float *y, const uint16_t *W, const float *x, size_t cols, size_t r0, size_t r1) {
     size_t full = cols & ~(size_t)31; /* columns in whole 32-weight groups */
     float *xp = scratch(full);
     if (!xp) return 0;
-    for (size_t g = 0; g < full; g += 32)
-        for (size_t j = 0; j < 16; j++) { xp[g + j] = x[g + 2 * j]; xp[g + 16 + j] = x[g + 2 * j + 1]; }
-    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    permute_pairs(xp, x, full);
     /* 128 weights per iteration into 8 accumulators, two prefetches: 10-15% faster than 64 into 4. */
     for (size_t r = r0; r < r1; r++) {
         const uint16_t *w = W + r * cols;
@@ -124,14 +136,12 @@ AVX512 static int matvec_bf16_avx512(float *y, const uint16_t *W, const float *x
             PREFETCH_L2((const char *)(w + c) + 8192 + 128);
             for (int q = 0; q < 4; q++) {
                 __m512i d = _mm512_loadu_si512(w + c + 32 * q);
-                a[2 * q] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d, 16)), _mm512_load_ps(xp + c + 32 * q), a[2 * q]);
-                a[2 * q + 1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d, hi)), _mm512_load_ps(xp + c + 32 * q + 16), a[2 * q + 1]);
+                bf16_fma32(d, xp + c + 32 * q, &a[2 * q], &a[2 * q + 1]);
             }
         }
         for (; c < full; c += 32) {
             __m512i d = _mm512_loadu_si512(w + c);
-            a[0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d, 16)), _mm512_load_ps(xp + c), a[0]);
-            a[1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d, hi)), _mm512_load_ps(xp + c + 16), a[1]);
+            bf16_fma32(d, xp + c, &a[0], &a[1]);
         }
         float s = hsum4(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[2], a[6]), _mm512_add_ps(a[3], a[7]));
         for (c = full; c < cols; c++) s += u2f((uint32_t)w[c] << 16) * x[c];
@@ -150,7 +160,6 @@ AVX512 static int matvec_bf16_avx512(float *y, const uint16_t *W, const float *x
 AVX512 static inline __attribute__((always_inline)) void tiled_block(float *y, const uint16_t *block, const float *xp,
                                                                     const float *x, size_t cols, size_t full, const int R,
                                                                     const size_t K) {
-    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
     __m512 a[MAL_TILE_MAX_ROWS][2];
     float tail[MAL_TILE_MAX_ROWS] = {0};
     for (int i = 0; i < R; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
@@ -164,10 +173,8 @@ AVX512 static inline __attribute__((always_inline)) void tiled_block(float *y, c
                 for (size_t c = 0; c < K; c += 64) {
                     PREFETCH_L2((const char *)(w + c) + 4096);
                     __m512i d0 = _mm512_loadu_si512(w + c), d1 = _mm512_loadu_si512(w + c + 32);
-                    a[i][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d0, 16)), _mm512_load_ps(xt + c), a[i][0]);
-                    a[i][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d0, hi)), _mm512_load_ps(xt + c + 16), a[i][1]);
-                    a[i][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d1, 16)), _mm512_load_ps(xt + c + 32), a[i][0]);
-                    a[i][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d1, hi)), _mm512_load_ps(xt + c + 48), a[i][1]);
+                    bf16_fma32(d0, xt + c, &a[i][0], &a[i][1]);
+                    bf16_fma32(d1, xt + c + 32, &a[i][0], &a[i][1]);
                 }
             }
             continue;
@@ -176,8 +183,7 @@ AVX512 static inline __attribute__((always_inline)) void tiled_block(float *y, c
             size_t c = 0;
             for (; c + 32 <= kfull; c += 32) {
                 __m512i d0 = _mm512_loadu_si512(w + c);
-                a[i][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d0, 16)), _mm512_load_ps(xt + c), a[i][0]);
-                a[i][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d0, hi)), _mm512_load_ps(xt + c + 16), a[i][1]);
+                bf16_fma32(d0, xt + c, &a[i][0], &a[i][1]);
             }
             for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * x[c0 + c];
         }
@@ -190,9 +196,7 @@ AVX512 static int matvec_bf16_tiled_avx512(float *y, const uint16_t *W, const fl
     size_t full = cols & ~(size_t)31;
     float *xp = scratch(full);
     if (!xp) return 0;
-    for (size_t g = 0; g < full; g += 32)
-        for (size_t j = 0; j < 16; j++) { xp[g + j] = x[g + 2 * j]; xp[g + 16 + j] = x[g + 2 * j + 1]; }
-    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    permute_pairs(xp, x, full);
     const size_t R = mal_bf16_tile_rows(cols), K = mal_bf16_tile_cols(cols);
     for (size_t base = r0 - r0 % R; base < r1; base += R) {
         size_t nr = rows - base < R ? rows - base : R;
@@ -218,8 +222,7 @@ AVX512 static int matvec_bf16_tiled_avx512(float *y, const uint16_t *W, const fl
                 size_t c = 0;
                 for (; c + 32 <= kfull; c += 32) {
                     __m512i d0 = _mm512_loadu_si512(w + c);
-                    a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(d0, 16)), _mm512_load_ps(xt + c), a0);
-                    a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(d0, hi)), _mm512_load_ps(xt + c + 16), a1);
+                    bf16_fma32(d0, xt + c, &a0, &a1);
                 }
                 acc[i] = _mm512_add_ps(acc[i], _mm512_add_ps(a0, a1));
                 for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * x[c0 + c];

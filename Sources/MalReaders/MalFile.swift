@@ -20,8 +20,12 @@ public final class MalFile: @unchecked Sendable {
 
     public var spec: ModelSpec { metadata.spec }
 
-    /// Whether `path` is a regular file starting with the `.mal` magic bytes (whatever its name),
-    /// so commands can tell a container from a safetensors file before parsing either.
+    /// Whether `path` should be read as a container: named `.mal` (so a damaged one reports the
+    /// container's error) or starting with the magic bytes whatever its name.
+    public static func isContainer(_ path: String) -> Bool { path.hasSuffix(".mal") || hasMagic(path) }
+
+    /// Whether `path` is a regular file starting with the `.mal` magic bytes, so commands can tell
+    /// a container from a safetensors file before parsing either.
     public static func hasMagic(_ path: String) -> Bool {
         guard let f = fopen(path, "rb") else { return false }
         defer { fclose(f) }

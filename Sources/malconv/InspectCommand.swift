@@ -23,7 +23,7 @@ struct InspectCommand: ParsableCommand {
     var tensors = false
 
     func run() throws {
-        if MalFile.hasMagic(path) || path.hasSuffix(".mal") { try inspectContainer(); return }
+        if MalFile.isContainer(path) { try inspectContainer(); return }
         var summary: ModelSummary!
         var model: HFModel!
         try runReporting {

@@ -9,7 +9,7 @@ import MalWriters
 enum ModelIO {
     /// A `.mal` file, or an HF folder / safetensors file / index, as a `CanonicalModel`.
     static func open(_ path: String, dtype: TargetDType = .keep) throws -> (model: CanonicalModel, sources: [String]) {
-        if MalFile.hasMagic(path) || path.hasSuffix(".mal") { return (try MalFile(path: path), [path]) }
+        if MalFile.isContainer(path) { return (try MalFile(path: path), [path]) }
         let hf = try HFModel(path: path)
         return (try HFCanonicalModel(model: hf, target: dtype), [path] + hf.checkpoint.files.map(\.path))
     }

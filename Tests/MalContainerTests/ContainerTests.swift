@@ -175,7 +175,7 @@ struct CorruptionTests {
             var bytes = original
             bytes[pos] ^= UInt8.random(in: 1...255, using: &rng)
             let path = dir + "/c.mal"
-            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
             do {
                 let mal = try MalFile(path: path)
                 let e = mal.verifyAll(threads: 1)
@@ -194,7 +194,7 @@ struct CorruptionTests {
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/m.mal")))
         let pos = Int(e.chunks[0].offset) + Int(e.chunks[0].storedLength) / 2
         bytes[pos] ^= 0x40
-        FileManager.default.createFile(atPath: dir + "/bad.mal", contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: dir + "/bad.mal", contents: Data(bytes))
         let r = try runTool("malconv", ["check", dir + "/bad.mal", "--json"])
         #expect(r.status == 1)
         let doc = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
@@ -210,7 +210,7 @@ struct CorruptionTests {
         _ = try convert(Fixtures.model("llama3-tiny"), to: dir + "/m.mal")
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/m.mal")))
         for n in [0, 7, 95, 96, 1000, original.count / 2, original.count - 1] {
-            FileManager.default.createFile(atPath: dir + "/t.mal", contents: Data(original[0..<n]))
+            _ = FileManager.default.createFile(atPath: dir + "/t.mal", contents: Data(original[0..<n]))
             #expect(throws: MalError.self, "truncated to \(n)") { try MalFile(path: dir + "/t.mal") }
         }
     }

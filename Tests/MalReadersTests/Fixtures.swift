@@ -29,5 +29,5 @@ func safetensorsBytes(header: String, data: [UInt8], declaredLength: UInt64? = n
 }
 
 func writeFile(_ path: String, _ bytes: [UInt8]) {
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
 }

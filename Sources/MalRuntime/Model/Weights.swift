@@ -70,14 +70,7 @@ public struct LinearWeight: @unchecked Sendable {
         let me = self, xs = SendableConstPointer(x), ys = SendableMutablePointer(y)
         WorkerPool.run(chunks, threads: threads) { k in
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
-            if r0 >= r1 { return }
-            switch me.dtype {
-            case .f32: mal_matvec_f32(ys.p, me.data.assumingMemoryBound(to: Float.self), xs.p, me.cols, r0, r1)
-            case .bf16 where me.tiled: mal_matvec_bf16_tiled(ys.p, me.data.assumingMemoryBound(to: UInt16.self), xs.p, me.rows, me.cols, r0, r1)
-            case .bf16: mal_matvec_bf16(ys.p, me.data.assumingMemoryBound(to: UInt16.self), xs.p, me.cols, r0, r1)
-            case .f16: mal_matvec_f16(ys.p, me.data.assumingMemoryBound(to: UInt16.self), xs.p, me.cols, r0, r1)
-            default: mal_matvec_e4m3(ys.p, me.data.assumingMemoryBound(to: UInt8.self), me.scales, xs.p, me.cols, me.blockRows, me.blockCols, r0, r1)
-            }
+            if r0 < r1 { me.applyRows(xs.p, ys.p, r0, r1) }
         }
         if let bias { for r in 0..<rows { y[r] += bias[r] } }
     }
