@@ -25,12 +25,18 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print a JSON list of records with llama-bench's field names.")
     var json = false
 
+    /// One test's result; the fields are llama-bench's (`-o json`), plus `weight_bytes_per_token`.
     struct Record: Codable {
+        var test_time: String
+        var cpu_info: String
+        var backends = "CPU"
         var model_filename: String
         var model_type: String
         var model_size: Int
         var model_n_params: Int
         var n_threads: Int
+        var n_batch: Int
+        var n_depth = 0
         var n_prompt: Int
         var n_gen: Int
         var avg_ns: Int
@@ -52,6 +58,8 @@ struct BenchCommand: ParsableCommand {
                 .reduce(0) { $0 + ($1.shape.reduce(1, *)) }
             let types = Set(model.tensors.filter { $0.shape.count == 2 && !$0.name.hasPrefix("aux/") }.map(\.dtype.rawValue)).sorted()
             var records: [Record] = []
+            let startTime = ISO8601DateFormatter().string(from: Date())
+            let cpuInfo = Self.cpuModelName()
             func measure(prompt: Int, gen: Int) throws {
                 var samples: [Double] = []
                 for rep in 0...repetitions {       // the first run warms up and is not counted
@@ -72,8 +80,8 @@ struct BenchCommand: ParsableCommand {
                 let ns = samples.map { Int($0 * 1e9) }
                 let meanNs = ns.reduce(0, +) / ns.count
                 let sdNs = ns.count > 1 ? Int((ns.map { Double($0 - meanNs) * Double($0 - meanNs) }.reduce(0, +) / Double(ns.count - 1)).squareRoot()) : 0
-                records.append(Record(model_filename: options.model, model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
-                                      model_size: tr.weightBytesPerToken, model_n_params: params, n_threads: options.threads,
+                records.append(Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model, model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
+                                      model_size: tr.weightBytesPerToken, model_n_params: params, n_threads: options.threads, n_batch: max(prompt, 1),
                                       n_prompt: prompt, n_gen: gen, avg_ns: meanNs, stddev_ns: sdNs, avg_ts: mean, stddev_ts: sd,
                                       samples_ns: ns, samples_ts: ts, weight_bytes_per_token: tr.weightBytesPerToken))
             }
@@ -81,7 +89,7 @@ struct BenchCommand: ParsableCommand {
             if n > 0 { try measure(prompt: 0, gen: n) }
             if json {
                 let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 print(String(decoding: try enc.encode(records), as: UTF8.self))
             } else {
                 print("| model | size | params | threads | test | t/s |")
@@ -93,5 +101,14 @@ struct BenchCommand: ParsableCommand {
                 }
             }
         } catch let e as MalError { throw fail(e) }
+    }
+
+    /// The processor's name as llama-bench reports it (`model name` in /proc/cpuinfo on Linux).
+    static func cpuModelName() -> String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown" }
+        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+            if let colon = line.firstIndex(of: ":") { return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
+        }
+        return "unknown"
     }
 }

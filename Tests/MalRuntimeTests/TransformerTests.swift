@@ -178,6 +178,29 @@ struct RuntimeQuantTests {
     }
 }
 
+    /// `bench --json`: one record per test with llama-bench's field names, the mean and sample
+    /// standard deviation of the counted runs, and `-n 0` skipping generation.
+    @Test func benchJSONHasLlamaBenchRecords() throws {
+        let r = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "5", "-n", "3", "--repetitions", "3",
+                                       "--threads", "2", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let records = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+        #expect(records.count == 2)
+        for (rec, (prompt, gen)) in zip(records, [(5, 0), (0, 3)]) {
+            #expect(rec["n_prompt"] as? Int == prompt && rec["n_gen"] as? Int == gen && rec["n_threads"] as? Int == 2)
+            #expect(rec["backends"] as? String == "CPU" && (rec["cpu_info"] as? String)?.isEmpty == false)
+            let ts = try #require(rec["samples_ts"] as? [Double]), ns = try #require(rec["samples_ns"] as? [Int])
+            #expect(ts.count == 3 && ns.count == 3)
+            let mean = ts.reduce(0, +) / 3, sd = (ts.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 2).squareRoot()
+            #expect(abs((rec["avg_ts"] as? Double ?? -1) - mean) <= 1e-9 * mean)
+            #expect(abs((rec["stddev_ts"] as? Double ?? -1) - sd) <= 1e-9 * max(mean, 1))
+            for (t, n) in zip(ts, ns) { #expect(abs(t - Double(prompt + gen) / (Double(n) * 1e-9)) <= 1e-3 * t) }
+        }
+        let skip = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "4", "-n", "0", "--repetitions", "1", "--json"])
+        let one = try #require(try JSONSerialization.jsonObject(with: Data(skip.stdout.utf8)) as? [[String: Any]])
+        #expect(one.count == 1 && one.first?["n_gen"] as? Int == 0)
+    }
+
 let deepseekModels = ["deepseek-v3-tiny", "deepseek-v3-fp8", "deepseek-v2-lite-tiny"]
 
 @Suite("DeepSeek V2/V3 runtime (MLA, MoE, YaRN, FP8) against transformers")
