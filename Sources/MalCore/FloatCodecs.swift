@@ -32,3 +32,27 @@ public enum FloatCast {
         }
     }
 }
+
+/// Finds NaN and infinity in stored float tensors: `convert` stops at the first one (a broken
+/// checkpoint, or a cast to F16 that overflowed) instead of writing a model that computes NaN.
+public enum NonFiniteScan {
+    /// The dtypes it checks (those with NaN or infinity codes).
+    public static let covered: Set<DType> = [.f64, .f32, .f16, .bf16, .f8e4m3, .f8e5m2]
+
+    /// Index of the first NaN or infinity among `count` elements of `dtype` at `p`; nil when there is
+    /// none or the dtype has no such codes.
+    public static func firstIndex(_ p: UnsafeRawPointer, dtype: DType, count: Int) -> Int? {
+        let i: Int64
+        switch dtype {
+        case .f32: i = mal_first_nonfinite_f32(p.assumingMemoryBound(to: Float.self), count)
+        case .bf16: i = mal_first_nonfinite_16(p.assumingMemoryBound(to: UInt16.self), count, 0x7F80)
+        case .f16: i = mal_first_nonfinite_16(p.assumingMemoryBound(to: UInt16.self), count, 0x7C00)
+        case .f8e4m3: i = mal_first_nonfinite_8(p.assumingMemoryBound(to: UInt8.self), count, 0x7F)
+        case .f8e5m2: i = mal_first_nonfinite_8(p.assumingMemoryBound(to: UInt8.self), count, 0x7C)
+        case .f64:
+            return (0..<count).first { !p.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self).isFinite }
+        default: return nil
+        }
+        return i < 0 ? nil : Int(i)
+    }
+}

@@ -27,6 +27,9 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
     public private(set) var tensors: [CanonicalTensor] = []
     /// Parameter-free buffers of the source that are not carried over.
     public private(set) var dropped: [String] = []
+    /// Stop at the first NaN or infinity in a produced tensor: the source's, or one that a cast
+    /// created (F32 → F16 beyond ±65504). `--allow-nonfinite` turns it off.
+    public var checkFinite = true
     struct Origin { var hf: TensorInfo; var layout: NameLayout }
     private var origins: [String: Origin] = [:]
 
@@ -175,16 +178,22 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         let byteCount = to.byteCount(elements: count) ?? 0
         let base = o.hf.fileOffset
         let mapping = SendableMapping(sourceFile)
+        let check = checkFinite && NonFiniteScan.covered.contains(to)
+        let origin = o, canonical = ct
         let fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void = { off, n, dst in
             _ = keep
+            let e0 = off / outES, ne = n / outES
             if from == to {
                 dst.copyMemory(from: src.buffer.baseAddress! + off, byteCount: n)
-                return
+            } else {
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(ne, 1))
+                defer { scratch.deallocate() }
+                FloatCast.cast(src.buffer.baseAddress! + e0 * es, from: from, dst, to: to, count: ne, scratch: scratch)
             }
-            let e0 = off / outES, ne = n / outES
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(ne, 1))
-            defer { scratch.deallocate() }
-            FloatCast.cast(src.buffer.baseAddress! + e0 * es, from: from, dst, to: to, count: ne, scratch: scratch)
+            if check, let bad = NonFiniteScan.firstIndex(UnsafeRawPointer(dst), dtype: to, count: ne) {
+                throw HFCanonicalModel.nonFinite(element: e0 + bad, canonical: canonical, origin: origin,
+                                                 source: UnsafeRawPointer(src.buffer.baseAddress!))
+            }
         }
         let release: @Sendable (Range<Int>) -> Void = { r in
             guard let m = mapping.file else { return }
@@ -193,6 +202,31 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
             m.release((base + lo)..<(base + hi))
         }
         return (to, byteCount, fill, release)
+    }
+
+    /// The error for a NaN or infinity at canonical element `e`: the HF tensor, its file and the
+    /// element's byte offset there, and whether the source held it or the cast made it.
+    static func nonFinite(element e: Int, canonical ct: CanonicalTensor, origin o: Origin, source: UnsafeRawPointer) -> MalError {
+        let hf = o.hf, es = hf.dtype.byteSize ?? 1
+        let cols = ct.shape.count == 2 ? ct.shape[1] : max(ct.shape.last ?? 1, 1)
+        let (r, c) = (e / cols, e % cols)
+        let srcIndex: Int                      // element index in the HF tensor
+        switch o.layout {
+        case .identity: srcIndex = e
+        case .transposed: srcIndex = c * hf.shape[1] + r
+        case let .splitQKV(part, weight): srcIndex = weight ? c * hf.shape[1] + part * ct.shape[0] + r : part * ct.shape[0] + e
+        }
+        var value = Float.nan
+        if FloatCast.supported.contains(hf.dtype) {   // `source` is in the canonical layout, HF dtype
+            FloatCast.cast(source + e * es, from: hf.dtype, &value, to: .f32, count: 1, scratch: nil)
+        }
+        let position = ct.shape.count == 2 ? "row \(r), column \(c)" : "element \(e)"
+        let what = value.isFinite
+            ? "\(value) overflows \(ct.dtype.rawValue) in the cast"
+            : "\(value.isNaN ? "NaN" : "infinity") in the checkpoint"
+        return MalError(.nonFiniteValue, "\(what) at \(position) of \(ct.name) (HF \(hf.name), element \(srcIndex))"
+                           , file: hf.file, tensor: hf.name,
+                        offset: hf.fileOffset + srcIndex * es)
     }
 
     public func load(_ name: String) throws -> Tensor {

@@ -13,7 +13,8 @@ struct ConvertCommand: ParsableCommand {
         IN is a model folder, a .safetensors file or a shard index (config.json beside it). Tensors are renamed \
         to the canonical scheme (Formats/NAMES.md), compressed with zstd in 1 MiB chunks (byte planes for 16/32-bit \
         floats) on all cores, and written to a temporary file renamed into place at the end. Nothing is left \
-        behind on failure or Ctrl-C; the input is never overwritten.
+        behind on failure or Ctrl-C; the input is never overwritten. A NaN or infinity, in the checkpoint or made \
+        by the cast (F16 overflows beyond 65504), stops the conversion with its tensor and file offset.
         """)
 
     @Argument(help: "HF model folder, .safetensors file or shard index.")
@@ -31,6 +32,9 @@ struct ConvertCommand: ParsableCommand {
     var threads: Int = availableCores
 
 
+    @Flag(help: "Carry NaN and infinite values over instead of stopping at the first one.")
+    var allowNonfinite = false
+
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
@@ -45,6 +49,7 @@ struct ConvertCommand: ParsableCommand {
             let model = try HFModel(path: input)
             try refuseOverwritingInput(output: out.output, inputs: [input] + model.checkpoint.files.map(\.path))
             let canon = try HFCanonicalModel(model: model, target: TargetDType(rawValue: dtype)!)
+            canon.checkFinite = !allowNonfinite
             let progress = Progress("convert")
             switch out.format {
             case .mal:

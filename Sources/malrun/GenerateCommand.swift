@@ -80,6 +80,7 @@ struct GenerateCommand: ParsableCommand {
             let ends = tok.endTokenIds
             t0 = monotonicSeconds()
             var logits = try tr.forward(ids)
+            try requireFinite(logits, position: ids.count - 1)
             let promptTime = monotonicSeconds() - t0
             var decoder = StreamingDecoder(tokenizer: tok)
             writeOut(prompt)
@@ -91,7 +92,10 @@ struct GenerateCommand: ParsableCommand {
                 ids.append(next)
                 generated += 1
                 writeOut(decoder.push(next))
-                if generated < n { logits = try tr.forward([next]) }
+                if generated < n {
+                    logits = try tr.forward([next])
+                    try requireFinite(logits, position: ids.count - 1)
+                }
             }
             writeOut(decoder.finish() + "\n")
             let genTime = monotonicSeconds() - t0
@@ -100,6 +104,13 @@ struct GenerateCommand: ParsableCommand {
                               Double(generated) / max(genTime, 1e-9), options.threads, tr.kvCacheBytesPerToken,
                               model.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
         } catch let e as MalError { throw fail(e) }
+    }
+
+    /// Sampling from NaN logits would print a plausible-looking token (greedy picks id 0): stop.
+    func requireFinite(_ logits: [Float], position: Int) throws {
+        guard let bad = logits.withUnsafeBytes({ NonFiniteScan.firstIndex($0.baseAddress!, dtype: .f32, count: logits.count) }) else { return }
+        throw MalError(.nonFiniteValue, "the model computed a non-finite logit (\(logits[bad]) for token \(bad)) at position \(position): "
+                       + "its weights hold NaN or infinity, or its activations overflowed", file: options.model)
     }
 }
 
@@ -130,6 +141,9 @@ struct LogitsCommand: ParsableCommand {
                                      threads: options.threads)
             let logits = try tr.forward(list, allLogits: true)
             let vocab = logits.count / list.count
+            if let bad = logits.withUnsafeBytes({ NonFiniteScan.firstIndex($0.baseAddress!, dtype: .f32, count: logits.count) }) {
+                printError("warning: the logits hold NaN or infinity (first at position \(bad / vocab), token \(bad % vocab))")
+            }
             try SafetensorsOutput.write(path: output, tensors: [("logits", [list.count, vocab], logits)])
             printError("wrote \(output): logits [\(list.count), \(vocab)]")
         } catch let e as MalError { throw fail(e) }

@@ -282,6 +282,42 @@ struct ConvertCommandTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["m"])
     }
 
+    /// Overwrites `bytes` at element `index` of an HF tensor in a copied checkpoint.
+    func poke(_ folder: String, tensor: String, element index: Int, bytes: [UInt8]) throws -> TensorInfo {
+        let info = try #require(try SafetensorsCheckpoint(path: folder).tensors.first { $0.name == tensor })
+        var data = try Data(contentsOf: URL(fileURLWithPath: info.file))
+        data.replaceSubrange((info.fileOffset + index * bytes.count)..<(info.fileOffset + (index + 1) * bytes.count), with: bytes)
+        try data.write(to: URL(fileURLWithPath: info.file), options: .atomic)
+        return info
+    }
+
+    /// A NaN in the checkpoint stops convert with the HF tensor, its file and the element's byte
+    /// offset (here inside GPT-2's fused, transposed c_attn, so the canonical position differs), and
+    /// nothing is written; --allow-nonfinite carries it over, and malrun then refuses the NaN logits.
+    /// A cast that overflows (BF16 99840 → F16) stops it too.
+    @Test func nonFiniteValuesStopConvert() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        try FileManager.default.copyItem(atPath: Fixtures.model("gpt2-tiny"), toPath: dir + "/m")
+        let name = try #require(try SafetensorsCheckpoint(path: dir + "/m").tensors.first { $0.name.hasSuffix("h.0.attn.c_attn.weight") }).name
+        // Row 5, column 64 + 7 of c_attn [64, 192]: the K part, canonical blk.0.attn_k.weight[7][5].
+        let info = try poke(dir + "/m", tensor: name, element: 5 * 192 + 71, bytes: [0, 0, 0xC0, 0x7F])
+        let r = try runTool("malconv", ["convert", dir + "/m", "-o", dir + "/out.mal"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("NaN in the checkpoint at row 7, column 5 of blk.0.attn_k.weight"), "\(r.stderr)")
+        #expect(r.stderr.contains("at byte \(info.fileOffset + (5 * 192 + 71) * 4)") && r.stderr.contains(name) && r.stderr.contains("model.safetensors"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["m"])
+        let ok = try runTool("malconv", ["convert", dir + "/m", "-o", dir + "/out.mal", "--allow-nonfinite"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let run = try runTool("malrun", [dir + "/out.mal", "-p", "hello", "-n", "2"])
+        #expect(run.status == 1 && run.stderr.contains("non-finite logit"), "\(run.stderr)")
+
+        try FileManager.default.copyItem(atPath: Fixtures.model("llama3-tiny"), toPath: dir + "/l")
+        _ = try poke(dir + "/l", tensor: "model.layers.1.mlp.down_proj.weight", element: 3, bytes: [0xC3, 0x47])
+        let f16 = try runTool("malconv", ["convert", dir + "/l", "-o", dir + "/l16.mal", "--dtype", "f16"])
+        #expect(f16.status == 1 && f16.stderr.contains("99840.0 overflows F16 in the cast at row 0, column 3 of blk.1.ffn_down.weight"), "\(f16.stderr)")
+        #expect(try runTool("malconv", ["convert", dir + "/l", "-o", dir + "/l16.mal"]).status == 0)   // BF16 holds it
+    }
+
     @Test func interruptedConversionLeavesNothing() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("malconv")

@@ -113,4 +113,30 @@ struct CodecTests {
         #expect(FP8.encodeE5M2([61439])[0] == 0x7B)
         #expect(FP8.encodeE5M2([1e6], saturate: true)[0] == 0x7B)
     }
+
+    /// NonFiniteScan agrees with the decoded value's `isFinite` for every 8- and 16-bit code and
+    /// float32's specials, and finds the first one on both sides of its 1024-element blocks.
+    @Test func nonFiniteScanFindsEveryNaNAndInfinity() {
+        func scan<T>(_ v: [T], _ d: DType) -> Int? { v.withUnsafeBytes { NonFiniteScan.firstIndex($0.baseAddress!, dtype: d, count: v.count) } }
+        let codes16 = (0...0xFFFF).map { UInt16($0) }
+        for (d, decoded) in [(DType.bf16, HalfFloat.decodeBF16(codes16)), (.f16, HalfFloat.decodeF16(codes16))] {
+            for i in codes16.indices { #expect((scan([codes16[i]], d) == 0) == !decoded[i].isFinite, "\(d) code \(i)") }
+        }
+        let codes8 = (0...255).map { UInt8($0) }
+        for (d, decoded) in [(DType.f8e4m3, FP8.decodeE4M3(codes8)), (.f8e5m2, FP8.decodeE5M2(codes8))] {
+            for i in codes8.indices { #expect((scan([codes8[i]], d) == 0) == !decoded[i].isFinite, "\(d) code \(i)") }
+        }
+        for (v, bad) in [(Float.nan, true), (.infinity, true), (-.infinity, true), (.greatestFiniteMagnitude, false),
+                         (-.leastNonzeroMagnitude, false), (0, false)] {
+            #expect((scan([v], .f32) == 0) == bad && (scan([Double(v)], .f64) == 0) == bad)
+        }
+        for at in [0, 1023, 1024, 2999] {
+            var f = [Float](repeating: 1, count: 3000)
+            f[at] = .nan
+            if at < 2999 { f[2999] = .infinity }
+            #expect(scan(f, .f32) == at)
+            #expect(scan(f.map { HalfFloat.encodeBF16([$0])[0] }, .bf16) == at)
+        }
+        #expect(scan([Float](repeating: 3, count: 5000), .f32) == nil && scan([Int32](repeating: -1, count: 9), .i32) == nil)
+    }
 }

@@ -29,6 +29,12 @@ void mal_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 void mal_f32_to_f16(uint16_t *dst, const float *src, size_t n);
 void mal_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 void mal_f16_to_f32(float *dst, const uint16_t *src, size_t n);
+/* Index of the first NaN or infinity among n values, or -1: float32, 16-bit floats with the given
+   exponent mask (0x7F80 bfloat16, 0x7C00 float16), 8-bit floats whose NaN/inf codes have all `mask`
+   bits set (0x7F E4M3 fn: NaN only; 0x7C E5M2). */
+int64_t mal_first_nonfinite_f32(const float *p, size_t n);
+int64_t mal_first_nonfinite_16(const uint16_t *p, size_t n, uint16_t exp_mask);
+int64_t mal_first_nonfinite_8(const uint8_t *p, size_t n, uint8_t mask);
 
 /* FP8 codecs (OCP FP8: E4M3 "fn" = bias 7, no inf, NaN S.1111.111, max 448; E5M2 = bias 15, IEEE-like).
    Encoding rounds to nearest even. e4m3 "satfinite" clamps to +-448 first (what a quantiser emits:
