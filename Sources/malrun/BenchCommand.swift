@@ -25,6 +25,12 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print a JSON list of records with llama-bench's field names.")
     var json = false
 
+    func validate() throws {
+        guard p >= 0, n >= 0 else { throw ValidationError("-p and -n must be >= 0 (0 skips that test)") }
+        guard p + n > 0 else { throw ValidationError("-p 0 and -n 0 leave nothing to measure") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+    }
+
     /// One test's result; the fields are llama-bench's (`-o json`), plus `weight_bytes_per_token`.
     struct Record: Codable {
         var test_time: String

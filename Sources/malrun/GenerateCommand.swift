@@ -18,6 +18,11 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Context length (KV cache size; default min(4096, the model's maximum)).")
     var context: Int?
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        if let context, context < 1 { throw ValidationError("--context must be at least 1") }
+    }
 }
 
 func fail(_ e: MalError) -> ExitCode {
@@ -58,10 +63,11 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         guard n >= 0 else { throw ValidationError("-n must be >= 0") }
-        guard temperature >= 0, topK >= 0, topP > 0, topP <= 1, minP >= 0, minP < 1, repeatPenalty > 0 else {
-            throw ValidationError("sampling options out of range")
-        }
-        guard options.threads >= 1 else { throw ValidationError("--threads must be >= 1") }
+        guard temperature >= 0 else { throw ValidationError("--temperature must be >= 0 (0 is greedy)") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be >= 0 (0 keeps every token)") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
+        guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be > 0") }
     }
 
     func run() throws {
@@ -137,6 +143,7 @@ struct LogitsCommand: ParsableCommand {
                 return v
             }
             guard !list.isEmpty else { throw MalError(.invalidArgument, "no token ids") }
+            try refuseOverwritingInput(output: output, inputs: [options.model])
             let tr = try Transformer(model: try ModelLoader.open(options.model), contextLength: max(list.count, options.context ?? 0),
                                      threads: options.threads)
             let logits = try tr.forward(list, allLogits: true)

@@ -178,6 +178,25 @@ struct RuntimeQuantTests {
     }
 }
 
+    /// Out-of-range flags stop before loading (exit 64, the flag named); `logits -o` never
+    /// overwrites the model it reads.
+    @Test func badFlagsAndOverwritesAreRefused() throws {
+        let m = Fixtures.model("gpt2-tiny")
+        for (args, flag) in [(["bench", m, "--threads", "0"], "--threads"), (["bench", m, "--repetitions", "0"], "--repetitions"),
+                             (["bench", m, "-p", "0", "-n", "0"], "-n 0"), ([m, "-p", "a", "--top-p", "1.5"], "--top-p"),
+                             ([m, "-p", "a", "--context", "0"], "--context"), ([m, "-p", "a", "--min-p", "1"], "--min-p"),
+                             (["logits", m, "--ids", "1", "--threads", "-1", "-o", "/tmp/x"], "--threads")] {
+            let r = try runTool("malrun", args)
+            #expect(r.status == 64 && r.stderr.contains(flag), "\(args): \(r.status) \(r.stderr)")
+        }
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        try FileManager.default.copyItem(atPath: m, toPath: dir + "/m")
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors"))
+        let r = try runTool("malrun", ["logits", dir + "/m", "--ids", "1", "-o", dir + "/m/model.safetensors"])
+        #expect(r.status == 1 && r.stderr.contains("refusing to overwrite"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors")) == before)
+    }
+
     /// `bench --json`: one record per test with llama-bench's field names, the mean and sample
     /// standard deviation of the counted runs, and `-n 0` skipping generation.
     @Test func benchJSONHasLlamaBenchRecords() throws {
