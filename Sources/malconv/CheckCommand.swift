@@ -19,6 +19,10 @@ struct CheckCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
     struct Result: Encodable {
         var file: String
         var ok: Bool

@@ -111,6 +111,7 @@ struct DequantizeCommand: ParsableCommand {
 
     func validate() throws {
         guard dtype == "bf16" || dtype == "f32" else { throw ValidationError("--dtype must be bf16 or f32") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {

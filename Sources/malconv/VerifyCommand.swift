@@ -58,6 +58,19 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("report"), help: "Write a self-contained HTML report (SVG charts) into this folder.")
     var reportDir: String?
 
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard window >= 2 else { throw ValidationError("--window must be at least 2 tokens") }
+        if let maxWindows, maxWindows < 1 { throw ValidationError("--max-windows must be at least 1") }
+        if let minTop1, !(0...1).contains(minTop1) { throw ValidationError("--min-top1 must be in 0...1") }
+        if let v = maxKl, !(v >= 0) { throw ValidationError("--max-kl must be >= 0") }
+        if let v = maxRelRmse, !(v >= 0) { throw ValidationError("--max-rel-rmse must be >= 0") }
+        guard text == nil || prompts == nil else { throw ValidationError("give at most one of --text and --prompts") }
+        guard (maxKl == nil && minTop1 == nil && maxWindows == nil) || text != nil || prompts != nil else {
+            throw ValidationError("--max-kl, --min-top1 and --max-windows need --text or --prompts")
+        }
+    }
+
     struct Output: Encodable {
         var tensors: ModelComparison.Report
         var evaluation: EvaluationReport?

@@ -282,6 +282,18 @@ struct ConvertCommandTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["m"])
     }
 
+    /// Out-of-range or contradictory flags stop before any work (exit 64, the flag named).
+    @Test func badFlagsAreRefused() throws {
+        let m = Fixtures.model("gpt2-tiny")
+        for (args, flag) in [(["check", m, "--threads", "0"], "--threads"), (["dequantize", m, "-o", "/tmp/x.mal", "--threads", "0"], "--threads"),
+                             (["verify", m, m, "--threads", "0"], "--threads"), (["verify", m, m, "--min-top1", "0.9"], "--text or --prompts"),
+                             (["verify", m, m, "--text", "a", "--prompts", "b"], "at most one"), (["convert", m, "-o", "/tmp/x.mal", "--level", "99"], "--level"),
+                             (["verify", m, m, "--text", "a", "--window", "1"], "--window")] {
+            let r = try runTool("malconv", args)
+            #expect(r.status == 64 && r.stderr.contains(flag), "\(args): \(r.status) \(r.stderr)")
+        }
+    }
+
     /// Overwrites `bytes` at element `index` of an HF tensor in a copied checkpoint.
     func poke(_ folder: String, tensor: String, element index: Int, bytes: [UInt8]) throws -> TensorInfo {
         let info = try #require(try SafetensorsCheckpoint(path: folder).tensors.first { $0.name == tensor })
