@@ -194,6 +194,47 @@ public struct ModelSpec: Equatable, Sendable, Codable {
         self.quantization = quantization
     }
 
+    /// The first constraint the spec breaks, or nil. `config.json` is checked key by key as it is
+    /// read; this is the backstop for specs that arrive whole (a `.mal` file's metadata), so that a
+    /// zero dimension or a negative epsilon is an error, not a division by zero in the runtime.
+    public var firstProblem: String? {
+        let sizes: [(String, Int)] = [("vocabSize", vocabSize), ("hiddenSize", hiddenSize), ("layers", layers), ("heads", heads),
+                                      ("kvHeads", kvHeads), ("headDim", headDim), ("intermediateSize", intermediateSize),
+                                      ("maxPositions", maxPositions)]
+        if let (name, v) = sizes.first(where: { $0.1 < 1 }) { return "\(name) must be at least 1, found \(v)" }
+        if heads % kvHeads != 0 { return "heads \(heads) is not a multiple of kvHeads \(kvHeads)" }
+        if !(normEps.isFinite && normEps >= 0) { return "normEps must be a finite number >= 0, found \(normEps)" }
+        if mtpLayers < 0 { return "mtpLayers must be >= 0, found \(mtpLayers)" }
+        if positions == .rope && rope == nil { return "rotary positions without rope settings" }
+        if let r = rope {
+            if !(r.theta.isFinite && r.theta > 0) { return "rope theta must be positive, found \(r.theta)" }
+            if r.dimensions < 2 || r.dimensions % 2 != 0 { return "rope dimensions must be even and at least 2, found \(r.dimensions)" }
+            let factors: [Double]
+            switch r.scaling {
+            case .none: factors = []
+            case let .linear(f): factors = [f]
+            case let .llama3(f, lo, hi, orig): factors = [f, lo, hi, Double(orig)]
+            case let .yarn(f, fast, slow, _, _, orig): factors = [f, fast, slow, Double(orig)]
+            }
+            if let f = factors.first(where: { !($0.isFinite && $0 > 0) }) { return "rope scaling parameters must be positive, found \(f)" }
+        }
+        if let m = mla {
+            if m.kvLoraRank < 1 || m.qkNopeHeadDim < 1 || m.vHeadDim < 1 || (m.qLoraRank ?? 1) < 1 {
+                return "MLA ranks and head dimensions must be at least 1"
+            }
+        }
+        if let e = moe {
+            if e.routedExperts < 1 || e.expertIntermediateSize < 1 || e.sharedExperts < 0 || e.firstDenseLayers < 0 || e.layerFrequency < 1 {
+                return "MoE expert counts, widths and layer frequency must be positive"
+            }
+            if !(1...e.routedExperts).contains(e.expertsPerToken) { return "expertsPerToken \(e.expertsPerToken) not in 1...\(e.routedExperts)" }
+            if e.groups < 1 || e.routedExperts % e.groups != 0 { return "routedExperts \(e.routedExperts) is not a multiple of groups \(e.groups)" }
+            if !(1...e.groups).contains(e.topkGroups) { return "topkGroups \(e.topkGroups) not in 1...\(e.groups)" }
+            if !e.routedScalingFactor.isFinite { return "routedScalingFactor must be finite" }
+        }
+        return nil
+    }
+
     /// True when decoder layer `i` (main or MTP) uses the MoE feed-forward.
     public func isMoELayer(_ i: Int) -> Bool {
         guard let moe, moe.routedExperts > 0 else { return false }

@@ -26,23 +26,26 @@ public enum HFConfigReader {
                            "unknown model_type \(typeValue.serialized) (supported: \(supported.joined(separator: ", ")))",
                            file: file)
         }
+        let spec: ModelSpec
         switch arch {
-        case .gpt2: return try gpt2(c)
-        case .llama: return try llama(c)
-        case .deepseekV2, .deepseekV3: return try deepseek(c, arch)
+        case .gpt2: spec = try gpt2(c)
+        case .llama: spec = try llama(c)
+        case .deepseekV2, .deepseekV3: spec = try deepseek(c, arch)
         }
+        if let problem = spec.firstProblem { throw MalError(.invalidField, problem, file: file) }
+        return spec
     }
 
     static func gpt2(_ c: ConfigFields) throws -> ModelSpec {
-        let hidden = try c.int("n_embd")
-        let heads = try c.int("n_head")
+        let hidden = try c.size("n_embd")
+        let heads = try c.size("n_head")
         try c.require(hidden % heads == 0, "n_embd \(hidden) is not a multiple of n_head \(heads)", key: "n_head")
-        let positions = try c.optInt("n_positions") ?? c.int("n_ctx")
+        let positions = try c.optSize("n_positions") ?? c.size("n_ctx")
         return ModelSpec(
-            architecture: .gpt2, vocabSize: try c.int("vocab_size"), hiddenSize: hidden,
-            layers: try c.int("n_layer"), heads: heads, kvHeads: heads, headDim: hidden / heads,
-            intermediateSize: try c.optInt("n_inner") ?? 4 * hidden, maxPositions: positions,
-            norm: .layerNorm, normEps: try c.optDouble("layer_norm_epsilon") ?? 1e-5,
+            architecture: .gpt2, vocabSize: try c.size("vocab_size"), hiddenSize: hidden,
+            layers: try c.size("n_layer"), heads: heads, kvHeads: heads, headDim: hidden / heads,
+            intermediateSize: try c.optSize("n_inner") ?? 4 * hidden, maxPositions: positions,
+            norm: .layerNorm, normEps: try c.epsilon("layer_norm_epsilon") ?? 1e-5,
             activation: try c.optString("activation_function") ?? "gelu_new", positions: .learned, rope: nil,
             tiedEmbeddings: try c.optBool("tie_word_embeddings") ?? true, attentionBias: true, mlpBias: true,
             bosTokenId: try c.optInt("bos_token_id"), eosTokenIds: try c.tokenIds("eos_token_id"),
@@ -50,19 +53,19 @@ public enum HFConfigReader {
     }
 
     static func llama(_ c: ConfigFields) throws -> ModelSpec {
-        let hidden = try c.int("hidden_size")
-        let heads = try c.int("num_attention_heads")
-        let kvHeads = try c.optInt("num_key_value_heads") ?? heads
+        let hidden = try c.size("hidden_size")
+        let heads = try c.size("num_attention_heads")
+        let kvHeads = try c.optSize("num_key_value_heads") ?? heads
         try c.require(kvHeads > 0 && heads % kvHeads == 0,
                       "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)",
                       key: "num_key_value_heads")
-        let headDim = try c.optInt("head_dim") ?? hidden / heads
+        let headDim = try c.optSize("head_dim") ?? hidden / heads
         return ModelSpec(
-            architecture: .llama, vocabSize: try c.int("vocab_size"), hiddenSize: hidden,
-            layers: try c.int("num_hidden_layers"), heads: heads, kvHeads: kvHeads, headDim: headDim,
-            intermediateSize: try c.int("intermediate_size"),
-            maxPositions: try c.optInt("max_position_embeddings") ?? 2048,
-            norm: .rmsNorm, normEps: try c.optDouble("rms_norm_eps") ?? 1e-6,
+            architecture: .llama, vocabSize: try c.size("vocab_size"), hiddenSize: hidden,
+            layers: try c.size("num_hidden_layers"), heads: heads, kvHeads: kvHeads, headDim: headDim,
+            intermediateSize: try c.size("intermediate_size"),
+            maxPositions: try c.optSize("max_position_embeddings") ?? 2048,
+            norm: .rmsNorm, normEps: try c.epsilon("rms_norm_eps") ?? 1e-6,
             activation: try c.optString("hidden_act") ?? "silu", positions: .rope,
             rope: try c.rope(dimensions: headDim, interleaved: false),
             tiedEmbeddings: try c.optBool("tie_word_embeddings") ?? false,
@@ -73,11 +76,11 @@ public enum HFConfigReader {
 
     static func deepseek(_ c: ConfigFields, _ arch: Architecture) throws -> ModelSpec {
         let v3 = arch == .deepseekV3
-        let heads = try c.int("num_attention_heads")
-        let mla = MLASpec(qLoraRank: try c.optInt("q_lora_rank"), kvLoraRank: try c.int("kv_lora_rank"),
-                          qkNopeHeadDim: try c.int("qk_nope_head_dim"), qkRopeHeadDim: try c.int("qk_rope_head_dim"),
-                          vHeadDim: try c.int("v_head_dim"))
-        if let qk = try c.optInt("qk_head_dim") {
+        let heads = try c.size("num_attention_heads")
+        let mla = MLASpec(qLoraRank: try c.optInt("q_lora_rank"), kvLoraRank: try c.size("kv_lora_rank"),
+                          qkNopeHeadDim: try c.size("qk_nope_head_dim"), qkRopeHeadDim: try c.size("qk_rope_head_dim"),
+                          vHeadDim: try c.size("v_head_dim"))
+        if let qk = try c.optSize("qk_head_dim") {
             try c.require(qk == mla.qkHeadDim, "qk_head_dim \(qk) != qk_nope_head_dim + qk_rope_head_dim (\(mla.qkHeadDim))",
                           key: "qk_head_dim")
         }
@@ -94,7 +97,7 @@ public enum HFConfigReader {
             }
             let groups = try c.optInt("n_group") ?? 1
             let topkGroups = try c.optInt("topk_group") ?? 1
-            let perToken = try c.int("num_experts_per_tok")
+            let perToken = try c.size("num_experts_per_tok")
             try c.require(groups > 0 && experts % groups == 0, "n_routed_experts \(experts) is not a multiple of n_group \(groups)",
                           key: "n_group")
             try c.require(topkGroups >= 1 && topkGroups <= groups, "topk_group \(topkGroups) not in 1...n_group (\(groups))",
@@ -102,21 +105,21 @@ public enum HFConfigReader {
             try c.require(perToken >= 1 && perToken <= experts, "num_experts_per_tok \(perToken) not in 1...\(experts)",
                           key: "num_experts_per_tok")
             moe = MoESpec(routedExperts: experts, sharedExperts: try c.optInt("n_shared_experts") ?? 0,
-                          expertsPerToken: perToken, expertIntermediateSize: try c.int("moe_intermediate_size"),
+                          expertsPerToken: perToken, expertIntermediateSize: try c.size("moe_intermediate_size"),
                           groups: groups, topkGroups: topkGroups, scoring: scoring, topkMethod: method,
                           routedScalingFactor: try c.optDouble("routed_scaling_factor") ?? 1.0,
                           normTopkProb: try c.optBool("norm_topk_prob") ?? v3,
                           firstDenseLayers: try c.optInt("first_k_dense_replace") ?? 0,
-                          layerFrequency: try c.optInt("moe_layer_freq") ?? 1,
+                          layerFrequency: try c.optSize("moe_layer_freq") ?? 1,
                           correctionBias: method == "noaux_tc")
         }
         return ModelSpec(
-            architecture: arch, vocabSize: try c.int("vocab_size"), hiddenSize: try c.int("hidden_size"),
-            layers: try c.int("num_hidden_layers"), heads: heads,
-            kvHeads: try c.optInt("num_key_value_heads") ?? heads, headDim: mla.qkHeadDim,
-            intermediateSize: try c.int("intermediate_size"),
-            maxPositions: try c.optInt("max_position_embeddings") ?? 4096,
-            norm: .rmsNorm, normEps: try c.optDouble("rms_norm_eps") ?? 1e-6,
+            architecture: arch, vocabSize: try c.size("vocab_size"), hiddenSize: try c.size("hidden_size"),
+            layers: try c.size("num_hidden_layers"), heads: heads,
+            kvHeads: try c.optSize("num_key_value_heads") ?? heads, headDim: mla.qkHeadDim,
+            intermediateSize: try c.size("intermediate_size"),
+            maxPositions: try c.optSize("max_position_embeddings") ?? 4096,
+            norm: .rmsNorm, normEps: try c.epsilon("rms_norm_eps") ?? 1e-6,
             activation: try c.optString("hidden_act") ?? "silu", positions: .rope,
             rope: try c.rope(dimensions: mla.qkRopeHeadDim, interleaved: try c.optBool("rope_interleave") ?? true),
             tiedEmbeddings: try c.optBool("tie_word_embeddings") ?? false,
@@ -143,6 +146,25 @@ struct ConfigFields {
             throw MalError(.missingField, "missing required field '\(key)'", file: file)
         }
         return v
+    }
+
+    /// A dimension or count: an integer of at least 1 (a 0 would divide by zero or build empty tensors).
+    func size(_ key: String) throws -> Int {
+        guard let v = try optSize(key) else { throw MalError(.missingField, "missing required field '\(key)'", file: file) }
+        return v
+    }
+
+    func optSize(_ key: String) throws -> Int? {
+        guard let v = try optInt(key) else { return nil }
+        try require(v >= 1, "must be at least 1, found \(v)", key: key)
+        return v
+    }
+
+    /// A norm epsilon: finite and not negative (a negative one makes 1/sqrt(mean + eps) NaN).
+    func epsilon(_ key: String) throws -> Double? {
+        guard let d = try optDouble(key) else { return nil }
+        try require(d.isFinite && d >= 0, "must be a finite number >= 0, found \(d)", key: key)
+        return d
     }
 
     func optInt(_ key: String) throws -> Int? {
@@ -209,11 +231,17 @@ struct ConfigFields {
             throw MalError(.invalidField, "field 'rope_scaling': expected an object or null", file: file)
         }
         let theta = try optDouble("rope_theta", in: params) ?? optDouble("rope_theta") ?? 10000
+        try require(theta.isFinite && theta > 0, "must be a positive number, found \(theta)", key: "rope_theta")
+        try require(dimensions >= 2 && dimensions % 2 == 0, "rotary dimensions must be even and at least 2, found \(dimensions)",
+                    key: "head_dim")
         // The scaling parameters live in rope_parameters (t5 style) or rope_scaling (Hub style).
         let src = params ?? scaling
         let typeName = (src?["rope_type"] ?? src?["type"])?.stringValue ?? "default"
         func num(_ key: String, _ def: Double? = nil) throws -> Double {
-            if let d = try optDouble(key, in: src) { return d }
+            if let d = try optDouble(key, in: src) {
+                try require(d.isFinite && (d > 0 || key.hasPrefix("mscale")), "must be a positive number, found \(d)", key: key)
+                return d
+            }
             if let def { return def }
             throw MalError(.missingField, "missing required field '\(key)' of rope type '\(typeName)'", file: file)
         }

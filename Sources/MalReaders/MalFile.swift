@@ -99,6 +99,7 @@ public final class MalFile: @unchecked Sendable {
         } catch {
             throw corrupt("metadata is not a valid metadata document: \(error)", at: Int(h.metadataOffset))
         }
+        if let problem = metadata.spec.firstProblem { throw corrupt("metadata spec: \(problem)", at: Int(h.metadataOffset)) }
         entries = try MalFile.parseTable(tableBytes, base: Int(h.tableOffset), dataEnd: Int(h.metadataOffset), file: file)
         var map: [String: Int] = [:]
         for (i, e) in entries.enumerated() {

@@ -25,6 +25,23 @@ func convert(_ model: String, to path: String, dtype: TargetDType = .keep) throw
                                      sources: try ContainerExport.hashSources(hf.checkpoint.files.map(\.path)), dropped: canon.dropped)
 }
 
+/// A model whose spec was edited (everything else from `base`): writes hostile-but-checksummed files.
+final class EditedSpecModel: CanonicalModel {
+    let base: HFCanonicalModel
+    let spec: ModelSpec
+    init(_ base: HFCanonicalModel, _ edit: (inout ModelSpec) -> Void) {
+        self.base = base
+        var s = base.spec
+        edit(&s)
+        spec = s
+    }
+    var hfNamePrefix: String? { base.hfNamePrefix }
+    var tensors: [CanonicalTensor] { base.tensors }
+    func load(_ name: String) throws -> Tensor { try base.load(name) }
+    var auxNames: [String] { base.auxNames }
+    func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
+}
+
 @Suite("The .mal container")
 struct ContainerTests {
     @Test("HF → convert --dtype keep → export gives identical tensors and config", arguments: Fixtures.models)
@@ -241,6 +258,20 @@ struct CorruptionTests {
         FileManager.default.createFile(atPath: dir + "/codec.mal", contents: Data(bytes))
         let e2 = try #require(throws: MalError.self) { try MalFile(path: dir + "/codec.mal") }
         #expect(e2.kind == .unsupported && e2.description.contains("codec"))
+    }
+
+    /// Checksums prove integrity, not sense: a file whose metadata spec has zero heads is refused
+    /// at open (naming the metadata offset), so the runtime never divides by it.
+    @Test func nonsensicalSpecIsRejected() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let hf = try HFModel(path: Fixtures.model("gpt2-tiny"))
+        let edited = EditedSpecModel(try HFCanonicalModel(model: hf)) { $0.heads = 0 }
+        _ = try ContainerExport.write(edited, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:],
+                                      sources: [], dropped: [])
+        let e = try #require(throws: MalError.self) { _ = try MalFile(path: dir + "/m.mal") }
+        #expect(e.description.contains("metadata spec: heads must be at least 1") && e.offset != nil, "\(e)")
+        let r = try runTool("malrun", [dir + "/m.mal", "-p", "hi", "-n", "1"])
+        #expect(r.status == 1 && r.stderr.contains("heads must be at least 1"))
     }
 
     @Test func notAMalFile() throws {

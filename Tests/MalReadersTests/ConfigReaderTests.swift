@@ -132,4 +132,33 @@ struct ConfigReaderTests {
         }
         #expect(e.kind == .unsupported && e.description.contains("longrope"))
     }
+
+    /// Values that would divide by zero or compute NaN in the runtime are refused by key:
+    /// zero dimensions, a negative epsilon, odd rotary dimensions, a non-positive rope factor.
+    @Test("out-of-range values name their key", arguments: [
+        (#""n_embd": 64, "n_head": 0, "n_layer": 2, "vocab_size": 10, "n_positions": 8"#, "gpt2", "'n_head': must be at least 1"),
+        (#""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 0"#, "gpt2", "'n_positions': must be at least 1"),
+        (#""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8, "layer_norm_epsilon": -1e-5"#, "gpt2",
+         "'layer_norm_epsilon': must be a finite number >= 0"),
+        (#""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 0, "vocab_size": 10, "intermediate_size": 8"#, "llama",
+         "'num_hidden_layers': must be at least 1"),
+        (#""hidden_size": 64, "num_attention_heads": 4, "head_dim": 15, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8"#,
+         "llama", "rotary dimensions must be even"),
+        (#""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "rope_scaling": {"rope_type": "linear", "factor": 0}"#,
+         "llama", "'factor': must be a positive number"),
+    ])
+    func outOfRangeValues(fields: String, type: String, message: String) throws {
+        let e = try #require(throws: MalError.self) { try parse("{\"model_type\": \"\(type)\", \(fields)}") }
+        #expect(e.kind == .invalidField && e.description.contains(message), "\(e)")
+    }
+
+    /// The same rules hold for a spec that arrives whole, as in a `.mal` file's metadata.
+    @Test func specProblems() throws {
+        var s = try HFConfigReader.read(path: Fixtures.model("llama3-tiny") + "/config.json")
+        #expect(s.firstProblem == nil)
+        s.kvHeads = 3
+        #expect(s.firstProblem?.contains("not a multiple of kvHeads") == true)
+        s.kvHeads = 0
+        #expect(s.firstProblem?.contains("kvHeads must be at least 1") == true)
+    }
 }
