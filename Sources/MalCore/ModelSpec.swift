@@ -209,6 +209,8 @@ public struct ModelSpec: Equatable, Sendable, Codable {
         if let r = rope {
             if !(r.theta.isFinite && r.theta > 0) { return "rope theta must be positive, found \(r.theta)" }
             if r.dimensions < 2 || r.dimensions % 2 != 0 { return "rope dimensions must be even and at least 2, found \(r.dimensions)" }
+            let rotated = mla?.qkRopeHeadDim ?? headDim    // the per-head width the rotation runs over
+            if r.dimensions > rotated { return "rope dimensions \(r.dimensions) exceed the rotated head width \(rotated)" }
             let factors: [Double]
             switch r.scaling {
             case .none: factors = []

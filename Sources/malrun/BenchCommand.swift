@@ -57,7 +57,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         do {
             let model = try ModelLoader.open(options.model)
-            let tr = try Transformer(model: model, contextLength: max(p + n, 1), threads: options.threads)
+            let tr = try options.transformer(model, context: max(p + n, 1))
             let vocab = model.spec.vocabSize
             var rng = SystemRandomNumberGenerator()
             let params = model.tensors.filter { !$0.name.hasPrefix("aux/") && !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }

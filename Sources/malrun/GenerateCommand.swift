@@ -19,6 +19,11 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Context length (KV cache size; default min(4096, the model's maximum)).")
     var context: Int?
 
+    /// The runtime for the loaded `model`; errors about its tensors name this file.
+    func transformer(_ loaded: CanonicalModel, context: Int?) throws -> Transformer {
+        do { return try Transformer(model: loaded, contextLength: context, threads: threads) } catch let e as MalError { throw e.inFile(model) }
+    }
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         if let context, context < 1 { throw ValidationError("--context must be at least 1") }
@@ -75,7 +80,7 @@ struct GenerateCommand: ParsableCommand {
             var t0 = monotonicSeconds()
             let model = try ModelLoader.open(options.model)
             let tok = try TokenizerLoader.load(options.model)
-            let tr = try Transformer(model: model, contextLength: options.context, threads: options.threads)
+            let tr = try options.transformer(model, context: options.context)
             let loadTime = monotonicSeconds() - t0
             var ids = tok.encode(prompt, addSpecial: true)
             if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
@@ -144,8 +149,7 @@ struct LogitsCommand: ParsableCommand {
             }
             guard !list.isEmpty else { throw MalError(.invalidArgument, "no token ids") }
             try refuseOverwritingInput(output: output, inputs: [options.model])
-            let tr = try Transformer(model: try ModelLoader.open(options.model), contextLength: max(list.count, options.context ?? 0),
-                                     threads: options.threads)
+            let tr = try options.transformer(try ModelLoader.open(options.model), context: max(list.count, options.context ?? 0))
             let logits = try tr.forward(list, allLogits: true)
             let vocab = logits.count / list.count
             if let bad = logits.withUnsafeBytes({ NonFiniteScan.firstIndex($0.baseAddress!, dtype: .f32, count: logits.count) }) {

@@ -274,6 +274,31 @@ struct CorruptionTests {
         #expect(r.status == 1 && r.stderr.contains("heads must be at least 1"))
     }
 
+    /// A sensible spec that disagrees with the tensors (FFN width, vocabulary, layer count) is
+    /// refused by the runtime with the tensor and both shapes, never read out of bounds.
+    @Test("spec and tensor shapes that disagree", arguments: [
+        ("ffn", "blk.0.ffn_gate.weight': has shape [176, 64], but the model's spec implies [88, 64]"),
+        ("vocab", "token_embd.weight': has shape [2016, 64], but the model's spec implies [2023, 64]"),
+        ("layers", "the model has no tensor 'blk.2.attn_q.weight'"),
+        ("heads", "rope dimensions 16 exceed the rotated head width 8"),
+    ])
+    func specDisagreesWithTensors(edit: String, message: String) throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let hf = try HFModel(path: Fixtures.model("llama3-tiny"))
+        let edited = EditedSpecModel(try HFCanonicalModel(model: hf)) { s in
+            switch edit {
+            case "ffn": s.intermediateSize /= 2
+            case "vocab": s.vocabSize += 7
+            case "layers": s.layers += 1
+            default: s.heads *= 2; s.kvHeads *= 2; s.headDim /= 2
+            }
+        }
+        _ = try ContainerExport.write(edited, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:],
+                                      sources: [], dropped: [])
+        let r = try runTool("malrun", [dir + "/m.mal", "-p", "hi", "-n", "1"])
+        #expect(r.status == 1 && r.stderr.contains("m.mal") && r.stderr.contains(message), "\(edit): \(r.status) \(r.stderr)")
+    }
+
     @Test func notAMalFile() throws {
         let e = try #require(throws: MalError.self) { try MalFile(path: Fixtures.model("gpt2-tiny") + "/model.safetensors") }
         #expect(e.kind == .badMagic)

@@ -25,28 +25,33 @@ struct LatentAttention {
     let mla: MLASpec
     let heads: Int
 
-    init(_ w: WeightLoader, prefix b: String, mla: MLASpec, heads: Int, eps: Float) throws {
+    init(_ w: WeightLoader, prefix b: String, mla: MLASpec, heads h: Int, hidden H: Int, eps: Float) throws {
         self.mla = mla
-        self.heads = heads
-        if mla.qLoraRank != nil {
-            qA = try w.linear(b + "attn_q_a")
-            qANorm = Norm(weight: try w.vector(b + "attn_q_a_norm.weight"), bias: nil, eps: eps, rms: true)
+        self.heads = h
+        let r = mla.kvLoraRank, rope = mla.qkRopeHeadDim, nope = mla.qkNopeHeadDim, v = mla.vHeadDim
+        let qIn = mla.qLoraRank ?? H                       // the query projection's input width
+        if let qr = mla.qLoraRank {
+            qA = try w.linear(b + "attn_q_a", rows: qr, cols: H)
+            qANorm = Norm(weight: try w.vector(b + "attn_q_a_norm.weight", count: qr), bias: nil, eps: eps, rms: true)
         } else {
             qA = nil; qANorm = nil
         }
-        kvA = try w.linear(b + "attn_kv_a_mqa")
-        kvANorm = Norm(weight: try w.vector(b + "attn_kv_a_norm.weight"), bias: nil, eps: eps, rms: true)
+        kvA = try w.linear(b + "attn_kv_a_mqa", rows: r + rope, cols: H)
+        kvANorm = Norm(weight: try w.vector(b + "attn_kv_a_norm.weight", count: r), bias: nil, eps: eps, rms: true)
+        let qName = b + (mla.qLoraRank != nil ? "attn_q_b" : "attn_q")
         switch mla.absorbed {
         case nil:
-            q = try w.linear(b + (mla.qLoraRank != nil ? "attn_q_b" : "attn_q"))
-            mode = .naive(kvB: try w.linear(b + "attn_kv_b"), output: try w.linear(b + "attn_output"))
+            q = try w.linear(qName, rows: h * (nope + rope), cols: qIn)
+            mode = .naive(kvB: try w.linear(b + "attn_kv_b", rows: h * (nope + v), cols: r),
+                          output: try w.linear(b + "attn_output", rows: H, cols: h * v))
         case "split":
-            q = try w.linear(b + (mla.qLoraRank != nil ? "attn_q_b" : "attn_q"))
-            mode = .split(kB: try w.linear(b + "attn_k_b"), vB: try w.linear(b + "attn_v_b"), output: try w.linear(b + "attn_output"))
+            q = try w.linear(qName, rows: h * (nope + rope), cols: qIn)
+            mode = .split(kB: try w.linear(b + "attn_k_b", rows: h * r, cols: nope), vB: try w.linear(b + "attn_v_b", rows: h * v, cols: r),
+                          output: try w.linear(b + "attn_output", rows: H, cols: h * v))
         case "merged":
             q = nil
-            mode = .merged(qLat: try w.linear(b + "attn_q_lat"), qRope: try w.linear(b + "attn_q_rope"),
-                           outputLat: try w.linear(b + "attn_output_lat"))
+            mode = .merged(qLat: try w.linear(b + "attn_q_lat", rows: h * r, cols: qIn), qRope: try w.linear(b + "attn_q_rope", rows: h * rope, cols: qIn),
+                           outputLat: try w.linear(b + "attn_output_lat", rows: H, cols: h * r))
         default:
             throw MalError(.unsupported, "unknown MLA absorption '\(mla.absorbed!)'")
         }

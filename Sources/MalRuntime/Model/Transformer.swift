@@ -180,19 +180,22 @@ public final class Transformer: @unchecked Sendable {
         arena = WeightArena()
         let w = WeightLoader(model: model, arena: arena)
         let gpt2 = s.architecture == .gpt2
+        let H = s.hiddenSize, V = s.vocabSize
         func norm(_ base: String) throws -> Norm {
-            Norm(weight: try w.vector(base + ".weight"), bias: gpt2 ? try w.vector(base + ".bias") : nil, eps: Float(s.normEps), rms: !gpt2)
+            Norm(weight: try w.vector(base + ".weight", count: H), bias: gpt2 ? try w.vector(base + ".bias", count: H) : nil,
+                 eps: Float(s.normEps), rms: !gpt2)
         }
-        func swiglu(_ b: String, _ suffix: String = "", bias: Bool = false) throws -> SwiGLU {
-            SwiGLU(gate: try w.linear(b + "ffn_gate" + suffix, bias: bias), up: try w.linear(b + "ffn_up" + suffix, bias: bias),
-                   down: try w.linear(b + "ffn_down" + suffix, bias: bias))
+        func swiglu(_ b: String, _ suffix: String = "", width F: Int, bias: Bool = false) throws -> SwiGLU {
+            SwiGLU(gate: try w.linear(b + "ffn_gate" + suffix, rows: F, cols: H, bias: bias),
+                   up: try w.linear(b + "ffn_up" + suffix, rows: F, cols: H, bias: bias),
+                   down: try w.linear(b + "ffn_down" + suffix, rows: H, cols: F, bias: bias))
         }
         let tied = !w.has("output.weight")
         if tied {
             embedding = nil
             embeddingScale = nil
         } else {
-            let e = try w.tensor("token_embd.weight")
+            let e = try w.tensor("token_embd.weight", shape: [V, H])
             if e.dtype == .f8e4m3, let sc = model.tensors.first(where: { $0.name == "token_embd.weight" })?.scale {
                 embeddingScale = try w.tensor(sc)
             } else {
@@ -204,36 +207,39 @@ public final class Transformer: @unchecked Sendable {
             embedding = e
         }
         embeddingBlock = w.block
-        positionEmbedding = gpt2 ? try w.vector("position_embd.weight") : nil
+        positionEmbedding = gpt2 ? try w.vector("position_embd.weight", count: s.maxPositions * H, shape: [s.maxPositions, H]) : nil
         let bias = gpt2 || s.attentionBias
         layers = try (0..<s.layers).map { l in
             let b = "blk.\(l)."
             let attention: Attention
             if let mla = s.mla {
-                attention = .latent(try LatentAttention(w, prefix: b, mla: mla, heads: s.heads, eps: Float(s.normEps)))
+                attention = .latent(try LatentAttention(w, prefix: b, mla: mla, heads: s.heads, hidden: H, eps: Float(s.normEps)))
             } else {
-                attention = .standard(q: try w.linear(b + "attn_q", bias: bias), k: try w.linear(b + "attn_k", bias: bias),
-                                      v: try w.linear(b + "attn_v", bias: bias), o: try w.linear(b + "attn_output", bias: bias))
+                let qd = s.heads * s.headDim, kvd = s.kvHeads * s.headDim
+                attention = .standard(q: try w.linear(b + "attn_q", rows: qd, cols: H, bias: bias),
+                                      k: try w.linear(b + "attn_k", rows: kvd, cols: H, bias: bias),
+                                      v: try w.linear(b + "attn_v", rows: kvd, cols: H, bias: bias),
+                                      o: try w.linear(b + "attn_output", rows: H, cols: qd, bias: bias))
             }
             let ffn: FeedForward
             if gpt2 {
-                ffn = .gelu(up: try w.linear(b + "ffn_up", bias: true), down: try w.linear(b + "ffn_down", bias: true))
+                ffn = .gelu(up: try w.linear(b + "ffn_up", rows: s.intermediateSize, cols: H, bias: true),
+                            down: try w.linear(b + "ffn_down", rows: H, cols: s.intermediateSize, bias: true))
             } else if let moe = s.moe, s.isMoELayer(l) {
                 ffn = .moe(MixtureOfExperts(
-                    spec: moe, router: try w.linear(b + "ffn_gate_inp"),
-                    bias: moe.correctionBias ? try w.vector(b + "exp_probs_b.bias") : nil,
+                    spec: moe, router: try w.linear(b + "ffn_gate_inp", rows: moe.routedExperts, cols: H),
+                    bias: moe.correctionBias ? try w.vector(b + "exp_probs_b.bias", count: moe.routedExperts) : nil,
                     experts: try (0..<moe.routedExperts).map { e in
-                        SwiGLU(gate: try w.linear(b + "ffn_gate_exps.\(e)"), up: try w.linear(b + "ffn_up_exps.\(e)"),
-                               down: try w.linear(b + "ffn_down_exps.\(e)"))
+                        try swiglu(b, "_exps.\(e)", width: moe.expertIntermediateSize)
                     },
-                    shared: moe.sharedExperts > 0 ? try swiglu(b, "_shexp") : nil))
+                    shared: moe.sharedExperts > 0 ? try swiglu(b, "_shexp", width: moe.expertIntermediateSize * moe.sharedExperts) : nil))
             } else {
-                ffn = .swiglu(try swiglu(b, bias: s.mlpBias))
+                ffn = .swiglu(try swiglu(b, width: s.intermediateSize, bias: s.mlpBias))
             }
             return Layer(attnNorm: try norm(b + "attn_norm"), attention: attention, ffnNorm: try norm(b + "ffn_norm"), ffn: ffn)
         }
         outputNorm = try norm("output_norm")
-        output = try w.linear(tied ? "token_embd" : "output")
+        output = try w.linear(tied ? "token_embd" : "output", rows: V, cols: H)
         rotary = s.rope.map(Rotary.init)
         if let mla = s.mla {
             let absorbed = mla.absorbed != nil

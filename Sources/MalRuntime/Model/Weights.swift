@@ -161,20 +161,32 @@ struct WeightLoader {
         return try model.load(name)
     }
 
-    /// A 1-D float tensor (norm weights, biases) as float32.
-    func vector(_ name: String) throws -> [Float] {
+    /// A tensor whose shape the spec fixes: a file whose tensors disagree with its own spec is an
+    /// error here, never an out-of-bounds read in a kernel.
+    func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         let t = try tensor(name)
+        guard t.shape == shape else {
+            throw MalError(.invalidShape, "has shape \(t.shape), but the model's spec implies \(shape)", tensor: name)
+        }
+        return t
+    }
+
+    /// A float tensor of `count` elements (norm weights, biases; `shape` when it is not 1-D) as float32.
+    func vector(_ name: String, count: Int, shape: [Int]? = nil) throws -> [Float] {
+        let t = try tensor(name, shape: shape ?? [count])
         var out = [Float](repeating: 0, count: t.elementCount)
         try t.withBytes { b in try out.withUnsafeMutableBufferPointer { try widenToFloat32(b.baseAddress!, dtype: t.dtype, count: t.elementCount, into: $0.baseAddress!) } }
         return out
     }
 
-    func optionalVector(_ name: String) throws -> [Float]? { has(name) ? try vector(name) : nil }
+    func optionalVector(_ name: String, count: Int) throws -> [Float]? { has(name) ? try vector(name, count: count) : nil }
 
-    func linear(_ base: String, bias: Bool = false) throws -> LinearWeight {
-        let t = try tensor(base + ".weight")
+    /// The Linear weight `base.weight` of shape [rows (out), cols (in)], its FP8 scale grid if any,
+    /// and `base.bias` [rows] when `bias` and present.
+    func linear(_ base: String, rows: Int, cols: Int, bias: Bool = false) throws -> LinearWeight {
+        let t = try tensor(base + ".weight", shape: [rows, cols])
         let scale = byName[base + ".weight"]?.scale.map { try? model.load($0) } ?? nil
-        let b = bias ? try optionalVector(base + ".bias") : nil
+        let b = bias ? try optionalVector(base + ".bias", count: rows) : nil
         return try withExtendedLifetime((t, scale)) { try LinearWeight(tensor: t, scale: scale, block: block, bias: b, arena: arena) }
     }
 }
