@@ -54,35 +54,25 @@ void mal_f16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n)
     for (size_t i = 0; i < n; i++) { _Float16 h; memcpy(&h, &src[i], 2); dst[i] = (float)h; }
 }
 
-/* First NaN or infinity: all exponent bits set. Blocks of 1024 are tested with a branch-free
-   reduction the compiler vectorises; only a block that has one is searched element by element. */
-int64_t mal_first_nonfinite_f32(const float *p, size_t n) {
-    const uint32_t *u = (const uint32_t *)p;
-    for (size_t b = 0; b < n; b += 1024) {
-        size_t e = n - b < 1024 ? n : b + 1024;
-        uint32_t any = 0;
-        for (size_t i = b; i < e; i++) any |= (uint32_t)((u[i] & 0x7F800000u) == 0x7F800000u);
-        if (any) for (size_t i = b; i < e; i++) if ((u[i] & 0x7F800000u) == 0x7F800000u) return (int64_t)i;
+/* First NaN or infinity: all exponent bits (`mask`) set. Blocks of 1024 are tested with a
+   branch-free reduction the compiler vectorises; only a block that has one is searched element by
+   element. */
+#define FIRST_WITH_MASK(NAME, T)                                                              \
+    static int64_t NAME(const T *p, size_t n, T mask) {                                        \
+        for (size_t b = 0; b < n; b += 1024) {                                                 \
+            size_t e = n - b < 1024 ? n : b + 1024;                                            \
+            T any = 0;                                                                         \
+            for (size_t i = b; i < e; i++) any |= (T)((p[i] & mask) == mask);                  \
+            if (any)                                                                           \
+                for (size_t i = b; i < e; i++)                                                 \
+                    if ((p[i] & mask) == mask) return (int64_t)i;                              \
+        }                                                                                      \
+        return -1;                                                                             \
     }
-    return -1;
-}
+FIRST_WITH_MASK(first_with_mask32, uint32_t)
+FIRST_WITH_MASK(first_with_mask16, uint16_t)
+FIRST_WITH_MASK(first_with_mask8, uint8_t)
 
-int64_t mal_first_nonfinite_16(const uint16_t *p, size_t n, uint16_t exp_mask) {
-    for (size_t b = 0; b < n; b += 1024) {
-        size_t e = n - b < 1024 ? n : b + 1024;
-        uint16_t any = 0;
-        for (size_t i = b; i < e; i++) any |= (uint16_t)((p[i] & exp_mask) == exp_mask);
-        if (any) for (size_t i = b; i < e; i++) if ((p[i] & exp_mask) == exp_mask) return (int64_t)i;
-    }
-    return -1;
-}
-
-int64_t mal_first_nonfinite_8(const uint8_t *p, size_t n, uint8_t mask) {
-    for (size_t b = 0; b < n; b += 1024) {
-        size_t e = n - b < 1024 ? n : b + 1024;
-        uint8_t any = 0;
-        for (size_t i = b; i < e; i++) any |= (uint8_t)((p[i] & mask) == mask);
-        if (any) for (size_t i = b; i < e; i++) if ((p[i] & mask) == mask) return (int64_t)i;
-    }
-    return -1;
-}
+int64_t mal_first_nonfinite_f32(const float *p, size_t n) { return first_with_mask32((const uint32_t *)p, n, 0x7F800000u); }
+int64_t mal_first_nonfinite_16(const uint16_t *p, size_t n, uint16_t exp_mask) { return first_with_mask16(p, n, exp_mask); }
+int64_t mal_first_nonfinite_8(const uint8_t *p, size_t n, uint8_t mask) { return first_with_mask8(p, n, mask); }
