@@ -98,12 +98,14 @@ struct BenchCommand: ParsableCommand {
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 print(String(decoding: try enc.encode(records), as: UTF8.self))
             } else {
-                print("| model | size | params | threads | test | t/s |")
-                print("|---|---|---|---|---|---|")
+                // Generation reads every weight once per token: t/s × bytes is the bandwidth it used.
+                print("| model | size | params | threads | test | t/s | weights read |")
+                print("|---|---|---|---|---|---|---|")
                 for r in records {
                     let test = r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)"
-                    print(String(format: "| %@ | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f |", r.model_type, Double(r.model_size) / 1048576,
-                                 Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts))
+                    let read = r.n_prompt > 0 ? "-" : String(format: "%.1f GB/s", r.avg_ts * Double(r.weight_bytes_per_token) / 1e9)
+                    print(String(format: "| %@ | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
+                                 Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))
                 }
             }
         } catch let e as MalError { throw fail(e) }

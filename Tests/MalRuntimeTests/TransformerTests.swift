@@ -218,6 +218,9 @@ struct RuntimeQuantTests {
         let skip = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "4", "-n", "0", "--repetitions", "1", "--json"])
         let one = try #require(try JSONSerialization.jsonObject(with: Data(skip.stdout.utf8)) as? [[String: Any]])
         #expect(one.count == 1 && one.first?["n_gen"] as? Int == 0)
+        let text = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "0", "-n", "2", "--repetitions", "1"])
+        let row = try #require(text.stdout.split(separator: "\n").first { $0.contains("| tg2 |") })
+        #expect(text.status == 0 && row.hasSuffix("GB/s |"), "\(text.stdout)")
     }
 
 let deepseekModels = ["deepseek-v3-tiny", "deepseek-v3-fp8", "deepseek-v2-lite-tiny"]
