@@ -216,17 +216,14 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         case .transposed: srcIndex = c * hf.shape[1] + r
         case let .splitQKV(part, weight): srcIndex = weight ? c * hf.shape[1] + part * ct.shape[0] + r : part * ct.shape[0] + e
         }
-        var value = Float.nan
-        if FloatCast.supported.contains(hf.dtype) {   // `source` is in the canonical layout, HF dtype
-            FloatCast.cast(source + e * es, from: hf.dtype, &value, to: .f32, count: 1, scratch: nil)
-        }
+        var value = Float.nan                          // `source` is in the canonical layout, HF dtype
+        try? widenToFloat32(source + e * es, dtype: hf.dtype, count: 1, into: &value)
         let position = ct.shape.count == 2 ? "row \(r), column \(c)" : "element \(e)"
         let what = value.isFinite
             ? "\(value) overflows \(ct.dtype.rawValue) in the cast"
             : "\(value.isNaN ? "NaN" : "infinity") in the checkpoint"
-        return MalError(.nonFiniteValue, "\(what) at \(position) of \(ct.name) (HF \(hf.name), element \(srcIndex))"
-                           , file: hf.file, tensor: hf.name,
-                        offset: hf.fileOffset + srcIndex * es)
+        return MalError(.nonFiniteValue, "\(what) at \(position) of \(ct.name) (HF \(hf.name), element \(srcIndex))",
+                        file: hf.file, tensor: hf.name, offset: hf.fileOffset + srcIndex * es)
     }
 
     public func load(_ name: String) throws -> Tensor {
