@@ -207,6 +207,13 @@ void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales
 void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
                    size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0,
                    size_t h1) {
+    if (!mal_attention_fast(out, q, K, V, n_pos, dk, dv, n_heads, n_kv, k_stride, v_stride, scale, scratch, h0, h1))
+        mal_attention_portable(out, q, K, V, n_pos, dk, dv, n_heads, n_kv, k_stride, v_stride, scale, scratch, h0, h1);
+}
+
+void mal_attention_portable(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
+                            size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch,
+                            size_t h0, size_t h1) {
     size_t group = n_heads / n_kv;
     for (size_t h = h0; h < h1; h++) {
         size_t g = h / group;

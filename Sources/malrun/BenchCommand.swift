@@ -19,6 +19,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .short, help: "Generated tokens (0 skips the test).")
     var n: Int = 64
 
+    @Option(name: .short, help: "Context tokens processed (untimed) before each test, like llama-bench's -d.")
+    var d: Int = 0
+
     @Option(help: "Repetitions.")
     var repetitions: Int = 5
 
@@ -27,6 +30,7 @@ struct BenchCommand: ParsableCommand {
 
     func validate() throws {
         guard p >= 0, n >= 0 else { throw ValidationError("-p and -n must be >= 0 (0 skips that test)") }
+        guard d >= 0 else { throw ValidationError("-d must be >= 0") }
         guard p + n > 0 else { throw ValidationError("-p 0 and -n 0 leave nothing to measure") }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
     }
@@ -42,7 +46,7 @@ struct BenchCommand: ParsableCommand {
         var model_n_params: Int
         var n_threads: Int
         var n_batch: Int
-        var n_depth = 0
+        var n_depth: Int
         var n_prompt: Int
         var n_gen: Int
         var avg_ns: Int
@@ -57,7 +61,10 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         do {
             let model = try ModelLoader.open(options.model)
-            let tr = try options.transformer(model, context: max(p + n, 1))
+            let tr = try options.transformer(model, context: max(d + max(p, n), 1))
+            guard d + max(p, n) <= tr.contextLength else {
+                throw MalError(.invalidArgument, "-d \(d) plus the longest test (\(max(p, n)) tokens) exceed the context length \(tr.contextLength)")
+            }
             let vocab = model.spec.vocabSize
             var rng = SystemRandomNumberGenerator()
             let params = model.tensors.filter { !$0.name.hasPrefix("aux/") && !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }
@@ -71,6 +78,7 @@ struct BenchCommand: ParsableCommand {
                 for rep in 0...repetitions {       // the first run warms up and is not counted
                     let tokens = (0..<max(prompt, 1)).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
                     tr.reset()
+                    if d > 0 { _ = try tr.forward((0..<d).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }) }
                     let t0 = monotonicSeconds()
                     if prompt > 0 {
                         _ = try tr.forward(tokens)
@@ -87,7 +95,7 @@ struct BenchCommand: ParsableCommand {
                 let meanNs = ns.reduce(0, +) / ns.count
                 let sdNs = ns.count > 1 ? Int((ns.map { Double($0 - meanNs) * Double($0 - meanNs) }.reduce(0, +) / Double(ns.count - 1)).squareRoot()) : 0
                 records.append(Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model, model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
-                                      model_size: tr.weightBytesPerToken, model_n_params: params, n_threads: options.threads, n_batch: max(prompt, 1),
+                                      model_size: tr.weightBytesPerToken, model_n_params: params, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: d,
                                       n_prompt: prompt, n_gen: gen, avg_ns: meanNs, stddev_ns: sdNs, avg_ts: mean, stddev_ts: sd,
                                       samples_ns: ns, samples_ts: ts, weight_bytes_per_token: tr.weightBytesPerToken))
             }
@@ -102,7 +110,7 @@ struct BenchCommand: ParsableCommand {
                 print("| model | size | params | threads | test | t/s | weights read |")
                 print("|---|---|---|---|---|---|---|")
                 for r in records {
-                    let test = r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)"
+                    let test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
                     let read = r.n_prompt > 0 ? "-" : String(format: "%.1f GB/s", r.avg_ts * Double(r.weight_bytes_per_token) / 1e9)
                     print(String(format: "| %@ | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
                                  Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))

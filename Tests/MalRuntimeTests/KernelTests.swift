@@ -203,6 +203,69 @@ import Testing
         }
     }
 
+    /// Attention of one query against a cache, both implementations against float64: grouped
+    /// (16 heads over 8 KV heads, 4 over 1), multi-head with value width != key width (DeepSeek's
+    /// naive 192/128), the absorbed latent layout (576/512, values inside the key rows), position
+    /// counts around the 16-lane tails, a head range that starts inside a group, and a width that
+    /// only the portable form takes (24).
+    @Test(arguments: [(16, 8, 64, 64), (4, 1, 64, 64), (3, 3, 192, 128), (4, 1, 576, 512), (2, 1, 24, 24)])
+    func attentionMatchesReference(shape: (heads: Int, kv: Int, dk: Int, dv: Int)) {
+        var rng = Rng(s: 7)
+        let (H, KV, dk, dv) = shape
+        let latent = dk == 576
+        let ks = KV * dk, vs = latent ? ks : KV * dv
+        for nPos in [1, 15, 16, 17, 300] {
+            let K = (0..<nPos * ks).map { _ in rng.float() }
+            let V = latent ? K : (0..<nPos * vs).map { _ in rng.float() }
+            let q = (0..<H * dk).map { _ in rng.float() * 2 }
+            let scale = 1 / Float(dk).squareRoot()
+            var ref = [Double](repeating: 0, count: H * dv)
+            for h in 0..<H {
+                let g = h / (H / KV)
+                var sc = (0..<nPos).map { p in (0..<dk).reduce(0.0) { $0 + Double(q[h * dk + $1]) * Double(K[p * ks + g * dk + $1]) } * Double(scale) }
+                let m = sc.max()!
+                sc = sc.map { exp($0 - m) }
+                let sum = sc.reduce(0, +)
+                for p in 0..<nPos { for i in 0..<dv { ref[h * dv + i] += sc[p] / sum * Double(V[p * vs + (latent ? 0 : g * dv) + i]) } }
+            }
+            let (h0, h1) = H > 4 ? (3, H) : (0, H)     // a range starting inside a KV group, as the threads split heads
+            for fast in [false, true] {
+                var out = [Float](repeating: .nan, count: H * dv)
+                var scratch = [Float](repeating: 0, count: H * nPos)
+                if fast {
+                    guard mal_attention_fast(&out, q, K, V, nPos, dk, dv, H, KV, ks, vs, scale, &scratch, h0, h1) == 1 else {
+                        #expect(mal_simd_level() == 0 || dk % 16 != 0)
+                        continue
+                    }
+                } else {
+                    mal_attention_portable(&out, q, K, V, nPos, dk, dv, H, KV, ks, vs, scale, &scratch, h0, h1)
+                }
+                for i in 0..<(h0 * dv) { #expect(out[i].isNaN, "wrote outside the head range") }
+                for i in (h0 * dv)..<(H * dv) {
+                    #expect(abs(Double(out[i]) - ref[i]) <= 1e-5, "\(fast ? "fast" : "portable") \(shape) n=\(nPos) [\(i)]: \(out[i]) vs \(ref[i])")
+                }
+            }
+        }
+    }
+
+    /// A NaN in one head's query poisons that head's output and no other, in both forms (the
+    /// softmax's clamped exp must not turn NaN into a number).
+    @Test func attentionPropagatesNaN() {
+        let H = 4, dk = 64, nPos = 40
+        var q = [Float](repeating: 0.1, count: H * dk)
+        q[dk + 5] = .nan
+        let K = (0..<nPos * dk).map { Float($0 % 7) * 0.1 }, V = K
+        for fast in [false, true] {
+            var out = [Float](repeating: 0, count: H * dk), scratch = [Float](repeating: 0, count: H * nPos)
+            if fast {
+                if mal_attention_fast(&out, q, K, V, nPos, dk, dk, H, 1, dk, dk, 0.125, &scratch, 0, H) == 0 { continue }
+            } else {
+                mal_attention_portable(&out, q, K, V, nPos, dk, dk, H, 1, dk, dk, 0.125, &scratch, 0, H)
+            }
+            #expect(out[dk..<(2 * dk)].allSatisfy(\.isNaN) && out[0..<dk].allSatisfy(\.isFinite) && out[(2 * dk)...].allSatisfy(\.isFinite))
+        }
+    }
+
     /// On an AVX-512 machine (the build machine is one) the fast forms must actually run.
     @Test func fastFormsRunWhereAvailable() {
         guard mal_simd_level() == 1 else { return }

@@ -133,6 +133,13 @@ void mal_silu_mul(float *g, const float *u, size_t n);
 void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
                    size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0,
                    size_t h1);
+/* Its two implementations, as for the linear kernels: `_fast` (AVX-512, dk and dv multiples of 16;
+   returns 0 otherwise) and `_portable`. */
+void mal_attention_portable(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
+                            size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch,
+                            size_t h0, size_t h1);
+int mal_attention_fast(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv, size_t n_heads,
+                       size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0, size_t h1);
 
 /* Compares two rows of logits over a vocabulary of V: negative log-likelihoods of `target`,
    KL(softmax(a) || softmax(b)), argmax of each, max and sum of |a - b| (double precision). */
