@@ -205,15 +205,17 @@ void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales
 }
 
 void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
-                   size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0,
-                   size_t h1) {
-    if (!mal_attention_fast(out, q, K, V, n_pos, dk, dv, n_heads, n_kv, k_stride, v_stride, scale, scratch, h0, h1))
-        mal_attention_portable(out, q, K, V, n_pos, dk, dv, n_heads, n_kv, k_stride, v_stride, scale, scratch, h0, h1);
+                   size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, size_t k_head_stride, size_t v_head_stride,
+                   float scale, float *scratch, size_t h0, size_t h1) {
+    if (!mal_attention_fast(out, q, K, V, n_pos, dk, dv, n_heads, n_kv, k_stride, v_stride, k_head_stride, v_head_stride, scale,
+                            scratch, h0, h1))
+        mal_attention_portable(out, q, K, V, n_pos, dk, dv, n_heads, n_kv, k_stride, v_stride, k_head_stride, v_head_stride, scale,
+                               scratch, h0, h1);
 }
 
 void mal_attention_portable(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
-                            size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch,
-                            size_t h0, size_t h1) {
+                            size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, size_t k_head_stride,
+                            size_t v_head_stride, float scale, float *scratch, size_t h0, size_t h1) {
     size_t group = n_heads / n_kv;
     for (size_t h = h0; h < h1; h++) {
         size_t g = h / group;
@@ -221,7 +223,7 @@ void mal_attention_portable(float *out, const float *q, const float *K, const fl
         float *att = scratch + (h - h0) * n_pos;
         float mx = -INFINITY;
         for (size_t p = 0; p < n_pos; p++) {
-            float s = dot_f32(qh, K + p * k_stride + g * dk, dk) * scale;
+            float s = dot_f32(qh, K + g * k_head_stride + p * k_stride, dk) * scale;
             att[p] = s;
             mx = s > mx ? s : mx;
         }
@@ -232,7 +234,7 @@ void mal_attention_portable(float *out, const float *q, const float *K, const fl
         for (size_t i = 0; i < dv; i++) oh[i] = 0.0f;
         for (size_t p = 0; p < n_pos; p++) {
             float w = att[p] * inv;
-            const float *vp = V + p * v_stride + g * dv;
+            const float *vp = V + g * v_head_stride + p * v_stride;
             for (size_t i = 0; i < dv; i++) oh[i] += w * vp[i];
         }
     }

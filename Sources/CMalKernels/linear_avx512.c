@@ -479,8 +479,8 @@ AVX512 static inline __attribute__((always_inline)) void attention_values(float 
     }
 
 AVX512 static void attention_avx512(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
-                                    size_t n_heads, size_t n_kv, size_t ks, size_t vs, float scale, float *scratch, size_t h0,
-                                    size_t h1) {
+                                    size_t n_heads, size_t n_kv, size_t ks, size_t vs, size_t khs, size_t vhs, float scale,
+                                    float *scratch, size_t h0, size_t h1) {
     const size_t G = n_heads / n_kv;
     for (size_t hs = h0; hs < h1;) {
         const size_t g = hs / G, group_end = (g + 1) * G < h1 ? (g + 1) * G : h1;
@@ -488,7 +488,7 @@ AVX512 static void attention_avx512(float *out, const float *q, const float *K, 
         float *att[4];
         float mx[4], inv[4];
         for (int j = 0; j < nh; j++) att[j] = scratch + (hs + j - h0) * n_pos;
-        const float *qs = q + hs * dk, *kg = K + g * dk;
+        const float *qs = q + hs * dk, *kg = K + g * khs;
         switch (nh) {
         case 4: attention_scores(att, mx, qs, kg, n_pos, dk, ks, scale, 4); break;
         case 3: attention_scores(att, mx, qs, kg, n_pos, dk, ks, scale, 3); break;
@@ -511,7 +511,7 @@ AVX512 static void attention_avx512(float *out, const float *q, const float *K, 
             }
             inv[j] = 1.0f / _mm512_reduce_add_ps(sum);
         }
-        const float *vg = V + g * dv;
+        const float *vg = V + g * vhs;
         float *o = out + hs * dv;
         for (size_t c0 = 0; c0 < dv; c0 += 64) {
             const size_t nv = (dv - c0 < 64 ? dv - c0 : 64) / 16;
@@ -576,14 +576,16 @@ int mal_matvec_e4m3_fast(float *y, const uint8_t *W, const float *scales, const 
 }
 
 int mal_attention_fast(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv, size_t n_heads,
-                       size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0, size_t h1) {
+                       size_t n_kv, size_t k_stride, size_t v_stride, size_t k_head_stride, size_t v_head_stride, float scale,
+                       float *scratch, size_t h0, size_t h1) {
 #ifdef MAL_X86
     if (mal_simd_level() >= 1 && dk % 16 == 0 && dv % 16 == 0 && n_pos > 0) {
-        attention_avx512(out, q, K, V, n_pos, dk, dv, n_heads, n_kv, k_stride, v_stride, scale, scratch, h0, h1);
+        attention_avx512(out, q, K, V, n_pos, dk, dv, n_heads, n_kv, k_stride, v_stride, k_head_stride, v_head_stride, scale, scratch,
+                         h0, h1);
         return 1;
     }
 #endif
     (void)out; (void)q; (void)K; (void)V; (void)n_pos; (void)dk; (void)dv; (void)n_heads; (void)n_kv; (void)k_stride;
-    (void)v_stride; (void)scale; (void)scratch; (void)h0; (void)h1;
+    (void)v_stride; (void)k_head_stride; (void)v_head_stride; (void)scale; (void)scratch; (void)h0; (void)h1;
     return 0;
 }

@@ -229,20 +229,31 @@ import Testing
                 for p in 0..<nPos { for i in 0..<dv { ref[h * dv + i] += sc[p] / sum * Double(V[p * vs + (latent ? 0 : g * dv) + i]) } }
             }
             let (h0, h1) = H > 4 ? (3, H) : (0, H)     // a range starting inside a KV group, as the threads split heads
-            for fast in [false, true] {
+            // The runtime's head-major copy ([head][position][dim]) of the same cache.
+            func headMajorCopy(_ a: [Float], row: Int, width: Int) -> [Float] {
+                var out: [Float] = []
+                for g in 0..<KV { for p in 0..<nPos { let o = p * row + g * width; out += a[o..<(o + width)] } }
+                return out
+            }
+            let Kh = headMajorCopy(K, row: ks, width: dk)
+            let Vh = latent ? Kh : headMajorCopy(V, row: vs, width: dv)
+            for (fast, headMajor) in [(false, false), (true, false), (false, true), (true, true)] {
                 var out = [Float](repeating: .nan, count: H * dv)
                 var scratch = [Float](repeating: 0, count: H * nPos)
+                let (k, v) = headMajor ? (Kh, Vh) : (K, V)
+                let (kRow, vRow) = headMajor ? (dk, latent ? dk : dv) : (ks, vs)
+                let (kHead, vHead) = headMajor ? (nPos * dk, nPos * vRow) : (dk, latent ? 0 : dv)
                 if fast {
-                    guard mal_attention_fast(&out, q, K, V, nPos, dk, dv, H, KV, ks, vs, scale, &scratch, h0, h1) == 1 else {
+                    guard mal_attention_fast(&out, q, k, v, nPos, dk, dv, H, KV, kRow, vRow, kHead, vHead, scale, &scratch, h0, h1) == 1 else {
                         #expect(mal_simd_level() == 0 || dk % 16 != 0)
                         continue
                     }
                 } else {
-                    mal_attention_portable(&out, q, K, V, nPos, dk, dv, H, KV, ks, vs, scale, &scratch, h0, h1)
+                    mal_attention_portable(&out, q, k, v, nPos, dk, dv, H, KV, kRow, vRow, kHead, vHead, scale, &scratch, h0, h1)
                 }
                 for i in 0..<(h0 * dv) { #expect(out[i].isNaN, "wrote outside the head range") }
                 for i in (h0 * dv)..<(H * dv) {
-                    #expect(abs(Double(out[i]) - ref[i]) <= 1e-5, "\(fast ? "fast" : "portable") \(shape) n=\(nPos) [\(i)]: \(out[i]) vs \(ref[i])")
+                    #expect(abs(Double(out[i]) - ref[i]) <= 1e-5, "\(fast ? "fast" : "portable") head-major \(headMajor) \(shape) n=\(nPos) [\(i)]: \(out[i]) vs \(ref[i])")
                 }
             }
         }
@@ -258,9 +269,9 @@ import Testing
         for fast in [false, true] {
             var out = [Float](repeating: 0, count: H * dk), scratch = [Float](repeating: 0, count: H * nPos)
             if fast {
-                if mal_attention_fast(&out, q, K, V, nPos, dk, dk, H, 1, dk, dk, 0.125, &scratch, 0, H) == 0 { continue }
+                if mal_attention_fast(&out, q, K, V, nPos, dk, dk, H, 1, dk, dk, 0, 0, 0.125, &scratch, 0, H) == 0 { continue }
             } else {
-                mal_attention_portable(&out, q, K, V, nPos, dk, dk, H, 1, dk, dk, 0.125, &scratch, 0, H)
+                mal_attention_portable(&out, q, K, V, nPos, dk, dk, H, 1, dk, dk, 0, 0, 0.125, &scratch, 0, H)
             }
             #expect(out[dk..<(2 * dk)].allSatisfy(\.isNaN) && out[0..<dk].allSatisfy(\.isFinite) && out[(2 * dk)...].allSatisfy(\.isFinite))
         }

