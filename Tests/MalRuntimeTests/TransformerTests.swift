@@ -221,6 +221,12 @@ struct RuntimeQuantTests {
         let text = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "0", "-n", "2", "--repetitions", "1"])
         let row = try #require(text.stdout.split(separator: "\n").first { $0.contains("| tg2 |") })
         #expect(text.status == 0 && row.hasSuffix("GB/s |"), "\(text.stdout)")
+        // -d fills context first (llama-bench's n_depth); past the model's context it is refused.
+        let deep = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "0", "-n", "2", "-d", "5", "--repetitions", "1", "--json"])
+        let rec = try #require(try JSONSerialization.jsonObject(with: Data(deep.stdout.utf8)) as? [[String: Any]])
+        #expect(rec.count == 1 && rec[0]["n_depth"] as? Int == 5 && rec[0]["n_gen"] as? Int == 2)
+        let tooDeep = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-n", "2", "-d", "100000"])
+        #expect(tooDeep.status == 1 && tooDeep.stderr.contains("exceed the context length"), "\(tooDeep.stderr)")
     }
 
 let deepseekModels = ["deepseek-v3-tiny", "deepseek-v3-fp8", "deepseek-v2-lite-tiny"]
