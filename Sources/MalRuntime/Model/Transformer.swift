@@ -199,7 +199,11 @@ public final class Transformer: @unchecked Sendable {
         } else {
             let e = try w.tensor("token_embd.weight", shape: [V, H])
             if e.dtype == .f8e4m3, let sc = model.tensors.first(where: { $0.name == "token_embd.weight" })?.scale {
-                embeddingScale = try w.tensor(sc)
+                let grid = try w.tensor(sc, shape: w.block.scaleShape([V, H]))
+                guard grid.dtype == .f32 else {
+                    throw MalError(.unsupported, "an FP8 embedding's scale grid must be F32, not \(grid.dtype.rawValue)", tensor: sc)
+                }
+                embeddingScale = grid
             } else {
                 embeddingScale = nil
             }
