@@ -67,7 +67,7 @@ public enum HFConfigReader {
             maxPositions: try c.optSize("max_position_embeddings") ?? 2048,
             norm: .rmsNorm, normEps: try c.epsilon("rms_norm_eps") ?? 1e-6,
             activation: try c.optString("hidden_act") ?? "silu", positions: .rope,
-            rope: try c.rope(dimensions: headDim, interleaved: false),
+            rope: try c.rope(dimensions: headDim, key: "head_dim", interleaved: false),
             tiedEmbeddings: try c.optBool("tie_word_embeddings") ?? false,
             attentionBias: try c.optBool("attention_bias") ?? false, mlpBias: try c.optBool("mlp_bias") ?? false,
             bosTokenId: try c.optInt("bos_token_id"), eosTokenIds: try c.tokenIds("eos_token_id"),
@@ -121,7 +121,7 @@ public enum HFConfigReader {
             maxPositions: try c.optSize("max_position_embeddings") ?? 4096,
             norm: .rmsNorm, normEps: try c.epsilon("rms_norm_eps") ?? 1e-6,
             activation: try c.optString("hidden_act") ?? "silu", positions: .rope,
-            rope: try c.rope(dimensions: mla.qkRopeHeadDim, interleaved: try c.optBool("rope_interleave") ?? true),
+            rope: try c.rope(dimensions: mla.qkRopeHeadDim, key: "qk_rope_head_dim", interleaved: try c.optBool("rope_interleave") ?? true),
             tiedEmbeddings: try c.optBool("tie_word_embeddings") ?? false,
             attentionBias: try c.optBool("attention_bias") ?? false, mlpBias: false,
             bosTokenId: try c.optInt("bos_token_id"), eosTokenIds: try c.tokenIds("eos_token_id"),
@@ -221,7 +221,8 @@ struct ConfigFields {
     func dtype() throws -> String? { try optString("dtype") ?? optString("torch_dtype") }
 
     /// RoPE settings from `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling`.
-    func rope(dimensions: Int, interleaved: Bool) throws -> RopeSpec {
+    /// `key`: the config key the rotated width comes from (for the error).
+    func rope(dimensions: Int, key dimensionsKey: String, interleaved: Bool) throws -> RopeSpec {
         let params = value("rope_parameters")
         let scaling = value("rope_scaling")
         if let p = params, p.objectPairs == nil {
@@ -233,7 +234,7 @@ struct ConfigFields {
         let theta = try optDouble("rope_theta", in: params) ?? optDouble("rope_theta") ?? 10000
         try require(theta.isFinite && theta > 0, "must be a positive number, found \(theta)", key: "rope_theta")
         try require(dimensions >= 2 && dimensions % 2 == 0, "rotary dimensions must be even and at least 2, found \(dimensions)",
-                    key: "head_dim")
+                    key: dimensionsKey)
         // The scaling parameters live in rope_parameters (t5 style) or rope_scaling (Hub style).
         let src = params ?? scaling
         let typeName = (src?["rope_type"] ?? src?["type"])?.stringValue ?? "default"
