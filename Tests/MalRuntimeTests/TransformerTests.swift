@@ -178,6 +178,26 @@ struct RuntimeQuantTests {
     }
 }
 
+    /// A prompt is multiplied in token chunks (inputs of 512 KiB: 32 tokens at 4096 columns); 70
+    /// tokens cross three chunks, and every token's row must equal its own matrix-vector product.
+    @Test func promptChunksMatchTokenByToken() throws {
+        let rows = 37, cols = 4096, T = 70
+        var seed: UInt64 = 9
+        func rnd() -> Float { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: seed >> 11) % 2001 - 1000) / 1000 }
+        let w = (0..<rows * cols).map { _ in rnd() }, x = (0..<T * cols).map { _ in rnd() }
+        let tensor = w.withUnsafeBytes { Tensor(name: "w", dtype: .f32, shape: [rows, cols], storage: TensorStorage(copying: $0)) }
+        let lw = try LinearWeight(tensor: tensor, scale: nil, block: .deepseek, bias: nil)
+        #expect(T > LinearWeight.tokenChunkBytes / (cols * 4))
+        var batch = [Float](repeating: .nan, count: T * rows), single = [Float](repeating: .nan, count: rows)
+        x.withUnsafeBufferPointer { xp in
+            batch.withUnsafeMutableBufferPointer { lw.apply(batch: xp.baseAddress!, $0.baseAddress!, count: T, threads: 2) }
+            for t in 0..<T {
+                single.withUnsafeMutableBufferPointer { lw.apply(xp.baseAddress! + t * cols, $0.baseAddress!, threads: 1) }
+                for r in 0..<rows { #expect(abs(batch[t * rows + r] - single[r]) <= 1e-3, "token \(t) row \(r)") }
+            }
+        }
+    }
+
     /// Out-of-range flags stop before loading (exit 64, the flag named); `logits -o` never
     /// overwrites the model it reads.
     @Test func badFlagsAndOverwritesAreRefused() throws {

@@ -399,7 +399,10 @@ public final class Transformer: @unchecked Sendable {
         f.down.apply(batch: g, out, count: T, threads: threads)
     }
 
-    /// Causal attention of the T new queries over all cached positions.
+    /// Causal attention of the T new queries over all cached positions. A job is a range of heads
+    /// that shares one KV group (a whole group when there are enough groups for the threads, else
+    /// a slice of heads); it runs every query row in turn, so its group's keys and values stay in
+    /// cache from one row to the next instead of being fetched again for each.
     func attend(layer l: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int) {
         let heads = spec.heads, kvh = cacheHeads, dk = headK, dv = headV
         let scale = softmaxScale
@@ -408,18 +411,18 @@ public final class Transformer: @unchecked Sendable {
         let start = position, qd = qDim, od = heads * headV, ctx = contextLength
         // Absorbed MLA reads its values from the key rows (the first kv_lora_rank floats of each).
         let vRow = latentCache ? dk : dv
-        let perT = max(1, min(heads, threads))
-        let headsPer = (heads + perT - 1) / perT
-        let pool = BufferPool(size: headsPer * (position + T) * 4)
-        WorkerPool.run(T * perT, threads: threads) { job in
-            let t = job / perT, part = job % perT
-            let h0 = part * headsPer, h1 = min(heads, h0 + headsPer)
-            if h0 >= h1 { return }
-            let nPos = start + t + 1
+        let group = heads / kvh
+        let perJob = kvh >= threads ? group : (heads + threads - 1) / threads
+        let jobs = (heads + perJob - 1) / perJob
+        let pool = BufferPool(size: perJob * (position + T) * 4)
+        WorkerPool.run(jobs, threads: threads) { job in
+            let h0 = job * perJob, h1 = min(heads, h0 + perJob)
             let raw = pool.get()
             defer { pool.put(raw) }
-            mal_attention(os.p + t * od, qs.p + t * qd, K.p, V.p, nPos, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow, scale,
-                          raw.assumingMemoryBound(to: Float.self), h0, h1)
+            for t in 0..<T {
+                mal_attention(os.p + t * od, qs.p + t * qd, K.p, V.p, start + t + 1, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow,
+                              scale, raw.assumingMemoryBound(to: Float.self), h0, h1)
+            }
         }
     }
 }
