@@ -92,19 +92,23 @@ public struct LinearWeight: @unchecked Sendable {
         }
     }
 
-    /// Y[t] = W X[t] (+ bias) for T inputs (prompt processing): each weight row is decoded once.
     /// Prompts are multiplied in chunks of tokens whose inputs fill 512 KiB (128 tokens at 1024
-    /// columns, 32 at 4096): the kernel reads a row block's inputs once per 4 rows, and a whole
-    /// 2048-token input (8–32 MB) came from L3 or DRAM each time. Llama-383M pp2048: 187–194 →
-    /// 235–270 tok/s; pp128 and pp512 unchanged (PERFORMANCE.md).
-    static let tokenChunkBytes = 512 << 10
+    /// columns, 32 at 4096), at least `minTokenChunk` tokens. The kernel reads the inputs once per 4
+    /// weight rows, and a whole 2048-token input (8–32 MB) came from L3 or DRAM each time.
+    /// Llama-383M pp2048: 187–194 → 235–270 tok/s; pp128 and pp512 unchanged (PERFORMANCE.md).
+    /// The floor bounds how often very wide matrices (18432 columns in DeepSeek-V3) are streamed
+    /// again: once per chunk.
+    static let tokenChunkBytes = 512 << 10, minTokenChunk = 32
+
+    /// Y[t] = W X[t] (+ bias) for T inputs (prompt processing): each weight row is decoded once per
+    /// token chunk.
 
     public func apply(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
         if T == 1 { apply(X, Y, threads: threads); return }
         let chunks = Swift.min(threads * 4, Swift.max(1, rows / 16))
         let per = ((rows + chunks - 1) / chunks + 3) / 4 * 4
         let me = self, xs = SendableConstPointer(X), ys = SendableMutablePointer(Y)
-        let tc = Swift.max(6, LinearWeight.tokenChunkBytes / (cols * 4))
+        let tc = Swift.max(LinearWeight.minTokenChunk, LinearWeight.tokenChunkBytes / (cols * 4))
         WorkerPool.run(chunks, threads: threads) { k in
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
             if r0 >= r1 { return }
