@@ -55,4 +55,9 @@ public enum NonFiniteScan {
         }
         return i < 0 ? nil : Int(i)
     }
+
+    /// Index of the first NaN or infinity in `values`, or nil.
+    public static func firstIndex(_ values: [Float]) -> Int? {
+        values.withUnsafeBytes { firstIndex($0.baseAddress!, dtype: .f32, count: values.count) }
+    }
 }

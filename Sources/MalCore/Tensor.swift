@@ -24,13 +24,9 @@ public final class TensorStorage: @unchecked Sendable {
         self.owned = true
     }
 
-    /// Uninitialised memory for `count` bytes, 64-byte aligned; large buffers are 2 MiB aligned
-    /// and asked to use transparent huge pages (fewer page faults when filled, faster reads).
+    /// Uninitialised memory for `count` bytes (`allocateLarge`).
     public static func allocate(count: Int) -> TensorStorage {
-        let huge = 2 << 20
-        let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: count >= 4 * huge ? huge : 64)
-        if count >= 4 * huge { _ = madvise(p, (count / huge) * huge, MADV_HUGEPAGE) }
-        return TensorStorage(adopting: p, count: count)
+        TensorStorage(adopting: allocateLarge(count), count: count)
     }
 
     /// Takes ownership of memory allocated with `UnsafeMutableRawPointer.allocate`.
@@ -98,4 +94,13 @@ public struct TensorInfo: Sendable, Equatable, Codable {
     }
 
     public var elementCount: Int { MalCore.elementCount(shape) ?? 0 }
+}
+
+/// `count` bytes, 64-byte aligned; from 2 MiB up, 2 MiB aligned and advised into transparent huge
+/// pages (fewer page faults when filled, faster streaming reads). Free with `deallocate()`.
+public func allocateLarge(_ count: Int) -> UnsafeMutableRawPointer {
+    let huge = 2 << 20
+    let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: count >= huge ? huge : 64)
+    if count >= huge { _ = madvise(p, count, MADV_HUGEPAGE) }
+    return p
 }

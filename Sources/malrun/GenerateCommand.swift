@@ -119,7 +119,7 @@ struct GenerateCommand: ParsableCommand {
 
     /// Sampling from NaN logits would print a plausible-looking token (greedy picks id 0): stop.
     func requireFinite(_ logits: [Float], position: Int) throws {
-        guard let bad = logits.withUnsafeBytes({ NonFiniteScan.firstIndex($0.baseAddress!, dtype: .f32, count: logits.count) }) else { return }
+        guard let bad = NonFiniteScan.firstIndex(logits) else { return }
         throw MalError(.nonFiniteValue, "the model computed a non-finite logit (\(logits[bad]) for token \(bad)) at position \(position): "
                        + "its weights hold NaN or infinity, or its activations overflowed", file: options.model)
     }
@@ -152,7 +152,7 @@ struct LogitsCommand: ParsableCommand {
             let tr = try options.transformer(try ModelLoader.open(options.model), context: max(list.count, options.context ?? 0))
             let logits = try tr.forward(list, allLogits: true)
             let vocab = logits.count / list.count
-            if let bad = logits.withUnsafeBytes({ NonFiniteScan.firstIndex($0.baseAddress!, dtype: .f32, count: logits.count) }) {
+            if let bad = NonFiniteScan.firstIndex(logits) {
                 printError("warning: the logits hold NaN or infinity (first at position \(bad / vocab), token \(bad % vocab))")
             }
             try SafetensorsOutput.write(path: output, tensors: [("logits", [list.count, vocab], logits)])

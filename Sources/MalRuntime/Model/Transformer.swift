@@ -270,16 +270,9 @@ public final class Transformer: @unchecked Sendable {
         kDim = cacheHeads * headK
         vDim = latentCache ? 0 : cacheHeads * headV
         let kd = kDim, vd = vDim
-        keys = (0..<s.layers).map { _ in Transformer.cacheBuffer(ctx * kd) }
-        values = (0..<s.layers).map { _ in Transformer.cacheBuffer(max(ctx * vd, 1)) }
-    }
-
-    /// `count` floats, 2 MiB aligned and advised into transparent huge pages when that large.
-    static func cacheBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
-        let bytes = count * MemoryLayout<Float>.stride
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: bytes >= 2 << 20 ? 2 << 20 : 64)
-        if bytes >= 2 << 20 { _ = madvise(raw, bytes, MADV_HUGEPAGE) }
-        return raw.bindMemory(to: Float.self, capacity: count)
+        func floats(_ n: Int) -> UnsafeMutablePointer<Float> { allocateLarge(n * 4).bindMemory(to: Float.self, capacity: n) }
+        keys = (0..<s.layers).map { _ in floats(ctx * kd) }
+        values = (0..<s.layers).map { _ in floats(max(ctx * vd, 1)) }
     }
 
     deinit {

@@ -102,7 +102,6 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// Y[t] = W X[t] (+ bias) for T inputs (prompt processing): each weight row is decoded once per
     /// token chunk.
-
     public func apply(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
         if T == 1 { apply(X, Y, threads: threads); return }
         let chunks = Swift.min(threads * 4, Swift.max(1, rows / 16))
@@ -230,8 +229,7 @@ public final class WeightArena: @unchecked Sendable {
         let n = (max(count, 1) + 63) / 64 * 64
         if blocks.isEmpty || used + n > blocks[blocks.count - 1].1 {
             let size = max(WeightArena.chunk, (n + (2 << 20) - 1) / (2 << 20) * (2 << 20))
-            let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 2 << 20)
-            _ = madvise(p, size, MADV_HUGEPAGE)
+            let p = allocateLarge(size)
             blocks.append((p, size))
             used = 0
         }
