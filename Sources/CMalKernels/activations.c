@@ -25,20 +25,62 @@ static inline float exp_poly(float x) {
     return p * u2f((uint32_t)((int32_t)n + 127) << 23);
 }
 
-/* GPT-2's gelu_new, 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), computed as the
-   identical x / (1 + e^(-2u)), which has no cancellation for small u. */
-void mal_gelu_tanh(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-        x[i] = v / (1.0f + exp_poly(-2.0f * u));
-    }
+/* tanh GELU (GPT-2's gelu_new, gelu_pytorch_tanh), 0.5 x (1 + tanh(u)) with
+   u = sqrt(2/pi) (x + 0.044715 x^3), computed as the identical x / (1 + e^(-2u)), which has no
+   cancellation for small u. */
+static inline float gelu_tanh(float v) {
+    float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+    return v / (1.0f + exp_poly(-2.0f * u));
 }
 
-/* SwiGLU's gate: g = silu(g) * u = g / (1 + e^-g) * u. */
-void mal_silu_mul(float *g, const float *u, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float a = g[i];
-        g[i] = a / (1.0f + exp_poly(-a)) * u[i];
+/* erfc(z) for z >= 0 with a relative error below 1.2e-7 everywhere (Numerical Recipes' erfcc, a
+   Chebyshev fit of t e^(-z^2 + P(t)), t = 1 / (1 + z/2)): relative, so the far negative tail of
+   the exact GELU below keeps its digits instead of cancelling in 1 + erf. */
+static inline float erfc_pos(float z) {
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = fmaf(p, t, -0.82215223f);
+    p = fmaf(p, t, 1.48851587f);
+    p = fmaf(p, t, -1.13520398f);
+    p = fmaf(p, t, 0.27886807f);
+    p = fmaf(p, t, -0.18628806f);
+    p = fmaf(p, t, 0.09678418f);
+    p = fmaf(p, t, 0.37409196f);
+    p = fmaf(p, t, 1.00002368f);
+    p = fmaf(p, t, -1.26551223f);
+    return t * exp_poly(p - z * z);
+}
+
+/* Exact GELU (torch's default, HF "gelu"): x Phi(x) = x (1 - erfc(x/sqrt2)/2) for x >= 0 and
+   x erfc(-x/sqrt2)/2 below. */
+static inline float gelu_erf(float v) {
+    float z = v * 0.7071067811865476f;
+    float c = 0.5f * erfc_pos(z < 0 ? -z : z);
+    return v * (z < 0 ? c : 1.0f - c);
+}
+
+static inline float silu(float v) { return v / (1.0f + exp_poly(-v)); }
+static inline float quick_gelu(float v) { return v / (1.0f + exp_poly(-1.702f * v)); }
+static inline float relu(float v) { return v < 0 ? 0.0f : v; } /* NaN passes, as in torch */
+
+/* One loop per kind, so that each is vectorised with its function inlined. */
+#define ACT_LOOPS(BODY)                                                              \
+    switch (kind) {                                                                  \
+    case MAL_ACT_GELU_ERF: for (size_t i = 0; i < n; i++) BODY(gelu_erf); break;     \
+    case MAL_ACT_SILU: for (size_t i = 0; i < n; i++) BODY(silu); break;             \
+    case MAL_ACT_RELU: for (size_t i = 0; i < n; i++) BODY(relu); break;             \
+    case MAL_ACT_QUICK_GELU: for (size_t i = 0; i < n; i++) BODY(quick_gelu); break; \
+    default: for (size_t i = 0; i < n; i++) BODY(gelu_tanh); break;                  \
     }
+
+void mal_activate(int kind, float *x, size_t n) {
+#define APPLY(f) x[i] = f(x[i])
+    ACT_LOOPS(APPLY)
+#undef APPLY
+}
+
+void mal_activate_mul(int kind, float *g, const float *u, size_t n) {
+#define GATE(f) g[i] = f(g[i]) * u[i]
+    ACT_LOOPS(GATE)
+#undef GATE
 }

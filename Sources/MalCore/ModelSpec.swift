@@ -14,6 +14,48 @@ public enum NormKind: String, Sendable, Codable { case layerNorm, rmsNorm }
 /// How positions enter the model.
 public enum PositionKind: String, Sendable, Codable { case learned, rope }
 
+/// The feed-forward nonlinearity (GPT-2's MLP, or the gate of SwiGLU/GeGLU), parsed from the
+/// transformers name in `activation_function` / `hidden_act` (its `ACT2FN` table).
+public enum Activation: String, CaseIterable, Sendable {
+    /// 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))): `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`, `gelu_accurate`.
+    case geluTanh
+    /// x Φ(x), with erf: `gelu`, `gelu_python`.
+    case geluErf
+    /// x σ(x): `silu`, `swish`.
+    case silu
+    case relu
+    /// x σ(1.702 x): `quick_gelu`.
+    case quickGelu
+
+    public init?(hfName: String) {
+        switch hfName {
+        case "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate": self = .geluTanh
+        case "gelu", "gelu_python": self = .geluErf
+        case "silu", "swish": self = .silu
+        case "relu": self = .relu
+        case "quick_gelu": self = .quickGelu
+        default: return nil
+        }
+    }
+
+    /// The names `init(hfName:)` accepts, for error messages.
+    public static let hfNames = ["gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate", "gelu", "gelu_python",
+                                 "silu", "swish", "relu", "quick_gelu"]
+}
+
+/// GPT-2's attention-score options: scores are divided by √head_dim when `byHeadDim`
+/// (`scale_attn_weights`, default true) and by the layer index + 1 when `byInverseLayer`
+/// (`scale_attn_by_inverse_layer_idx`, default false; Stanford CRFM's GPT-2s set it).
+public struct AttentionScaling: Equatable, Sendable, Codable {
+    public var byHeadDim: Bool
+    public var byInverseLayer: Bool
+
+    public init(byHeadDim: Bool, byInverseLayer: Bool) {
+        self.byHeadDim = byHeadDim
+        self.byInverseLayer = byInverseLayer
+    }
+}
+
 /// RoPE frequency scaling (`rope_scaling` / `rope_parameters`).
 public enum RopeScaling: Equatable, Sendable, Codable {
     case none
@@ -146,6 +188,7 @@ public struct ModelSpec: Equatable, Sendable, Codable {
     public var maxPositions: Int
     public var norm: NormKind
     public var normEps: Double
+    /// The HF name of the feed-forward activation (`activationKind` parses it).
     public var activation: String
     public var positions: PositionKind
     public var rope: RopeSpec?
@@ -158,6 +201,9 @@ public struct ModelSpec: Equatable, Sendable, Codable {
     public var declaredDType: String?
     public var mla: MLASpec?
     public var moe: MoESpec?
+    /// GPT-2's non-default score scaling; nil is the usual 1/√head_dim (files written before this
+    /// field existed decode as nil).
+    public var attentionScaling: AttentionScaling?
     /// DeepSeek multi-token-prediction modules stored after the main layers.
     public var mtpLayers: Int
     public var quantization: QuantizationSpec?
@@ -167,7 +213,7 @@ public struct ModelSpec: Equatable, Sendable, Codable {
                 normEps: Double, activation: String, positions: PositionKind, rope: RopeSpec?,
                 tiedEmbeddings: Bool, attentionBias: Bool, mlpBias: Bool, bosTokenId: Int?,
                 eosTokenIds: [Int], declaredDType: String?, mla: MLASpec?, moe: MoESpec?,
-                mtpLayers: Int, quantization: QuantizationSpec?) {
+                mtpLayers: Int, quantization: QuantizationSpec?, attentionScaling: AttentionScaling? = nil) {
         self.architecture = architecture
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
@@ -192,7 +238,10 @@ public struct ModelSpec: Equatable, Sendable, Codable {
         self.moe = moe
         self.mtpLayers = mtpLayers
         self.quantization = quantization
+        self.attentionScaling = attentionScaling
     }
+
+    public var activationKind: Activation? { Activation(hfName: activation) }
 
     /// The first constraint the spec breaks, or nil. `config.json` is checked key by key as it is
     /// read; this is the backstop for specs that arrive whole (a `.mal` file's metadata), so that a
@@ -205,6 +254,9 @@ public struct ModelSpec: Equatable, Sendable, Codable {
         if heads % kvHeads != 0 { return "heads \(heads) is not a multiple of kvHeads \(kvHeads)" }
         if !(normEps.isFinite && normEps >= 0) { return "normEps must be a finite number >= 0, found \(normEps)" }
         if mtpLayers < 0 { return "mtpLayers must be >= 0, found \(mtpLayers)" }
+        if activationKind == nil {
+            return "activation '\(activation)' is not supported (supported: \(Activation.hfNames.joined(separator: ", ")))"
+        }
         if positions == .rope && rope == nil { return "rotary positions without rope settings" }
         if let r = rope {
             if !(r.theta.isFinite && r.theta > 0) { return "rope theta must be positive, found \(r.theta)" }

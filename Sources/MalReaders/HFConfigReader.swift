@@ -41,15 +41,19 @@ public enum HFConfigReader {
         let heads = try c.size("n_head")
         try c.require(hidden % heads == 0, "n_embd \(hidden) is not a multiple of n_head \(heads)", key: "n_head")
         let positions = try c.optSize("n_positions") ?? c.size("n_ctx")
+        // `reorder_and_upcast_attn` only changes torch's float precision, which is float32 here anyway.
+        let scaling = AttentionScaling(byHeadDim: try c.optBool("scale_attn_weights") ?? true,
+                                       byInverseLayer: try c.optBool("scale_attn_by_inverse_layer_idx") ?? false)
         return ModelSpec(
             architecture: .gpt2, vocabSize: try c.size("vocab_size"), hiddenSize: hidden,
             layers: try c.size("n_layer"), heads: heads, kvHeads: heads, headDim: hidden / heads,
             intermediateSize: try c.optSize("n_inner") ?? 4 * hidden, maxPositions: positions,
             norm: .layerNorm, normEps: try c.epsilon("layer_norm_epsilon") ?? 1e-5,
-            activation: try c.optString("activation_function") ?? "gelu_new", positions: .learned, rope: nil,
+            activation: try c.activation("activation_function", default: "gelu_new"), positions: .learned, rope: nil,
             tiedEmbeddings: try c.optBool("tie_word_embeddings") ?? true, attentionBias: true, mlpBias: true,
             bosTokenId: try c.optInt("bos_token_id"), eosTokenIds: try c.tokenIds("eos_token_id"),
-            declaredDType: try c.dtype(), mla: nil, moe: nil, mtpLayers: 0, quantization: try c.quantization())
+            declaredDType: try c.dtype(), mla: nil, moe: nil, mtpLayers: 0, quantization: try c.quantization(),
+            attentionScaling: scaling == AttentionScaling(byHeadDim: true, byInverseLayer: false) ? nil : scaling)
     }
 
     static func llama(_ c: ConfigFields) throws -> ModelSpec {
@@ -66,7 +70,7 @@ public enum HFConfigReader {
             intermediateSize: try c.size("intermediate_size"),
             maxPositions: try c.optSize("max_position_embeddings") ?? 2048,
             norm: .rmsNorm, normEps: try c.epsilon("rms_norm_eps") ?? 1e-6,
-            activation: try c.optString("hidden_act") ?? "silu", positions: .rope,
+            activation: try c.activation("hidden_act", default: "silu"), positions: .rope,
             rope: try c.rope(dimensions: headDim, key: "head_dim", interleaved: false),
             tiedEmbeddings: try c.optBool("tie_word_embeddings") ?? false,
             attentionBias: try c.optBool("attention_bias") ?? false, mlpBias: try c.optBool("mlp_bias") ?? false,
@@ -120,7 +124,7 @@ public enum HFConfigReader {
             intermediateSize: try c.size("intermediate_size"),
             maxPositions: try c.optSize("max_position_embeddings") ?? 4096,
             norm: .rmsNorm, normEps: try c.epsilon("rms_norm_eps") ?? 1e-6,
-            activation: try c.optString("hidden_act") ?? "silu", positions: .rope,
+            activation: try c.activation("hidden_act", default: "silu"), positions: .rope,
             rope: try c.rope(dimensions: mla.qkRopeHeadDim, key: "qk_rope_head_dim", interleaved: try c.optBool("rope_interleave") ?? true),
             tiedEmbeddings: try c.optBool("tie_word_embeddings") ?? false,
             attentionBias: try c.optBool("attention_bias") ?? false, mlpBias: false,
@@ -197,6 +201,14 @@ struct ConfigFields {
             throw MalError(.invalidField, "field '\(key)': expected a string, found \(v.serialized)", file: file)
         }
         return s
+    }
+
+    /// The feed-forward activation's HF name, checked against the ones the runtime implements.
+    func activation(_ key: String, default name: String) throws -> String {
+        let a = try optString(key) ?? name
+        try require(Activation(hfName: a) != nil,
+                    "activation '\(a)' is not supported (supported: \(Activation.hfNames.joined(separator: ", ")))", key: key)
+        return a
     }
 
     func require(_ ok: Bool, _ message: String, key: String) throws {

@@ -47,6 +47,9 @@ public enum SummaryText {
         o += "  hidden         \(spec.hiddenSize)\n"
         o += "  layers         \(spec.layers)" + (spec.mtpLayers > 0 ? " (+ \(spec.mtpLayers) MTP)" : "") + "\n"
         o += "  heads          \(spec.heads) q / \(spec.kvHeads) kv, head dim \(spec.headDim)\n"
+        if let a = spec.attentionScaling {
+            o += "  scores         " + (a.byHeadDim ? "/ sqrt(head dim)" : "not scaled by head dim") + (a.byInverseLayer ? ", / (layer + 1)" : "") + "\n"
+        }
         o += "  ffn            \(spec.intermediateSize) (\(spec.activation))\n"
         o += "  norm           \(spec.norm.rawValue), eps \(spec.normEps)\n"
         o += "  positions      \(spec.positions.rawValue), max \(spec.maxPositions)\n"

@@ -146,10 +146,33 @@ struct ConfigReaderTests {
          "llama", "rotary dimensions must be even"),
         (#""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "rope_scaling": {"rope_type": "linear", "factor": 0}"#,
          "llama", "'factor': must be a positive number"),
+        (#""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8, "activation_function": "gelu_10""#, "gpt2",
+         "'activation_function': activation 'gelu_10' is not supported"),
+        (#""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "hidden_act": "mish""#,
+         "llama", "'hidden_act': activation 'mish' is not supported"),
     ])
     func outOfRangeValues(fields: String, type: String, message: String) throws {
         let e = try #require(throws: MalError.self) { try parse("{\"model_type\": \"\(type)\", \(fields)}") }
         #expect(e.kind == .invalidField && e.description.contains(message), "\(e)")
+    }
+
+    /// Every activation name transformers uses for these models maps to a kernel; GPT-2's two
+    /// score-scaling switches are kept (the default pair as nil, so older specs compare equal).
+    @Test func activationsAndGPT2ScoreScaling() throws {
+        let base = #""model_type": "gpt2", "n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8"#
+        for (name, kind) in [("gelu_new", Activation.geluTanh), ("gelu_pytorch_tanh", .geluTanh), ("gelu", .geluErf),
+                             ("relu", .relu), ("silu", .silu), ("swish", .silu), ("quick_gelu", .quickGelu)] {
+            #expect(try parse("{\(base), \"activation_function\": \"\(name)\"}").activationKind == kind)
+        }
+        #expect(try parse("{\(base)}").attentionScaling == nil)
+        #expect(try parse("{\(base), \"scale_attn_weights\": true, \"scale_attn_by_inverse_layer_idx\": false}").attentionScaling == nil)
+        #expect(try parse("{\(base), \"scale_attn_by_inverse_layer_idx\": true}").attentionScaling
+                == AttentionScaling(byHeadDim: true, byInverseLayer: true))
+        #expect(try parse("{\(base), \"scale_attn_weights\": false}").attentionScaling
+                == AttentionScaling(byHeadDim: false, byInverseLayer: false))
+        var s = try parse("{\(base)}")
+        s.activation = "gelu_10"
+        #expect(s.firstProblem?.contains("activation 'gelu_10' is not supported") == true)
     }
 
     /// The same rules hold for a spec that arrives whole, as in a `.mal` file's metadata.

@@ -182,25 +182,37 @@ import Testing
         }
     }
 
-    /// The vectorised activations against float64 formulas, from tiny to saturating inputs.
+    /// The vectorised activations against float64 formulas, from tiny to saturating inputs, plain
+    /// and gated (act(g) · u).
     @Test func activationsMatchReference() {
-        var xs: [Float] = [0, -0, 1e-30, -1e-30, 1e-6, -1e-6, 0.5, -0.5, 3, -3, 9, -9, 20, -20, 50, -50, 87, -87, 100, -100, 1e4, -1e4]
+        var xs: [Float] = [0, -0, 1e-30, -1e-30, 1e-6, -1e-6, 0.5, -0.5, 3, -3, 5, -5, 9, -9, 20, -20, 50, -50, 87, -87, 100, -100, 1e4, -1e4]
         var rng = Rng(s: 7)
         for _ in 0..<5000 { xs.append(rng.float() * 12) }
-        var gelu = xs
-        mal_gelu_tanh(&gelu, gelu.count)
         let ups = xs.map { _ in rng.float() * 2 }
-        var silu = xs
-        mal_silu_mul(&silu, ups, silu.count)
-        for (i, x) in xs.enumerated() {
-            let d = Double(x)
-            let u: Double = 0.7978845608028654 * (d + 0.044715 * d * d * d)
-            let g: Double = 0.5 * d * (1 + tanh(u))
-            let s = d / (1 + exp(-d)) * Double(ups[i])
-            #expect(abs(Double(gelu[i]) - g) <= 1e-6 * max(1, abs(g)), "gelu(\(x)) = \(gelu[i]), want \(g)")
-            #expect(abs(Double(silu[i]) - s) <= 1e-6 * max(1, abs(s)), "silu(\(x)) * \(ups[i]) = \(silu[i]), want \(s)")
-            #expect(gelu[i].isFinite && silu[i].isFinite)
+        let sigmoid = { (v: Double) in 1 / (1 + exp(-v)) }
+        let kinds: [(String, Int32, (Double) -> Double)] = [
+            ("gelu_tanh", Int32(MAL_ACT_GELU_TANH), { d in 0.5 * d * (1 + tanh(0.7978845608028654 * (d + 0.044715 * d * d * d))) }),
+            ("gelu_erf", Int32(MAL_ACT_GELU_ERF), { d in 0.5 * d * erfc(-d / 2.0.squareRoot()) }),
+            ("silu", Int32(MAL_ACT_SILU), { d in d * sigmoid(d) }),
+            ("relu", Int32(MAL_ACT_RELU), { d in max(d, 0) }),
+            ("quick_gelu", Int32(MAL_ACT_QUICK_GELU), { d in d * sigmoid(1.702 * d) }),
+        ]
+        for (name, code, f) in kinds {
+            var plain = xs, gated = xs
+            mal_activate(code, &plain, plain.count)
+            mal_activate_mul(code, &gated, ups, gated.count)
+            var worst = 0.0
+            for (i, x) in xs.enumerated() {
+                let want = f(Double(x)), wantGated = want * Double(ups[i])
+                worst = max(worst, abs(Double(plain[i]) - want) / max(1, abs(want)),
+                            abs(Double(gated[i]) - wantGated) / max(1, abs(wantGated)))
+                #expect(plain[i].isFinite && gated[i].isFinite, "\(name)(\(x))")
+            }
+            #expect(worst <= 1e-6, "\(name): worst error \(worst)")
         }
+        var nan: [Float] = [.nan]
+        mal_activate(Int32(MAL_ACT_RELU), &nan, 1)
+        #expect(nan[0].isNaN, "relu keeps NaN")
     }
 
     /// Attention of one query against a cache, both implementations against float64: grouped

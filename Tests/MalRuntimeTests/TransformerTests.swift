@@ -85,6 +85,92 @@ struct TransformerTests {
     }
 }
 
+/// Copies an HF folder with its `config.json` changed by `edit` and each tensor's float32 values
+/// passed through `scale(name, values)`.
+func editedCopy(of src: String, to dir: String, config edit: (inout [String: Any]) -> Void,
+                scale: (String, UnsafeMutableBufferPointer<Float>) -> Void = { _, _ in }) throws {
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    for f in try fm.contentsOfDirectory(atPath: src) where !f.hasPrefix("reference") && f != "config.json" && !f.hasSuffix(".safetensors") {
+        try fm.copyItem(atPath: src + "/" + f, toPath: dir + "/" + f)
+    }
+    var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: src + "/config.json"))) as? [String: Any])
+    edit(&config)
+    try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir + "/config.json"))
+    for f in try fm.contentsOfDirectory(atPath: src) where f.hasSuffix(".safetensors") && !f.hasPrefix("reference") {
+        let file = try SafetensorsFile(path: src + "/" + f)
+        var data = try Data(contentsOf: URL(fileURLWithPath: src + "/" + f))
+        data.withUnsafeMutableBytes { raw in
+            for t in file.tensors where t.dtype == .f32 {
+                let p = (raw.baseAddress! + t.fileOffset).bindMemory(to: Float.self, capacity: t.byteCount / 4)
+                scale(t.name, UnsafeMutableBufferPointer(start: p, count: t.byteCount / 4))
+            }
+        }
+        try data.write(to: URL(fileURLWithPath: dir + "/" + f))
+    }
+}
+
+@Suite("Activations and score scaling from the config")
+struct ConfigVariantTests {
+    /// GPT-2's `scale_attn_by_inverse_layer_idx` and `scale_attn_weights: false` against the plain
+    /// model with the query columns of `c_attn` scaled instead: scores divided by l + 1 (or not by
+    /// √head_dim) are the scores of queries scaled likewise. The factors are powers of two (1/2
+    /// in layer 1; √16 = 4), so both forms round identically.
+    @Test("GPT-2 score scaling equals scaled queries", arguments: [(true, true), (false, false)])
+    func gpt2ScoreScaling(byHeadDim: Bool, byInverseLayer: Bool) throws {
+        let src = Fixtures.model("gpt2-tiny")
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let spec = try HFConfigReader.read(path: src + "/config.json")
+        let H = spec.hiddenSize, d = Float(spec.headDim).squareRoot()
+        try editedCopy(of: src, to: dir + "/flags", config: {
+            $0["scale_attn_weights"] = byHeadDim
+            $0["scale_attn_by_inverse_layer_idx"] = byInverseLayer
+        })
+        try editedCopy(of: src, to: dir + "/queries", config: { _ in }, scale: { name, v in
+            for l in 0..<spec.layers where name.hasPrefix("transformer.h.\(l).attn.c_attn.") {
+                let f = (byHeadDim ? 1 : d) / (byInverseLayer ? Float(l + 1) : 1)
+                // Conv1D weight [H, 3H] (query outputs are the first H of each row), bias [3H].
+                for i in v.indices where i % (3 * H) < H { v[i] *= f }
+            }
+        })
+        let ids = try Reference("gpt2-tiny").ints("input_ids.0")
+        let plain = try Transformer(model: try ModelLoader.open(src), threads: 2).forward(ids, allLogits: true)
+        let flags = try Transformer(model: try ModelLoader.open(dir + "/flags"), threads: 2).forward(ids, allLogits: true)
+        let queries = try Transformer(model: try ModelLoader.open(dir + "/queries"), threads: 2).forward(ids, allLogits: true)
+        #expect(maxAbsDiff(flags, queries) <= 1e-6, "flags vs scaled queries: \(maxAbsDiff(flags, queries))")
+        #expect(maxAbsDiff(flags, plain) > 1e-3, "the flags change the logits")
+        // And through the container: the flags survive `convert`.
+        #expect(try runTool("malconv", ["convert", dir + "/flags", "-o", dir + "/flags.mal"]).status == 0)
+        let mal = try Transformer(model: try ModelLoader.open(dir + "/flags.mal"), threads: 2).forward(ids, allLogits: true)
+        #expect(maxAbsDiff(mal, flags) <= 1e-6)
+    }
+
+    /// The configured activation is the one that runs: ReLU (positively homogeneous) lets a
+    /// model's up-projection be scaled by 2 and its down-projection by 1/2 without changing the
+    /// logits, which no GELU allows; the default and the exact GELU differ by up to 5e-4 per value.
+    @Test func configuredActivationRuns() throws {
+        let src = Fixtures.model("gpt2-tiny")
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let ids = try Reference("gpt2-tiny").ints("input_ids.0")
+        func logits(_ path: String) throws -> [Float] { try Transformer(model: try ModelLoader.open(path), threads: 2).forward(ids, allLogits: true) }
+        func rescaled(_ name: String, _ v: UnsafeMutableBufferPointer<Float>) {
+            if name.contains(".mlp.c_fc.") { for i in v.indices { v[i] *= 2 } }
+            if name.hasSuffix(".mlp.c_proj.weight") { for i in v.indices { v[i] *= 0.5 } }
+        }
+        for act in ["relu", "gelu"] {
+            try editedCopy(of: src, to: dir + "/\(act)", config: { $0["activation_function"] = act })
+            try editedCopy(of: src, to: dir + "/\(act)-rescaled", config: { $0["activation_function"] = act }, scale: rescaled)
+        }
+        let relu = try logits(dir + "/relu"), reluRescaled = try logits(dir + "/relu-rescaled")
+        let gelu = try logits(dir + "/gelu"), geluRescaled = try logits(dir + "/gelu-rescaled")
+        let geluNew = try logits(src)
+        #expect(maxAbsDiff(relu, reluRescaled) <= 1e-5, "ReLU is homogeneous: \(maxAbsDiff(relu, reluRescaled))")
+        #expect(maxAbsDiff(gelu, geluRescaled) > 1e-3, "GELU is not")
+        #expect(maxAbsDiff(gelu, geluNew) > 1e-6 && maxAbsDiff(gelu, geluNew) < 0.05, "exact vs tanh GELU: \(maxAbsDiff(gelu, geluNew))")
+        #expect(maxAbsDiff(relu, geluNew) > 1e-3)
+    }
+}
+
 @Suite("Runtime on quantised and trained models")
 struct RuntimeQuantTests {
     /// FP8 weights run directly from their E4M3 bytes and block scales give the logits of the

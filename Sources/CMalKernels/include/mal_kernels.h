@@ -122,9 +122,13 @@ void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales
 int mal_matmul_fast(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                     size_t br, size_t bc, size_t r0, size_t r1);
 
-/* Feed-forward activations in place (activations.c): GPT-2's tanh GELU, and g = silu(g) * u. */
-void mal_gelu_tanh(float *x, size_t n);
-void mal_silu_mul(float *g, const float *u, size_t n);
+/* Feed-forward activations in place (activations.c): x = act(x), and the gated form
+   g = act(g) * u of SwiGLU (act = SiLU) and GeGLU. Kinds by their transformers names:
+   tanh GELU (gelu_new, gelu_pytorch_tanh, gelu_fast, gelu_accurate), exact GELU (gelu), SiLU
+   (silu, swish), ReLU (relu), quick_gelu (x sigmoid(1.702 x)). */
+enum { MAL_ACT_GELU_TANH = 0, MAL_ACT_GELU_ERF = 1, MAL_ACT_SILU = 2, MAL_ACT_RELU = 3, MAL_ACT_QUICK_GELU = 4 };
+void mal_activate(int kind, float *x, size_t n);
+void mal_activate_mul(int kind, float *g, const float *u, size_t n);
 
 /* One query against a KV cache: out[h] = softmax(q_h . K_g * scale) V_g for heads [h0, h1),
    where g = h / (n_heads / n_kv) (grouped-query attention). Query and key heads have dk

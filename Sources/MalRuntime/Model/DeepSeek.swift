@@ -271,7 +271,7 @@ struct MixtureOfExperts {
         // Region 1: the gate and up rows of every unit in equal shares.
         LinearWeight.apply(group: units.flatMap { [$0.f.gate, $0.f.up] }, x,
                            offsets.dropLast().flatMap { [gate + $0, up + $0] }, threads: threads)
-        mal_silu_mul(gate, up, total)
+        mal_activate_mul(units[0].f.act, gate, up, total)   // one activation for all experts
         // Region 2: each share of output rows runs every unit's down projection for those rows.
         let chunks2 = Swift.max(1, Swift.min(threads, h / 64)), per2 = (h + chunks2 - 1) / chunks2
         WorkerPool.run(chunks2, threads: threads) { c in

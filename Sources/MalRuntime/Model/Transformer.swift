@@ -110,10 +110,12 @@ public final class Transformer: @unchecked Sendable {
     public var threads: Int
     public let contextLength: Int
 
-    struct SwiGLU { let gate: LinearWeight, up: LinearWeight, down: LinearWeight }
+    /// Gated feed-forward, down(act(gate(x)) · up(x)): SwiGLU with SiLU, GeGLU with a GELU.
+    struct SwiGLU { let gate: LinearWeight, up: LinearWeight, down: LinearWeight; let act: Int32 }
 
     enum FeedForward {
-        case gelu(up: LinearWeight, down: LinearWeight)
+        /// GPT-2's MLP, down(act(up(x))).
+        case mlp(up: LinearWeight, down: LinearWeight, act: Int32)
         case swiglu(SwiGLU)
         case moe(MixtureOfExperts)
     }
@@ -144,7 +146,8 @@ public final class Transformer: @unchecked Sendable {
     let rotary: Rotary?
     /// Query/key and value widths per token and their per-head sizes.
     let qDim: Int, kDim: Int, vDim: Int, headK: Int, headV: Int, cacheHeads: Int
-    let softmaxScale: Float
+    /// Per layer: what attention scores are multiplied by before the softmax.
+    let softmaxScales: [Float]
     /// Absorbed MLA: values are read from the key cache (`c_kv` is both), no value cache.
     let latentCache: Bool
     // KV cache: per layer and cache head, its positions contiguous ([head][contextLength][headK],
@@ -165,7 +168,7 @@ public final class Transformer: @unchecked Sendable {
             case let .latent(m): n += m.byteCount
             }
             switch l.ffn {
-            case let .gelu(u, d): n += u.byteCount + d.byteCount
+            case let .mlp(u, d, _): n += u.byteCount + d.byteCount
             case let .swiglu(f): n += f.gate.byteCount + f.up.byteCount + f.down.byteCount
             case let .moe(m): n += m.bytesPerToken
             }
@@ -183,6 +186,10 @@ public final class Transformer: @unchecked Sendable {
         let w = WeightLoader(model: model, arena: arena)
         let gpt2 = s.architecture == .gpt2
         let H = s.hiddenSize, V = s.vocabSize
+        guard let activation = s.activationKind else {
+            throw MalError(.unsupported, "activation '\(s.activation)' is not supported (supported: \(Activation.hfNames.joined(separator: ", ")))")
+        }
+        let act = Transformer.kernelCode(activation)
         func norm(_ base: String) throws -> Norm {
             Norm(weight: try w.vector(base + ".weight", count: H), bias: gpt2 ? try w.vector(base + ".bias", count: H) : nil,
                  eps: Float(s.normEps), rms: !gpt2)
@@ -190,7 +197,7 @@ public final class Transformer: @unchecked Sendable {
         func swiglu(_ b: String, _ suffix: String = "", width F: Int, bias: Bool = false) throws -> SwiGLU {
             SwiGLU(gate: try w.linear(b + "ffn_gate" + suffix, rows: F, cols: H, bias: bias),
                    up: try w.linear(b + "ffn_up" + suffix, rows: F, cols: H, bias: bias),
-                   down: try w.linear(b + "ffn_down" + suffix, rows: H, cols: F, bias: bias))
+                   down: try w.linear(b + "ffn_down" + suffix, rows: H, cols: F, bias: bias), act: act)
         }
         let tied = !w.has("output.weight")
         if tied {
@@ -229,8 +236,8 @@ public final class Transformer: @unchecked Sendable {
             }
             let ffn: FeedForward
             if gpt2 {
-                ffn = .gelu(up: try w.linear(b + "ffn_up", rows: s.intermediateSize, cols: H, bias: true),
-                            down: try w.linear(b + "ffn_down", rows: H, cols: s.intermediateSize, bias: true))
+                ffn = .mlp(up: try w.linear(b + "ffn_up", rows: s.intermediateSize, cols: H, bias: true),
+                           down: try w.linear(b + "ffn_down", rows: H, cols: s.intermediateSize, bias: true), act: act)
             } else if let moe = s.moe, s.isMoELayer(l) {
                 ffn = .moe(MixtureOfExperts(
                     spec: moe, router: try w.linear(b + "ffn_gate_inp", rows: moe.routedExperts, cols: H),
@@ -258,13 +265,15 @@ public final class Transformer: @unchecked Sendable {
                 let m = Float(Rotary.mscale(factor, mAll))
                 scale *= m * m
             }
-            softmaxScale = scale
+            softmaxScales = Array(repeating: scale, count: s.layers)
         } else {
             headK = s.headDim
             headV = s.headDim
             cacheHeads = s.kvHeads
             latentCache = false
-            softmaxScale = 1 / Float(s.headDim).squareRoot()
+            let a = s.attentionScaling ?? AttentionScaling(byHeadDim: true, byInverseLayer: false)
+            let base: Float = a.byHeadDim ? 1 / Float(s.headDim).squareRoot() : 1
+            softmaxScales = (0..<s.layers).map { a.byInverseLayer ? base / Float($0 + 1) : base }
         }
         qDim = s.heads * headK
         kDim = cacheHeads * headK
@@ -356,11 +365,11 @@ public final class Transformer: @unchecked Sendable {
             for i in 0..<(T * H) { x[i] += xn[i] }
             for t in 0..<T { layer.ffnNorm.apply(x + t * H, xn + t * H, H) }
             switch layer.ffn {
-            case let .gelu(up, down):
+            case let .mlp(up, down, act):
                 let f = UnsafeMutablePointer<Float>.allocate(capacity: T * up.rows)
                 defer { f.deallocate() }
                 up.apply(batch: xn, f, count: T, threads: threads)
-                mal_gelu_tanh(f, T * up.rows)
+                mal_activate(act, f, T * up.rows)
                 down.apply(batch: f, xn, count: T, threads: threads)
             case let .swiglu(f):
                 Transformer.swiglu(f, xn, out: xn, count: T, threads: threads)
@@ -382,13 +391,24 @@ public final class Transformer: @unchecked Sendable {
         return logits
     }
 
-    /// SwiGLU feed-forward: down(silu(gate(x)) · up(x)); `out` may alias `x`.
+    /// The C kernels' code for an activation (`MAL_ACT_*`).
+    static func kernelCode(_ a: Activation) -> Int32 {
+        switch a {
+        case .geluTanh: Int32(MAL_ACT_GELU_TANH)
+        case .geluErf: Int32(MAL_ACT_GELU_ERF)
+        case .silu: Int32(MAL_ACT_SILU)
+        case .relu: Int32(MAL_ACT_RELU)
+        case .quickGelu: Int32(MAL_ACT_QUICK_GELU)
+        }
+    }
+
+    /// Gated feed-forward: down(act(gate(x)) · up(x)); `out` may alias `x`.
     static func swiglu(_ f: SwiGLU, _ x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
         let n = T * f.gate.rows
         let g = UnsafeMutablePointer<Float>.allocate(capacity: n), u = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { g.deallocate(); u.deallocate() }
         LinearWeight.apply(group: [f.gate, f.up], x, [g, u], count: T, threads: threads)
-        mal_silu_mul(g, u, n)
+        mal_activate_mul(f.act, g, u, n)
         f.down.apply(batch: g, out, count: T, threads: threads)
     }
 
@@ -398,7 +418,7 @@ public final class Transformer: @unchecked Sendable {
     /// cache from one row to the next instead of being fetched again for each.
     func attend(layer l: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int) {
         let heads = spec.heads, kvh = cacheHeads, dk = headK, dv = headV
-        let scale = softmaxScale
+        let scale = softmaxScales[l]
         let K = SendableConstPointer(keys[l]), V = SendableConstPointer(latentCache ? keys[l] : values[l])
         let qs = SendableMutablePointer(q), os = SendableMutablePointer(out)
         let start = position, qd = qDim, od = heads * headV, ctx = contextLength
