@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""An independent float64 forward pass (numpy only) for GPT-2 and Llama checkpoints, run on random
+models of odd shapes and on every activation and score option the config reader accepts, in F32,
+BF16 and F16, and compared with `malrun logits` on the HF folder and on its converted `.mal`.
+
+The fixtures cover the shapes transformers saved; this covers the kernels' tails (widths that are
+not multiples of 16/32/64, head dims 8/24/25, q width != hidden, 3 heads per KV head) and the
+config switches. Needs numpy and a release build (`make build`):
+
+    python3 Tests/Reference/numpy_forward.py [OUT_DIR]
+
+Prints one line per model and dtype with the largest |logit difference|; exits 1 if any exceeds
+1e-4 relative to the largest |logit|/10 (these random models have logits up to ~25)."""
+import json, os, struct, subprocess, sys, tempfile
+import numpy as np
+from math import erf, pi, sqrt, log
+
+def bf16_round(a):
+    u = a.astype(np.float32).view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return r, (r.astype(np.uint32) << 16).view(np.float32)
+
+def write(out, tensors, config, dtype):
+    os.makedirs(out, exist_ok=True)
+    header, off, blobs, used = {}, 0, [], {}
+    for name, a in tensors.items():
+        a = np.asarray(a, np.float32)
+        if dtype == "BF16": raw, val = bf16_round(a); b = raw.tobytes()
+        elif dtype == "F16": val = a.astype(np.float16); b = val.tobytes(); val = val.astype(np.float32)
+        else: val = a; b = a.tobytes()
+        used[name] = val.astype(np.float64)
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b); blobs.append(b)
+    t = json.dumps(header).encode(); t += b" " * ((8 - len(t) % 8) % 8)
+    with open(f"{out}/model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(t)) + t); [f.write(b) for b in blobs]
+    json.dump(config, open(f"{out}/config.json", "w"))
+    return used
+
+def act(name, x):
+    if name in ("gelu_new", "gelu_pytorch_tanh"): return 0.5 * x * (1 + np.tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3)))
+    if name == "gelu": return 0.5 * x * (1 + np.vectorize(erf)(x / sqrt(2)))
+    if name == "relu": return np.maximum(x, 0)
+    if name == "silu": return x / (1 + np.exp(-x))
+    if name == "quick_gelu": return x / (1 + np.exp(-1.702 * x))
+
+def ln(x, w, b, eps): m = x.mean(-1, keepdims=True); v = ((x - m) ** 2).mean(-1, keepdims=True); return (x - m) / np.sqrt(v + eps) * w + b
+def rms(x, w, eps): return x / np.sqrt((x ** 2).mean(-1, keepdims=True) + eps) * w
+
+def attention(q, k, v, nh, nkv, hd, scale):
+    T = q.shape[0]; q = q.reshape(T, nh, hd); k = k.reshape(T, nkv, hd); v = v.reshape(T, nkv, -1)
+    g = nh // nkv; out = np.zeros((T, nh, v.shape[-1]))
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    for h in range(nh):
+        s = q[:, h] @ k[:, h // g].T * scale + mask; s = np.exp(s - s.max(-1, keepdims=True)); s /= s.sum(-1, keepdims=True)
+        out[:, h] = s @ v[:, h // g]
+    return out.reshape(T, -1)
+
+def gpt2(cfg, W, ids):
+    H, L, nh = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]; hd = H // nh; eps = cfg.get("layer_norm_epsilon", 1e-5)
+    x = W["transformer.wte.weight"][ids] + W["transformer.wpe.weight"][: len(ids)]
+    for l in range(L):
+        p = f"transformer.h.{l}."
+        h = ln(x, W[p + "ln_1.weight"], W[p + "ln_1.bias"], eps)
+        qkv = h @ W[p + "attn.c_attn.weight"] + W[p + "attn.c_attn.bias"]
+        scale = (1 / sqrt(hd) if cfg.get("scale_attn_weights", True) else 1) / ((l + 1) if cfg.get("scale_attn_by_inverse_layer_idx") else 1)
+        a = attention(qkv[:, :H], qkv[:, H:2 * H], qkv[:, 2 * H:], nh, nh, hd, scale)
+        x = x + a @ W[p + "attn.c_proj.weight"] + W[p + "attn.c_proj.bias"]
+        h = ln(x, W[p + "ln_2.weight"], W[p + "ln_2.bias"], eps)
+        x = x + act(cfg.get("activation_function", "gelu_new"), h @ W[p + "mlp.c_fc.weight"] + W[p + "mlp.c_fc.bias"]) @ W[p + "mlp.c_proj.weight"] + W[p + "mlp.c_proj.bias"]
+    x = ln(x, W["transformer.ln_f.weight"], W["transformer.ln_f.bias"], eps)
+    return x @ W["transformer.wte.weight"].T
+
+def rope_freqs(cfg, hd):
+    inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (np.arange(0, hd, 2) / hd))
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("rope_type") == "llama3":
+        f, lo, hi, orig = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
+        wl = 2 * pi / inv; lo_wl, hi_wl = orig / lo, orig / hi
+        out = np.where(wl > lo_wl, inv / f, inv)
+        sm = (orig / wl - lo) / (hi - lo); smoothed = (1 - sm) * out / f + sm * out
+        mid = ~(wl < hi_wl) & ~(wl > lo_wl)
+        inv = np.where(mid, smoothed, out)
+    elif rs and rs.get("rope_type") == "linear": inv = inv / rs["factor"]
+    return inv
+
+def rope(x, nh, hd, inv):
+    T = x.shape[0]; x = x.reshape(T, nh, hd); ang = np.arange(T)[:, None] * inv[None]; c, s = np.cos(ang), np.sin(ang)
+    c = np.concatenate([c, c], -1)[:, None]; s = np.concatenate([s, s], -1)[:, None]
+    rot = np.concatenate([-x[..., hd // 2:], x[..., : hd // 2]], -1)
+    return (x * c + rot * s).reshape(T, -1)
+
+def llama(cfg, W, ids):
+    H, L, nh = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]; nkv = cfg.get("num_key_value_heads", nh)
+    hd = cfg.get("head_dim", H // nh); eps = cfg.get("rms_norm_eps", 1e-6); inv = rope_freqs(cfg, hd)
+    b = lambda n: W.get(n, 0)
+    x = W["model.embed_tokens.weight"][ids]
+    for l in range(L):
+        p = f"model.layers.{l}."
+        h = rms(x, W[p + "input_layernorm.weight"], eps)
+        q = h @ W[p + "self_attn.q_proj.weight"].T + b(p + "self_attn.q_proj.bias")
+        k = h @ W[p + "self_attn.k_proj.weight"].T + b(p + "self_attn.k_proj.bias")
+        v = h @ W[p + "self_attn.v_proj.weight"].T + b(p + "self_attn.v_proj.bias")
+        a = attention(rope(q, nh, hd, inv), rope(k, nkv, hd, inv), v, nh, nkv, hd, 1 / sqrt(hd))
+        x = x + a @ W[p + "self_attn.o_proj.weight"].T + b(p + "self_attn.o_proj.bias")
+        h = rms(x, W[p + "post_attention_layernorm.weight"], eps)
+        g = act(cfg.get("hidden_act", "silu"), h @ W[p + "mlp.gate_proj.weight"].T + b(p + "mlp.gate_proj.bias"))
+        u = h @ W[p + "mlp.up_proj.weight"].T + b(p + "mlp.up_proj.bias")
+        x = x + (g * u) @ W[p + "mlp.down_proj.weight"].T + b(p + "mlp.down_proj.bias")
+    x = rms(x, W["model.norm.weight"], eps)
+    head = W["lm_head.weight"] if "lm_head.weight" in W else W["model.embed_tokens.weight"]
+    return x @ head.T
+
+def make_gpt2(rng, H, L, nh, V, P, inner, **extra):
+    t = {"transformer.wte.weight": rng.normal(0, 0.5, (V, H)), "transformer.wpe.weight": rng.normal(0, 0.2, (P, H))}
+    for l in range(L):
+        p = f"transformer.h.{l}."
+        t.update({p + "ln_1.weight": rng.normal(1, 0.2, H), p + "ln_1.bias": rng.normal(0, 0.1, H),
+                  p + "attn.c_attn.weight": rng.normal(0, 0.3, (H, 3 * H)), p + "attn.c_attn.bias": rng.normal(0, 0.1, 3 * H),
+                  p + "attn.c_proj.weight": rng.normal(0, 0.2, (H, H)), p + "attn.c_proj.bias": rng.normal(0, 0.1, H),
+                  p + "ln_2.weight": rng.normal(1, 0.2, H), p + "ln_2.bias": rng.normal(0, 0.1, H),
+                  p + "mlp.c_fc.weight": rng.normal(0, 0.3, (H, inner)), p + "mlp.c_fc.bias": rng.normal(0, 0.1, inner),
+                  p + "mlp.c_proj.weight": rng.normal(0, 0.2, (inner, H)), p + "mlp.c_proj.bias": rng.normal(0, 0.1, H)})
+    t.update({"transformer.ln_f.weight": rng.normal(1, 0.2, H), "transformer.ln_f.bias": rng.normal(0, 0.1, H)})
+    cfg = {"model_type": "gpt2", "n_embd": H, "n_layer": L, "n_head": nh, "vocab_size": V, "n_positions": P, "n_inner": inner}
+    cfg.update(extra); return t, cfg
+
+def make_llama(rng, H, L, nh, nkv, V, F, hd=None, tied=False, abias=False, mbias=False, **extra):
+    hd = hd or H // nh
+    t = {"model.embed_tokens.weight": rng.normal(0, 0.5, (V, H))}
+    for l in range(L):
+        p = f"model.layers.{l}."
+        t.update({p + "input_layernorm.weight": rng.normal(1, 0.2, H), p + "post_attention_layernorm.weight": rng.normal(1, 0.2, H),
+                  p + "self_attn.q_proj.weight": rng.normal(0, 0.3, (nh * hd, H)), p + "self_attn.k_proj.weight": rng.normal(0, 0.3, (nkv * hd, H)),
+                  p + "self_attn.v_proj.weight": rng.normal(0, 0.3, (nkv * hd, H)), p + "self_attn.o_proj.weight": rng.normal(0, 0.2, (H, nh * hd)),
+                  p + "mlp.gate_proj.weight": rng.normal(0, 0.3, (F, H)), p + "mlp.up_proj.weight": rng.normal(0, 0.3, (F, H)),
+                  p + "mlp.down_proj.weight": rng.normal(0, 0.2, (H, F))})
+        if abias:
+            for n, d in (("q", nh * hd), ("k", nkv * hd), ("v", nkv * hd), ("o", H)): t[p + f"self_attn.{n}_proj.bias"] = rng.normal(0, 0.1, d)
+        if mbias:
+            for n, d in (("gate", F), ("up", F), ("down", H)): t[p + f"mlp.{n}_proj.bias"] = rng.normal(0, 0.1, d)
+    t["model.norm.weight"] = rng.normal(1, 0.2, H)
+    if not tied: t["lm_head.weight"] = rng.normal(0, 0.5, (V, H))
+    cfg = {"model_type": "llama", "hidden_size": H, "num_hidden_layers": L, "num_attention_heads": nh, "num_key_value_heads": nkv,
+           "vocab_size": V, "intermediate_size": F, "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": tied,
+           "attention_bias": abias, "mlp_bias": mbias, "rope_theta": 10000.0}
+    if hd != H // nh: cfg["head_dim"] = hd
+    cfg.update(extra); return t, cfg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MALRUN, MALCONV = ROOT + "/.build/release/malrun", ROOT + "/.build/release/malconv"
+OUT = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="numpy-forward-")
+failures = 0
+def check(name, arch, t, cfg, dtype, T=23, seed=0):
+    global failures
+    out = f"{OUT}/{name.replace('/', '_')}-{dtype}"
+    W = write(out, t, cfg, dtype)
+    rng = np.random.default_rng(seed); V = cfg["vocab_size"]; ids = rng.integers(0, V, T)
+    want = (gpt2 if arch == "gpt2" else llama)(cfg, W, ids)
+    res = []
+    for src in ("hf", "mal"):
+        path = out
+        if src == "mal":
+            path = out + ".mal"
+            r = subprocess.run([MALCONV, "convert", out, "-o", path], capture_output=True, text=True)
+            if r.returncode: print(name, dtype, "convert failed", r.stderr[-300:]); failures += 1; continue
+        r = subprocess.run([MALRUN, "logits", path, "--ids", ",".join(map(str, ids)), "-o", f"{out}.{src}.logits.safetensors"], capture_output=True, text=True)
+        if r.returncode: print(name, dtype, src, "logits failed", r.stderr[-300:]); failures += 1; continue
+        raw = open(f"{out}.{src}.logits.safetensors", "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+        h = json.loads(raw[8:8 + n]); k = [x for x in h if x != "__metadata__"][0]; a, b = h[k]["data_offsets"]
+        got = np.frombuffer(raw[8 + n + a: 8 + n + b], np.float32).reshape(h[k]["shape"])
+        d = np.abs(got - want).max(); res.append(f"{src} {d:.2e}")
+        if os.path.exists(path) and src == "mal": os.remove(path)
+    scale = np.abs(want).max()
+    ok = all(float(r.split()[1]) <= 1e-4 * max(1, scale / 10) for r in res)
+    failures += 0 if ok else 1
+    print(f"{name:28s} {dtype:4s} |logits| <= {scale:5.1f}  max |diff|: {', '.join(res)}  {'ok' if ok else 'FAIL'}")
+
+rng = np.random.default_rng(1)
+cases = [
+    ("gpt2-40x5-gelu_new", "gpt2", *make_gpt2(rng, 40, 2, 5, 301, 50, 72)),
+    ("gpt2-100x4-gelu", "gpt2", *make_gpt2(rng, 100, 2, 4, 1000, 64, 400, activation_function="gelu")),
+    ("gpt2-48x3-relu-invlayer", "gpt2", *make_gpt2(rng, 48, 3, 3, 77, 40, 96, activation_function="relu", scale_attn_by_inverse_layer_idx=True)),
+    ("gpt2-64x2-quick-noscale", "gpt2", *make_gpt2(rng, 64, 2, 2, 130, 40, 130, activation_function="quick_gelu", scale_attn_weights=False)),
+    ("llama-48-6/2-untied", "llama", *make_llama(rng, 48, 2, 6, 2, 257, 100)),
+    ("llama-40-hd24-3/1-bias-tied", "llama", *make_llama(rng, 40, 2, 3, 1, 300, 72, hd=24, tied=True, abias=True, mbias=True)),
+    ("llama-96-llama3rope", "llama", *make_llama(rng, 96, 2, 4, 4, 500, 200, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16})),
+    ("llama-130-gelu-linear", "llama", *make_llama(rng, 130, 2, 5, 5, 211, 260, hidden_act="gelu_pytorch_tanh", rope_scaling={"rope_type": "linear", "factor": 2.0})),
+]
+for name, arch, t, cfg in cases:
+    for dt in ("F32", "BF16", "F16"):
+        check(name, arch, t, cfg, dt)
+print(f"{failures} failures; models in {OUT}")
+sys.exit(1 if failures else 0)
