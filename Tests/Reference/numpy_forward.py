@@ -147,6 +147,101 @@ def make_llama(rng, H, L, nh, nkv, V, F, hd=None, tied=False, abias=False, mbias
     if hd != H // nh: cfg["head_dim"] = hd
     cfg.update(extra); return t, cfg
 
+
+def yarn(cfg, dim):
+    """transformers' YaRN: per-frequency blend of interpolated and original frequencies, and the
+    cos/sin amplitude; DeepSeek also multiplies the softmax scale by mscale(factor, mscale_all_dim)^2."""
+    rs = cfg.get("rope_scaling"); base = cfg.get("rope_theta", 10000.0)
+    pos = base ** (np.arange(0, dim, 2) / dim)
+    if not rs: return 1 / pos, 1.0, 1.0
+    f, orig = rs["factor"], rs["original_max_position_embeddings"]
+    get = lambda s, m=1: 1.0 if s <= 1 else 0.1 * m * log(s) + 1.0
+    m, mall = rs.get("mscale"), rs.get("mscale_all_dim")
+    amp = get(f, m) / get(f, mall) if m and mall else get(f)
+    cd = lambda r: dim * log(orig / (r * 2 * pi)) / (2 * log(base))
+    lo, hi = max(np.floor(cd(rs.get("beta_fast", 32))), 0), min(np.ceil(cd(rs.get("beta_slow", 1))), dim - 1)
+    if lo == hi: hi += 0.001
+    extra = 1 - np.clip((np.arange(dim // 2) - lo) / (hi - lo), 0, 1)
+    inv = (1 / (f * pos)) * (1 - extra) + (1 / pos) * extra
+    return inv, amp, (get(f, mall) ** 2 if mall else 1.0)
+
+def rope_pairs(x, inv, amp):
+    """Rotation of interleaved pairs (2i, 2i+1) by position * inv[i] (DeepSeek's complex form)."""
+    T = x.shape[0]; a = np.arange(T)[:, None] * inv[None]; c, s = np.cos(a) * amp, np.sin(a) * amp
+    shape = x.shape; x = x.reshape(T, -1, len(inv), 2); c = c[:, None]; s = s[:, None]
+    out = np.stack([x[..., 0] * c - x[..., 1] * s, x[..., 0] * s + x[..., 1] * c], -1)
+    return out.reshape(shape)
+
+def deepseek(cfg, W, ids):
+    H, L, nh = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]; eps = cfg.get("rms_norm_eps", 1e-6)
+    nope, rd, vd, kvr = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+    inv, amp, mscale2 = yarn(cfg, rd); scale = (nope + rd) ** -0.5 * mscale2
+    T = len(ids); x = W["model.embed_tokens.weight"][ids]
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    def mlp(p, h): return (act(cfg.get("hidden_act", "silu"), h @ W[p + "gate_proj.weight"].T) * (h @ W[p + "up_proj.weight"].T)) @ W[p + "down_proj.weight"].T
+    for l in range(L):
+        p = f"model.layers.{l}."
+        h = rms(x, W[p + "input_layernorm.weight"], eps)
+        if cfg.get("q_lora_rank"):
+            q = rms(h @ W[p + "self_attn.q_a_proj.weight"].T, W[p + "self_attn.q_a_layernorm.weight"], eps) @ W[p + "self_attn.q_b_proj.weight"].T
+        else:
+            q = h @ W[p + "self_attn.q_proj.weight"].T
+        q = q.reshape(T, nh, nope + rd); qn, qp = q[..., :nope], rope_pairs(np.ascontiguousarray(q[..., nope:]), inv, amp)
+        ckv = h @ W[p + "self_attn.kv_a_proj_with_mqa.weight"].T
+        kv = (rms(ckv[:, :kvr], W[p + "self_attn.kv_a_layernorm.weight"], eps) @ W[p + "self_attn.kv_b_proj.weight"].T).reshape(T, nh, nope + vd)
+        kn, v = kv[..., :nope], kv[..., nope:]; kp = rope_pairs(ckv[:, kvr:], inv, amp)
+        out = np.zeros((T, nh, vd))
+        for hh in range(nh):
+            sc = (qn[:, hh] @ kn[:, hh].T + qp[:, hh] @ kp.T) * scale + mask
+            sc = np.exp(sc - sc.max(-1, keepdims=True)); sc /= sc.sum(-1, keepdims=True); out[:, hh] = sc @ v[:, hh]
+        x = x + out.reshape(T, -1) @ W[p + "self_attn.o_proj.weight"].T
+        h = rms(x, W[p + "post_attention_layernorm.weight"], eps)
+        if l < cfg.get("first_k_dense_replace", 0):
+            x = x + mlp(p + "mlp.", h); continue
+        E, k, G, TG = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg.get("n_group", 1), cfg.get("topk_group", 1)
+        logits = h @ W[p + "mlp.gate.weight"].T
+        y = mlp(p + "mlp.shared_experts.", h) if cfg.get("n_shared_experts") else np.zeros_like(h)
+        for t in range(T):
+            if cfg.get("scoring_func", "sigmoid" if cfg["model_type"] == "deepseek_v3" else "softmax") == "sigmoid":
+                sc = 1 / (1 + np.exp(-logits[t]))
+            else:
+                sc = np.exp(logits[t] - logits[t].max()); sc /= sc.sum()
+            sel = sc + W.get(p + "mlp.gate.e_score_correction_bias", 0)
+            method = cfg.get("topk_method", "noaux_tc" if cfg["model_type"] == "deepseek_v3" else "greedy")
+            if G > 1 and method != "greedy":
+                g = sel.reshape(G, -1); gs = np.sort(g, -1)[:, ::-1][:, :2].sum(-1) if method == "noaux_tc" else g.max(-1)
+                keep = np.argsort(-gs, kind="stable")[:TG]; m = np.full(G, -np.inf); m[keep] = 0; sel = (g + m[:, None]).reshape(-1)
+            top = np.argsort(-sel, kind="stable")[:k]; w = sc[top]
+            if cfg.get("norm_topk_prob") and method == "noaux_tc": w = w / (w.sum() + 1e-20)
+            w = w * cfg.get("routed_scaling_factor", 1.0)
+            for e, we in zip(top, w): y[t] += we * mlp(p + f"mlp.experts.{e}.", h[t:t + 1])[0]
+        x = x + y
+    x = rms(x, W["model.norm.weight"], eps)
+    return x @ W["lm_head.weight"].T
+
+def make_deepseek(rng, v3, H, L, nh, V, F, kvr, nope, rd, vd, qr, E, k, G, TG, Fe, shared, **extra):
+    t = {"model.embed_tokens.weight": rng.normal(0, 0.5, (V, H)), "lm_head.weight": rng.normal(0, 0.5, (V, H)), "model.norm.weight": rng.normal(1, 0.2, H)}
+    def mlp(p, f): t.update({p + "gate_proj.weight": rng.normal(0, 0.3, (f, H)), p + "up_proj.weight": rng.normal(0, 0.3, (f, H)), p + "down_proj.weight": rng.normal(0, 0.2, (H, f))})
+    for l in range(L):
+        p = f"model.layers.{l}."
+        t.update({p + "input_layernorm.weight": rng.normal(1, 0.2, H), p + "post_attention_layernorm.weight": rng.normal(1, 0.2, H),
+                  p + "self_attn.kv_a_proj_with_mqa.weight": rng.normal(0, 0.3, (kvr + rd, H)), p + "self_attn.kv_a_layernorm.weight": rng.normal(1, 0.2, kvr),
+                  p + "self_attn.kv_b_proj.weight": rng.normal(0, 0.3, (nh * (nope + vd), kvr)), p + "self_attn.o_proj.weight": rng.normal(0, 0.2, (H, nh * vd))})
+        if qr: t.update({p + "self_attn.q_a_proj.weight": rng.normal(0, 0.3, (qr, H)), p + "self_attn.q_a_layernorm.weight": rng.normal(1, 0.2, qr),
+                         p + "self_attn.q_b_proj.weight": rng.normal(0, 0.3, (nh * (nope + rd), qr))})
+        else: t[p + "self_attn.q_proj.weight"] = rng.normal(0, 0.3, (nh * (nope + rd), H))
+        if l == 0: mlp(p + "mlp.", F); continue
+        t[p + "mlp.gate.weight"] = rng.normal(0, 0.5, (E, H))
+        if v3: t[p + "mlp.gate.e_score_correction_bias"] = rng.uniform(0, 0.1, E)
+        for e in range(E): mlp(p + f"mlp.experts.{e}.", Fe)
+        if shared: mlp(p + "mlp.shared_experts.", Fe * shared)
+    cfg = {"model_type": "deepseek_v3" if v3 else "deepseek_v2", "hidden_size": H, "num_hidden_layers": L, "num_attention_heads": nh,
+           "num_key_value_heads": nh, "vocab_size": V, "intermediate_size": F, "kv_lora_rank": kvr, "qk_nope_head_dim": nope,
+           "qk_rope_head_dim": rd, "v_head_dim": vd, "q_lora_rank": qr, "n_routed_experts": E, "num_experts_per_tok": k, "n_group": G,
+           "topk_group": TG, "moe_intermediate_size": Fe, "n_shared_experts": shared, "first_k_dense_replace": 1, "rms_norm_eps": 1e-6,
+           "max_position_embeddings": 256, "rope_theta": 10000.0, "tie_word_embeddings": False, "hidden_act": "silu"}
+    cfg.update(extra); return t, cfg
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MALRUN, MALCONV = ROOT + "/.build/release/malrun", ROOT + "/.build/release/malconv"
 OUT = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="numpy-forward-")
@@ -156,21 +251,24 @@ def check(name, arch, t, cfg, dtype, T=23, seed=0):
     out = f"{OUT}/{name.replace('/', '_')}-{dtype}"
     W = write(out, t, cfg, dtype)
     rng = np.random.default_rng(seed); V = cfg["vocab_size"]; ids = rng.integers(0, V, T)
-    want = (gpt2 if arch == "gpt2" else llama)(cfg, W, ids)
+    want = {"gpt2": gpt2, "llama": llama, "deepseek": deepseek}[arch](cfg, W, ids)
     res = []
-    for src in ("hf", "mal"):
+    for src in ("hf", "mal") + (("absorbed",) if arch == "deepseek" else ()):
         path = out
-        if src == "mal":
+        if src != "hf":
             path = out + ".mal"
             r = subprocess.run([MALCONV, "convert", out, "-o", path], capture_output=True, text=True)
-            if r.returncode: print(name, dtype, "convert failed", r.stderr[-300:]); failures += 1; continue
+            if r.returncode == 0 and src == "absorbed":
+                r = subprocess.run([MALCONV, "absorb-mla", out + ".mal", "-o", out + ".abs.mal"], capture_output=True, text=True)
+                os.remove(path); path = out + ".abs.mal"
+            if r.returncode: print(name, dtype, src, "failed", r.stderr[-300:]); failures += 1; continue
         r = subprocess.run([MALRUN, "logits", path, "--ids", ",".join(map(str, ids)), "-o", f"{out}.{src}.logits.safetensors"], capture_output=True, text=True)
         if r.returncode: print(name, dtype, src, "logits failed", r.stderr[-300:]); failures += 1; continue
         raw = open(f"{out}.{src}.logits.safetensors", "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
         h = json.loads(raw[8:8 + n]); k = [x for x in h if x != "__metadata__"][0]; a, b = h[k]["data_offsets"]
         got = np.frombuffer(raw[8 + n + a: 8 + n + b], np.float32).reshape(h[k]["shape"])
         d = np.abs(got - want).max(); res.append(f"{src} {d:.2e}")
-        if os.path.exists(path) and src == "mal": os.remove(path)
+        if src != "hf": os.remove(path)
     scale = np.abs(want).max()
     ok = all(float(r.split()[1]) <= 1e-4 * max(1, scale / 10) for r in res)
     failures += 0 if ok else 1
@@ -186,6 +284,12 @@ cases = [
     ("llama-40-hd24-3/1-bias-tied", "llama", *make_llama(rng, 40, 2, 3, 1, 300, 72, hd=24, tied=True, abias=True, mbias=True)),
     ("llama-96-llama3rope", "llama", *make_llama(rng, 96, 2, 4, 4, 500, 200, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16})),
     ("llama-130-gelu-linear", "llama", *make_llama(rng, 130, 2, 5, 5, 211, 260, hidden_act="gelu_pytorch_tanh", rope_scaling={"rope_type": "linear", "factor": 2.0})),
+    ("v3-72-qlora-yarn-groups", "deepseek", *make_deepseek(rng, True, 72, 3, 3, 301, 100, 40, 12, 8, 20, 36, 6, 2, 3, 2, 24, 1, norm_topk_prob=True,
+        routed_scaling_factor=2.5, rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8, "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0})),
+    ("v2-56-yarn0.707-grouplimited", "deepseek", *make_deepseek(rng, False, 56, 2, 5, 211, 90, 24, 20, 6, 14, None, 8, 3, 4, 2, 20, 2,
+        topk_method="group_limited_greedy", routed_scaling_factor=1.5, rope_scaling={"type": "yarn", "factor": 8.0, "original_max_position_embeddings": 8, "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707})),
+    ("v2-48-greedy-yarnamp", "deepseek", *make_deepseek(rng, False, 48, 2, 4, 150, 80, 32, 16, 16, 16, None, 5, 2, 1, 1, 16, 1,
+        rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16, "mscale": 1.0, "mscale_all_dim": 0})),
 ]
 for name, arch, t, cfg in cases:
     for dt in ("F32", "BF16", "F16"):
