@@ -1,10 +1,10 @@
 import CMalKernels
 
-/// Element-wise dtype casts between the 16/32-bit float formats (round to nearest even; NaN stays
-/// NaN, overflow becomes ±inf). FP8 codecs live with the block quantiser.
+/// Element-wise dtype casts between the 16/32-bit float formats, and from F64 (round to nearest
+/// even; NaN stays NaN, overflow becomes ±inf). FP8 codecs live with the block quantiser.
 public enum FloatCast {
-    /// Types `cast` converts between.
-    public static let supported: Set<DType> = [.f32, .f16, .bf16]
+    /// Types `cast` converts from; it converts to all of them but F64.
+    public static let supported: Set<DType> = [.f64, .f32, .f16, .bf16]
 
     /// Converts `count` elements from `src` (dtype `from`) into `dst` (dtype `to`).
     /// `scratch` must hold `count` floats when neither side is F32.
@@ -21,6 +21,10 @@ public enum FloatCast {
         case .f16:
             let out = to == .f32 ? dst.assumingMemoryBound(to: Float.self) : scratch!
             mal_f16_to_f32(out, src.assumingMemoryBound(to: UInt16.self), count)
+            f32 = UnsafePointer(out)
+        case .f64:
+            let out = to == .f32 ? dst.assumingMemoryBound(to: Float.self) : scratch!
+            for i in 0..<count { out[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
             f32 = UnsafePointer(out)
         default: preconditionFailure("FloatCast from \(from)")
         }

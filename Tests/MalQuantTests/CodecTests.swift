@@ -116,6 +116,28 @@ struct CodecTests {
 
     /// NonFiniteScan agrees with the decoded value's `isFinite` for every 8- and 16-bit code and
     /// float32's specials, and finds the first one on both sides of its 1024-element blocks.
+    /// F64 sources cast to every 16/32-bit target by rounding the double once to float32 (exact
+    /// for these values), then as from F32; beyond float32's range they become ±inf.
+    @Test func castsFromF64() {
+        let xs: [Double] = [0, -0.0, 1, -2.5, 1.0 / 3, 65504, 70000, 1e39, -1e39, 3.0e-41, .nan]
+        for to in [DType.f32, .bf16, .f16] {
+            let want32 = xs.map { Float($0) }
+            var want = [UInt8](repeating: 0, count: xs.count * (to.byteSize ?? 4))
+            var got = want
+            var scratch = [Float](repeating: 0, count: xs.count)
+            want32.withUnsafeBytes { src in
+                want.withUnsafeMutableBytes { FloatCast.cast(src.baseAddress!, from: .f32, $0.baseAddress!, to: to, count: xs.count, scratch: nil) }
+            }
+            xs.withUnsafeBytes { src in
+                scratch.withUnsafeMutableBufferPointer { sc in
+                    got.withUnsafeMutableBytes { FloatCast.cast(src.baseAddress!, from: .f64, $0.baseAddress!, to: to, count: xs.count, scratch: sc.baseAddress!) }
+                }
+            }
+            #expect(got == want, "F64 -> \(to)")
+        }
+        #expect(Float(1e39) == .infinity && FloatCast.supported.contains(.f64))
+    }
+
     @Test func nonFiniteScanFindsEveryNaNAndInfinity() {
         func scan<T>(_ v: [T], _ d: DType) -> Int? { v.withUnsafeBytes { NonFiniteScan.firstIndex($0.baseAddress!, dtype: d, count: v.count) } }
         let codes16 = (0...0xFFFF).map { UInt16($0) }

@@ -110,7 +110,7 @@ func editedCopy(of src: String, to dir: String, config edit: (inout [String: Any
     }
 }
 
-@Suite("Activations and score scaling from the config")
+@Suite("Config variants and dtypes beyond the fixtures")
 struct ConfigVariantTests {
     /// GPT-2's `scale_attn_by_inverse_layer_idx` and `scale_attn_weights: false` against the plain
     /// model with the query columns of `c_attn` scaled instead: scores divided by l + 1 (or not by
@@ -143,6 +143,39 @@ struct ConfigVariantTests {
         #expect(try runTool("malconv", ["convert", dir + "/flags", "-o", dir + "/flags.mal"]).status == 0)
         let mal = try Transformer(model: try ModelLoader.open(dir + "/flags.mal"), threads: 2).forward(ids, allLogits: true)
         #expect(maxAbsDiff(mal, flags) <= 1e-6)
+    }
+
+    /// An F64 checkpoint: the runtime names the first tensor it cannot read and the cast that
+    /// fixes it; after `convert --dtype f32` it gives the logits of the F32 original exactly
+    /// (F32 → F64 → F32 is lossless).
+    @Test func f64CheckpointNeedsACast() throws {
+        let src = Fixtures.model("gpt2-tiny")
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        try editedCopy(of: src, to: dir + "/f64", config: { _ in })
+        // Rewrite model.safetensors with every F32 tensor widened to F64.
+        let file = try SafetensorsFile(path: src + "/model.safetensors")
+        var header: [String: Any] = [:], body = Data(), offset = 0
+        for t in file.tensors {
+            let data = file.tensor(t).withBytes { raw in
+                t.dtype == .f32 ? raw.bindMemory(to: Float.self).map { Double($0) }.withUnsafeBytes { Data($0) } : Data(raw)
+            }
+            header[t.name] = ["dtype": t.dtype == .f32 ? "F64" : t.dtype.rawValue, "shape": t.shape, "data_offsets": [offset, offset + data.count]]
+            body.append(data)
+            offset += data.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header)
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        try (out + json + body).write(to: URL(fileURLWithPath: dir + "/f64/model.safetensors"))
+
+        let r = try runTool("malrun", ["logits", dir + "/f64", "--ids", "1,2,3", "-o", dir + "/l.safetensors"])
+        #expect(r.status == 1 && r.stderr.contains("has dtype F64") && r.stderr.contains("--dtype"), "\(r.stderr)")
+        #expect(try runTool("malconv", ["convert", dir + "/f64", "-o", dir + "/m.mal", "--dtype", "f32"]).status == 0)
+        let ids = try Reference("gpt2-tiny").ints("input_ids.0")
+        let a = try Transformer(model: try ModelLoader.open(dir + "/m.mal"), threads: 2).forward(ids, allLogits: true)
+        let b = try Transformer(model: try ModelLoader.open(src), threads: 2).forward(ids, allLogits: true)
+        #expect(a == b)
     }
 
     /// The configured activation is the one that runs: ReLU (positively homogeneous) lets a

@@ -178,6 +178,10 @@ struct WeightLoader {
     /// error here, never an out-of-bounds read in a kernel.
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         let t = try tensor(name)
+        guard [.f32, .bf16, .f16, .f8e4m3].contains(t.dtype) else {
+            throw MalError(.unsupported, "has dtype \(t.dtype.rawValue); the runtime reads F32, BF16, F16 and F8_E4M3 weights "
+                           + "(`malconv convert --dtype f32|bf16|f16` casts float tensors)", tensor: name)
+        }
         guard t.shape == shape else {
             throw MalError(.invalidShape, "has shape \(t.shape), but the model's spec implies \(shape)", tensor: name)
         }
