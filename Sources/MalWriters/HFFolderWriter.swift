@@ -156,8 +156,17 @@ public enum HFFolderWriter {
             let shape: [Int]
             switch layout {
             case .identity: shape = t.shape
-            case .transposed: shape = [t.shape[1], t.shape[0]]
-            case .splitQKV: shape = t.shape
+            case .transposed:
+                guard t.shape.count == 2 else {
+                    throw MalError(.invalidShape, "a Linear weight must have rank 2, found shape \(t.shape)", tensor: t.name)
+                }
+                shape = [t.shape[1], t.shape[0]]
+            case let .splitQKV(_, weight):
+                guard t.shape.count == (weight ? 2 : 1) else {
+                    throw MalError(.invalidShape, "a q/k/v \(weight ? "weight" : "bias") must have rank \(weight ? 2 : 1), found shape \(t.shape)",
+                                   tensor: t.name)
+                }
+                shape = t.shape
             }
             byHF[hf] = Planned(name: hf, dtype: t.dtype, shape: shape, parts: [(t.name, layout)], byteCount: bytes)
             order.append(hf)
@@ -170,9 +179,13 @@ public enum HFFolderWriter {
                     throw MalError(.invalidArgument, "fused tensor needs its q, k and v parts, found \(p.parts.count)", tensor: name)
                 }
                 p.parts.sort { partIndex($0.layout) < partIndex($1.layout) }
+                let shapes = p.parts.map { part in model.tensors.first { $0.name == part.canonical }?.shape ?? [] }
+                guard Set(p.parts.map { partIndex($0.layout) }).count == 3, shapes.allSatisfy({ $0 == shapes[0] }) else {
+                    throw MalError(.invalidShape, "the q, k and v parts of a fused tensor must have one shape, found \(shapes)", tensor: name)
+                }
                 if case let .splitQKV(_, weight) = p.parts[0].layout {
-                    let first = model.tensors.first { $0.name == p.parts[0].canonical }!
-                    p.shape = weight ? [first.shape[1], first.shape[0] * 3] : [first.shape[0] * 3]
+                    let first = shapes[0]
+                    p.shape = weight ? [first[1], first[0] * 3] : [first[0] * 3]
                 }
             }
             out.append(p)

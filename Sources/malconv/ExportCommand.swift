@@ -31,8 +31,11 @@ struct ExportCommand: ParsableCommand {
             switch out.format {
             case .safetensors:
                 let start = monotonicSeconds()
-                let s = try HFFolderWriter.write(mal, to: out.output, maxShardBytes: try out.maxShardSize.map(parseSize), force: out.force,
+                let s: HFFolderWriter.Summary
+                do {
+                    s = try HFFolderWriter.write(mal, to: out.output, maxShardBytes: try out.maxShardSize.map(parseSize), force: out.force,
                                                  progress: progress.update)
+                } catch let e as MalError where e.tensor != nil { throw e.inFile(input) }
                 Report.folder(s, path: out.output, seconds: monotonicSeconds() - start, json: json)
             case .mal:
                 let s = try ContainerExport.write(mal, to: out.output, options: MalWriter.Options(), command: "export",

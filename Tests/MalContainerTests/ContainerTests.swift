@@ -42,6 +42,20 @@ final class EditedSpecModel: CanonicalModel {
     func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
 }
 
+/// A model whose tensors `a` and `b` carry each other's names (a well-formed, checksummed file
+/// with the wrong tensor under a name).
+final class SwappedNamesModel: CanonicalModel {
+    let base: HFCanonicalModel, a: String, b: String
+    init(_ base: HFCanonicalModel, _ a: String, _ b: String) { self.base = base; self.a = a; self.b = b }
+    func other(_ n: String) -> String { n == a ? b : n == b ? a : n }
+    var spec: ModelSpec { base.spec }
+    var hfNamePrefix: String? { base.hfNamePrefix }
+    var tensors: [CanonicalTensor] { base.tensors.map { var t = $0; t.name = other(t.name); return t } }
+    func load(_ name: String) throws -> Tensor { try base.load(other(name)) }
+    var auxNames: [String] { base.auxNames }
+    func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
+}
+
 @Suite("The .mal container")
 struct ContainerTests {
     @Test("HF → convert --dtype keep → export gives identical tensors and config", arguments: Fixtures.models)
@@ -297,6 +311,22 @@ struct CorruptionTests {
                                       sources: [], dropped: [])
         let r = try runTool("malrun", [dir + "/m.mal", "-p", "hi", "-n", "1"])
         #expect(r.status == 1 && r.stderr.contains("m.mal") && r.stderr.contains(message), "\(edit): \(r.status) \(r.stderr)")
+    }
+
+    /// A vector stored under a matrix's name (found by a fuzzer: `export` trapped on it): export
+    /// and the runtime name the file and the tensor, and leave nothing behind.
+    @Test func tensorUnderTheWrongName() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.model("gpt2-tiny")))
+        for (a, b) in [("blk.1.ffn_up.weight", "blk.1.ffn_norm.weight"), ("blk.0.attn_q.weight", "blk.0.attn_q.bias")] {
+            _ = try ContainerExport.write(SwappedNamesModel(base, a, b), to: dir + "/m.mal", options: MalWriter.Options(), command: "test",
+                                          optionValues: [:], sources: [], dropped: [])
+            let r = try runTool("malconv", ["export", dir + "/m.mal", "-o", dir + "/out"])
+            #expect(r.status == 1 && r.stderr.contains("m.mal") && r.stderr.contains("must have rank"), "\(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
+            let g = try runTool("malrun", [dir + "/m.mal", "-p", "hi", "-n", "1"])
+            #expect(g.status == 1 && g.stderr.contains("m.mal") && g.stderr.contains("has shape"), "\(g.stderr)")
+        }
     }
 
     @Test func notAMalFile() throws {
