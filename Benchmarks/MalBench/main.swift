@@ -50,7 +50,7 @@ for threads in [1, 2] {
     for (name, dtype, bytes) in [("F32", DType.f32, f32.withUnsafeBytes { Array($0) }), ("BF16", DType.bf16, bf16.withUnsafeBytes { Array($0) })] {
         let t = bytes.withUnsafeBytes { Tensor(name: "w", dtype: dtype, shape: [rows, cols], storage: TensorStorage(copying: $0)) }
         // Copy of the same bytes, split across the same threads.
-        let dst = TensorStorage.allocate(count: bytes.count)
+        let dst = try TensorStorage.allocate(count: bytes.count)
         let d = SendableRawPointer(UnsafeMutableRawPointer(mutating: dst.bytes.baseAddress!)), s = SendableBytes(t.bytes)
         let part = (bytes.count + threads - 1) / threads
         let copy = try best {

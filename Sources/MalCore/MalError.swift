@@ -19,7 +19,7 @@ public struct MalError: Error, CustomStringConvertible, Equatable, Sendable {
         // content
         case nonFiniteValue, unmappedTensor
         // files and arguments
-        case fileNotFound, ioError, invalidArgument, unsupported, notFound
+        case fileNotFound, ioError, invalidArgument, unsupported, notFound, outOfMemory
     }
 
     public var kind: Kind

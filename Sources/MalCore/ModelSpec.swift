@@ -243,6 +243,13 @@ public struct ModelSpec: Equatable, Sendable, Codable {
 
     public var activationKind: Activation? { Activation(hfName: activation) }
 
+    /// Bounds that no real model comes near (DeepSeek-V3: 61 + 1 layers, 256 experts, vocabulary
+    /// 129,280) and that keep every loop over layers or experts short and every product of two
+    /// sizes inside Int: a hostile file that claims 2³² layers is refused, not iterated.
+    public static let maxSize = Int(Int32.max)
+    public static let maxLayers = 1 << 16
+    public static let maxExperts = 1 << 16
+
     /// The first constraint the spec breaks, or nil. `config.json` is checked key by key as it is
     /// read; this is the backstop for specs that arrive whole (a `.mal` file's metadata), so that a
     /// zero dimension or a negative epsilon is an error, not a division by zero in the runtime.
@@ -251,6 +258,10 @@ public struct ModelSpec: Equatable, Sendable, Codable {
                                       ("kvHeads", kvHeads), ("headDim", headDim), ("intermediateSize", intermediateSize),
                                       ("maxPositions", maxPositions)]
         if let (name, v) = sizes.first(where: { $0.1 < 1 }) { return "\(name) must be at least 1, found \(v)" }
+        if let (name, v) = sizes.first(where: { $0.1 > ModelSpec.maxSize }) { return "\(name) must be at most \(ModelSpec.maxSize), found \(v)" }
+        if layers + max(mtpLayers, 0) > ModelSpec.maxLayers {
+            return "layers + mtpLayers must be at most \(ModelSpec.maxLayers), found \(layers) + \(mtpLayers)"
+        }
         if heads % kvHeads != 0 { return "heads \(heads) is not a multiple of kvHeads \(kvHeads)" }
         if !(normEps.isFinite && normEps >= 0) { return "normEps must be a finite number >= 0, found \(normEps)" }
         if mtpLayers < 0 { return "mtpLayers must be >= 0, found \(mtpLayers)" }
@@ -273,13 +284,18 @@ public struct ModelSpec: Equatable, Sendable, Codable {
             if let f = factors.first(where: { !($0.isFinite && $0 > 0) }) { return "rope scaling parameters must be positive, found \(f)" }
         }
         if let m = mla {
-            if m.kvLoraRank < 1 || m.qkNopeHeadDim < 1 || m.vHeadDim < 1 || (m.qLoraRank ?? 1) < 1 {
-                return "MLA ranks and head dimensions must be at least 1"
+            let dims = [m.kvLoraRank, m.qkNopeHeadDim, m.qkRopeHeadDim, m.vHeadDim, m.qLoraRank ?? 1]
+            if dims.contains(where: { $0 < 1 || $0 > ModelSpec.maxSize }) {
+                return "MLA ranks and head dimensions must be in 1...\(ModelSpec.maxSize), found \(dims)"
             }
         }
         if let e = moe {
             if e.routedExperts < 1 || e.expertIntermediateSize < 1 || e.sharedExperts < 0 || e.firstDenseLayers < 0 || e.layerFrequency < 1 {
                 return "MoE expert counts, widths and layer frequency must be positive"
+            }
+            if e.routedExperts > ModelSpec.maxExperts || e.sharedExperts > ModelSpec.maxExperts
+                || [e.expertIntermediateSize, e.firstDenseLayers, e.layerFrequency].contains(where: { $0 > ModelSpec.maxSize }) {
+                return "MoE expert counts must be at most \(ModelSpec.maxExperts) and widths at most \(ModelSpec.maxSize)"
             }
             if !(1...e.routedExperts).contains(e.expertsPerToken) { return "expertsPerToken \(e.expertsPerToken) not in 1...\(e.routedExperts)" }
             if e.groups < 1 || e.routedExperts % e.groups != 0 { return "routedExperts \(e.routedExperts) is not a multiple of groups \(e.groups)" }

@@ -6,6 +6,12 @@ import Glibc
 /// Number of CPUs available to this process.
 public var availableCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
+/// Physical memory of this machine in bytes.
+public var physicalMemoryBytes: Int { Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE))) }
+
+/// "12.3 GiB".
+public func gibibytes(_ n: Int) -> String { String(format: "%.1f GiB", Double(n) / Double(1 << 30)) }
+
 /// A raw pointer that may cross threads. Callers guarantee disjoint writes.
 public struct SendableRawPointer: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer

@@ -25,8 +25,8 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     /// Uninitialised memory for `count` bytes (`allocateLarge`).
-    public static func allocate(count: Int) -> TensorStorage {
-        TensorStorage(adopting: allocateLarge(count), count: count)
+    public static func allocate(count: Int) throws -> TensorStorage {
+        TensorStorage(adopting: try allocateLarge(count), count: count)
     }
 
     /// Takes ownership of memory allocated with `UnsafeMutableRawPointer.allocate`.
@@ -97,10 +97,15 @@ public struct TensorInfo: Sendable, Equatable, Codable {
 }
 
 /// `count` bytes, 64-byte aligned; from 2 MiB up, 2 MiB aligned and advised into transparent huge
-/// pages (fewer page faults when filled, faster streaming reads). Free with `deallocate()`.
-public func allocateLarge(_ count: Int) -> UnsafeMutableRawPointer {
+/// pages (fewer page faults when filled, faster streaming reads). Free with `deallocate()` (which is
+/// `free` on Linux, as for `posix_memalign`). A request the system refuses (a tensor that claims more
+/// bytes than the machine has, as a decompression bomb does) is an error, not a crash.
+public func allocateLarge(_ count: Int) throws -> UnsafeMutableRawPointer {
     let huge = 2 << 20
-    let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: count >= huge ? huge : 64)
+    var p: UnsafeMutableRawPointer?
+    guard count >= 0, posix_memalign(&p, count >= huge ? huge : 64, max(count, 1)) == 0, let p else {
+        throw MalError(.outOfMemory, "cannot allocate \(count) bytes (\(gibibytes(count))); this machine has \(gibibytes(physicalMemoryBytes)) of memory")
+    }
     if count >= huge { _ = madvise(p, count, MADV_HUGEPAGE) }
     return p
 }

@@ -161,6 +161,7 @@ struct ConfigFields {
     func optSize(_ key: String) throws -> Int? {
         guard let v = try optInt(key) else { return nil }
         try require(v >= 1, "must be at least 1, found \(v)", key: key)
+        try require(v <= ModelSpec.maxSize, "must be at most \(ModelSpec.maxSize), found \(v)", key: key)
         return v
     }
 

@@ -312,7 +312,10 @@ public final class MalFile: @unchecked Sendable {
             }
             return TensorStorage(borrowing: view, owner: mapping)
         }
-        let storage = TensorStorage.allocate(count: total)
+        let storage: TensorStorage
+        do { storage = try TensorStorage.allocate(count: total) } catch let err as MalError {
+            throw MalError(err.kind, "decodes to \(total) bytes: " + err.message, file: path, tensor: e.name)
+        }
         let dst = SendableRawPointer(UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!))
         let pool = BufferPool(size: Int(e.chunkSize))
         try parallelFor(e.chunks.count, threads: threads) { i in

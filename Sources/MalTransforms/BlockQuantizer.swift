@@ -49,8 +49,8 @@ public enum BlockQuantizer {
         let rows = t.shape[0], cols = t.shape[1]
         let bc = block.width(cols)
         let sshape = block.scaleShape(t.shape)
-        let q = TensorStorage.allocate(count: rows * cols)
-        let scales = TensorStorage.allocate(count: sshape[0] * sshape[1] * 4)
+        let q = try TensorStorage.allocate(count: rows * cols)
+        let scales = try TensorStorage.allocate(count: sshape[0] * sshape[1] * 4)
         let qp = SendableRawPointer(UnsafeMutableRawPointer(mutating: q.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!))
         let sp = SendableRawPointer(UnsafeMutableRawPointer(mutating: scales.bytes.baseAddress!))
         let src = SendableBytes(t.bytes)
@@ -99,7 +99,7 @@ public enum BlockQuantizer {
                            tensor: q.name)
         }
         let rows = q.shape[0], cols = q.shape[1], bc = block.width(cols)
-        let out = TensorStorage.allocate(count: rows * cols * 4)
+        let out = try TensorStorage.allocate(count: rows * cols * 4)
         let op = SendableRawPointer(UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!))
         let qb = SendableBytes(q.bytes), sb = SendableBytes(scales.bytes)
         try withExtendedLifetime((q.storage, scales.storage)) {

@@ -228,7 +228,7 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
 
     public func load(_ name: String) throws -> Tensor {
         let s = try source(name)
-        let storage = TensorStorage.allocate(count: s.byteCount)
+        let storage = try TensorStorage.allocate(count: s.byteCount)
         try s.fill(0, s.byteCount, UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!))
         let ct = tensors.first { $0.name == name }!
         return Tensor(name: name, dtype: s.dtype, shape: ct.shape, storage: storage)

@@ -41,9 +41,22 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
         let h = s.heads, r = mla.kvLoraRank, nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, v = mla.vHeadDim
         let qIn = mla.qLoraRank ?? s.hiddenSize
         var drop = Set<String>()
+        let shapes = Dictionary(base.tensors.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
+        /// The inputs' shapes must be the ones the spec implies: the loops below index by the spec.
+        func expect(_ name: String, _ shape: [Int]) throws {
+            guard let have = shapes[name] else { throw MalError(.notFound, "absorption needs this tensor", tensor: name) }
+            guard have == shape else {
+                throw MalError(.invalidShape, "has shape \(have), but the model's spec implies \(shape)", tensor: name)
+            }
+        }
         for l in 0..<(s.layers + s.mtpLayers) {
             let b = "blk.\(l)."
-            guard base.tensors.contains(where: { $0.name == b + "attn_kv_b.weight" }) else { continue }
+            guard shapes[b + "attn_kv_b.weight"] != nil else { continue }
+            try expect(b + "attn_kv_b.weight", [h * (nope + v), r])
+            if mode == .merged {
+                try expect(b + (mla.qLoraRank != nil ? "attn_q_b" : "attn_q") + ".weight", [h * (nope + rope), qIn])
+                try expect(b + "attn_output.weight", [s.hiddenSize, h * v])
+            }
             drop.insert(b + "attn_kv_b.weight"); drop.insert(b + "attn_kv_b.scale_inv")
             switch mode {
             case .split:

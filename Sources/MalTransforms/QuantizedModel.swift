@@ -166,7 +166,7 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
         let f = try BlockQuantizer.dequantize(q: q, scales: s, block: block, threads: threads)
         if dtype == .f32 { return Tensor(name: name, dtype: .f32, shape: q.shape, storage: f) }
         let n = q.elementCount
-        let out = TensorStorage.allocate(count: n * 2)
+        let out = try TensorStorage.allocate(count: n * 2)
         FloatCast.cast(f.bytes.baseAddress!, from: .f32, UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!), to: .bf16, count: n,
                        scratch: nil)
         return withExtendedLifetime(f) { Tensor(name: name, dtype: .bf16, shape: q.shape, storage: out) }

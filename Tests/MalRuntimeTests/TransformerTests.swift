@@ -85,6 +85,25 @@ struct TransformerTests {
     }
 }
 
+/// A model that declares one tensor far larger than any machine's memory (a decompression bomb's
+/// table looks like this); nothing of it is ever loaded.
+final class OversizedTensorModel: CanonicalModel {
+    let base: CanonicalModel
+    init(_ base: CanonicalModel) { self.base = base }
+    var spec: ModelSpec { base.spec }
+    var hfNamePrefix: String? { base.hfNamePrefix }
+    var tensors: [CanonicalTensor] {
+        base.tensors.map { t in
+            var t = t
+            if t.name == "position_embd.weight" { t.shape = [1 << 40, t.shape[1]] }
+            return t
+        }
+    }
+    func load(_ name: String) throws -> Tensor { throw MalError(.invalidArgument, "must not be loaded", tensor: name) }
+    var auxNames: [String] { base.auxNames }
+    func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
+}
+
 /// Copies an HF folder with its `config.json` changed by `edit` and each tensor's float32 values
 /// passed through `scale(name, values)`.
 func editedCopy(of src: String, to dir: String, config edit: (inout [String: Any]) -> Void,
@@ -176,6 +195,16 @@ struct ConfigVariantTests {
         let a = try Transformer(model: try ModelLoader.open(dir + "/m.mal"), threads: 2).forward(ids, allLogits: true)
         let b = try Transformer(model: try ModelLoader.open(src), threads: 2).forward(ids, allLogits: true)
         #expect(a == b)
+    }
+
+    /// Memory: a model that cannot fit is refused before anything is loaded, with both sizes, and
+    /// an allocation the system refuses is an error, not a crash.
+    @Test func modelsLargerThanMemoryAreRefused() throws {
+        let model = OversizedTensorModel(try ModelLoader.open(Fixtures.model("gpt2-tiny")))
+        let e = try #require(throws: MalError.self) { _ = try Transformer(model: model, threads: 2) }
+        #expect(e.kind == .outOfMemory && e.message.contains("this machine has"), "\(e)")
+        let a = try #require(throws: MalError.self) { _ = try allocateLarge(Int.max / 2) }
+        #expect(a.kind == .outOfMemory)
     }
 
     /// The configured activation is the one that runs: ReLU (positively homogeneous) lets a

@@ -182,6 +182,18 @@ public final class Transformer: @unchecked Sendable {
         self.threads = threads
         let ctx = min(requested ?? 4096, s.maxPositions)
         contextLength = ctx
+        // The weights are decoded into memory: a model larger than the machine is refused up front
+        // with both sizes, not left to fail an allocation (or the OOM killer) halfway through.
+        // Loading holds the weights plus one decoded tensor on its way into place.
+        let cap = Int.max / 4
+        let sizes = model.tensors.map { t in
+            t.aliasOf == nil ? min(elementCount(t.shape).flatMap { t.dtype.byteCount(elements: $0) } ?? cap, cap) : 0
+        }
+        let weightBytes = sizes.reduce(0) { min($0 + $1, cap) }, peak = weightBytes + (sizes.max() ?? 0)
+        if peak > physicalMemoryBytes {
+            throw MalError(.outOfMemory, "loading the model needs \(gibibytes(peak)) (\(gibibytes(weightBytes)) of tensors plus the "
+                           + "largest one while it is placed); this machine has \(gibibytes(physicalMemoryBytes)) of memory")
+        }
         arena = WeightArena()
         let w = WeightLoader(model: model, arena: arena)
         let gpt2 = s.architecture == .gpt2
@@ -279,9 +291,9 @@ public final class Transformer: @unchecked Sendable {
         kDim = cacheHeads * headK
         vDim = latentCache ? 0 : cacheHeads * headV
         let kd = kDim, vd = vDim
-        func floats(_ n: Int) -> UnsafeMutablePointer<Float> { allocateLarge(n * 4).bindMemory(to: Float.self, capacity: n) }
-        keys = (0..<s.layers).map { _ in floats(ctx * kd) }
-        values = (0..<s.layers).map { _ in floats(max(ctx * vd, 1)) }
+        func floats(_ n: Int) throws -> UnsafeMutablePointer<Float> { try allocateLarge(n * 4).bindMemory(to: Float.self, capacity: n) }
+        keys = try (0..<s.layers).map { _ in try floats(ctx * kd) }
+        values = try (0..<s.layers).map { _ in try floats(max(ctx * vd, 1)) }
     }
 
     deinit {

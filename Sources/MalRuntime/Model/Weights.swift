@@ -43,19 +43,19 @@ public struct LinearWeight: @unchecked Sendable {
             guard let s = scale, s.dtype == .f32, s.shape == block.scaleShape(t.shape) else {
                 throw MalError(.invalidShape, "FP8 weight needs an F32 scale grid \(block.scaleShape(t.shape)) for \(block) blocks", tensor: t.name)
             }
-            scales = (arena?.copy(s.bytes) ?? s.bytes.baseAddress!).assumingMemoryBound(to: Float.self)
+            scales = (try arena?.copy(s.bytes) ?? s.bytes.baseAddress!).assumingMemoryBound(to: Float.self)
             keep = arena.map { [$0] } ?? [t.storage, s.storage]
         } else {
             scales = nil
             keep = arena.map { [$0] } ?? [t.storage]
         }
         if dtype == .bf16, let arena, mal_bf16_use_tiled(cols) != 0 {
-            let dst = arena.allocate(t.bytes.count)
+            let dst = try arena.allocate(t.bytes.count)
             mal_bf16_tile(dst.assumingMemoryBound(to: UInt16.self), t.bytes.baseAddress!.assumingMemoryBound(to: UInt16.self), rows, cols)
             data = UnsafeRawPointer(dst)
             tiled = true
         } else {
-            data = arena?.copy(t.bytes) ?? t.bytes.baseAddress!
+            data = try arena?.copy(t.bytes) ?? t.bytes.baseAddress!
             tiled = false
         }
         blockRows = block.rows
@@ -222,18 +222,18 @@ public final class WeightArena: @unchecked Sendable {
 
     deinit { for (p, _) in blocks { p.deallocate() } }
 
-    func copy(_ src: UnsafeRawBufferPointer) -> UnsafeRawPointer {
-        let dst = allocate(src.count)
+    func copy(_ src: UnsafeRawBufferPointer) throws -> UnsafeRawPointer {
+        let dst = try allocate(src.count)
         if let s = src.baseAddress, src.count > 0 { dst.copyMemory(from: s, byteCount: src.count) }
         return UnsafeRawPointer(dst)
     }
 
     /// `count` bytes, 64-byte aligned, in huge-page memory that lives as long as the arena.
-    func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+    func allocate(_ count: Int) throws -> UnsafeMutableRawPointer {
         let n = (max(count, 1) + 63) / 64 * 64
         if blocks.isEmpty || used + n > blocks[blocks.count - 1].1 {
             let size = max(WeightArena.chunk, (n + (2 << 20) - 1) / (2 << 20) * (2 << 20))
-            let p = allocateLarge(size)
+            let p = try allocateLarge(size)
             blocks.append((p, size))
             used = 0
         }
@@ -251,14 +251,14 @@ public enum MatvecProbe {
         var out: [(String, LinearWeight)] = []
         for d in [DType.f32, .bf16] {
             let n = rows * cols * (d.byteSize ?? 4)
-            let s = TensorStorage.allocate(count: n)
+            let s = try TensorStorage.allocate(count: n)
             memset(UnsafeMutableRawPointer(mutating: s.bytes.baseAddress!), 0x3c, n)
             out.append((d.rawValue, try LinearWeight(tensor: Tensor(name: "w", dtype: d, shape: [rows, cols], storage: s), scale: nil,
                                                      block: .deepseek, bias: nil, arena: arena)))
         }
-        let q = TensorStorage.allocate(count: rows * cols)
+        let q = try TensorStorage.allocate(count: rows * cols)
         memset(UnsafeMutableRawPointer(mutating: q.bytes.baseAddress!), 0x3c, rows * cols)
-        let sc = TensorStorage.allocate(count: (rows / 128) * (cols / 128) * 4)
+        let sc = try TensorStorage.allocate(count: (rows / 128) * (cols / 128) * 4)
         memset(UnsafeMutableRawPointer(mutating: sc.bytes.baseAddress!), 0x3c, (rows / 128) * (cols / 128) * 4)
         out.append(("F8_E4M3", try LinearWeight(tensor: Tensor(name: "w", dtype: .f8e4m3, shape: [rows, cols], storage: q),
                                                 scale: Tensor(name: "s", dtype: .f32, shape: [rows / 128, cols / 128], storage: sc),
