@@ -365,6 +365,16 @@ struct RuntimeQuantTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors")) == before)
     }
 
+    /// The benchmark tool still runs (`make bench` is not part of CI): tiny shapes, one repetition.
+    @Test func malbenchRuns() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        try String(repeating: "The secret of success is 42 fortunes.\n", count: 50).write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
+        let t = try runTool("malbench", ["tokenizer", dir + "/t.txt", Fixtures.fixtures + "/tokenizers/gpt2-bpe-2k"])
+        #expect(t.status == 0 && t.stdout.contains("load") && t.stdout.contains("vocabulary"), "\(t.stderr)")
+        let k = try runTool("malbench", ["--rows", "256", "--cols", "512", "--reps", "1"])
+        #expect(k.status == 0 && k.stdout.contains("GB/s"), "\(k.stderr)")
+    }
+
     /// `bench --json`: one record per test with llama-bench's field names, the mean and sample
     /// standard deviation of the counted runs, and `-n 0` skipping generation.
     @Test func benchJSONHasLlamaBenchRecords() throws {
