@@ -54,8 +54,15 @@ demo: build
 	$(BIN)/malconv absorb-mla $(DEMO)/deepseek-v3-fortunes-fp8.mal -o $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal --mode split
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal -p "The secret of success is" -n 40
 
+## Swift tests, then the independent float64 forward (Tests/Reference/numpy_forward.py) against the
+## debug build's malconv/malrun. It needs numpy: the first python3 that has it, else Debian's
+## python3 with python3-numpy installed.
+NUMPY_PY ?= $(shell python3 -c "import numpy" 2>/dev/null && echo python3 || echo /usr/bin/python3)
 test: deps
 	$(SWIFT) test
+	@$(NUMPY_PY) -c "import numpy" 2>/dev/null || { echo "installing python3-numpy"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-numpy; }
+	MAL_BIN=.build/debug $(NUMPY_PY) Tests/Reference/numpy_forward.py
 
 ## The verify report renders in headless Chromium (Debian package `chromium`, installed if missing):
 ## screenshot, and the rendered DOM holds the two SVG charts.

@@ -5,13 +5,13 @@ BF16 and F16, and compared with `malrun logits` on the HF folder and on its conv
 
 The fixtures cover the shapes transformers saved; this covers the kernels' tails (widths that are
 not multiples of 16/32/64, head dims 8/24/25, q width != hidden, 3 heads per KV head) and the
-config switches. Needs numpy and a release build (`make build`):
+config switches. Needs numpy and a build; `make test` runs it on the debug build, by hand:
 
-    python3 Tests/Reference/numpy_forward.py [OUT_DIR]
+    make build && python3 Tests/Reference/numpy_forward.py [OUT_DIR]     (MAL_BIN=DIR picks the binaries)
 
 Prints one line per model and dtype with the largest |logit difference|; exits 1 if any exceeds
 1e-4 relative to the largest |logit|/10 (these random models have logits up to ~25)."""
-import json, os, struct, subprocess, sys, tempfile
+import json, os, shutil, struct, subprocess, sys, tempfile
 import numpy as np
 from math import erf, pi, sqrt, log
 
@@ -243,7 +243,8 @@ def make_deepseek(rng, v3, H, L, nh, V, F, kvr, nope, rd, vd, qr, E, k, G, TG, F
     cfg.update(extra); return t, cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MALRUN, MALCONV = ROOT + "/.build/release/malrun", ROOT + "/.build/release/malconv"
+BIN = os.environ.get("MAL_BIN", ROOT + "/.build/release")      # `make test` points it at the debug build
+MALRUN, MALCONV = BIN + "/malrun", BIN + "/malconv"
 OUT = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="numpy-forward-")
 failures = 0
 def check(name, arch, t, cfg, dtype, T=23, seed=0):
@@ -294,5 +295,9 @@ cases = [
 for name, arch, t, cfg in cases:
     for dt in ("F32", "BF16", "F16"):
         check(name, arch, t, cfg, dt)
-print(f"{failures} failures; models in {OUT}")
+if failures or len(sys.argv) > 1:
+    print(f"{failures} failures; models in {OUT}")
+else:
+    shutil.rmtree(OUT)
+    print(f"numpy_forward: {len(cases) * 3} model x dtype cases within float32 rounding of the float64 forward")
 sys.exit(1 if failures else 0)
