@@ -1,6 +1,7 @@
 // malbench: throughput of the hot loops against a plain memory copy of the same bytes.
 // Usage: malbench [fp8] [--rows N] [--cols N] [--reps N]
 //        malbench tokenizer TEXT TOKENIZER_DIR [--reps N]
+//        malbench sampler
 import Foundation
 import MalCore
 import MalReaders
@@ -11,6 +12,10 @@ import MalWriters
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "matvec" {
     ParallelProbe.run()
     try MatvecBench.run()
+    exit(0)
+}
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "sampler" {
+    SamplerBench.run()
     exit(0)
 }
 if CommandLine.arguments.count > 3 && CommandLine.arguments[1] == "tokenizer" {

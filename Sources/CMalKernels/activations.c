@@ -84,3 +84,16 @@ void mal_activate_mul(int kind, float *g, const float *u, size_t n) {
     ACT_LOOPS(GATE)
 #undef GATE
 }
+
+/* Sampling weights: out[i] = e^((x[i] - shift) * scale), vectorised (libm's expf is a scalar call:
+   0.8 ms for a 128K vocabulary against ~0.1). Below e^-87 the result stays at ~1.6e-38. */
+void mal_exp_scaled(float *out, const float *x, size_t n, float shift, float scale) {
+    for (size_t i = 0; i < n; i++) out[i] = exp_poly((x[i] - shift) * scale);
+}
+
+/* Largest of n > 0 finite values (the sampler's logits; vectorised, unlike a generic max). */
+float mal_max_f32(const float *x, size_t n) {
+    float m = x[0];
+    for (size_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}

@@ -306,6 +306,57 @@ struct RuntimeQuantTests {
         #expect(r.sample(logits, history: [1]) == 4)
     }
 
+    /// The sampler's candidate set (no full sort) equals a brute-force one that sorts everything,
+    /// for every filter combination, on small and Llama-sized vocabularies; and draws follow the
+    /// weights (a χ²-style bound over 20,000 draws).
+    @Test func samplerCandidatesMatchFullSort() {
+        func reference(_ s: Sampler, _ l: [Float]) -> [Int: Float] {
+            let maxL = l.max()!
+            var idx = l.indices.sorted { l[$0] > l[$1] || (l[$0] == l[$1] && $0 < $1) }
+            if s.topK > 0 && s.topK < idx.count { idx.removeLast(idx.count - s.topK) }
+            // The same vectorised exp as the sampler (it differs from libm's in the last bit).
+            var w = [Float](repeating: 0, count: idx.count)
+            let top = idx.map { l[$0] }
+            w.withUnsafeMutableBufferPointer { mal_exp_scaled($0.baseAddress!, top, top.count, maxL, 1 / s.temperature) }
+            if s.topP < 1 {
+                let need = Double(s.topP) * w.reduce(0.0) { $0 + Double($1) }
+                var acc = 0.0, n = 0
+                while n < w.count { acc += Double(w[n]); n += 1; if acc >= need { break } }
+                idx.removeLast(idx.count - n); w.removeLast(w.count - n)
+            }
+            if s.minP > 0 {
+                let cut = s.minP * w.max()!
+                let keep = w.indices.filter { w[$0] >= cut }
+                idx = keep.map { idx[$0] }; w = keep.map { w[$0] }
+            }
+            return Dictionary(uniqueKeysWithValues: zip(idx, w))
+        }
+        var rng = KernelTests.Rng(s: 3)
+        for vocab in [7, 1000, 128_256] {
+            let l = (0..<vocab).map { _ in rng.float() * 6 }
+            for (t, k, p, m) in [(Float(1), 0, Float(1), Float(0)), (0.7, 0, 0.9, 0), (1.3, 40, 1, 0), (0.8, 50, 0.95, 0.05),
+                                 (1, 0, 1, 0.1), (0.5, 0, 0.5, 0.2), (2, 3, 0.99, 0)] {
+                let s = Sampler(temperature: t, topK: k, topP: p, minP: m, seed: 1)
+                let (ids, w) = s.candidates(l)
+                let got = Dictionary(uniqueKeysWithValues: zip(ids, w)), want = reference(s, l)
+                #expect(got == want, "vocab \(vocab), T \(t), top-k \(k), top-p \(p), min-p \(m): \(got.count) vs \(want.count) candidates")
+            }
+        }
+        // Draws follow the weights.
+        let l: [Float] = [2, 1, 0.5, 0, -1, 3]
+        var s = Sampler(temperature: 1, topP: 0.9, seed: 7)
+        let (ids, w) = s.candidates(l)
+        let total = w.reduce(0, +)
+        var counts = [Int: Int]()
+        let n = 20_000
+        for _ in 0..<n { counts[Int(s.sample(l, history: [])), default: 0] += 1 }
+        #expect(Set(counts.keys) == Set(ids))
+        for (i, id) in ids.enumerated() {
+            let want = Double(n) * Double(w[i] / total), got = Double(counts[id] ?? 0)
+            #expect(abs(got - want) < 5 * want.squareRoot() + 5, "token \(id): \(got) draws, expected \(want)")
+        }
+    }
+
     @Test func logitsCommandWritesReferenceLayout() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let ref = try Reference("gpt2-tiny")

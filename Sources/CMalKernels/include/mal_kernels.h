@@ -129,6 +129,9 @@ int mal_matmul_fast(float *Y, const void *W, int dtype, const float *scales, con
 enum { MAL_ACT_GELU_TANH = 0, MAL_ACT_GELU_ERF = 1, MAL_ACT_SILU = 2, MAL_ACT_RELU = 3, MAL_ACT_QUICK_GELU = 4 };
 void mal_activate(int kind, float *x, size_t n);
 void mal_activate_mul(int kind, float *g, const float *u, size_t n);
+/* out[i] = e^((x[i] - shift) * scale): the sampler's weights (relative error ~1e-7). */
+void mal_exp_scaled(float *out, const float *x, size_t n, float shift, float scale);
+float mal_max_f32(const float *x, size_t n);
 
 /* One query against a KV cache: out[h] = softmax(q_h . K_g * scale) V_g for heads [h0, h1),
    where g = h / (n_heads / n_kv) (grouped-query attention). Query and key heads have dk
