@@ -6,8 +6,24 @@ import Glibc
 /// Number of CPUs available to this process.
 public var availableCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
-/// Physical memory of this machine in bytes.
-public var physicalMemoryBytes: Int { Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE))) }
+/// Memory this process may use in bytes: the machine's physical memory, or a smaller cgroup limit
+/// (a container's `memory.max`, v2, or `memory.limit_in_bytes`, v1), where exceeding it means the
+/// OOM killer rather than a failed allocation.
+public var physicalMemoryBytes: Int {
+    let machine = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    let limits = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"].compactMap(firstLineNumber)
+    return min(machine, limits.min() ?? machine)
+}
+
+/// The integer on the first line of a small text file (nil if absent or not a number, e.g. "max").
+private func firstLineNumber(_ path: String) -> Int? {
+    guard let f = fopen(path, "r") else { return nil }
+    defer { fclose(f) }
+    var buf = [CChar](repeating: 0, count: 64)
+    guard fgets(&buf, 64, f) != nil else { return nil }
+    let digits = buf.prefix { $0 != 0 && $0 != 10 && $0 != 13 && $0 != 32 }.map { UInt8(bitPattern: $0) }
+    return Int(String(decoding: digits, as: UTF8.self))
+}
 
 /// "12.3 GiB".
 public func gibibytes(_ n: Int) -> String { String(format: "%.1f GiB", Double(n) / Double(1 << 30)) }

@@ -192,7 +192,7 @@ public final class Transformer: @unchecked Sendable {
         let weightBytes = sizes.reduce(0) { min($0 + $1, cap) }, peak = weightBytes + (sizes.max() ?? 0)
         if peak > physicalMemoryBytes {
             throw MalError(.outOfMemory, "loading the model needs \(gibibytes(peak)) (\(gibibytes(weightBytes)) of tensors plus the "
-                           + "largest one while it is placed); this machine has \(gibibytes(physicalMemoryBytes)) of memory")
+                           + "largest one while it is placed); this process may use \(gibibytes(physicalMemoryBytes)) (physical memory or its cgroup limit)")
         }
         arena = WeightArena()
         let w = WeightLoader(model: model, arena: arena)
