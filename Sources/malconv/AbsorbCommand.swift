@@ -36,6 +36,9 @@ struct AbsorbCommand: ParsableCommand {
     @Option(help: "KV length used for the FLOP comparison.")
     var kvLength: Int = 4096
 
+    @Flag(help: "Print the summary (written file, absorbed tensors, split/merged cost) as one JSON document.")
+    var json = false
+
     func validate() throws {
         guard AbsorbedModel.Mode(rawValue: mode) != nil else { throw ValidationError("--mode must be split or merged") }
         guard dtype == "f32" || dtype == "bf16" else { throw ValidationError("--dtype must be f32 or bf16") }
@@ -54,18 +57,32 @@ struct AbsorbCommand: ParsableCommand {
             if requantizeFP8 {
                 model = try QuantizedModel(base: model, include: absorbedNames)
             }
+            let s = AbsorbedModel.cost(spec: base.spec, mode: .split, kvLength: kvLength)
+            let g = AbsorbedModel.cost(spec: base.spec, mode: .merged, kvLength: kvLength)
+            let extra: [String: Any] = [
+                "mode": mode, "dtype": dtype, "requantize": requantizeFP8 ? "fp8" : "none", "absorbed_tensors": absorbedNames,
+                "cost_per_layer": ["kv_length": kvLength, "split": ["params": s.params, "multiply_adds_per_token": s.flops],
+                                   "merged": ["params": g.params, "multiply_adds_per_token": g.flops]],
+            ]
             try ModelIO.write(model, output: output, to: .mal, inputs: inputs, command: "absorb-mla",
-                              options: ["mode": mode, "dtype": dtype, "requantize": requantizeFP8 ? "fp8" : "none"])
+                              options: ["mode": mode, "dtype": dtype, "requantize": requantizeFP8 ? "fp8" : "none"],
+                              json: json, extra: extra)
+            if json { return }
             let what = requantizeFP8 ? "requantised to FP8 E4M3 128x128 (smaller, no longer exact)"
                 : dtype == "bf16" ? "rounded to BF16 (smaller, no longer exact)" : "kept as exact float32 values"
             print("absorbed \(absorbedNames.count) tensors (\(mode)); absorbed tensors \(what)")
-            let s = AbsorbedModel.cost(spec: base.spec, mode: .split, kvLength: kvLength)
-            let g = AbsorbedModel.cost(spec: base.spec, mode: .merged, kvLength: kvLength)
-            print(String(format: "per layer at KV length %d: split %d params, %d multiply-adds/token; merged %d params (%.2fx, larger), %d multiply-adds/token (%.2fx)",
-                         kvLength, s.params, s.flops, g.params, Double(g.params) / Double(max(s.params, 1)), g.flops, Double(g.flops) / Double(max(s.flops, 1))))
-            print("merged pays off only when its fewer per-token products outweigh reading its larger weights: "
-                  + (g.flops < s.flops ? "here it saves compute but reads \(String(format: "%.2f", Double(g.params) / Double(max(s.params, 1))))x the attention weights, so decoding (bandwidth-bound) is slower"
-                     : "not at these dimensions (more parameters and more work)"))
+            let pr = Double(g.params) / Double(max(s.params, 1)), fr = Double(g.flops) / Double(max(s.flops, 1))
+            print(String(format: "per layer at KV length %d: split %d params, %d multiply-adds/token; merged %d params (%.2fx), %d multiply-adds/token (%.2fx)",
+                         kvLength, s.params, s.flops, g.params, pr, g.flops, fr))
+            // Decoding is bandwidth-bound: weight bytes matter first, multiply-adds second.
+            let verdict: String
+            switch (g.params <= s.params, g.flops <= s.flops) {
+            case (true, true): verdict = "merged: it reads no more weights and does no more work at these dimensions"
+            case (false, true): verdict = String(format: "merged saves compute but reads %.2fx the attention weights, so decoding (bandwidth-bound) is slower", pr)
+            case (true, false): verdict = String(format: "merged reads %.2fx the weights but does %.2fx the work: measure both (`malrun bench`)", pr, fr)
+            case (false, false): verdict = "split: merged has more parameters and more work at these dimensions"
+            }
+            print("which layout decodes faster: " + verdict)
         }
     }
 }

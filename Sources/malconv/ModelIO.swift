@@ -18,7 +18,8 @@ enum ModelIO {
     /// folder; `--to` overrides). Prints the summary.
     static func write(_ model: CanonicalModel, output: String, to: OutputFormat?, inputs: [String], command: String,
                       options: [String: String], quantization: MalMetadata.Quantization? = nil, level: Int32 = 1,
-                      threads: Int = availableCores, maxShardSize: String? = nil, force: Bool = false, json: Bool = false) throws {
+                      threads: Int = availableCores, maxShardSize: String? = nil, force: Bool = false, json: Bool = false,
+                      extra: [String: Any] = [:]) throws {
         try refuseOverwritingInput(output: output, inputs: inputs)
         let progress = Progress(command)
         switch OutputFormat.resolve(path: output, explicit: to) {
@@ -39,12 +40,12 @@ enum ModelIO {
             }
             let s = try ContainerExport.write(model, to: output, options: opts, command: command, optionValues: options,
                                               sources: sources, dropped: dropped, quantization: quantization, progress: progress.update)
-            Report.container(s, path: output, json: json)
+            Report.container(s, path: output, json: json, extra: extra)
         case .safetensors:
             let start = monotonicSeconds()
             let s = try HFFolderWriter.write(model, to: output, maxShardBytes: try maxShardSize.map(parseSize), force: force,
                                              progress: progress.update)
-            Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json)
+            Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json, extra: extra)
         }
     }
 

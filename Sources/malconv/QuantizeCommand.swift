@@ -66,18 +66,18 @@ struct QuantizeCommand: ParsableCommand {
                               options: ["format": format, "block": b.description, "scale": s.rawValue,
                                         "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ",")],
                               quantization: MalMetadata.Quantization(format: "e4m3", blockSize: [b.rows, b.cols], scale: s.rawValue),
-                              threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: false)
-            Self.summarize(q.decisions, json: json)
+                              threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json,
+                              extra: json ? ["decisions": try Self.jsonObject(q.decisions)] : [:])
+            if !json { Self.summarize(q.decisions) }
         }
     }
 
-    static func summarize(_ d: [QuantizedModel.Decision], json: Bool) {
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try! enc.encode(["decisions": d]), as: UTF8.self))
-            return
-        }
+    /// The per-tensor decisions as a JSON value (one document with the write summary).
+    static func jsonObject(_ d: [QuantizedModel.Decision]) throws -> Any {
+        try JSONSerialization.jsonObject(with: JSONEncoder().encode(d))
+    }
+
+    static func summarize(_ d: [QuantizedModel.Decision]) {
         var groups: [String: Int] = [:]
         for x in d { groups["\(x.action): \(x.reason)", default: 0] += 1 }
         for (k, n) in groups.sorted(by: { $0.key < $1.key }) { print("  \(n) \(k)") }

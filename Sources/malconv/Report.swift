@@ -4,7 +4,9 @@ import MalWriters
 
 /// Summaries printed after a model is written.
 enum Report {
-    static func container(_ s: ContainerExport.Summary, path: String, json: Bool) {
+    /// `extra`: more keys for the JSON document (a command's own facts), so that `--json` prints
+    /// exactly one document.
+    static func container(_ s: ContainerExport.Summary, path: String, json: Bool, extra: [String: Any] = [:]) {
         var byDType: [String: (raw: Int, stored: Int, n: Int)] = [:]
         for r in s.records where !r.name.hasPrefix("aux/") && r.codec != .alias {
             byDType[r.dtype.rawValue, default: (0, 0, 0)].raw += r.rawBytes
@@ -13,12 +15,13 @@ enum Report {
         }
         let raw = s.records.reduce(0) { $0 + ($1.codec == .alias ? 0 : $1.rawBytes) }
         if json {
-            let doc: [String: Any] = [
+            var doc: [String: Any] = [
                 "output": path, "file_bytes": s.fileBytes, "source_bytes": s.sourceBytes, "tensor_bytes": raw,
                 "seconds": s.seconds, "tensors": s.records.count,
                 "by_dtype": byDType.mapValues { ["tensors": $0.n, "raw_bytes": $0.raw, "stored_bytes": $0.stored] },
                 "aliases": s.records.filter { $0.codec == .alias }.map(\.name),
             ]
+            doc.merge(extra) { _, new in new }
             print(String(decoding: try! JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
             return
         }
@@ -31,9 +34,10 @@ enum Report {
         if !aliases.isEmpty { print("  shared (stored once): \(aliases.map(\.name).joined(separator: ", "))") }
     }
 
-    static func folder(_ s: HFFolderWriter.Summary, path: String, seconds: Double, json: Bool) {
+    static func folder(_ s: HFFolderWriter.Summary, path: String, seconds: Double, json: Bool, extra: [String: Any] = [:]) {
         if json {
-            let doc: [String: Any] = ["output": path, "files": s.files, "tensors": s.tensors, "tensor_bytes": s.bytes, "seconds": seconds]
+            var doc: [String: Any] = ["output": path, "files": s.files, "tensors": s.tensors, "tensor_bytes": s.bytes, "seconds": seconds]
+            doc.merge(extra) { _, new in new }
             print(String(decoding: try! JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
             return
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MalCore
 import MalReaders
 import MalRuntime
@@ -21,22 +22,56 @@ struct InfoCommand: ParsableCommand {
     @Argument(help: "A .mal file, model folder, .safetensors file or shard index.")
     var model: String
 
+    @Flag(help: "Print the facts as JSON.")
+    var json = false
+
     func run() throws {
         do {
             let m = try ModelLoader.open(model)
             let s = m.spec
             let weights = m.tensors.filter { !$0.name.hasPrefix("aux/") }
-            let params = weights.filter { !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }.reduce(0) { $0 + $1.shape.reduce(1, *) }
-            let dtypes = Dictionary(grouping: weights, by: \.dtype.rawValue).mapValues(\.count).sorted { $0.key < $1.key }
+            // Sizes from a file's table: counted with checked arithmetic (a hostile table must
+            // not trap here), reported as nil when they do not fit.
+            func product(_ xs: [Int]) -> Int? {
+                xs.reduce(Optional(1)) { acc, x in acc.flatMap { a in let (p, o) = a.multipliedReportingOverflow(by: x); return o ? nil : p } }
+            }
+            let params = weights.filter { !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }
+                .reduce(Optional(0)) { acc, t in acc.flatMap { a in product(t.shape).flatMap { a.addingReportingOverflow($0).overflow ? nil : a + $0 } } }
+            let dtypes = Dictionary(grouping: weights, by: \.dtype.rawValue).mapValues(\.count)
+            let kvNaive: Int?, kvLatent: Int?
+            if let mla = s.mla {
+                kvNaive = product([s.layers, s.heads, mla.qkHeadDim + mla.vHeadDim, 4])
+                kvLatent = product([s.layers, mla.kvLoraRank + mla.qkRopeHeadDim, 4])
+            } else {
+                kvNaive = product([s.layers, s.kvHeads, s.headDim, 2, 4])
+                kvLatent = nil
+            }
+            let kvBytes = s.mla?.absorbed != nil ? kvLatent : kvNaive
+            if json {
+                var doc: [String: Any] = [
+                    "model": model, "architecture": s.architecture.rawValue, "layers": s.layers, "mtp_layers": s.mtpLayers,
+                    "hidden_size": s.hiddenSize, "vocab_size": s.vocabSize, "heads": s.heads, "kv_heads": s.kvHeads,
+                    "parameters": params.map { $0 as Any } ?? NSNull(), "tensors": weights.count, "tensors_by_dtype": dtypes,
+                    "kv_cache_bytes_per_token": kvBytes.map { $0 as Any } ?? NSNull(), "activation": s.activation,
+                ]
+                if let mla = s.mla { doc["mla"] = ["absorbed": mla.absorbed.map { $0 as Any } ?? NSNull(), "kv_lora_rank": mla.kvLoraRank] }
+                if let moe = s.moe {
+                    doc["moe"] = ["routed_experts": moe.routedExperts, "experts_per_token": moe.expertsPerToken,
+                                  "shared_experts": moe.sharedExperts, "scoring": moe.scoring.rawValue]
+                }
+                if let q = s.quantization { doc["quantization"] = ["method": q.method, "format": q.format, "weight_block_size": q.weightBlockSize ?? []] }
+                print(String(decoding: try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+                return
+            }
+            let n = { (x: Int?) in x.map(String.init) ?? "too large to count" }
             print("\(model)")
             print("  architecture   \(s.architecture.rawValue), \(s.layers) layers\(s.mtpLayers > 0 ? " (+\(s.mtpLayers) MTP, not run)" : ""), hidden \(s.hiddenSize), vocab \(s.vocabSize)")
-            print("  parameters     \(params) in \(weights.count) tensors (\(dtypes.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
+            print("  parameters     \(n(params)) in \(weights.count) tensors (\(dtypes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
             if let mla = s.mla {
-                let naive = s.layers * s.heads * (mla.qkHeadDim + mla.vHeadDim) * 4, latent = s.layers * (mla.kvLoraRank + mla.qkRopeHeadDim) * 4
                 print("  attention      MLA, \(mla.absorbed.map { "absorbed (\($0)): latent KV cache" } ?? "naive: per-head KV cache"); "
-                      + "KV cache \(mla.absorbed != nil ? latent : naive) B/token (naive \(naive), absorbed \(latent))")
+                      + "KV cache \(n(kvBytes)) B/token (naive \(n(kvNaive)), absorbed \(n(kvLatent)))")
             } else {
-                print("  attention      \(s.heads) heads / \(s.kvHeads) KV heads; KV cache \(s.layers * s.kvHeads * s.headDim * 2 * 4) B/token")
+                print("  attention      \(s.heads) heads / \(s.kvHeads) KV heads; KV cache \(n(kvBytes)) B/token")
             }
             if let moe = s.moe {
                 print("  experts        \(moe.routedExperts) routed (top-\(moe.expertsPerToken)) + \(moe.sharedExperts) shared, \(moe.scoring.rawValue) routing")

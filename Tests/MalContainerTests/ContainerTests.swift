@@ -329,6 +329,32 @@ struct CorruptionTests {
         }
     }
 
+    /// Every `--json` prints exactly one JSON document on stdout (`quantize --json` printed the
+    /// text summary first, then the JSON).
+    @Test func jsonFlagsPrintOneDocument() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let gpt2 = Fixtures.model("gpt2-tiny"), ds = Fixtures.model("deepseek-v3-tiny")
+        let runs: [(String, [String])] = [
+            ("malconv", ["inspect", gpt2, "--json"]),
+            ("malconv", ["convert", gpt2, "-o", dir + "/g.mal", "--json"]),
+            ("malconv", ["quantize", dir + "/g.mal", "-o", dir + "/q.mal", "--json"]),
+            ("malconv", ["dequantize", dir + "/q.mal", "-o", dir + "/d.mal", "--json"]),
+            ("malconv", ["check", dir + "/g.mal", "--json"]),
+            ("malconv", ["export", dir + "/g.mal", "-o", dir + "/e", "--json"]),
+            ("malconv", ["verify", dir + "/g.mal", dir + "/q.mal", "--json"]),
+            ("malconv", ["absorb-mla", ds, "-o", dir + "/a.mal", "--json"]),
+            ("malrun", ["info", dir + "/a.mal", "--json"]),
+            ("malrun", ["bench", dir + "/g.mal", "-p", "4", "-n", "2", "--repetitions", "1", "--json"]),
+        ]
+        for (tool, args) in runs {
+            let r = try runTool(tool, args)
+            let doc = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+            #expect(r.status == 0 && doc != nil, "\(tool) \(args.joined(separator: " ")): \(r.status) \(r.stdout.prefix(200)) \(r.stderr)")
+        }
+        let q = try #require(try JSONSerialization.jsonObject(with: Data(try runTool("malconv", ["quantize", dir + "/g.mal", "-o", dir + "/q2.mal", "--json"]).stdout.utf8)) as? [String: Any])
+        #expect((q["decisions"] as? [Any])?.isEmpty == false && q["output"] as? String == dir + "/q2.mal")
+    }
+
     @Test func notAMalFile() throws {
         let e = try #require(throws: MalError.self) { try MalFile(path: Fixtures.model("gpt2-tiny") + "/model.safetensors") }
         #expect(e.kind == .badMagic)
