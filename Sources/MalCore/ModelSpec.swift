@@ -244,9 +244,12 @@ public struct ModelSpec: Equatable, Sendable, Codable {
     public var activationKind: Activation? { Activation(hfName: activation) }
 
     /// Bounds that no real model comes near (DeepSeek-V3: 61 + 1 layers, 256 experts, vocabulary
-    /// 129,280) and that keep every loop over layers or experts short and every product of two
-    /// sizes inside Int: a hostile file that claims 2³² layers is refused, not iterated.
-    public static let maxSize = Int(Int32.max)
+    /// 129,280, hidden 7168; the largest context windows are ~10M positions) and that keep every
+    /// loop over layers or experts short and every product of two sizes (heads × a sum of head
+    /// widths) far inside Int; products of three are only formed after the tensors' shapes have
+    /// been checked against them. A hostile file that claims 2³² layers is refused, not iterated.
+    public static let maxSize = 1 << 24
+    public static let maxPositionsLimit = Int(Int32.max)
     public static let maxLayers = 1 << 16
     public static let maxExperts = 1 << 16
 
@@ -258,7 +261,9 @@ public struct ModelSpec: Equatable, Sendable, Codable {
                                       ("kvHeads", kvHeads), ("headDim", headDim), ("intermediateSize", intermediateSize),
                                       ("maxPositions", maxPositions)]
         if let (name, v) = sizes.first(where: { $0.1 < 1 }) { return "\(name) must be at least 1, found \(v)" }
-        if let (name, v) = sizes.first(where: { $0.1 > ModelSpec.maxSize }) { return "\(name) must be at most \(ModelSpec.maxSize), found \(v)" }
+        if let (name, v) = sizes.first(where: { $0.1 > ($0.0 == "maxPositions" ? ModelSpec.maxPositionsLimit : ModelSpec.maxSize) }) {
+            return "\(name) must be at most \(name == "maxPositions" ? ModelSpec.maxPositionsLimit : ModelSpec.maxSize), found \(v)"
+        }
         if layers + max(mtpLayers, 0) > ModelSpec.maxLayers {
             return "layers + mtpLayers must be at most \(ModelSpec.maxLayers), found \(layers) + \(mtpLayers)"
         }

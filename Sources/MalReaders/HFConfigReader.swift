@@ -158,10 +158,12 @@ struct ConfigFields {
         return v
     }
 
+    /// A size ≥ 1, at most `ModelSpec.maxSize` (positions: `maxPositionsLimit`).
     func optSize(_ key: String) throws -> Int? {
         guard let v = try optInt(key) else { return nil }
         try require(v >= 1, "must be at least 1, found \(v)", key: key)
-        try require(v <= ModelSpec.maxSize, "must be at most \(ModelSpec.maxSize), found \(v)", key: key)
+        let limit = ["n_positions", "n_ctx", "max_position_embeddings"].contains(key) ? ModelSpec.maxPositionsLimit : ModelSpec.maxSize
+        try require(v <= limit, "must be at most \(limit), found \(v)", key: key)
         return v
     }
 
