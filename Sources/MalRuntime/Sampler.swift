@@ -39,7 +39,9 @@ public struct Sampler {
     /// Picks the next token from `logits`, given the tokens so far (for the repetition penalty).
     public mutating func sample(_ logits: [Float], history: [Int32]) -> Int32 {
         let l = penalized(logits, history: history)
-        if temperature <= 0 { return Int32(l.indices.max { l[$0] < l[$1] }!) }
+        // A temperature so small that 1/T overflows is greedy too (and 0 · ∞ would make the top
+        // token's weight NaN).
+        if temperature <= 0 || !(1 / temperature).isFinite { return Int32(l.indices.max { l[$0] < l[$1] }!) }
         return Int32(filtered(l).pick(Double(nextUniform())))
     }
 

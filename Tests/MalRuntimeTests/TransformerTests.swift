@@ -304,6 +304,8 @@ struct RuntimeQuantTests {
         #expect(g.sample(logits, history: []) == 1)
         var r = Sampler(repetitionPenalty: 10, seed: 1)
         #expect(r.sample(logits, history: [1]) == 4)
+        var tiny = Sampler(temperature: 1e-40, topP: 0.9, seed: 1)
+        #expect(tiny.sample(logits, history: []) == 1, "a denormal temperature is greedy, not NaN weights")
     }
 
     /// The sampler's candidate set (no full sort) equals a brute-force one that sorts everything,
