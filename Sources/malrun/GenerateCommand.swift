@@ -84,9 +84,12 @@ struct GenerateCommand: ParsableCommand {
             let loadTime = monotonicSeconds() - t0
             var ids = tok.encode(prompt, addSpecial: true)
             if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
-            guard ids.count + n <= tr.contextLength else {
-                throw MalError(.invalidArgument, "prompt (\(ids.count) tokens) + \(n) new tokens exceed the context length \(tr.contextLength)")
+            guard ids.count <= tr.contextLength else {
+                throw MalError(.invalidArgument, "the prompt (\(ids.count) tokens) is longer than the context length \(tr.contextLength)"
+                               + (options.context == nil ? " (--context raises it up to the model's \(model.spec.maxPositions))" : ""))
             }
+            // The last token needs no forward pass: a full context still yields one more token.
+            let limit = min(n, tr.contextLength - ids.count + 1)
             var sampler = Sampler(temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repeatPenalty, seed: seed)
             let ends = tok.endTokenIds
             t0 = monotonicSeconds()
@@ -97,19 +100,22 @@ struct GenerateCommand: ParsableCommand {
             writeOut(prompt)
             var generated = 0
             t0 = monotonicSeconds()
-            while generated < n {
+            while generated < limit {
                 let next = sampler.sample(logits, history: ids)
                 if ends.contains(next) { break }
                 ids.append(next)
                 generated += 1
                 writeOut(decoder.push(next))
-                if generated < n {
+                if generated < limit {
                     logits = try tr.forward([next])
                     try requireFinite(logits, position: ids.count - 1)
                 }
             }
             writeOut(decoder.finish() + "\n")
             let genTime = monotonicSeconds() - t0
+            if generated == limit && limit < n {
+                printError("stopped after \(generated) tokens: the context length \(tr.contextLength) is full (--context raises it up to \(model.spec.maxPositions))")
+            }
             printError(String(format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads | KV cache %d B/token%@",
                               loadTime, ids.count - generated, Double(ids.count - generated) / max(promptTime, 1e-9), generated,
                               Double(generated) / max(genTime, 1e-9), options.threads, tr.kvCacheBytesPerToken,

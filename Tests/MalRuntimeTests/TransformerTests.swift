@@ -375,7 +375,13 @@ struct RuntimeQuantTests {
 
     @Test func generateRefusesPromptsLongerThanTheContext() throws {
         let r = try runTool("malrun", [Fixtures.model("gpt2-tiny"), "-p", String(repeating: "word ", count: 200), "-n", "4"])
-        #expect(r.status == 1 && r.stderr.contains("context length"))
+        #expect(r.status == 1 && r.stderr.contains("longer than the context length"))
+        // A prompt that fits generates until the context is full, and says so.
+        let full = try runTool("malrun", [Fixtures.model("gpt2-tiny"), "-p", String(repeating: "word ", count: 60), "-n", "500", "--context", "100"])
+        #expect(full.status == 0 && full.stderr.contains("the context length 100 is full"), "\(full.stderr)")
+        let produced = try #require(full.stderr.split(separator: "|").first { $0.contains("generated") })
+        let promptTokens = try #require(full.stderr.split(separator: "|").first { $0.contains("prompt") }?.split(separator: " ").dropFirst().first.flatMap { Int($0) })
+        #expect(produced.contains("generated \(100 - promptTokens + 1) tokens"), "\(full.stderr)")
     }
 }
 
