@@ -57,6 +57,7 @@ def attention(q, k, v, nh, nkv, hd, scale):
     return out.reshape(T, -1)
 
 def gpt2(cfg, W, ids):
+    if "transformer.wte.weight" not in W: W = {"transformer." + k: v for k, v in W.items()}
     H, L, nh = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]; hd = H // nh; eps = cfg.get("layer_norm_epsilon", 1e-5)
     x = W["transformer.wte.weight"][ids] + W["transformer.wpe.weight"][: len(ids)]
     for l in range(L):
@@ -111,7 +112,7 @@ def llama(cfg, W, ids):
     head = W["lm_head.weight"] if "lm_head.weight" in W else W["model.embed_tokens.weight"]
     return x @ head.T
 
-def make_gpt2(rng, H, L, nh, V, P, inner, **extra):
+def make_gpt2(rng, H, L, nh, V, P, inner, openai_names=False, **extra):
     t = {"transformer.wte.weight": rng.normal(0, 0.5, (V, H)), "transformer.wpe.weight": rng.normal(0, 0.2, (P, H))}
     for l in range(L):
         p = f"transformer.h.{l}."
@@ -123,7 +124,13 @@ def make_gpt2(rng, H, L, nh, V, P, inner, **extra):
                   p + "mlp.c_proj.weight": rng.normal(0, 0.2, (inner, H)), p + "mlp.c_proj.bias": rng.normal(0, 0.1, H)})
     t.update({"transformer.ln_f.weight": rng.normal(1, 0.2, H), "transformer.ln_f.bias": rng.normal(0, 0.1, H)})
     cfg = {"model_type": "gpt2", "n_embd": H, "n_layer": L, "n_head": nh, "vocab_size": V, "n_positions": P, "n_inner": inner}
-    cfg.update(extra); return t, cfg
+    cfg.update(extra)
+    if openai_names:   # openai-community/gpt2 style: no "transformer." prefix, causal-mask buffers stored
+        t = {k.replace("transformer.", ""): v for k, v in t.items()}
+        for l in range(L):
+            t[f"h.{l}.attn.bias"] = np.tril(np.ones((P, P))).reshape(1, 1, P, P)
+            t[f"h.{l}.attn.masked_bias"] = np.array(-1e4)
+    return t, cfg
 
 def make_llama(rng, H, L, nh, nkv, V, F, hd=None, tied=False, abias=False, mbias=False, **extra):
     hd = hd or H // nh
@@ -281,6 +288,7 @@ cases = [
     ("gpt2-100x4-gelu", "gpt2", *make_gpt2(rng, 100, 2, 4, 1000, 64, 400, activation_function="gelu")),
     ("gpt2-48x3-relu-invlayer", "gpt2", *make_gpt2(rng, 48, 3, 3, 77, 40, 96, activation_function="relu", scale_attn_by_inverse_layer_idx=True)),
     ("gpt2-64x2-quick-noscale", "gpt2", *make_gpt2(rng, 64, 2, 2, 130, 40, 130, activation_function="quick_gelu", scale_attn_weights=False)),
+    ("gpt2-56x7-openai-names", "gpt2", *make_gpt2(rng, 56, 2, 7, 97, 30, 200, openai_names=True)),
     ("llama-48-6/2-untied", "llama", *make_llama(rng, 48, 2, 6, 2, 257, 100)),
     ("llama-40-hd24-3/1-bias-tied", "llama", *make_llama(rng, 40, 2, 3, 1, 300, 72, hd=24, tied=True, abias=True, mbias=True)),
     ("llama-96-llama3rope", "llama", *make_llama(rng, 96, 2, 4, 4, 500, 200, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16})),
