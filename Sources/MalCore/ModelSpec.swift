@@ -41,6 +41,11 @@ public enum Activation: String, CaseIterable, Sendable {
     /// The names `init(hfName:)` accepts, for error messages.
     public static let hfNames = ["gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate", "gelu", "gelu_python",
                                  "silu", "swish", "relu", "quick_gelu"]
+
+    /// The error text for a name `init(hfName:)` refuses.
+    public static func unsupported(_ name: String) -> String {
+        "activation '\(name)' is not supported (supported: \(hfNames.joined(separator: ", ")))"
+    }
 }
 
 /// GPT-2's attention-score options: scores are divided by √head_dim when `byHeadDim`
@@ -271,7 +276,7 @@ public struct ModelSpec: Equatable, Sendable, Codable {
         if !(normEps.isFinite && normEps >= 0) { return "normEps must be a finite number >= 0, found \(normEps)" }
         if mtpLayers < 0 { return "mtpLayers must be >= 0, found \(mtpLayers)" }
         if activationKind == nil {
-            return "activation '\(activation)' is not supported (supported: \(Activation.hfNames.joined(separator: ", ")))"
+            return Activation.unsupported(activation)
         }
         if positions == .rope && rope == nil { return "rotary positions without rope settings" }
         if let r = rope {

@@ -209,8 +209,7 @@ struct ConfigFields {
     /// The feed-forward activation's HF name, checked against the ones the runtime implements.
     func activation(_ key: String, default name: String) throws -> String {
         let a = try optString(key) ?? name
-        try require(Activation(hfName: a) != nil,
-                    "activation '\(a)' is not supported (supported: \(Activation.hfNames.joined(separator: ", ")))", key: key)
+        try require(Activation(hfName: a) != nil, Activation.unsupported(a), key: key)
         return a
     }
 

@@ -65,74 +65,63 @@ public struct Sampler {
         var keep: [Int32]?
         var cut: Float
 
-        /// The survivor at fraction `u` ∈ [0, 1) of their total weight (two passes, no copies).
-        func pick(_ u: Double) -> Int {
-            let cut = self.cut
-            let k: Int = w.withUnsafeBufferPointer { w in
-                func walk(_ positions: UnsafeBufferPointer<Int32>?) -> Int {
-                    var total = 0.0
-                    if let p = positions { for k in p where w[Int(k)] >= cut { total += Double(w[Int(k)]) } }
-                    else { for v in w where v >= cut { total += Double(v) } }
-                    let r = u * total
-                    var acc = 0.0, last = 0
-                    if let p = positions {
-                        for k in p where w[Int(k)] >= cut { acc += Double(w[Int(k)]); last = Int(k); if r < acc { return last } }
-                    } else {
-                        for k in 0..<w.count where w[k] >= cut { acc += Double(w[k]); last = k; if r < acc { return last } }
-                    }
-                    return last
-                }
-                if let keep { return keep.withUnsafeBufferPointer { walk($0) } }
-                return walk(nil)
-            }
-            return ids?[k] ?? k
-        }
-
-        /// Calls `body(token id, weight)` for every survivor.
-        func forEach(_ body: (Int, Float) -> Void) {
+        /// Calls `body(position in w, weight)` for each survivor in order until it returns false
+        /// (inlined, so the two passes of `pick` cost no closure calls).
+        @inline(__always) func survivors(_ body: (Int, Float) -> Bool) {
             w.withUnsafeBufferPointer { w in
                 if let keep {
-                    for k in keep where w[Int(k)] >= cut { body(ids?[Int(k)] ?? Int(k), w[Int(k)]) }
+                    for k in keep where w[Int(k)] >= cut { if !body(Int(k), w[Int(k)]) { return } }
                 } else {
-                    for k in 0..<w.count where w[k] >= cut { body(ids?[k] ?? k, w[k]) }
+                    for i in 0..<w.count where w[i] >= cut { if !body(i, w[i]) { return } }
                 }
             }
+        }
+
+        func tokenId(_ position: Int) -> Int { ids?[position] ?? position }
+
+        /// The survivor at fraction `u` ∈ [0, 1) of their total weight (two passes, no copies).
+        func pick(_ u: Double) -> Int {
+            var total = 0.0
+            survivors { _, v in total += Double(v); return true }
+            let r = u * total
+            var acc = 0.0, last = 0
+            survivors { i, v in acc += Double(v); last = i; return r >= acc }
+            return tokenId(last)
         }
     }
 
     func filtered(_ l: [Float]) -> Filtered {
         let maxL = l.isEmpty ? 0 : mal_max_f32(l, l.count)
-        var f: Filtered
-        if topK > 0 && topK < l.count {
-            let ids = Sampler.largest(topK, of: l)      // heaviest first
-            var w = [Float](repeating: 0, count: ids.count)
-            let top = ids.map { l[$0] }
-            w.withUnsafeMutableBufferPointer { mal_exp_scaled($0.baseAddress!, top, top.count, maxL, 1 / temperature) }
-            f = Filtered(w: w, ids: ids, keep: nil, cut: 0)
-            if topP < 1 {
-                // Sums in Double: over 128K weights a Float sum is off by ~1e-4, enough to move
-                // the nucleus boundary by a token depending on summation order.
-                let need = Double(topP) * w.reduce(0.0) { $0 + Double($1) }
-                var acc = 0.0, n = 0
-                while n < w.count { acc += Double(w[n]); n += 1; if acc >= need { break } }
-                f.keep = (0..<n).map { Int32($0) }
-            }
-        } else {
-            var w = [Float](repeating: 0, count: l.count)
-            w.withUnsafeMutableBufferPointer { mal_exp_scaled($0.baseAddress!, l, l.count, maxL, 1 / temperature) }
-            f = Filtered(w: w, ids: nil, keep: nil, cut: 0)
-            if topP < 1 { f.keep = Sampler.nucleus(w, need: Double(topP) * w.reduce(0.0) { $0 + Double($1) }) }
+        let ids = topK > 0 && topK < l.count ? Sampler.largest(topK, of: l) : nil   // heaviest first
+        let logits = ids.map { $0.map { l[$0] } } ?? l
+        var w = [Float](repeating: 0, count: logits.count)
+        w.withUnsafeMutableBufferPointer { mal_exp_scaled($0.baseAddress!, logits, logits.count, maxL, 1 / temperature) }
+        var keep: [Int32]?
+        if topP < 1 {
+            // Sums in Double: over 128K weights a Float sum is off by ~1e-4, enough to move the
+            // nucleus boundary by a token depending on summation order.
+            let need = Double(topP) * w.reduce(0.0) { $0 + Double($1) }
+            // After top-k the weights are sorted, so the nucleus is a prefix.
+            keep = ids != nil ? Array(0..<Int32(Sampler.prefixLength(reaching: need, w))) : Sampler.nucleus(w, need: need)
         }
         // min-p keeps weights ≥ minP × the heaviest survivor's, which is the top token's: e^0 = 1.
-        if minP > 0 { f.cut = minP }
-        return f
+        return Filtered(w: w, ids: ids, keep: keep, cut: minP)
     }
 
     /// The survivors as arrays (tests compare them with a brute-force reference).
     func candidates(_ l: [Float]) -> (ids: [Int], weights: [Float]) {
+        let f = filtered(l)
         var ids: [Int] = [], w: [Float] = []
-        filtered(l).forEach { ids.append($0); w.append($1) }
+        f.survivors { i, v in ids.append(f.tokenId(i)); w.append(v); return true }
         return (ids, w)
+    }
+
+    /// How many of `weights` (heaviest first) it takes for their sum to reach `need` (at least one,
+    /// when there are any).
+    static func prefixLength(reaching need: Double, _ weights: some Sequence<Float>) -> Int {
+        var acc = 0.0, n = 0
+        for v in weights { acc += Double(v); n += 1; if acc >= need { break } }
+        return n
     }
 
     /// The smallest set of heaviest weights (ties: lower index first) whose sum reaches `need`,
@@ -149,9 +138,7 @@ public struct Sampler {
                 let wa = w[Int(a)], wb = w[Int(b)]
                 return wa > wb || (wa == wb && a < b)
             }
-            var acc = 0.0, n = 0
-            while n < order.count { acc += Double(w[Int(order[n])]); n += 1; if acc >= need { break } }
-            return Array(order[0..<n])
+            return Array(order.prefix(prefixLength(reaching: need, order.lazy.map { w[Int($0)] })))
         }
         let bins = 1 << 15                        // non-negative floats: sign bit 0
         var mass = [Double](repeating: 0, count: bins)

@@ -18,6 +18,9 @@ public struct CanonicalTensor: Sendable {
         self.scale = scale
         self.aliasOf = aliasOf
     }
+
+    /// Bytes of its data, nil when the shape's size overflows (a hostile table).
+    public var byteCount: Int? { elementCount(shape).flatMap { dtype.byteCount(elements: $0) } }
 }
 
 /// A model seen through canonical names: what the writers consume. Two sources implement it:

@@ -143,7 +143,7 @@ public enum HFFolderWriter {
             guard let (hf, layout) = CanonicalNames.toHF(t.name, arch: arch, gpt2Prefix: prefix) else {
                 throw MalError(.unmappedTensor, "no HF name for this canonical tensor", tensor: t.name)
             }
-            let bytes = t.dtype.byteCount(elements: elementCount(t.shape) ?? 0) ?? 0
+            let bytes = t.byteCount ?? 0
             if var p = byHF[hf] {
                 guard case .splitQKV = layout, p.dtype == t.dtype else {
                     throw MalError(.invalidArgument, "two tensors map to the same HF name '\(hf)'", tensor: t.name)

@@ -32,18 +32,15 @@ struct InfoCommand: ParsableCommand {
             let weights = m.tensors.filter { !$0.name.hasPrefix("aux/") }
             // Sizes from a file's table: counted with checked arithmetic (a hostile table must
             // not trap here), reported as nil when they do not fit.
-            func product(_ xs: [Int]) -> Int? {
-                xs.reduce(Optional(1)) { acc, x in acc.flatMap { a in let (p, o) = a.multipliedReportingOverflow(by: x); return o ? nil : p } }
-            }
             let params = weights.filter { !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }
-                .reduce(Optional(0)) { acc, t in acc.flatMap { a in product(t.shape).flatMap { a.addingReportingOverflow($0).overflow ? nil : a + $0 } } }
+                .reduce(Optional(0)) { acc, t in acc.flatMap { a in elementCount(t.shape).flatMap { a.addingReportingOverflow($0).overflow ? nil : a + $0 } } }
             let dtypes = Dictionary(grouping: weights, by: \.dtype.rawValue).mapValues(\.count)
             let kvNaive: Int?, kvLatent: Int?
             if let mla = s.mla {
-                kvNaive = product([s.layers, s.heads, mla.qkHeadDim + mla.vHeadDim, 4])
-                kvLatent = product([s.layers, mla.kvLoraRank + mla.qkRopeHeadDim, 4])
+                kvNaive = elementCount([s.layers, s.heads, mla.qkHeadDim + mla.vHeadDim, 4])
+                kvLatent = elementCount([s.layers, mla.kvLoraRank + mla.qkRopeHeadDim, 4])
             } else {
-                kvNaive = product([s.layers, s.kvHeads, s.headDim, 2, 4])
+                kvNaive = elementCount([s.layers, s.kvHeads, s.headDim, 2, 4])
                 kvLatent = nil
             }
             let kvBytes = s.mla?.absorbed != nil ? kvLatent : kvNaive

@@ -186,9 +186,7 @@ public final class Transformer: @unchecked Sendable {
         // with both sizes, not left to fail an allocation (or the OOM killer) halfway through.
         // Loading holds the weights plus one decoded tensor on its way into place.
         let cap = Int.max / 4
-        let sizes = model.tensors.map { t in
-            t.aliasOf == nil ? min(elementCount(t.shape).flatMap { t.dtype.byteCount(elements: $0) } ?? cap, cap) : 0
-        }
+        let sizes = model.tensors.map { t in t.aliasOf == nil ? min(t.byteCount ?? cap, cap) : 0 }
         let weightBytes = sizes.reduce(0) { min($0 + $1, cap) }, peak = weightBytes + (sizes.max() ?? 0)
         if peak > physicalMemoryBytes {
             throw MalError(.outOfMemory, "loading the model needs \(gibibytes(peak)) (\(gibibytes(weightBytes)) of tensors plus the "
@@ -199,7 +197,7 @@ public final class Transformer: @unchecked Sendable {
         let gpt2 = s.architecture == .gpt2
         let H = s.hiddenSize, V = s.vocabSize
         guard let activation = s.activationKind else {
-            throw MalError(.unsupported, "activation '\(s.activation)' is not supported (supported: \(Activation.hfNames.joined(separator: ", ")))")
+            throw MalError(.unsupported, Activation.unsupported(s.activation))
         }
         let act = Transformer.kernelCode(activation)
         func norm(_ base: String) throws -> Norm {
