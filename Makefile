@@ -8,7 +8,7 @@ BIN := .build/release
 SAMPLES := Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes
 DEBIAN_PACKAGES := libzstd-dev libjson-c-dev pkg-config
 
-.PHONY: deps build demo test bench report-check clean
+.PHONY: deps build demo test fixtures-check bench report-check clean
 
 ## Install the Debian packages the build needs, if they are missing.
 deps:
@@ -47,9 +47,8 @@ demo: build
 	$(BIN)/malconv verify Samples/deepseek-v3-fortunes $(DEMO)/deepseek-v3-fortunes-fp8.mal --text Samples/heldout.txt \
 		--report $(DEMO)/report | grep -E "^(TOTAL|model:|       KL)"
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8.mal -p "The secret of success is" -n 40
-	@if [ -d ../shared/samples/deepseek-v3-fortunes-fp8 ]; then \
-		echo "== the FP8 release-layout copy vs ours (identical: max |err| 0)"; \
-		$(BIN)/malconv verify ../shared/samples/deepseek-v3-fortunes-fp8 $(DEMO)/deepseek-v3-fortunes-fp8.mal | grep TOTAL; fi
+	@echo "== the FP8 release-layout copy vs ours (identical: max |err| 0)"
+	$(BIN)/malconv verify Samples/deepseek-v3-fortunes-fp8 $(DEMO)/deepseek-v3-fortunes-fp8.mal | grep TOTAL
 	@echo "== absorb MLA (latent KV cache) and run"
 	$(BIN)/malconv absorb-mla $(DEMO)/deepseek-v3-fortunes-fp8.mal -o $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal --mode split
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal -p "The secret of success is" -n 40
@@ -63,6 +62,11 @@ test: deps
 	@$(NUMPY_PY) -c "import numpy" 2>/dev/null || { echo "installing python3-numpy"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-numpy; }
 	MAL_BIN=.build/debug $(NUMPY_PY) Tests/Reference/numpy_forward.py
+
+## Tests/Fixtures and Samples are byte-identical copies of the shared reference data (when it is
+## beside the checkout, or at $$MAL_SHARED).
+fixtures-check:
+	Tests/Scripts/fixtures_check.sh
 
 ## The verify report renders in headless Chromium (Debian package `chromium`, installed if missing):
 ## screenshot, and the rendered DOM holds the two SVG charts.
@@ -84,8 +88,8 @@ bench: build
 	Benchmarks/bench_container.sh
 	$(BIN)/malbench --rows 4096 --cols 8192 --reps 3
 	mkdir -p /tmp/malbench && python3 Benchmarks/make_tokenizer_text.py /tmp/malbench/tok.txt 4
-	-python3 Benchmarks/bench_tokenizer.py /tmp/malbench/tok.txt ../shared/fixtures/tokenizers/gpt2-real
-	$(BIN)/malbench tokenizer /tmp/malbench/tok.txt ../shared/fixtures/tokenizers/gpt2-real
+	-python3 Benchmarks/bench_tokenizer.py /tmp/malbench/tok.txt Tests/Fixtures/tokenizers/gpt2-real
+	$(BIN)/malbench tokenizer /tmp/malbench/tok.txt Tests/Fixtures/tokenizers/gpt2-real
 
 clean:
 	rm -rf .build

@@ -11,7 +11,7 @@ echo "# $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ -f "$W/heavy/model.safetensors" ] || python3 Benchmarks/make_heavy_tailed.py "$W/heavy"
 # Output to tmpfs when it has room: the figures are then the converter's, not the disk's.
 OUT=/dev/shm; [ -w /dev/shm ] || OUT=$W
-for m in Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes ../shared/samples/deepseek-v3-fortunes-fp8 "$W/heavy"; do
+for m in Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes Samples/deepseek-v3-fortunes-fp8 "$W/heavy"; do
   [ -e "$m" ] || continue
   name=$(basename "$m")
   src=$(stat -c %s "$m/model.safetensors")

@@ -7,7 +7,7 @@
                                          kv_lora 256, nope 64 / rope 32 / v 64, 12 heads, 32 experts (FFN 256) top-4
                                          + 1 shared, groups 4/2, vocab 32000 untied, BF16
 
-Shapes as in ../shared/reference/performance-anchors.md §3. Weights N(0, 0.02), norms 1.
+Shapes of the performance anchors (Docs/PERFORMANCE.md). Weights N(0, 0.02), norms 1.
 No tokenizer: `malrun bench` does not need one.
 """
 import json, os, struct, sys

@@ -10,7 +10,7 @@ import gzip, os, random, sys
 here = os.path.dirname(os.path.abspath(__file__))
 out, mb = sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 4.0
 prose = open(os.path.join(here, "..", "Samples", "heldout.txt"), encoding="utf-8").read()
-corpus = gzip.open(os.path.join(here, "..", "..", "shared", "fixtures", "tokenizers", "training_corpus.txt.gz"), "rt", encoding="utf-8").read()
+corpus = gzip.open(os.path.join(here, "..", "Tests", "Fixtures", "tokenizers", "training_corpus.txt.gz"), "rt", encoding="utf-8").read()
 rng = random.Random(20261126)
 cjk = "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(4000)) + "。日本語のテキストと中文文本，한국어 텍스트。"
 emoji = " ".join(["😀", "👍🏽", "👨\u200d👩\u200d👧\u200d👦", "🏳️\u200d🌈", "❤️", "🀄", "𝕄𝕒𝕥𝕙"] * 200)

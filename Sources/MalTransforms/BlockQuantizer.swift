@@ -35,7 +35,7 @@ public struct BlockShape: Equatable, Sendable, CustomStringConvertible {
 /// (`ue8m0`, DeepSeek V3.1's `scale_fmt`): still float32 values, exactly representable as E8M0.
 public enum ScaleFormat: String, Sendable, CaseIterable { case f32, ue8m0 }
 
-/// DeepSeek-V3 block quantisation to FP8 E4M3 (`../shared/reference/seed-book-code.md` §8): per block,
+/// DeepSeek-V3 block quantisation to FP8 E4M3 (DeepSeek-V3 `inference/kernel.py`, `README_WEIGHTS.md`): per block,
 /// `amax = max(|W_block|, 1e-4)`, `scale_inv = amax / 448` (float32), `q = e4m3_rne(W_block / scale_inv)`
 /// with saturation at ±448; edge blocks are partial. Dequantisation: `float32(q) × scale_inv`.
 public enum BlockQuantizer {

@@ -450,7 +450,7 @@ struct ConvertCommandTests {
         for delay in [150_000, 300_000, 600_000] as [UInt32] {
             let p = Process()
             p.executableURL = exe
-            p.arguments = ["convert", Fixtures.packageRoot + "/Samples/deepseek-v3-fortunes", "-o", dir + "/out.mal",
+            p.arguments = ["convert", Fixtures.samples + "/deepseek-v3-fortunes", "-o", dir + "/out.mal",
                            "--level", "19", "--threads", "1"]
             try p.run()
             usleep(delay)

@@ -10,7 +10,7 @@ import MalWriters
 
 func heldoutIds(_ model: String) throws -> [Int32] {
     let tok = try TokenizerLoader.load(model)
-    return tok.encode(try String(contentsOfFile: Fixtures.packageRoot + "/Samples/heldout.txt", encoding: .utf8), addSpecial: true)
+    return tok.encode(try String(contentsOfFile: Fixtures.samples + "/heldout.txt", encoding: .utf8), addSpecial: true)
 }
 
 func hf(_ path: String) throws -> CanonicalModel { try HFCanonicalModel(model: try HFModel(path: path)) }
@@ -20,8 +20,8 @@ struct ModelVerifyTests {
     /// The samples' README gives 78.289 (BF16) and 78.320 (the FP8 release-layout copy) for the
     /// DeepSeek sample on heldout.txt with 256-token windows: reproduced here to ±0.005.
     @Test func deepseekHeldoutPerplexities() throws {
-        let bf16 = Fixtures.packageRoot + "/Samples/deepseek-v3-fortunes"
-        let e = try ModelEvaluation.evaluate(reference: try hf(bf16), candidate: try hf(Fixtures.shared + "/samples/deepseek-v3-fortunes-fp8"),
+        let bf16 = Fixtures.samples + "/deepseek-v3-fortunes"
+        let e = try ModelEvaluation.evaluate(reference: try hf(bf16), candidate: try hf(Fixtures.samples + "/deepseek-v3-fortunes-fp8"),
                                              ids: try heldoutIds(bf16), threads: 2)
         #expect(e.predictedTokens == 40_527 && e.windows == 159)
         #expect(abs(e.referencePerplexity - 78.289) < 0.005, "\(e.referencePerplexity)")
@@ -37,7 +37,7 @@ struct ModelVerifyTests {
     @Test("lossless conversion verifies as identical", arguments: ["gpt2-fortunes", "llama3-fortunes", "deepseek-v3-fortunes"])
     func lossless(sample: String) throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
-        let src = Fixtures.packageRoot + "/Samples/" + sample
+        let src = Fixtures.samples + "/" + sample
         let model = try HFModel(path: src)
         let canon = try HFCanonicalModel(model: model)
         _ = try ContainerExport.write(canon, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:],
@@ -54,7 +54,7 @@ struct ModelVerifyTests {
     /// +0.052%. Bounds: about 2.5x the KL, top-1 above 0.95, perplexity within 0.5%.
     @Test("FP8 quantisation costs a bounded KL and perplexity", arguments: [("gpt2-fortunes", 0.0005), ("llama3-fortunes", 0.0035)])
     func fp8(sample: String, klBound: Double) throws {
-        let src = Fixtures.packageRoot + "/Samples/" + sample
+        let src = Fixtures.samples + "/" + sample
         let base = try hf(src)
         let e = try ModelEvaluation.evaluate(reference: base, candidate: try QuantizedModel(base: base), ids: try heldoutIds(src),
                                              threads: 2, maxWindows: 8)
@@ -82,9 +82,9 @@ struct ModelVerifyTests {
 struct VerifyGateTests {
     @Test func thresholdsSetTheExitStatus() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
-        let sample = Fixtures.packageRoot + "/Samples/llama3-fortunes"
+        let sample = Fixtures.samples + "/llama3-fortunes"
         #expect(try runTool("malconv", ["quantize", sample, "-o", dir + "/q.mal"]).status == 0)
-        let text = Fixtures.packageRoot + "/Samples/heldout.txt"
+        let text = Fixtures.samples + "/heldout.txt"
         let ok = try runTool("malconv", ["verify", sample, dir + "/q.mal", "--text", text, "--max-windows", "2", "--max-kl", "0.01",
                                          "--min-top1", "0.9", "--report", dir + "/rep"])
         #expect(ok.status == 0, "\(ok.stderr)")

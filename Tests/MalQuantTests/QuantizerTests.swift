@@ -39,15 +39,15 @@ struct QuantizerTests {
 
     @Test func quantizedSampleIsBitIdenticalToTheReleaseLayoutCopy() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
-        let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.packageRoot + "/Samples/deepseek-v3-fortunes"))
+        let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.samples + "/deepseek-v3-fortunes"))
         let q = try QuantizedModel(base: base)
         #expect(q.decisions.filter { $0.action == "quantized" }.count == 136)
         _ = try HFFolderWriter.write(q, to: dir + "/fp8")
-        let mine = try digests(dir + "/fp8"), theirs = try digests(Fixtures.shared + "/samples/deepseek-v3-fortunes-fp8")
+        let mine = try digests(dir + "/fp8"), theirs = try digests(Fixtures.samples + "/deepseek-v3-fortunes-fp8")
         #expect(mine.count == theirs.count)
         #expect(mine == theirs)
         let a = try HFConfigReader.read(path: dir + "/fp8/config.json")
-        let b = try HFConfigReader.read(path: Fixtures.shared + "/samples/deepseek-v3-fortunes-fp8/config.json")
+        let b = try HFConfigReader.read(path: Fixtures.samples + "/deepseek-v3-fortunes-fp8/config.json")
         #expect(a == b)
     }
 
@@ -143,7 +143,7 @@ struct QuantizerTests {
     }
 
     @Test func verifyFiguresAreSensible() throws {
-        let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.packageRoot + "/Samples/llama3-fortunes"))
+        let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.samples + "/llama3-fortunes"))
         let q = try QuantizedModel(base: base)
         let r = try ModelComparison.compare(reference: base, candidate: q)
         let quantised = r.tensors.filter { $0.candidateDType == "F8_E4M3" }

@@ -268,14 +268,14 @@ struct RuntimeQuantTests {
     }
 
     static let samples: [(String, String)] = [("gpt2-fortunes", "gpt2"), ("llama3-fortunes", "llama3"), ("deepseek-v3-fortunes", "deepseek"),
-                                                   ("../../shared/samples/deepseek-v3-fortunes-fp8", "deepseek-fp8")]
+                                                   ("deepseek-v3-fortunes-fp8", "deepseek-fp8")]
 
     @Test("greedy continuations of the trained samples", arguments: samples)
     func sampleGreedy(folder: String, key: String) throws {
-        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.shared + "/samples/evaluation.json"))
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.samples + "/evaluation.json"))
         let gens = ((try JSONSerialization.jsonObject(with: data) as! [String: Any])[key] as! [String: Any])["generations"] as! [[String: Any]]
-        let tr = try Transformer(model: try ModelLoader.open(Fixtures.packageRoot + "/Samples/" + folder), threads: 2)
-        let tok = try TokenizerLoader.load(Fixtures.packageRoot + "/Samples/" + folder)
+        let tr = try Transformer(model: try ModelLoader.open(Fixtures.samples + "/" + folder), threads: 2)
+        let tok = try TokenizerLoader.load(Fixtures.samples + "/" + folder)
         for g in gens {
             let prompt = (g["prompt_ids"] as! [Int]).map(Int32.init)
             #expect(tok.encode(g["prompt"] as! String, addSpecial: true) == prompt)

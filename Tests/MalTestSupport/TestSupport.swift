@@ -1,17 +1,23 @@
 import Foundation
 
-/// Locations of the shared reference data (`../shared` beside the package; `MAL_SHARED` overrides)
-/// and helpers every test target uses.
+/// Locations of the reference data inside the repository and helpers every test target uses.
+///
+/// `Tests/Fixtures` is a byte-identical copy of the project's shared fixtures (with
+/// `real-configs/` from its reference notes) and `Samples/` of its sample set, so the suite runs on a
+/// plain clone. `FixtureCopyTests` compares them with the originals when those are beside the
+/// checkout (`MAL_SHARED` names another place).
 public enum Fixtures {
     public static let packageRoot: String = {
         var url = URL(fileURLWithPath: #filePath)
         for _ in 0..<3 { url.deleteLastPathComponent() }
         return url.path
     }()
-    public static let shared: String = ProcessInfo.processInfo.environment["MAL_SHARED"]
+    public static let fixtures = packageRoot + "/Tests/Fixtures"
+    public static let realConfigs = fixtures + "/real-configs"
+    public static let samples = packageRoot + "/Samples"
+    /// The original shared data, if present beside the checkout (only the copy check reads it).
+    public static let sharedOriginal: String = ProcessInfo.processInfo.environment["MAL_SHARED"]
         ?? URL(fileURLWithPath: packageRoot).deletingLastPathComponent().appendingPathComponent("shared").path
-    public static let fixtures = shared + "/fixtures"
-    public static let realConfigs = shared + "/reference/real-configs"
     public static let models = ["gpt2-tiny", "llama3-tiny", "deepseek-v3-tiny", "deepseek-v3-fp8", "deepseek-v2-lite-tiny"]
     public static func model(_ name: String) -> String { fixtures + "/" + name }
 

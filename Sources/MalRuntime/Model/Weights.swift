@@ -209,8 +209,8 @@ struct WeightLoader {
 }
 
 /// Memory for the weights the kernels read, in 2 MiB transparent huge pages: decoding reads
-/// weights at ~30 GB/s from huge pages against ~18 GB/s from 4 KiB anonymous pages and ~27 GB/s
-/// from the mmap'd page cache on one thread (`../shared/reference/performance-anchors.md` §1.1).
+/// weights faster from huge pages than from 4 KiB anonymous pages or the mapped page cache
+/// (figures in `Docs/PERFORMANCE.md`).
 /// Tensors are copied in once at load time (bump allocation, 64-byte aligned).
 public final class WeightArena: @unchecked Sendable {
     static let chunk = 64 << 20

@@ -1,5 +1,5 @@
 /// Hand-written matchers for the pre-tokenizer regexes of GPT-2, Llama 3 and DeepSeek-V3
-/// (`../shared/reference/peer-tools.md` §6.2), with the exact leftmost-first alternation and
+/// (the patterns of their `tokenizer.json` files), with the exact leftmost-first alternation and
 /// backtracking semantics of the regex engines HF uses (including `\s+(?!\S)`). Recognised by
 /// the pattern text; any other pattern goes to the general regex path.
 ///
