@@ -8,7 +8,7 @@ BIN := .build/release
 SAMPLES := Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes
 DEBIAN_PACKAGES := libzstd-dev libjson-c-dev pkg-config
 
-.PHONY: deps build demo test fixtures-check bench report-check clean
+.PHONY: deps build demo test fixtures-check fuzz sanitize bench report-check clean
 
 ## Install the Debian packages the build needs, if they are missing.
 deps:
@@ -26,7 +26,7 @@ DEMO := .build/demo
 
 ## The main job on the bundled samples: inspect, convert to .mal, check, export back, compare sizes.
 demo: build
-	@mkdir -p $(DEMO)
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	@for m in $(SAMPLES); do \
 		n=$$(basename $$m); \
 		echo "== $$n"; \
@@ -68,13 +68,19 @@ test: deps
 fixtures-check:
 	Tests/Scripts/fixtures_check.sh
 
+## Fuzz every parser of untrusted bytes (Docs/SECURITY.md): libFuzzer + AddressSanitizer, FUZZ_SECONDS
+## per target (FUZZ_RUNS=N for a count instead), seeds in Fuzz/Corpus.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
+
 ## The verify report renders in headless Chromium (Debian package `chromium`, installed if missing):
 ## screenshot, and the rendered DOM holds the two SVG charts.
 REPORT := .build/report-check
 report-check: build
 	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
-	@mkdir -p $(REPORT)
+	@rm -rf $(REPORT) && mkdir -p $(REPORT)
 	$(BIN)/malconv quantize Samples/deepseek-v3-fortunes -o $(REPORT)/fp8.mal > /dev/null
 	$(BIN)/malconv verify Samples/deepseek-v3-fortunes $(REPORT)/fp8.mal --text Samples/heldout.txt --max-windows 20 --report $(REPORT) > /dev/null
 	chromium --headless --no-sandbox --disable-gpu --window-size=800,1000 --screenshot=$(REPORT)/report.png file://$(CURDIR)/$(REPORT)/index.html 2>/dev/null

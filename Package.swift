@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 /// Kernels need a CPU target: without one Swift SIMD FMAs become libm calls
@@ -39,3 +40,15 @@ let package = Package(
         .testTarget(name: "MalContainerTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters"]),
     ]
 )
+
+/// libFuzzer targets for every parser of untrusted bytes (`Fuzz/`, `Docs/SECURITY.md`). They have no
+/// `main` (libFuzzer's runs), so they exist only when `MAL_FUZZ` is set, as `Fuzz/run.sh` (`make
+/// fuzz`) does with its own scratch folder and `--sanitize=fuzzer --sanitize=address`; being in this
+/// package, every library they call is instrumented for coverage too.
+if ProcessInfo.processInfo.environment["MAL_FUZZ"] != nil {
+    package.targets.append(.target(name: "FuzzTargets", dependencies: ["MalCore", "MalReaders", "MalRuntime"],
+                                   path: "Fuzz/Sources/FuzzTargets"))
+    for name in ["safetensors", "index", "config", "tokenizer-json", "tokenizer-config", "mal"] {
+        package.targets.append(.executableTarget(name: "fuzz-\(name)", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-\(name)"))
+    }
+}

@@ -16,7 +16,7 @@ for m in Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortu
   name=$(basename "$m")
   src=$(stat -c %s "$m/model.safetensors")
   for t in 1 2; do
-    /usr/bin/time -f "%e %M" -o "$W/time.txt" $BIN convert "$m" -o "$OUT/$name.mal" --threads $t --json > "$W/conv.json"
+    /usr/bin/time -f "%e %M" -o "$W/time.txt" $BIN convert "$m" -o "$OUT/$name.mal" --threads $t --json --force > "$W/conv.json"
     read secs rss < "$W/time.txt"
     out=$(stat -c %s "$OUT/$name.mal")
     echo "$name threads=$t: source $src B -> $out B (x$(python3 -c "print(f'{$src/$out:.3f}')")), $secs s wall, $(python3 -c "print(f'{$src/max($secs,1e-3)/1e6:.0f}')") MB/s, peak RSS $((rss/1024)) MB"

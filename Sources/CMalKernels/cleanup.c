@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 
 #define MAX_TEMPS 4096
 static char *temps[MAX_TEMPS];
@@ -36,6 +41,9 @@ void mal_install_cleanup_handlers(void) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
+    /* Past a file-size limit (RLIMIT_FSIZE) a write must fail with EFBIG, reported and cleaned up
+       like a full disk, instead of the default SIGXFSZ that kills the process mid-file. */
+    signal(SIGXFSZ, SIG_IGN);
     /* A parent may have spawned us with these blocked; interruption must work anyway. */
     sigset_t set;
     sigemptyset(&set);
@@ -71,3 +79,30 @@ void mal_cleanup_temps(void) {
     ntemps = 0;
     pthread_mutex_unlock(&lock);
 }
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+static int renameat2_flags(const char *from, const char *to, unsigned flags) {
+#ifdef SYS_renameat2
+    return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, flags);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mal_rename_noreplace(const char *from, const char *to) {
+    int r = renameat2_flags(from, to, RENAME_NOREPLACE);
+    if (r == 0 || (errno != EINVAL && errno != ENOSYS)) return r;
+    /* Filesystems without renameat2 flags: a hard link fails if `to` exists, then drop `from`. */
+    if (link(from, to) != 0) return -1;
+    unlink(from);
+    return 0;
+}
+
+int mal_rename_exchange(const char *a, const char *b) { return renameat2_flags(a, b, RENAME_EXCHANGE); }

@@ -4,18 +4,6 @@ import MalCore
 /// A self-contained HTML page (inline SVG charts, no scripts, no network) of a verification:
 /// summary table, per-tensor SNR by layer, KL divergence by token position.
 public enum HTMLReport {
-    public static func write(to dir: String, reference: String, candidate: String, tensors: ModelComparison.Report,
-                             evaluation: EvaluationReport?) throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let html = render(reference: reference, candidate: candidate, tensors: tensors, evaluation: evaluation)
-        let tmp = dir + "/.index.html.tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(html.utf8)) else {
-            throw MalError(.ioError, "cannot write the report", file: dir)
-        }
-        _ = try? FileManager.default.removeItem(atPath: dir + "/index.html")
-        try FileManager.default.moveItem(atPath: tmp, toPath: dir + "/index.html")
-    }
-
     static func esc(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }

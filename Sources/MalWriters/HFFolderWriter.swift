@@ -1,3 +1,4 @@
+import Foundation
 import CMalKernels
 import MalCore
 import MalReaders
@@ -25,6 +26,28 @@ public enum HFFolderWriter {
         public var files: [String]
         public var tensors: Int
         public var bytes: Int
+    }
+
+    /// Puts the finished folder `tmp` at `dir`, where a folder exists, and removes the old one.
+    static func replaceFolder(_ dir: String, with tmp: String) throws {
+        if mal_rename_exchange(tmp, dir) == 0 {
+            // `tmp` now names the old folder (still registered for removal on an interrupt).
+            try? FileManager.default.removeItem(atPath: tmp)
+            mal_unregister_temp(tmp)
+            return
+        }
+        let aside = joinPath(parentDirectory(dir), ".\(baseName(dir)).old-\(getpid())")
+        guard rename(dir, aside) == 0 else {
+            throw MalError(.ioError, "cannot move the existing folder aside: \(String(cString: strerror(errno)))", file: dir)
+        }
+        guard rename(tmp, dir) == 0 else {
+            let e = errno
+            rename(aside, dir)
+            throw MalError(.ioError, "cannot rename into place: \(String(cString: strerror(e)))", file: dir)
+        }
+        mal_unregister_temp(tmp)
+        for f in (try? listDirectory(aside)) ?? [] { unlink(joinPath(aside, f)) }
+        rmdir(aside)
     }
 
     public static func write(_ model: CanonicalModel, to dir: String, maxShardBytes: Int? = nil, force: Bool = false,
@@ -93,26 +116,21 @@ public enum HFFolderWriter {
                 try f.write(bytes)
                 try f.commit()
             }
-            // Into place: an existing folder is moved aside first and removed only once the new
-            // one is in place, so a failure never leaves neither.
-            var old: String?
+            // Into place. An existing folder is swapped with the new one in one atomic step
+            // (RENAME_EXCHANGE) and only then removed, so every moment shows the old or the new
+            // folder whole; where the filesystem cannot swap, it is moved aside first.
             if isDirectory(dir) {
-                let aside = joinPath(parentDirectory(dir), ".\(baseName(dir)).old-\(getpid())")
-                guard rename(dir, aside) == 0 else {
-                    throw MalError(.ioError, "cannot move the existing folder aside: \(String(cString: strerror(errno)))", file: dir)
+                try replaceFolder(dir, with: tmp)
+            } else {
+                guard mal_rename_noreplace(tmp, dir) == 0 else {
+                    let e = errno
+                    throw MalError(e == EEXIST ? .invalidArgument : .ioError,
+                                   e == EEXIST ? "output appeared while writing (use --force to replace it)"
+                                               : "cannot rename into place: \(String(cString: strerror(e)))", file: dir)
                 }
-                old = aside
+                mal_unregister_temp(tmp)
             }
-            guard rename(tmp, dir) == 0 else {
-                let e = errno
-                if let old { rename(old, dir) }
-                throw MalError(.ioError, "cannot rename into place: \(String(cString: strerror(e)))", file: dir)
-            }
-            mal_unregister_temp(tmp)
-            if let old {
-                for f in (try? listDirectory(old)) ?? [] { unlink(joinPath(old, f)) }
-                rmdir(old)
-            }
+            fsyncDirectory(parentDirectory(dir))
         } catch {
             cleanup()
             throw error

@@ -49,6 +49,8 @@ public final class MalWriter {
         public var chunkSize: Int = MalFormat.defaultChunkSize
         /// Smallest relative saving worth compressing for (else raw).
         public var minGain: Double = 0.02
+        /// Replace an existing file at the destination (at the final rename; `--force`).
+        public var replaceExisting = false
         public init() {}
     }
 
@@ -92,7 +94,7 @@ public final class MalWriter {
 
     public init(path: String, options: Options = Options()) throws {
         self.options = options
-        out = try OutputFile(path: path)
+        out = try OutputFile(path: path, replace: options.replaceExisting)
         slots = max(1, options.threads) * 2
         outCapacity = MalFormat.maxStoredChunk(options.chunkSize)
         sets = (0..<2).map { _ in BufferSet(slots: max(1, options.threads) * 2, chunk: options.chunkSize,

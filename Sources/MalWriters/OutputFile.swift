@@ -6,15 +6,25 @@ import Glibc
 
 /// A file written under a temporary name in the destination's folder and renamed into place by
 /// `commit()`. Until then it is registered for removal on failure and on SIGINT/SIGTERM, so an
-/// interrupted command never leaves a partial output.
+/// interrupted command never leaves a partial output; after SIGKILL or a power loss the
+/// destination holds the old file or the complete new one (rename(2) is atomic), never a part.
+///
+/// An existing destination is replaced only with `replace` (the commands' `--force`), and only by
+/// the final rename; without it the open fails at once and the final rename refuses to clobber a
+/// file that appeared meanwhile (`RENAME_NOREPLACE`).
 public final class OutputFile: @unchecked Sendable {
     public let finalPath: String
     public let tempPath: String
+    public let replace: Bool
     private var fd: Int32
     public private(set) var position: Int = 0
 
-    public init(path: String) throws {
+    public init(path: String, replace: Bool = false) throws {
         finalPath = path
+        self.replace = replace
+        if !replace && fileExists(path) {
+            throw MalError(.invalidArgument, "output exists (use --force to replace it)", file: path)
+        }
         let dir = parentDirectory(path)
         tempPath = joinPath(dir, ".\(baseName(path)).tmp-\(getpid())")
         mal_install_cleanup_handlers()
@@ -54,14 +64,19 @@ public final class OutputFile: @unchecked Sendable {
     /// Flushes to disk and renames the temporary file to the final path.
     public func commit() throws {
         if fsync(fd) != 0 { throw MalError(.ioError, "fsync failed: \(String(cString: strerror(errno)))", file: finalPath) }
-        close(fd)
+        if close(fd) != 0 {
+            fd = -1
+            throw MalError(.ioError, "close failed: \(String(cString: strerror(errno)))", file: finalPath)
+        }
         fd = -1
-        if rename(tempPath, finalPath) != 0 {
+        if (replace ? rename(tempPath, finalPath) : mal_rename_noreplace(tempPath, finalPath)) != 0 {
             let e = errno
             unlink(tempPath)
             mal_unregister_temp(tempPath)
+            if e == EEXIST { throw MalError(.invalidArgument, "output appeared while writing (use --force to replace it)", file: finalPath) }
             throw MalError(.ioError, "cannot rename into place: \(String(cString: strerror(e)))", file: finalPath)
         }
+        fsyncDirectory(parentDirectory(finalPath))
         mal_unregister_temp(tempPath)
     }
 
@@ -71,6 +86,12 @@ public final class OutputFile: @unchecked Sendable {
         unlink(tempPath)
         mal_unregister_temp(tempPath)
     }
+}
+
+/// Makes a rename inside `dir` durable (best effort: some filesystems refuse fsync on folders).
+func fsyncDirectory(_ dir: String) {
+    let d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if d >= 0 { _ = fsync(d); close(d) }
 }
 
 /// Refuses to write `output` when that would overwrite or delete one of `inputs`: the same path, a

@@ -18,10 +18,11 @@ public func safetensorsHeader(_ tensors: [(name: String, dtype: DType, shape: [I
     return w.data + text
 }
 
-/// Writes small float32 tensors to a safetensors file (logits dumps), atomically.
+/// Writes small float32 tensors to a safetensors file (logits dumps), atomically; an existing file
+/// is replaced only with `replace`.
 public enum SafetensorsOutput {
-    public static func write(path: String, tensors: [(name: String, shape: [Int], values: [Float])]) throws {
-        let f = try OutputFile(path: path)
+    public static func write(path: String, tensors: [(name: String, shape: [Int], values: [Float])], replace: Bool = false) throws {
+        let f = try OutputFile(path: path, replace: replace)
         do {
             try f.write(safetensorsHeader(tensors.map { ($0.name, DType.f32, $0.shape, $0.values.count * 4) }))
             for t in tensors { try t.values.withUnsafeBytes { try f.write($0) } }

@@ -39,6 +39,9 @@ struct AbsorbCommand: ParsableCommand {
     @Flag(help: "Print the summary (written file, absorbed tensors, split/merged cost) as one JSON document.")
     var json = false
 
+    @Flag(help: "Replace an existing output file (only once the new one is complete).")
+    var force = false
+
     func validate() throws {
         guard AbsorbedModel.Mode(rawValue: mode) != nil else { throw ValidationError("--mode must be split or merged") }
         guard dtype == "f32" || dtype == "bf16" else { throw ValidationError("--dtype must be f32 or bf16") }
@@ -66,7 +69,7 @@ struct AbsorbCommand: ParsableCommand {
             ]
             try ModelIO.write(model, output: output, to: .mal, inputs: inputs, command: "absorb-mla",
                               options: ["mode": mode, "dtype": dtype, "requantize": requantizeFP8 ? "fp8" : "none"],
-                              json: json, extra: extra)
+                              force: force, json: json, extra: extra)
             if json { return }
             let what = requantizeFP8 ? "requantised to FP8 E4M3 128x128 (smaller, no longer exact)"
                 : dtype == "bf16" ? "rounded to BF16 (smaller, no longer exact)" : "kept as exact float32 values"

@@ -56,6 +56,7 @@ struct ConvertCommand: ParsableCommand {
                 var opts = MalWriter.Options()
                 opts.level = level
                 opts.threads = threads
+                opts.replaceExisting = out.force
                 let sources = try ContainerExport.hashSources(model.checkpoint.files.map(\.path))
                 let s = try ContainerExport.write(canon, to: out.output, options: opts, command: "convert",
                                                   optionValues: ["dtype": dtype, "level": String(level)], sources: sources,

@@ -38,7 +38,9 @@ struct ExportCommand: ParsableCommand {
                 } catch let e as MalError where e.tensor != nil { throw e.inFile(input) }
                 Report.folder(s, path: out.output, seconds: monotonicSeconds() - start, json: json)
             case .mal:
-                let s = try ContainerExport.write(mal, to: out.output, options: MalWriter.Options(), command: "export",
+                var opts = MalWriter.Options()
+                opts.replaceExisting = out.force
+                let s = try ContainerExport.write(mal, to: out.output, options: opts, command: "export",
                                                   optionValues: [:], sources: mal.metadata.provenance.sources,
                                                   dropped: mal.metadata.provenance.droppedTensors,
                                                   quantization: mal.metadata.quantization, progress: progress.update)

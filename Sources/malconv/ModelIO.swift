@@ -27,6 +27,7 @@ enum ModelIO {
             var opts = MalWriter.Options()
             opts.level = level
             opts.threads = threads
+            opts.replaceExisting = force
             var sources: [MalMetadata.SourceFile]
             var dropped: [String] = []
             if let mal = rootMal(model) {

@@ -34,7 +34,7 @@ struct WriteOptions: ParsableArguments {
     @Option(help: "HF output only: largest shard, e.g. 5GB (default: one file).")
     var maxShardSize: String?
 
-    @Flag(help: "Replace a non-empty output folder.")
+    @Flag(help: "Replace an existing output (file or non-empty folder), only once the new one is complete.")
     var force = false
 
     var format: OutputFormat { OutputFormat.resolve(path: output, explicit: to) }

@@ -5,6 +5,7 @@ import MalReaders
 import MalTransforms
 import MalRuntime
 import MalVerify
+import MalWriters
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,8 +56,11 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Fail when top-1 agreement is below this (0..1).")
     var minTop1: Double?
 
-    @Option(name: .customLong("report"), help: "Write a self-contained HTML report (SVG charts) into this folder.")
+    @Option(name: .customLong("report"), help: "Write a self-contained HTML report (SVG charts) into this folder (index.html).")
     var reportDir: String?
+
+    @Flag(help: "Replace an existing report (only once the new one is complete).")
+    var force = false
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -106,7 +110,8 @@ struct VerifyCommand: ParsableCommand {
                 }
             }
             if let reportDir {
-                try HTMLReport.write(to: reportDir, reference: reference, candidate: candidate, tensors: tensorReport, evaluation: evaluation)
+                let html = HTMLReport.render(reference: reference, candidate: candidate, tensors: tensorReport, evaluation: evaluation)
+                try writeReport(html, folder: reportDir)
                 printError("wrote \(reportDir)/index.html")
             }
         }
@@ -158,5 +163,23 @@ struct VerifyCommand: ParsableCommand {
         }
         if !all && r.tensors.count > 20 { o += "(\(r.tensors.count) tensors compared; the 20 with the lowest SNR shown; --all for every one)\n" }
         return o
+    }
+
+    /// `folder/index.html`, written atomically (created with the folder if missing; an existing
+    /// report is replaced only with `--force`).
+    func writeReport(_ html: String, folder: String) throws {
+        if !isDirectory(folder) {
+            guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil else {
+                throw MalError(.ioError, "cannot create the report folder", file: folder)
+            }
+        }
+        let f = try OutputFile(path: joinPath(folder, "index.html"), replace: force)
+        do {
+            try f.write(Array(html.utf8))
+            try f.commit()
+        } catch {
+            f.abandon()
+            throw error
+        }
     }
 }

@@ -145,6 +145,9 @@ struct LogitsCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .safetensors file (tensor `logits`).")
     var output: String
 
+    @Flag(help: "Replace an existing output file (only once the new one is complete).")
+    var force = false
+
     func run() throws {
         do {
             let list = try ids.split(separator: ",").map { s -> Int32 in
@@ -155,13 +158,14 @@ struct LogitsCommand: ParsableCommand {
             }
             guard !list.isEmpty else { throw MalError(.invalidArgument, "no token ids") }
             try refuseOverwritingInput(output: output, inputs: [options.model])
+            if !force && fileExists(output) { throw MalError(.invalidArgument, "output exists (use --force to replace it)", file: output) }
             let tr = try options.transformer(try ModelLoader.open(options.model), context: max(list.count, options.context ?? 0))
             let logits = try tr.forward(list, allLogits: true)
             let vocab = logits.count / list.count
             if let bad = NonFiniteScan.firstIndex(logits) {
                 printError("warning: the logits hold NaN or infinity (first at position \(bad / vocab), token \(bad % vocab))")
             }
-            try SafetensorsOutput.write(path: output, tensors: [("logits", [list.count, vocab], logits)])
+            try SafetensorsOutput.write(path: output, tensors: [("logits", [list.count, vocab], logits)], replace: force)
             printError("wrote \(output): logits [\(list.count), \(vocab)]")
         } catch let e as MalError { throw fail(e) }
     }

@@ -318,8 +318,10 @@ struct CorruptionTests {
     @Test func tensorUnderTheWrongName() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.model("gpt2-tiny")))
+        var replace = MalWriter.Options()
+        replace.replaceExisting = true
         for (a, b) in [("blk.1.ffn_up.weight", "blk.1.ffn_norm.weight"), ("blk.0.attn_q.weight", "blk.0.attn_q.bias")] {
-            _ = try ContainerExport.write(SwappedNamesModel(base, a, b), to: dir + "/m.mal", options: MalWriter.Options(), command: "test",
+            _ = try ContainerExport.write(SwappedNamesModel(base, a, b), to: dir + "/m.mal", options: replace, command: "test",
                                           optionValues: [:], sources: [], dropped: [])
             let r = try runTool("malconv", ["export", dir + "/m.mal", "-o", dir + "/out"])
             #expect(r.status == 1 && r.stderr.contains("m.mal") && r.stderr.contains("must have rank"), "\(r.stderr)")

@@ -252,7 +252,6 @@ def make_deepseek(rng, v3, H, L, nh, V, F, kvr, nope, rd, vd, qr, E, k, G, TG, F
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("MAL_BIN", ROOT + "/.build/release")      # `make test` points it at the debug build
 MALRUN, MALCONV = BIN + "/malrun", BIN + "/malconv"
-OUT = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="numpy-forward-")
 failures = 0
 def check(name, arch, t, cfg, dtype, T=23, seed=0):
     global failures
@@ -282,30 +281,32 @@ def check(name, arch, t, cfg, dtype, T=23, seed=0):
     failures += 0 if ok else 1
     print(f"{name:28s} {dtype:4s} |logits| <= {scale:5.1f}  max |diff|: {', '.join(res)}  {'ok' if ok else 'FAIL'}")
 
-rng = np.random.default_rng(1)
-cases = [
-    ("gpt2-40x5-gelu_new", "gpt2", *make_gpt2(rng, 40, 2, 5, 301, 50, 72)),
-    ("gpt2-100x4-gelu", "gpt2", *make_gpt2(rng, 100, 2, 4, 1000, 64, 400, activation_function="gelu")),
-    ("gpt2-48x3-relu-invlayer", "gpt2", *make_gpt2(rng, 48, 3, 3, 77, 40, 96, activation_function="relu", scale_attn_by_inverse_layer_idx=True)),
-    ("gpt2-64x2-quick-noscale", "gpt2", *make_gpt2(rng, 64, 2, 2, 130, 40, 130, activation_function="quick_gelu", scale_attn_weights=False)),
-    ("gpt2-56x7-openai-names", "gpt2", *make_gpt2(rng, 56, 2, 7, 97, 30, 200, openai_names=True)),
-    ("llama-48-6/2-untied", "llama", *make_llama(rng, 48, 2, 6, 2, 257, 100)),
-    ("llama-40-hd24-3/1-bias-tied", "llama", *make_llama(rng, 40, 2, 3, 1, 300, 72, hd=24, tied=True, abias=True, mbias=True)),
-    ("llama-96-llama3rope", "llama", *make_llama(rng, 96, 2, 4, 4, 500, 200, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16})),
-    ("llama-130-gelu-linear", "llama", *make_llama(rng, 130, 2, 5, 5, 211, 260, hidden_act="gelu_pytorch_tanh", rope_scaling={"rope_type": "linear", "factor": 2.0})),
-    ("v3-72-qlora-yarn-groups", "deepseek", *make_deepseek(rng, True, 72, 3, 3, 301, 100, 40, 12, 8, 20, 36, 6, 2, 3, 2, 24, 1, norm_topk_prob=True,
-        routed_scaling_factor=2.5, rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8, "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0})),
-    ("v2-56-yarn0.707-grouplimited", "deepseek", *make_deepseek(rng, False, 56, 2, 5, 211, 90, 24, 20, 6, 14, None, 8, 3, 4, 2, 20, 2,
-        topk_method="group_limited_greedy", routed_scaling_factor=1.5, rope_scaling={"type": "yarn", "factor": 8.0, "original_max_position_embeddings": 8, "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707})),
-    ("v2-48-greedy-yarnamp", "deepseek", *make_deepseek(rng, False, 48, 2, 4, 150, 80, 32, 16, 16, 16, None, 5, 2, 1, 1, 16, 1,
-        rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16, "mscale": 1.0, "mscale_all_dim": 0})),
-]
-for name, arch, t, cfg in cases:
-    for dt in ("F32", "BF16", "F16"):
-        check(name, arch, t, cfg, dt)
-if failures or len(sys.argv) > 1:
-    print(f"{failures} failures; models in {OUT}")
-else:
-    shutil.rmtree(OUT)
-    print(f"numpy_forward: {len(cases) * 3} model x dtype cases within float32 rounding of the float64 forward")
-sys.exit(1 if failures else 0)
+if __name__ == "__main__":   # importable: Fuzz/make_seeds.py builds its tiny models with make_*
+    OUT = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="numpy-forward-")
+    rng = np.random.default_rng(1)
+    cases = [
+        ("gpt2-40x5-gelu_new", "gpt2", *make_gpt2(rng, 40, 2, 5, 301, 50, 72)),
+        ("gpt2-100x4-gelu", "gpt2", *make_gpt2(rng, 100, 2, 4, 1000, 64, 400, activation_function="gelu")),
+        ("gpt2-48x3-relu-invlayer", "gpt2", *make_gpt2(rng, 48, 3, 3, 77, 40, 96, activation_function="relu", scale_attn_by_inverse_layer_idx=True)),
+        ("gpt2-64x2-quick-noscale", "gpt2", *make_gpt2(rng, 64, 2, 2, 130, 40, 130, activation_function="quick_gelu", scale_attn_weights=False)),
+        ("gpt2-56x7-openai-names", "gpt2", *make_gpt2(rng, 56, 2, 7, 97, 30, 200, openai_names=True)),
+        ("llama-48-6/2-untied", "llama", *make_llama(rng, 48, 2, 6, 2, 257, 100)),
+        ("llama-40-hd24-3/1-bias-tied", "llama", *make_llama(rng, 40, 2, 3, 1, 300, 72, hd=24, tied=True, abias=True, mbias=True)),
+        ("llama-96-llama3rope", "llama", *make_llama(rng, 96, 2, 4, 4, 500, 200, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16})),
+        ("llama-130-gelu-linear", "llama", *make_llama(rng, 130, 2, 5, 5, 211, 260, hidden_act="gelu_pytorch_tanh", rope_scaling={"rope_type": "linear", "factor": 2.0})),
+        ("v3-72-qlora-yarn-groups", "deepseek", *make_deepseek(rng, True, 72, 3, 3, 301, 100, 40, 12, 8, 20, 36, 6, 2, 3, 2, 24, 1, norm_topk_prob=True,
+            routed_scaling_factor=2.5, rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8, "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0})),
+        ("v2-56-yarn0.707-grouplimited", "deepseek", *make_deepseek(rng, False, 56, 2, 5, 211, 90, 24, 20, 6, 14, None, 8, 3, 4, 2, 20, 2,
+            topk_method="group_limited_greedy", routed_scaling_factor=1.5, rope_scaling={"type": "yarn", "factor": 8.0, "original_max_position_embeddings": 8, "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707})),
+        ("v2-48-greedy-yarnamp", "deepseek", *make_deepseek(rng, False, 48, 2, 4, 150, 80, 32, 16, 16, 16, None, 5, 2, 1, 1, 16, 1,
+            rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16, "mscale": 1.0, "mscale_all_dim": 0})),
+    ]
+    for name, arch, t, cfg in cases:
+        for dt in ("F32", "BF16", "F16"):
+            check(name, arch, t, cfg, dt)
+    if failures or len(sys.argv) > 1:
+        print(f"{failures} failures; models in {OUT}")
+    else:
+        shutil.rmtree(OUT)
+        print(f"numpy_forward: {len(cases) * 3} model x dtype cases within float32 rounding of the float64 forward")
+    sys.exit(1 if failures else 0)

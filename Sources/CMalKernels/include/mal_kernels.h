@@ -169,5 +169,10 @@ void mal_install_cleanup_handlers(void);
 void mal_register_temp(const char *path);
 void mal_unregister_temp(const char *path);
 void mal_cleanup_temps(void);
+/* rename(2) that fails with EEXIST instead of replacing `to` (renameat2 RENAME_NOREPLACE, or a
+   hard link where the filesystem lacks it), and an atomic swap of two paths (RENAME_EXCHANGE;
+   -1 with errno EINVAL/ENOSYS where unsupported). */
+int mal_rename_noreplace(const char *from, const char *to);
+int mal_rename_exchange(const char *a, const char *b);
 
 #endif

@@ -1,0 +1,7 @@
+import FuzzTargets
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    FuzzTargets.tokenizerJSON(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
