@@ -74,6 +74,17 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) Fuzz/run.sh
 
+## The whole Swift suite under AddressSanitizer (Swift and C), then under UndefinedBehaviorSanitizer
+## (the C kernels: Swift itself traps on overflow and out-of-bounds), each in its own build folder.
+## LeakSanitizer is off here: the Swift runtime's metadata caches read as leaks; the fuzz targets
+## check leaks per input instead.
+sanitize: deps
+	SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+		$(SWIFT) test --sanitize=address --scratch-path .build-asan
+	SWIFT_BACKTRACE=enable=no UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(SWIFT) test --scratch-path .build-ubsan -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
+		-Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined
+
 ## The verify report renders in headless Chromium (Debian package `chromium`, installed if missing):
 ## screenshot, and the rendered DOM holds the two SVG charts.
 REPORT := .build/report-check

@@ -6,7 +6,8 @@
 
 static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-/* e^x for x in [-87, 88] (clamped outside, where the callers' results no longer change):
+/* e^x for x in [-87, 88] (clamped outside, where the callers' results no longer change; NaN stays
+   NaN through r, while its exponent part is taken as 0, since converting NaN to int is undefined):
    x = n ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact product), e^r by the Cephes
    degree-7 polynomial (relative error about 1e-7, like expf), 2^n built in the exponent bits. */
 static inline float exp_poly(float x) {
@@ -22,7 +23,8 @@ static inline float exp_poly(float x) {
     p = fmaf(p, r, 1.6666665459e-1f);
     p = fmaf(p, r, 5.0000001201e-1f);
     p = fmaf(p * r, r, r) + 1.0f;
-    return p * u2f((uint32_t)((int32_t)n + 127) << 23);
+    int32_t ni = n == n ? (int32_t)n : 0;
+    return p * u2f((uint32_t)(ni + 127) << 23);
 }
 
 /* tanh GELU (GPT-2's gelu_new, gelu_pytorch_tanh), 0.5 x (1 + tanh(u)) with

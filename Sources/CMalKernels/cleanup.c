@@ -99,10 +99,13 @@ static int renameat2_flags(const char *from, const char *to, unsigned flags) {
 int mal_rename_noreplace(const char *from, const char *to) {
     int r = renameat2_flags(from, to, RENAME_NOREPLACE);
     if (r == 0 || (errno != EINVAL && errno != ENOSYS)) return r;
-    /* Filesystems without renameat2 flags: a hard link fails if `to` exists, then drop `from`. */
-    if (link(from, to) != 0) return -1;
-    unlink(from);
-    return 0;
+    /* Filesystems without renameat2 flags: a hard link fails if `to` exists, then drop `from`;
+       folders cannot be linked, so for them a check precedes a plain rename. */
+    if (link(from, to) == 0) { unlink(from); return 0; }
+    if (errno != EPERM) return -1;
+    struct stat st;
+    if (lstat(to, &st) == 0) { errno = EEXIST; return -1; }
+    return rename(from, to);
 }
 
 int mal_rename_exchange(const char *a, const char *b) { return renameat2_flags(a, b, RENAME_EXCHANGE); }

@@ -10,6 +10,10 @@ import MalCore
 /// the component, never a silently different tokenisation.
 public enum TokenizerJSONReader {
     /// Reads the tokenizer files of a folder.
+    /// Token ids are below this (real vocabularies have at most a few hundred thousand), so every
+    /// id fits an `Int32` and sizes the token table before anything is allocated.
+    public static let maxTokenId = 10_000_000
+
     public static func read(folder: String) throws -> TokenizerModel {
         let path = joinPath(folder, "tokenizer.json")
         let json = try parseFile(path)
@@ -42,12 +46,15 @@ public enum TokenizerJSONReader {
             guard let id = a["id"]?.intValue, let content = a["content"]?.stringValue else {
                 throw MalError(.invalidField, "added token without id or content: \(a.serialized)", file: file)
             }
+            guard (0..<TokenizerJSONReader.maxTokenId).contains(id) else {
+                throw MalError(.invalidField, "added token \(content.debugDescription) has id \(id), outside 0..<\(TokenizerJSONReader.maxTokenId)", file: file)
+            }
             return .init(id: Int32(id), content: content, special: a["special"]?.boolValue ?? false, lstrip: a["lstrip"]?.boolValue ?? false,
                          rstrip: a["rstrip"]?.boolValue ?? false, singleWord: a["single_word"]?.boolValue ?? false,
                          normalized: a["normalized"]?.boolValue ?? false)
         }
         for a in added { maxId = max(maxId, Int(a.id)) }
-        guard maxId < 10_000_000 else { throw MalError(.invalidField, "token id \(maxId) is implausibly large", file: file) }
+        guard maxId < TokenizerJSONReader.maxTokenId else { throw MalError(.invalidField, "token id \(maxId) is implausibly large", file: file) }
         var tokens = [[UInt8]?](repeating: nil, count: maxId + 1)
         let addedContents = Set(added.map(\.content))
         var idOf: [String: Int32] = [:]

@@ -68,9 +68,17 @@ public enum HFFolderWriter {
             mal_unregister_temp(tmp)
             throw MalError(.ioError, "cannot create folder: \(String(cString: strerror(errno)))", file: tmp)
         }
+        // Every file of the folder is registered too (after the folder, so a signal removes the
+        // files first and then the folder) and unregistered once the folder is in place.
         var written: [String] = []
+        func add(_ name: String) {
+            written.append(name)
+            mal_register_temp(joinPath(tmp, name))
+        }
+        func unregisterFiles() { for f in written { mal_unregister_temp(joinPath(tmp, f)) } }
         func cleanup() {
             for f in written { unlink(joinPath(tmp, f)) }
+            unregisterFiles()
             rmdir(tmp)
             mal_unregister_temp(tmp)
         }
@@ -87,7 +95,7 @@ public enum HFFolderWriter {
             let names = n == 1 ? ["model.safetensors"] : (1...n).map { "model-\(pad5($0))-of-\(pad5(n)).safetensors" }
             var done = 0
             for (shard, name) in zip(shards, names) {
-                written.append(name)
+                add(name)
                 try writeSafetensors(shard, model: model, path: joinPath(tmp, name)) { t in
                     progress?(done, plan.count, t)
                     done += 1
@@ -99,7 +107,7 @@ public enum HFFolderWriter {
                 map.sort { $0.0 < $1.0 }
                 let total = plan.reduce(0) { $0 + $1.byteCount }
                 let index = JSONValue.object([("metadata", .object([("total_size", .int(Int64(total)))])), ("weight_map", .object(map))])
-                written.append(SafetensorsCheckpoint.indexName)
+                add(SafetensorsCheckpoint.indexName)
                 try writeText(index.prettySerialized, to: joinPath(tmp, SafetensorsCheckpoint.indexName))
             }
             for aux in model.auxNames where HFCanonicalModel.auxFileNames.contains(aux) {
@@ -111,7 +119,7 @@ public enum HFFolderWriter {
                     bytes = Array(HubConfig.rewrite(cfg, dtype: main ?? model.spec.declaredDType,
                                                     quantization: model.spec.quantization).prettySerialized.utf8)
                 }
-                written.append(aux)
+                add(aux)
                 let f = try OutputFile(path: joinPath(tmp, aux))
                 try f.write(bytes)
                 try f.commit()
@@ -130,6 +138,7 @@ public enum HFFolderWriter {
                 }
                 mal_unregister_temp(tmp)
             }
+            unregisterFiles()
             fsyncDirectory(parentDirectory(dir))
         } catch {
             cleanup()

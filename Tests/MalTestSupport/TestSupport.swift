@@ -31,7 +31,8 @@ public enum Fixtures {
     public static func cleanup(_ p: String) { try? FileManager.default.removeItem(atPath: p) }
 }
 
-/// Runs a built executable of this package (it sits beside the test bundle).
+/// Runs a built executable of this package (it sits beside the test bundle). A process ended by a
+/// signal reports 128 + the signal number, as a shell does, so it never passes for an exit status.
 public func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let p = Process()
@@ -44,5 +45,6 @@ public func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, 
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    let status = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
+    return (status, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }

@@ -10,12 +10,18 @@ public enum TokenizerLoader {
             guard let blob = try mal.aux("tokenizer.bin") else {
                 throw MalError(.notFound, "the container holds no tokenizer (aux/tokenizer.bin)", file: path)
             }
-            return try Tokenizer(model: try blob.withUnsafeBytes { try TokenizerBinary.decode($0, file: path + ":aux/tokenizer.bin") })
+            let file = path + ":aux/tokenizer.bin"
+            do {
+                return try Tokenizer(model: try blob.withUnsafeBytes { try TokenizerBinary.decode($0, file: file) })
+            } catch let e as MalError { throw e.inFile(file) }
         }
         let folder = isDirectory(path) ? path : parentDirectory(path)
         guard fileExists(joinPath(folder, "tokenizer.json")) else {
             throw MalError(.fileNotFound, "no tokenizer.json in the folder", file: folder)
         }
-        return try Tokenizer(model: try TokenizerJSONReader.read(folder: folder))
+        let model = try TokenizerJSONReader.read(folder: folder)
+        do {
+            return try Tokenizer(model: model)
+        } catch let e as MalError { throw e.inFile(joinPath(folder, "tokenizer.json")) }
     }
 }
