@@ -257,6 +257,10 @@ public struct ModelSpec: Equatable, Sendable, Codable {
     public static let maxPositionsLimit = Int(Int32.max)
     public static let maxLayers = 1 << 16
     public static let maxExperts = 1 << 16
+    /// Experts summed over the MoE layers (DeepSeek-V3: 58 × 257 = 14,906). Each is three expected
+    /// tensors in `inspect` and three weights in the runtime, so this bounds those lists: 65,536
+    /// layers of 65,536 experts each would be 1.3·10¹⁰ entries from a 1 KB config.
+    public static let maxExpertInstances = 1 << 20
 
     /// The first constraint the spec breaks, or nil. `config.json` is checked key by key as it is
     /// read; this is the backstop for specs that arrive whole (a `.mal` file's metadata), so that a
@@ -306,6 +310,10 @@ public struct ModelSpec: Equatable, Sendable, Codable {
             if e.routedExperts > ModelSpec.maxExperts || e.sharedExperts > ModelSpec.maxExperts
                 || [e.expertIntermediateSize, e.firstDenseLayers, e.layerFrequency].contains(where: { $0 > ModelSpec.maxSize }) {
                 return "MoE expert counts must be at most \(ModelSpec.maxExperts) and widths at most \(ModelSpec.maxSize)"
+            }
+            let moeLayers = (0..<(layers + max(mtpLayers, 0))).lazy.filter { isMoELayer($0) }.count
+            if moeLayers * (e.routedExperts + e.sharedExperts) > ModelSpec.maxExpertInstances {
+                return "\(moeLayers) MoE layers of \(e.routedExperts + e.sharedExperts) experts exceed \(ModelSpec.maxExpertInstances) experts in all"
             }
             if !(1...e.routedExperts).contains(e.expertsPerToken) { return "expertsPerToken \(e.expertsPerToken) not in 1...\(e.routedExperts)" }
             if e.groups < 1 || e.routedExperts % e.groups != 0 { return "routedExperts \(e.routedExperts) is not a multiple of groups \(e.groups)" }
