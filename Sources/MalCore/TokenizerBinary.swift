@@ -42,7 +42,9 @@ public enum TokenizerBinary {
             throw MalError(.badMagic, "not a malconv tokenizer blob", file: file, offset: 0)
         }
         let n = Int(try r.u32("token count"))
-        guard n <= r.remaining / 4 else { throw MalError(.corruptStructure, "token count \(n) exceeds the blob", file: file, offset: 8) }
+        guard n <= r.remaining / 4, n <= TokenizerModel.maxTokenId else {
+            throw MalError(.corruptStructure, "token count \(n) exceeds the blob or \(TokenizerModel.maxTokenId)", file: file, offset: 8)
+        }
         var tokens: [[UInt8]?] = []
         tokens.reserveCapacity(n)
         for _ in 0..<n {
@@ -66,6 +68,10 @@ public enum TokenizerBinary {
         let rest: Rest
         do { rest = try JSONDecoder().decode(Rest.self, from: Data(json)) } catch {
             throw MalError(.corruptStructure, "tokenizer settings are not valid: \(error)", file: file, offset: r.position - jl)
+        }
+        if let a = rest.addedTokens.first(where: { !(0..<Int32(TokenizerModel.maxTokenId)).contains($0.id) }) {
+            throw MalError(.corruptStructure, "added token \(a.content.debugDescription) has id \(a.id), outside 0..<\(TokenizerModel.maxTokenId)",
+                           file: file, offset: r.position - jl)
         }
         return TokenizerModel(tokens: tokens, merges: merges, addedTokens: rest.addedTokens, normalizer: rest.normalizer,
                               preTokenizer: rest.preTokenizer, postProcessor: rest.postProcessor, ignoreMerges: rest.ignoreMerges,

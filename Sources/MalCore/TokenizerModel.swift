@@ -4,6 +4,11 @@
 /// Vocabulary entries are kept as **raw bytes** (the byte-level alphabet — `Ġ` for space and so
 /// on — is undone at load time), so encoding works on UTF-8 bytes directly.
 public struct TokenizerModel: Sendable, Equatable {
+    /// Token ids are below this (real vocabularies have at most a few hundred thousand), so every
+    /// id fits an `Int32` and sizes the token table before anything is allocated; both readers
+    /// (`tokenizer.json`, `aux/tokenizer.bin`) enforce it.
+    public static let maxTokenId = 10_000_000
+
     public struct AddedToken: Codable, Sendable, Equatable {
         public var id: Int32
         public var content: String

@@ -10,9 +10,7 @@ import MalCore
 /// the component, never a silently different tokenisation.
 public enum TokenizerJSONReader {
     /// Reads the tokenizer files of a folder.
-    /// Token ids are below this (real vocabularies have at most a few hundred thousand), so every
-    /// id fits an `Int32` and sizes the token table before anything is allocated.
-    public static let maxTokenId = 10_000_000
+    public static let maxTokenId = TokenizerModel.maxTokenId
 
     public static func read(folder: String) throws -> TokenizerModel {
         let path = joinPath(folder, "tokenizer.json")
