@@ -60,7 +60,16 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
                                           weightBlockSize: [block.rows, block.cols], scaleFormat: scale == .ue8m0 ? "ue8m0" : nil)
         spec = s
         let names = Set(base.tensors.map(\.name))
+        let shapes = Dictionary(base.tensors.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
         for t in base.tensors {
+            // An FP8 weight passes through only when its scale grid is the one the requested block
+            // gives: the container records one block shape, and the runtime reads every grid by it.
+            if let sname = t.scale, let grid = shapes[sname], t.shape.count == 2, grid != block.scaleShape(t.shape) {
+                throw MalError(.invalidArgument,
+                               "is already FP8 with a \(grid) scale grid, not the \(block.scaleShape(t.shape)) that --block \(block) gives; "
+                               + "quantise with the input's block, or dequantize first (malconv dequantize) to re-quantise",
+                               tensor: t.name)
+            }
             if t.scale != nil || t.dtype.isFP8 {
                 decisions.append(Decision(name: t.name, action: "already FP8", reason: "passed through untouched"))
                 tensors.append(t)

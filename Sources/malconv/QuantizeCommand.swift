@@ -56,7 +56,10 @@ struct QuantizeCommand: ParsableCommand {
         try runReporting {
             let (base, inputs) = try ModelIO.open(input)
             let b = BlockShape(block)!, s = ScaleFormat(rawValue: scale)!
-            let q = try QuantizedModel(base: base, block: b, scale: s, include: include, exclude: exclude, threads: threads)
+            let q: QuantizedModel
+            do {
+                q = try QuantizedModel(base: base, block: b, scale: s, include: include, exclude: exclude, threads: threads)
+            } catch let e as MalError { throw e.inFile(input) }
             if out.format == .safetensors && q.spec.architecture == .gpt2
                 && q.decisions.contains(where: { $0.action == "quantized" }) {
                 throw MalError(.unsupported, "GPT-2's fused Conv1D c_attn has no FP8 safetensors layout; write a .mal file (-o OUT.mal)",

@@ -170,4 +170,23 @@ struct QuantizerTests {
         #expect((tensors["tensors"] as? [Any])?.count == 20)
         #expect(doc["evaluation"] == nil)
     }
+
+    /// An FP8 input keeps its scale grids, so quantising it with another block shape would record a
+    /// block the grids do not have (`check` said ok, the runtime refused the file): refused, with
+    /// the file and tensor; the input's own block passes through, and the result runs.
+    @Test func otherBlockOnAnFP8InputIsRefused() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        for input in [Fixtures.model("deepseek-v3-fp8"), dir + "/in.mal"] {
+            if input.hasSuffix(".mal") {
+                #expect(try runTool("malconv", ["convert", Fixtures.model("deepseek-v3-fp8"), "-o", input]).status == 0)
+            }
+            let bad = try runTool("malconv", ["quantize", input, "-o", dir + "/q1.mal", "--block", "1x128"])
+            #expect(bad.status == 1 && bad.stderr.contains("already FP8") && bad.stderr.contains(input), "\(bad.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/q1.mal"))
+            let ok = try runTool("malconv", ["quantize", input, "-o", dir + "/q2.mal", "--force"])
+            #expect(ok.status == 0, "\(ok.stderr)")
+            let run = try runTool("malrun", ["logits", dir + "/q2.mal", "--ids", "1,2,3", "-o", dir + "/l.safetensors", "--force"])
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+    }
 }
