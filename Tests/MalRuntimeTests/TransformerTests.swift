@@ -255,6 +255,24 @@ struct RuntimeQuantTests {
         #expect(d > 0 && d < 0.4, "FP8 vs reference: \(d)")
     }
 
+    /// A DeepSeek-V2 config with `norm_topk_prob: true` runs as transformers runs it: softmax
+    /// routing weights are not renormalised, so the logits stay those of the fixture (saved with
+    /// the flag false).
+    @Test func v2IgnoresNormTopkProb() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let src = Fixtures.model("deepseek-v2-lite-tiny")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/model.safetensors", withDestinationPath: src + "/model.safetensors")
+        var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: src + "/config.json"))) as! [String: Any]
+        #expect(cfg["norm_topk_prob"] as? Bool == false)
+        cfg["norm_topk_prob"] = true
+        try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        let model = try HFCanonicalModel(model: try HFModel(path: dir))
+        #expect(model.spec.moe?.normTopkProb == true)
+        let ref = try Reference("deepseek-v2-lite-tiny")
+        let got = try Transformer(model: model, threads: 2).forward(try ref.ints("input_ids.0"), allLogits: true)
+        #expect(maxAbsDiff(got, try ref.floats("logits.0").values) <= 1e-4)
+    }
+
     /// A quantised tied embedding serves both the lookup and the output head.
     @Test func fp8TiedEmbedding() throws {
         let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.model("gpt2-tiny")))

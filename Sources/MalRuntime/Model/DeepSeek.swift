@@ -206,6 +206,10 @@ struct MixtureOfExperts {
         }
         let chosen = (0..<n).sorted { select[$0] > select[$1] || (select[$0] == select[$1] && $0 < $1) }.prefix(spec.expertsPerToken)
         var weights = chosen.map { scores[$0] }
+        // `norm_topk_prob` renormalises only sigmoid (V3) scores. transformers' DeepseekV2 (softmax
+        // scores) never normalises, whatever the flag says; DeepSeek's own V2 code normalises when
+        // it is set. transformers is the oracle here (its logits are the fixtures'), so a V2 config
+        // with the flag set runs as transformers runs it (tested: `v2IgnoresNormTopkProb`).
         if spec.normTopkProb && spec.scoring == .sigmoid {
             let sum = weights.reduce(0, +) + 1e-20
             weights = weights.map { $0 / sum }
