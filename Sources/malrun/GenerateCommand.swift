@@ -77,57 +77,40 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         do {
-            var t0 = monotonicSeconds()
+            let t0 = monotonicSeconds()
             let model = try ModelLoader.open(options.model)
             let tok = try TokenizerLoader.load(options.model)
             let tr = try options.transformer(model, context: options.context)
             let loadTime = monotonicSeconds() - t0
-            var ids = tok.encode(prompt, addSpecial: true)
+            let ids = tok.encode(prompt, addSpecial: true)
             if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
             guard ids.count <= tr.contextLength else {
                 throw MalError(.invalidArgument, "the prompt (\(ids.count) tokens) is longer than the context length \(tr.contextLength)"
                                + (options.context == nil ? " (--context raises it up to the model's \(model.spec.maxPositions))" : ""))
             }
-            // The last token needs no forward pass: a full context still yields one more token.
-            let limit = min(n, tr.contextLength - ids.count + 1)
-            var sampler = Sampler(temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repeatPenalty, seed: seed)
-            let ends = tok.endTokenIds
-            t0 = monotonicSeconds()
-            var logits = try tr.forward(ids)
-            try requireFinite(logits, position: ids.count - 1)
-            let promptTime = monotonicSeconds() - t0
-            var decoder = StreamingDecoder(tokenizer: tok)
+            var settings = Generator.Settings()
+            settings.maxTokens = n
+            settings.temperature = temperature
+            settings.topK = topK
+            settings.topP = topP
+            settings.minP = minP
+            settings.repetitionPenalty = repeatPenalty
+            settings.seed = seed
+            let generator = Generator(transformer: tr, tokenizer: tok, modelPath: options.model)
             writeOut(prompt)
-            var generated = 0
-            t0 = monotonicSeconds()
-            while generated < limit {
-                let next = sampler.sample(logits, history: ids)
-                if ends.contains(next) { break }
-                ids.append(next)
-                generated += 1
-                writeOut(decoder.push(next))
-                if generated < limit {
-                    logits = try tr.forward([next])
-                    try requireFinite(logits, position: ids.count - 1)
-                }
+            let r = try generator.generate(prompt: ids, settings: settings) { _, text in
+                writeOut(text)
+                return true
             }
-            writeOut(decoder.finish() + "\n")
-            let genTime = monotonicSeconds() - t0
-            if generated == limit && limit < n {
-                printError("stopped after \(generated) tokens: the context length \(tr.contextLength) is full (--context raises it up to \(model.spec.maxPositions))")
+            writeOut("\n")
+            if r.stop == .contextFull {
+                printError("stopped after \(r.generated.count) tokens: the context length \(tr.contextLength) is full (--context raises it up to \(model.spec.maxPositions))")
             }
             printError(String(format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads | KV cache %d B/token%@",
-                              loadTime, ids.count - generated, Double(ids.count - generated) / max(promptTime, 1e-9), generated,
-                              Double(generated) / max(genTime, 1e-9), options.threads, tr.kvCacheBytesPerToken,
+                              loadTime, r.promptTokens, r.promptTokensPerSecond, r.generated.count, r.tokensPerSecond, options.threads,
+                              tr.kvCacheBytesPerToken,
                               model.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
         } catch let e as MalError { throw fail(e) }
-    }
-
-    /// Sampling from NaN logits would print a plausible-looking token (greedy picks id 0): stop.
-    func requireFinite(_ logits: [Float], position: Int) throws {
-        guard let bad = NonFiniteScan.firstIndex(logits) else { return }
-        throw MalError(.nonFiniteValue, "the model computed a non-finite logit (\(logits[bad]) for token \(bad)) at position \(position): "
-                       + "its weights hold NaN or infinity, or its activations overflowed", file: options.model)
     }
 }
 
