@@ -338,56 +338,13 @@ public final class Transformer: @unchecked Sendable {
             throw MalError(.invalidArgument, "\(position + T) tokens exceed the context length of \(contextLength)")
         }
         let x = UnsafeMutablePointer<Float>.allocate(capacity: T * H)
-        let xn = UnsafeMutablePointer<Float>.allocate(capacity: T * H)
-        let q = UnsafeMutablePointer<Float>.allocate(capacity: T * qDim)
-        let k = UnsafeMutablePointer<Float>.allocate(capacity: T * kDim)
-        let v = UnsafeMutablePointer<Float>.allocate(capacity: max(T * vDim, 1))
-        let att = UnsafeMutablePointer<Float>.allocate(capacity: T * spec.heads * headV)
-        defer { for p in [x, xn, q, k, v, att] { p.deallocate() } }
+        defer { x.deallocate() }
+        let scratch = BlockScratch(count: T, hidden: H, qDim: qDim, kDim: kDim, vDim: vDim, attDim: spec.heads * headV)
+        let xn = scratch.xn
         for (t, id) in tokens.enumerated() { try embed(id, position: position + t, into: x + t * H) }
         for (l, layer) in layers.enumerated() {
             capture?(l, Array(UnsafeBufferPointer(start: x, count: T * H)))
-            for t in 0..<T { layer.attnNorm.apply(x + t * H, xn + t * H, H) }
-            switch layer.attention {
-            case let .standard(wq, wk, wv, _):
-                LinearWeight.apply(group: [wq, wk, wv], xn, [q, k, v], count: T, threads: threads)
-                if let r = rotary {
-                    for t in 0..<T {
-                        r.apply(q + t * qDim, heads: spec.heads, stride: headK, position: position + t)
-                        r.apply(k + t * kDim, heads: cacheHeads, stride: headK, position: position + t)
-                    }
-                }
-            case let .latent(m):
-                m.project(xn, count: T, q: q, k: k, v: v, rotary: rotary, start: position, threads: threads)
-            }
-            for t in 0..<T {
-                let p = position + t
-                for g in 0..<cacheHeads {
-                    (keys[l] + (g * contextLength + p) * headK).update(from: k + t * kDim + g * headK, count: headK)
-                    if vDim > 0 { (values[l] + (g * contextLength + p) * headV).update(from: v + t * vDim + g * headV, count: headV) }
-                }
-            }
-            attend(layer: l, q: q, out: att, count: T)
-            switch layer.attention {
-            case let .standard(_, _, _, o): o.apply(batch: att, xn, count: T, threads: threads)
-            case let .latent(m): m.finish(att, count: T, out: xn, threads: threads)
-            }
-            for i in 0..<(T * H) { x[i] += xn[i] }
-            for t in 0..<T { layer.ffnNorm.apply(x + t * H, xn + t * H, H) }
-            switch layer.ffn {
-            case let .mlp(up, down, act):
-                let f = UnsafeMutablePointer<Float>.allocate(capacity: T * up.rows)
-                defer { f.deallocate() }
-                up.apply(batch: xn, f, count: T, threads: threads)
-                mal_activate(act, f, T * up.rows)
-                down.apply(batch: f, xn, count: T, threads: threads)
-            case let .swiglu(f):
-                Transformer.swiglu(f, xn, out: xn, count: T, threads: threads)
-            case let .moe(m):
-                let choices = m.apply(batch: xn, out: xn, count: T, threads: threads)
-                if let onRoute { for (t, c) in choices.enumerated() { onRoute(l, t, c.ids, c.weights) } }
-            }
-            for i in 0..<(T * H) { x[i] += xn[i] }
+            run(layer, cache: l, x, scratch, count: T, start: position)
         }
         position += T
         let first = allLogits || capture != nil ? 0 : T - 1
@@ -399,6 +356,67 @@ public final class Transformer: @unchecked Sendable {
         var logits = [Float](repeating: 0, count: n * output.rows)
         logits.withUnsafeMutableBufferPointer { output.apply(batch: xn, $0.baseAddress!, count: n, threads: threads) }
         return logits
+    }
+
+    /// Buffers of one batch of T tokens through a decoder block.
+    final class BlockScratch {
+        let xn, q, k, v, att: UnsafeMutablePointer<Float>
+        init(count T: Int, hidden H: Int, qDim: Int, kDim: Int, vDim: Int, attDim: Int) {
+            xn = .allocate(capacity: T * H)
+            q = .allocate(capacity: T * qDim)
+            k = .allocate(capacity: T * kDim)
+            v = .allocate(capacity: max(T * vDim, 1))
+            att = .allocate(capacity: T * attDim)
+        }
+        deinit { for p in [xn, q, k, v, att] { p.deallocate() } }
+    }
+
+    /// One decoder block over T tokens at positions `start ..< start + T`, in place on `x`
+    /// (`[T, H]`): x += attention(norm(x)) with KV cache `c`, then x += ffn(norm(x)).
+    func run(_ layer: Layer, cache c: Int, _ x: UnsafeMutablePointer<Float>, _ s: BlockScratch, count T: Int, start: Int) {
+        let H = spec.hiddenSize
+        let xn = s.xn, q = s.q, k = s.k, v = s.v, att = s.att
+        for t in 0..<T { layer.attnNorm.apply(x + t * H, xn + t * H, H) }
+        switch layer.attention {
+        case let .standard(wq, wk, wv, _):
+            LinearWeight.apply(group: [wq, wk, wv], xn, [q, k, v], count: T, threads: threads)
+            if let r = rotary {
+                for t in 0..<T {
+                    r.apply(q + t * qDim, heads: spec.heads, stride: headK, position: start + t)
+                    r.apply(k + t * kDim, heads: cacheHeads, stride: headK, position: start + t)
+                }
+            }
+        case let .latent(m):
+            m.project(xn, count: T, q: q, k: k, v: v, rotary: rotary, start: start, threads: threads)
+        }
+        for t in 0..<T {
+            let p = start + t
+            for g in 0..<cacheHeads {
+                (keys[c] + (g * contextLength + p) * headK).update(from: k + t * kDim + g * headK, count: headK)
+                if vDim > 0 { (values[c] + (g * contextLength + p) * headV).update(from: v + t * vDim + g * headV, count: headV) }
+            }
+        }
+        attend(cache: c, scale: softmaxScales[min(c, softmaxScales.count - 1)], q: q, out: att, count: T, start: start)
+        switch layer.attention {
+        case let .standard(_, _, _, o): o.apply(batch: att, xn, count: T, threads: threads)
+        case let .latent(m): m.finish(att, count: T, out: xn, threads: threads)
+        }
+        for i in 0..<(T * H) { x[i] += xn[i] }
+        for t in 0..<T { layer.ffnNorm.apply(x + t * H, xn + t * H, H) }
+        switch layer.ffn {
+        case let .mlp(up, down, act):
+            let f = UnsafeMutablePointer<Float>.allocate(capacity: T * up.rows)
+            defer { f.deallocate() }
+            up.apply(batch: xn, f, count: T, threads: threads)
+            mal_activate(act, f, T * up.rows)
+            down.apply(batch: f, xn, count: T, threads: threads)
+        case let .swiglu(f):
+            Transformer.swiglu(f, xn, out: xn, count: T, threads: threads)
+        case let .moe(m):
+            let choices = m.apply(batch: xn, out: xn, count: T, threads: threads)
+            if let onRoute { for (t, ch) in choices.enumerated() { onRoute(c, t, ch.ids, ch.weights) } }
+        }
+        for i in 0..<(T * H) { x[i] += xn[i] }
     }
 
     /// The C kernels' code for an activation (`MAL_ACT_*`).
@@ -426,18 +444,17 @@ public final class Transformer: @unchecked Sendable {
     /// that shares one KV group (a whole group when there are enough groups for the threads, else
     /// a slice of heads); it runs every query row in turn, so its group's keys and values stay in
     /// cache from one row to the next instead of being fetched again for each.
-    func attend(layer l: Int, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int) {
+    func attend(cache l: Int, scale: Float, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int, start: Int) {
         let heads = spec.heads, kvh = cacheHeads, dk = headK, dv = headV
-        let scale = softmaxScales[l]
         let K = SendableConstPointer(keys[l]), V = SendableConstPointer(latentCache ? keys[l] : values[l])
         let qs = SendableMutablePointer(q), os = SendableMutablePointer(out)
-        let start = position, qd = qDim, od = heads * headV, ctx = contextLength
+        let qd = qDim, od = heads * headV, ctx = contextLength
         // Absorbed MLA reads its values from the key rows (the first kv_lora_rank floats of each).
         let vRow = latentCache ? dk : dv
         let group = heads / kvh
         let perJob = kvh >= threads ? group : (heads + threads - 1) / threads
         let jobs = (heads + perJob - 1) / perJob
-        let pool = BufferPool(size: perJob * (position + T) * 4)
+        let pool = BufferPool(size: perJob * (start + T) * 4)
         WorkerPool.run(jobs, threads: threads) { job in
             let h0 = job * perJob, h1 = min(heads, h0 + perJob)
             let raw = pool.get()
