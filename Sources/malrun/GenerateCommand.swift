@@ -20,8 +20,8 @@ struct ModelOptions: ParsableArguments {
     var context: Int?
 
     /// The runtime for the loaded `model`; errors about its tensors name this file.
-    func transformer(_ loaded: CanonicalModel, context: Int?) throws -> Transformer {
-        do { return try Transformer(model: loaded, contextLength: context, threads: threads) } catch let e as MalError { throw e.inFile(model) }
+    func transformer(_ loaded: CanonicalModel, context: Int?, mtp: Bool = false) throws -> Transformer {
+        do { return try Transformer(model: loaded, contextLength: context, threads: threads, mtp: mtp) } catch let e as MalError { throw e.inFile(model) }
     }
 
     func validate() throws {
@@ -131,6 +131,12 @@ struct LogitsCommand: ParsableCommand {
     @Flag(help: "Replace an existing output file (only once the new one is complete).")
     var force = false
 
+    @Flag(help: """
+        Also write `mtp_logits` [T, vocab] from the multi-token-prediction layer: row i predicts token i+2 from token \
+        i+1 and the main hidden state at i (for the last row, the main model's greedy next token).
+        """)
+    var mtp = false
+
     func run() throws {
         do {
             let list = try ids.split(separator: ",").map { s -> Int32 in
@@ -142,14 +148,21 @@ struct LogitsCommand: ParsableCommand {
             guard !list.isEmpty else { throw MalError(.invalidArgument, "no token ids") }
             try refuseOverwritingInput(output: output, inputs: [options.model])
             if !force && fileExists(output) { throw MalError(.invalidArgument, "output exists (use --force to replace it)", file: output) }
-            let tr = try options.transformer(try ModelLoader.open(options.model), context: max(list.count, options.context ?? 0))
-            let logits = try tr.forward(list, allLogits: true)
+            let tr = try options.transformer(try ModelLoader.open(options.model), context: max(list.count, options.context ?? 0), mtp: mtp)
+            let logits = try tr.forward(list, allLogits: true, keepHidden: mtp)
             let vocab = logits.count / list.count
             if let bad = NonFiniteScan.firstIndex(logits) {
                 printError("warning: the logits hold NaN or infinity (first at position \(bad / vocab), token \(bad % vocab))")
             }
-            try SafetensorsOutput.write(path: output, tensors: [("logits", [list.count, vocab], logits)], replace: force)
-            printError("wrote \(output): logits [\(list.count), \(vocab)]")
+            var tensors: [(name: String, shape: [Int], values: [Float])] = [("logits", [list.count, vocab], logits)]
+            if mtp {
+                let last = Array(logits[((list.count - 1) * vocab)...])
+                let greedy = Int32(last.indices.max { last[$0] < last[$1] }!)
+                let r = try tr.mtpForward(next: Array(list.dropFirst()) + [greedy], hidden: tr.finalHidden, allLogits: true)
+                tensors.append(("mtp_logits", [list.count, vocab], r.logits))
+            }
+            try SafetensorsOutput.write(path: output, tensors: tensors, replace: force)
+            printError("wrote \(output): " + tensors.map { "\($0.name) [\(list.count), \(vocab)]" }.joined(separator: ", "))
         } catch let e as MalError { throw fail(e) }
     }
 }

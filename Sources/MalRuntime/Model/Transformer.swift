@@ -156,6 +156,12 @@ public final class Transformer: @unchecked Sendable {
     var keys: [UnsafeMutablePointer<Float>]
     var values: [UnsafeMutablePointer<Float>]
     public private(set) var position = 0
+    /// The multi-token-prediction layer, when loaded (`MultiTokenPrediction.swift`), its KV cache
+    /// (the last of `keys`/`values`) and how many of its rows that cache holds.
+    let mtpHead: MTPHead?
+    public internal(set) var mtpPosition = 0
+    /// The final normed hidden states of the last `forward(keepHidden: true)`.
+    public private(set) var finalHidden: [Float] = []
     /// Called with (layer, token index in the batch, expert ids, weights) for every MoE routing.
     public var onRoute: ((Int, Int, [Int32], [Float]) -> Void)?
 
@@ -176,7 +182,9 @@ public final class Transformer: @unchecked Sendable {
         return n
     }
 
-    public init(model: CanonicalModel, contextLength requested: Int? = nil, threads: Int = availableCores) throws {
+    /// - Parameter mtp: also load the multi-token-prediction layer (DeepSeek-V3's
+    ///   `num_nextn_predict_layers`), for `mtpForward` and speculative decoding.
+    public init(model: CanonicalModel, contextLength requested: Int? = nil, threads: Int = availableCores, mtp: Bool = false) throws {
         let s = model.spec
         spec = s
         self.threads = threads
@@ -232,7 +240,7 @@ public final class Transformer: @unchecked Sendable {
         embeddingBlock = w.block
         positionEmbedding = gpt2 ? try w.vector("position_embd.weight", count: s.maxPositions * H, shape: [s.maxPositions, H]) : nil
         let bias = gpt2 || s.attentionBias
-        layers = try (0..<s.layers).map { l in
+        func decoderLayer(_ l: Int) throws -> Layer {
             let b = "blk.\(l)."
             let attention: Attention
             if let mla = s.mla {
@@ -260,6 +268,18 @@ public final class Transformer: @unchecked Sendable {
                 ffn = .swiglu(try swiglu(b, width: s.intermediateSize, bias: s.mlpBias))
             }
             return Layer(attnNorm: try norm(b + "attn_norm"), attention: attention, ffnNorm: try norm(b + "ffn_norm"), ffn: ffn)
+        }
+        layers = try (0..<s.layers).map(decoderLayer)
+        if mtp {
+            guard s.mtpLayers >= 1 else {
+                throw MalError(.unsupported, "the model has no multi-token-prediction layer (num_nextn_predict_layers is 0)")
+            }
+            let n = "blk.\(s.layers).nextn."
+            mtpHead = MTPHead(embeddingNorm: try norm(n + "enorm"), hiddenNorm: try norm(n + "hnorm"),
+                              projection: try w.linear(n + "eh_proj", rows: H, cols: 2 * H), block: try decoderLayer(s.layers),
+                              headNorm: try norm(n + "shared_head_norm"))
+        } else {
+            mtpHead = nil
         }
         outputNorm = try norm("output_norm")
         output = try w.linear(tied ? "token_embd" : "output", rows: V, cols: H)
@@ -290,15 +310,26 @@ public final class Transformer: @unchecked Sendable {
         vDim = latentCache ? 0 : cacheHeads * headV
         let kd = kDim, vd = vDim
         func floats(_ n: Int) throws -> UnsafeMutablePointer<Float> { try allocateLarge(n * 4).bindMemory(to: Float.self, capacity: n) }
-        keys = try (0..<s.layers).map { _ in try floats(ctx * kd) }
-        values = try (0..<s.layers).map { _ in try floats(max(ctx * vd, 1)) }
+        let caches = s.layers + (mtpHead == nil ? 0 : 1)
+        keys = try (0..<caches).map { _ in try floats(ctx * kd) }
+        values = try (0..<caches).map { _ in try floats(max(ctx * vd, 1)) }
     }
 
     deinit {
         for p in keys + values { p.deallocate() }
     }
 
-    public func reset() { position = 0 }
+    public func reset() {
+        position = 0
+        mtpPosition = 0
+    }
+
+    /// Forgets the cached positions from `p` on (speculative decoding's rollback: the next
+    /// forward overwrites them).
+    public func truncate(to p: Int) {
+        precondition(p >= 0 && p <= position, "truncate(to: \(p)) beyond the \(position) cached positions")
+        position = p
+    }
 
     /// KV-cache bytes per token (all layers).
     public var kvCacheBytesPerToken: Int { layers.count * (kDim + vDim) * 4 }
@@ -331,7 +362,10 @@ public final class Transformer: @unchecked Sendable {
     /// Runs `tokens` through the model after the cached positions and returns logits
     /// (`[T, vocab]` when `allLogits`, else those of the last token). `capture(k, states)` gets the
     /// input of every layer k (`[T, H]`) and, for k = layers, the final normed hidden state.
-    public func forward(_ tokens: [Int32], allLogits: Bool = false, capture: ((Int, [Float]) -> Void)? = nil) throws -> [Float] {
+    /// With `keepHidden`, `finalHidden` holds every token's final normed hidden state (`[T, H]`, what
+    /// the head reads: the input of the MTP layer).
+    public func forward(_ tokens: [Int32], allLogits: Bool = false, keepHidden: Bool = false,
+                        capture: ((Int, [Float]) -> Void)? = nil) throws -> [Float] {
         let T = tokens.count, H = spec.hiddenSize
         guard T > 0 else { return [] }
         guard position + T <= contextLength else {
@@ -347,10 +381,11 @@ public final class Transformer: @unchecked Sendable {
             run(layer, cache: l, x, scratch, count: T, start: position)
         }
         position += T
-        let first = allLogits || capture != nil ? 0 : T - 1
+        let first = allLogits || capture != nil || keepHidden ? 0 : T - 1
         let rowsOut = T - first
         for t in first..<T { outputNorm.apply(x + t * H, xn + (t - first) * H, H) }
         capture?(layers.count, Array(UnsafeBufferPointer(start: xn, count: rowsOut * H)))
+        if keepHidden { finalHidden = Array(UnsafeBufferPointer(start: xn, count: T * H)) }
         if !allLogits && rowsOut > 1 { xn.update(from: xn + (rowsOut - 1) * H, count: H) }
         let n = allLogits ? rowsOut : 1
         var logits = [Float](repeating: 0, count: n * output.rows)
