@@ -21,10 +21,11 @@ enum SamplerBench {
         for (name, s0) in settings {
             var line = name.padding(toLength: 30, withPad: " ", startingAt: 0)
             for (kind, logits) in [("flat", flat), ("peaked", peaked)] {
-                var s = s0, best = Double.infinity
+                let s = s0
+                var best = Double.infinity
                 for _ in 0..<20 {
                     let t = Date()
-                    _ = s.sample(logits, history: [])
+                    _ = s.sample(logits, history: [], position: 0)
                     best = min(best, Date().timeIntervalSince(t))
                 }
                 line += String(format: " | %@ %.2f ms", kind, best * 1e3)

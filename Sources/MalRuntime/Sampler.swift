@@ -4,8 +4,13 @@ import Foundation
 /// Next-token selection: greedy, or sampling with temperature, top-k, top-p (nucleus), min-p and
 /// a repetition penalty (CTRL-style: positive logits of seen tokens divided, negative multiplied).
 /// The filters run in transformers' order: penalty, temperature, top-k, top-p, min-p, each on the
-/// probabilities the previous one left (renormalised). A fixed seed gives reproducible output
-/// (SplitMix64 generator).
+/// probabilities the previous one left (renormalised).
+///
+/// The sampler is a pure function of (logits, settings, seed, position): the uniform draw for the
+/// token at sequence position p is SplitMix64 of (seed, p), a counter-based stream, not the next
+/// value of a generator's state. So the token at each position does not depend on how positions
+/// were batched or resumed, and speculative decoding, which verifies several positions in one
+/// step, yields exactly the tokens of plain decoding, sampled as well as greedy.
 ///
 /// Nothing sorts the whole vocabulary: sorting 128K logits per token cost 13–15 ms, as much as a
 /// Llama-383M decoding step. Top-k keeps a k-element heap; top-p finds its nucleus from a
@@ -16,7 +21,7 @@ public struct Sampler {
     public var topP: Float = 1
     public var minP: Float = 0
     public var repetitionPenalty: Float = 1
-    private var state: UInt64
+    public var seed: UInt64
 
     public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, repetitionPenalty: Float = 1, seed: UInt64) {
         self.temperature = temperature
@@ -24,25 +29,26 @@ public struct Sampler {
         self.topP = topP
         self.minP = minP
         self.repetitionPenalty = repetitionPenalty
-        state = seed
+        self.seed = seed
     }
 
-    mutating func nextUniform() -> Float {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
+    /// The uniform draw in [0, 1) for sequence position `position`.
+    func uniform(position: Int) -> Float {
+        var z = seed &+ (UInt64(truncatingIfNeeded: position) &+ 1) &* 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         z ^= z >> 31
         return Float(z >> 40) / Float(1 << 24)
     }
 
-    /// Picks the next token from `logits`, given the tokens so far (for the repetition penalty).
-    public mutating func sample(_ logits: [Float], history: [Int32]) -> Int32 {
+    /// Picks the token at sequence position `position` from `logits`, given the tokens before it
+    /// (for the repetition penalty).
+    public func sample(_ logits: [Float], history: [Int32], position: Int) -> Int32 {
         let l = penalized(logits, history: history)
         // A temperature so small that 1/T overflows is greedy too (and 0 · ∞ would make the top
         // token's weight NaN).
         if temperature <= 0 || !(1 / temperature).isFinite { return Int32(l.indices.max { l[$0] < l[$1] }!) }
-        return Int32(filtered(l).pick(Double(nextUniform())))
+        return Int32(filtered(l).pick(Double(uniform(position: position))))
     }
 
     func penalized(_ logits: [Float], history: [Int32]) -> [Float] {

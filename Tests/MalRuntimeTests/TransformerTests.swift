@@ -301,9 +301,9 @@ struct RuntimeQuantTests {
             tr.reset()
             var logits = try tr.forward(prompt)
             var got: [Int32] = []
-            var sampler = Sampler(seed: 0)
+            let sampler = Sampler(seed: 0)
             for _ in want {
-                let next = sampler.sample(logits, history: prompt + got)
+                let next = sampler.sample(logits, history: prompt + got, position: prompt.count + got.count)
                 got.append(next)
                 logits = try tr.forward([next])
             }
@@ -313,17 +313,17 @@ struct RuntimeQuantTests {
 
     @Test func samplerIsReproducibleAndRespectsTopK() {
         let logits: [Float] = [1, 3, 2, 0.5, 2.9]
-        var a = Sampler(temperature: 1, topK: 2, seed: 42), b = Sampler(temperature: 1, topK: 2, seed: 42)
-        let xs = (0..<50).map { _ in a.sample(logits, history: []) }
-        let ys = (0..<50).map { _ in b.sample(logits, history: []) }
-        #expect(xs == ys)
+        let a = Sampler(temperature: 1, topK: 2, seed: 42), b = Sampler(temperature: 1, topK: 2, seed: 42)
+        let xs = (0..<50).map { a.sample(logits, history: [], position: $0) }
+        let ys = (0..<50).reversed().map { b.sample(logits, history: [], position: $0) }.reversed()
+        #expect(xs == Array(ys), "each position's draw is the same whatever order positions are sampled in")
         #expect(Set(xs).isSubset(of: [1, 4]) && Set(xs).count == 2)
-        var g = Sampler(seed: 1)
-        #expect(g.sample(logits, history: []) == 1)
-        var r = Sampler(repetitionPenalty: 10, seed: 1)
-        #expect(r.sample(logits, history: [1]) == 4)
-        var tiny = Sampler(temperature: 1e-40, topP: 0.9, seed: 1)
-        #expect(tiny.sample(logits, history: []) == 1, "a denormal temperature is greedy, not NaN weights")
+        #expect((0..<50).map { Sampler(temperature: 1, topK: 2, seed: 43).sample(logits, history: [], position: $0) } != xs,
+                "another seed draws another stream")
+        #expect(Sampler(seed: 1).sample(logits, history: [], position: 0) == 1)
+        #expect(Sampler(repetitionPenalty: 10, seed: 1).sample(logits, history: [1], position: 1) == 4)
+        let tiny = Sampler(temperature: 1e-40, topP: 0.9, seed: 1)
+        #expect(tiny.sample(logits, history: [], position: 0) == 1, "a denormal temperature is greedy, not NaN weights")
     }
 
     /// The sampler's candidate set (no full sort) equals a brute-force one that sorts everything,
@@ -364,12 +364,12 @@ struct RuntimeQuantTests {
         }
         // Draws follow the weights.
         let l: [Float] = [2, 1, 0.5, 0, -1, 3]
-        var s = Sampler(temperature: 1, topP: 0.9, seed: 7)
+        let s = Sampler(temperature: 1, topP: 0.9, seed: 7)
         let (ids, w) = s.candidates(l)
         let total = w.reduce(0, +)
         var counts = [Int: Int]()
         let n = 20_000
-        for _ in 0..<n { counts[Int(s.sample(l, history: [])), default: 0] += 1 }
+        for i in 0..<n { counts[Int(s.sample(l, history: [], position: i)), default: 0] += 1 }
         #expect(Set(counts.keys) == Set(ids))
         for (i, id) in ids.enumerated() {
             let want = Double(n) * Double(w[i] / total), got = Double(counts[id] ?? 0)

@@ -82,7 +82,7 @@ public final class Generator {
             throw MalError(.invalidArgument, "the prompt (\(input.count) tokens\(pending == nil ? "" : ", with the last answer's token")) does not fit the "
                            + "\(transformer.contextLength - transformer.position) positions left of the context length \(transformer.contextLength)")
         }
-        var sampler = Sampler(temperature: settings.temperature, topK: settings.topK, topP: settings.topP, minP: settings.minP,
+        let sampler = Sampler(temperature: settings.temperature, topK: settings.topK, topP: settings.topP, minP: settings.minP,
                               repetitionPenalty: settings.repetitionPenalty, seed: settings.seed)
         let ends = settings.stopAtEndTokens ? tokenizer.endTokenIds : []
         tokens += prompt
@@ -98,7 +98,7 @@ public final class Generator {
         var stop = StopReason.maxTokens
         t0 = monotonicSeconds()
         while generated.count < limit {
-            let next = sampler.sample(logits, history: tokens)
+            let next = sampler.sample(logits, history: tokens, position: tokens.count)
             if ends.contains(next) { stop = .endToken; break }
             tokens.append(next)
             generated.append(next)
