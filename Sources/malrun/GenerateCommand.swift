@@ -35,6 +35,9 @@ func fail(_ e: MalError) -> ExitCode {
     return ExitCode(1)
 }
 
+/// `--speculative`: where drafts come from.
+enum SpeculativeMode: String, ExpressibleByArgument, CaseIterable { case mtp }
+
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
@@ -66,6 +69,12 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Random seed for sampling.")
     var seed: UInt64 = 0
 
+    @Option(help: "Speculative decoding: mtp drafts with the model's multi-token-prediction layer (DeepSeek-V3); the output is that of plain decoding.")
+    var speculative: SpeculativeMode?
+
+    @Option(help: "With --speculative mtp: drafts per step (the MTP layer chained on its own output beyond 1).")
+    var draft: Int = 1
+
     func validate() throws {
         guard n >= 0 else { throw ValidationError("-n must be >= 0") }
         guard temperature >= 0 else { throw ValidationError("--temperature must be >= 0 (0 is greedy)") }
@@ -73,6 +82,7 @@ struct GenerateCommand: ParsableCommand {
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
         guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be > 0") }
+        guard draft >= 1 else { throw ValidationError("--draft must be at least 1") }
     }
 
     func run() throws {
@@ -80,7 +90,7 @@ struct GenerateCommand: ParsableCommand {
             let t0 = monotonicSeconds()
             let model = try ModelLoader.open(options.model)
             let tok = try TokenizerLoader.load(options.model)
-            let tr = try options.transformer(model, context: options.context)
+            let tr = try options.transformer(model, context: options.context, mtp: speculative == .mtp)
             let loadTime = monotonicSeconds() - t0
             let ids = tok.encode(prompt, addSpecial: true)
             if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
@@ -96,7 +106,8 @@ struct GenerateCommand: ParsableCommand {
             settings.minP = minP
             settings.repetitionPenalty = repeatPenalty
             settings.seed = seed
-            let generator = Generator(transformer: tr, tokenizer: tok, modelPath: options.model)
+            let generator = try Generator(transformer: tr, tokenizer: tok, modelPath: options.model,
+                                          draftTokens: speculative == .mtp ? draft : 0)
             writeOut(prompt)
             let r = try generator.generate(prompt: ids, settings: settings) { _, text in
                 writeOut(text)
@@ -110,6 +121,10 @@ struct GenerateCommand: ParsableCommand {
                               loadTime, r.promptTokens, r.promptTokensPerSecond, r.generated.count, r.tokensPerSecond, options.threads,
                               tr.kvCacheBytesPerToken,
                               model.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
+            if speculative != nil {
+                printError(String(format: "speculative (mtp, %d draft%@): %d of %d drafts accepted (%.1f%%), %.2f tokens per main-model step",
+                                  draft, draft == 1 ? "" : "s", r.accepted, r.drafted, 100 * r.acceptanceRate, r.tokensPerStep))
+            }
         } catch let e as MalError { throw fail(e) }
     }
 }

@@ -10,7 +10,7 @@ import Testing
     static func generator(_ folder: String, context: Int? = nil) throws -> Generator {
         let path = Fixtures.samples + "/" + folder
         let tr = try Transformer(model: try ModelLoader.open(path), contextLength: context, threads: 2)
-        return Generator(transformer: tr, tokenizer: try TokenizerLoader.load(path), modelPath: path)
+        return try Generator(transformer: tr, tokenizer: try TokenizerLoader.load(path), modelPath: path)
     }
 
     static func greedy(_ n: Int) -> Generator.Settings {

@@ -2,22 +2,34 @@ import MalCore
 
 /// Text generation as a library (as `generate()` in llama2.c's `run.c`): one session with a model,
 /// its tokenizer and its KV cache. `generate` runs the prompt through the model in one batched
-/// step, then samples token by token until an end token, the token limit or a full context, and
-/// streams UTF-8-safe text through a callback that may also stop it.
+/// step, then produces tokens until an end token, the token limit or a full context, and streams
+/// UTF-8-safe text through a callback that may also stop it.
 ///
 /// The session keeps what it has seen, so a second call continues the conversation: only its new
 /// tokens are processed (a chat turn), and the repetition penalty sees the whole history. The
 /// last sampled token is not run through the model until the next call needs it, so a full
 /// context still yields one more token.
+///
+/// With `draftTokens` > 0 the session decodes speculatively with the model's multi-token-
+/// prediction layer (`SpeculativeDecoding.swift`): the output is token for token that of plain
+/// decoding, greedy or sampled, because the sampler is a pure function of the position.
 public final class Generator {
     public let transformer: Transformer
     public let tokenizer: Tokenizer
     /// The model's path, named by errors about what it computed.
     public let modelPath: String
+    /// Drafts per main-model step (0: plain decoding).
+    public let draftTokens: Int
     /// Every token of the session: prompts and generated tokens.
-    public private(set) var tokens: [Int32] = []
+    public internal(set) var tokens: [Int32] = []
     /// A sampled token not yet in the KV cache (run first by the next call).
-    private var pending: Int32?
+    var pending: Int32?
+    /// Applied to each step's drafts before they are verified (tests force rejections with it).
+    public var draftFilter: ((_ step: Int, _ drafts: [Int32]) -> [Int32])?
+    var draftSteps = 0
+    /// Speculative decoding: the main model's final hidden states of the positions from
+    /// `transformer.mtpPosition` on, whose MTP rows have not run yet (`[rows, H]`).
+    var unrunHidden: [Float] = []
 
     public struct Settings: Sendable {
         public var maxTokens = 128
@@ -30,6 +42,10 @@ public final class Generator {
         /// Stop at the tokenizer's end-of-sequence and end-of-turn tokens.
         public var stopAtEndTokens = true
         public init() {}
+
+        var sampler: Sampler {
+            Sampler(temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repetitionPenalty, seed: seed)
+        }
     }
 
     public enum StopReason: String, Sendable, Codable {
@@ -46,18 +62,33 @@ public final class Generator {
     public struct Result: Sendable {
         /// Tokens this call ran through the model before sampling (the new prompt tokens).
         public var promptTokens: Int
-        public var generated: [Int32]
-        public var stop: StopReason
-        public var promptSeconds: Double
-        public var generationSeconds: Double
+        public var generated: [Int32] = []
+        public var stop = StopReason.maxTokens
+        public var promptSeconds: Double = 0
+        public var generationSeconds: Double = 0
+        /// Main-model forward passes that produced tokens, the prompt's included (one per token
+        /// without drafting).
+        public var mainSteps = 0
+        /// Tokens the MTP layer drafted, and how many of them the main model accepted.
+        public var drafted = 0
+        public var accepted = 0
         public var promptTokensPerSecond: Double { Double(promptTokens) / max(promptSeconds, 1e-9) }
         public var tokensPerSecond: Double { Double(generated.count) / max(generationSeconds, 1e-9) }
+        public var acceptanceRate: Double { Double(accepted) / Double(max(drafted, 1)) }
+        /// Generated tokens per main-model step.
+        public var tokensPerStep: Double { Double(generated.count) / Double(max(mainSteps, 1)) }
     }
 
-    public init(transformer: Transformer, tokenizer: Tokenizer, modelPath: String) {
+    /// - Parameter draftTokens: MTP drafts per step (the transformer must be loaded with `mtp: true`).
+    public init(transformer: Transformer, tokenizer: Tokenizer, modelPath: String, draftTokens: Int = 0) throws {
+        if draftTokens > 0 && !transformer.hasMTP {
+            throw MalError(.unsupported, "speculative decoding with MTP needs a model with a multi-token-prediction layer "
+                           + "(num_nextn_predict_layers >= 1), loaded with it", file: modelPath)
+        }
         self.transformer = transformer
         self.tokenizer = tokenizer
         self.modelPath = modelPath
+        self.draftTokens = max(0, draftTokens)
     }
 
     /// Forgets the conversation (the KV cache is reused from position 0).
@@ -65,6 +96,7 @@ public final class Generator {
         transformer.reset()
         tokens = []
         pending = nil
+        unrunHidden = []
     }
 
     /// Positions left in the context for new tokens (the pending token takes one; after a full
@@ -73,8 +105,8 @@ public final class Generator {
 
     /// Runs `prompt` (after whatever the session holds) and generates up to `settings.maxTokens`
     /// tokens. `onToken(id, text)` gets each generated token and the text it completes (possibly
-    /// empty mid-character); returning false stops generation. The text still held back at the
-    /// end (an incomplete character) is returned in the result's last callback with id -1.
+    /// empty mid-character); returning false stops generation. Text still held back at the end
+    /// (an incomplete character) comes in a last call with id -1.
     public func generate(prompt: [Int32], settings: Settings, onToken: (Int32, String) -> Bool = { _, _ in true }) throws -> Result {
         let input = (pending.map { [$0] } ?? []) + prompt
         if input.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
@@ -82,43 +114,47 @@ public final class Generator {
             throw MalError(.invalidArgument, "the prompt (\(input.count) tokens\(pending == nil ? "" : ", with the last answer's token")) does not fit the "
                            + "\(transformer.contextLength - transformer.position) positions left of the context length \(transformer.contextLength)")
         }
-        let sampler = Sampler(temperature: settings.temperature, topK: settings.topK, topP: settings.topP, minP: settings.minP,
-                              repetitionPenalty: settings.repetitionPenalty, seed: settings.seed)
-        let ends = settings.stopAtEndTokens ? tokenizer.endTokenIds : []
         tokens += prompt
         pending = nil
-        var t0 = monotonicSeconds()
-        var logits = try transformer.forward(input)
+        var result = Result(promptTokens: input.count)
+        let t0 = monotonicSeconds()
+        let logits = try transformer.forward(input, keepHidden: draftTokens > 0)
         try requireFinite(logits)
-        let promptSeconds = monotonicSeconds() - t0
+        if draftTokens > 0 { unrunHidden += transformer.finalHidden }
+        result.promptSeconds = monotonicSeconds() - t0
+        result.mainSteps = 1      // the prompt's pass yields the first token
         // The last token needs no forward pass: a full context still yields one more token.
         let limit = min(settings.maxTokens, transformer.contextLength - transformer.position + 1)
-        var decoder = StreamingDecoder(tokenizer: tokenizer)
-        var generated: [Int32] = []
-        var stop = StopReason.maxTokens
-        t0 = monotonicSeconds()
-        while generated.count < limit {
-            let next = sampler.sample(logits, history: tokens, position: tokens.count)
-            if ends.contains(next) { stop = .endToken; break }
-            tokens.append(next)
-            generated.append(next)
-            if !onToken(next, decoder.push(next)) {
-                pending = next
-                stop = .cancelled
-                break
-            }
-            if generated.count < limit {
-                logits = try transformer.forward([next])
-                try requireFinite(logits)
+        let t1 = monotonicSeconds()
+        try withoutActuallyEscaping(onToken) { callback in
+            var stream = TokenStream(tokenizer: tokenizer, ends: settings.stopAtEndTokens ? tokenizer.endTokenIds : [], limit: limit,
+                                     onToken: callback)
+            if draftTokens > 0 {
+                try decodeSpeculatively(from: logits, settings.sampler, &stream, &result)
             } else {
-                pending = next
+                try decode(from: logits, settings.sampler, &stream, &result)
             }
+            result.generated = stream.generated
+            result.stop = stream.stop
+            stream.finish()
         }
-        if stop == .maxTokens && generated.count == limit && limit < settings.maxTokens { stop = .contextFull }
-        let rest = decoder.finish()
-        if !rest.isEmpty { _ = onToken(-1, rest) }
-        return Result(promptTokens: input.count, generated: generated, stop: stop, promptSeconds: promptSeconds,
-                      generationSeconds: monotonicSeconds() - t0)
+        if result.stop == .maxTokens && result.generated.count == limit && limit < settings.maxTokens { result.stop = .contextFull }
+        result.generationSeconds = monotonicSeconds() - t1
+        return result
+    }
+
+    /// Plain decoding: one main-model step per token.
+    func decode(from first: [Float], _ sampler: Sampler, _ stream: inout TokenStream, _ result: inout Result) throws {
+        var logits = first
+        while !stream.done {
+            let next = sampler.sample(logits, history: tokens, position: tokens.count)
+            guard stream.emit(next) else { break }
+            tokens.append(next)
+            if stream.done { pending = next; break }
+            logits = try transformer.forward([next])
+            result.mainSteps += 1
+            try requireFinite(logits)
+        }
     }
 
     /// Sampling from NaN logits would print a plausible-looking token (greedy picks id 0): stop.
@@ -126,5 +162,41 @@ public final class Generator {
         guard let bad = NonFiniteScan.firstIndex(logits) else { return }
         throw MalError(.nonFiniteValue, "the model computed a non-finite logit (\(logits[bad]) for token \(bad)) at position "
                        + "\(transformer.position - 1): its weights hold NaN or infinity, or its activations overflowed", file: modelPath)
+    }
+}
+
+/// The generated side of one `generate` call: the end-token and limit rules, the callback and the
+/// UTF-8-safe text of each token.
+struct TokenStream {
+    let ends: Set<Int32>
+    let limit: Int
+    let onToken: (Int32, String) -> Bool
+    var decoder: StreamingDecoder
+    private(set) var generated: [Int32] = []
+    private(set) var stop = Generator.StopReason.maxTokens
+    private var stopped = false
+
+    init(tokenizer: Tokenizer, ends: Set<Int32>, limit: Int, onToken: @escaping (Int32, String) -> Bool) {
+        self.ends = ends
+        self.limit = limit
+        self.onToken = onToken
+        decoder = StreamingDecoder(tokenizer: tokenizer)
+    }
+
+    /// No more tokens: an end token, the limit or the callback.
+    var done: Bool { stopped || generated.count >= limit }
+
+    /// Offers the next token: false (and nothing recorded) for an end token; otherwise it is
+    /// generated and passed on, and the callback may stop what follows.
+    mutating func emit(_ id: Int32) -> Bool {
+        if ends.contains(id) { stop = .endToken; stopped = true; return false }
+        generated.append(id)
+        if !onToken(id, decoder.push(id)) { stop = .cancelled; stopped = true }
+        return true
+    }
+
+    mutating func finish() {
+        let rest = decoder.finish()
+        if !rest.isEmpty { _ = onToken(-1, rest) }
     }
 }
