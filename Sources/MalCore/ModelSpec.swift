@@ -260,7 +260,7 @@ public struct ModelSpec: Equatable, Sendable, Codable {
     /// Experts summed over the MoE layers (DeepSeek-V3: 58 × 257 = 14,906). Each is three expected
     /// tensors in `inspect` and three weights in the runtime, so this bounds those lists: 65,536
     /// layers of 65,536 experts each would be 1.3·10¹⁰ entries from a 1 KB config.
-    public static let maxExpertInstances = 1 << 20
+    public static let maxExpertInstances = 1 << 18
 
     /// The first constraint the spec breaks, or nil. `config.json` is checked key by key as it is
     /// read; this is the backstop for specs that arrive whole (a `.mal` file's metadata), so that a
