@@ -100,3 +100,30 @@ struct VerifyGateTests {
         #expect(p.status == 0 && p.stdout.contains("2 windows"), "\(p.stdout)")
     }
 }
+
+/// The MTP layer's acceptance on the trained DeepSeek sample, by the procedure of the samples'
+/// `evaluation.json` (measured there in PyTorch: 63.1% on the held-out text, 73.5% on the three
+/// greedy continuations): our runtime within 2 points of both.
+@Suite("MTP acceptance") struct MTPAcceptanceTests {
+    @Test func acceptanceMatchesTheSamplesFigures() throws {
+        let path = Fixtures.samples + "/deepseek-v3-fortunes"
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.samples + "/evaluation.json"))
+        let ds = (try JSONSerialization.jsonObject(with: data) as! [String: Any])["deepseek"] as! [String: Any]
+        let want = ds["mtp"] as! [String: Any]
+        let model = try ModelLoader.open(path)
+        let held = try MTPAcceptance.heldout(model, ids: try heldoutIds(path), threads: 2)
+        #expect(held.positions == want["positions"] as? Int)
+        #expect(abs(held.acceptance - (want["mtp_top1_vs_main"] as! Double)) <= 0.02, "held-out acceptance \(held.acceptance)")
+        #expect(abs(held.textAccuracy - (want["mtp_top1_vs_text"] as! Double)) <= 0.02, "vs text \(held.textAccuracy)")
+        var cont = MTPAcceptance.Figures()
+        for g in ds["generations"] as! [[String: Any]] {
+            let prompt = (g["prompt_ids"] as! [Int]).map(Int32.init), greedy = (g["greedy_ids"] as! [Int]).map(Int32.init)
+            let f = try MTPAcceptance.continuation(model, sequence: prompt + greedy, start: prompt.count, threads: 2)
+            cont.positions += f.positions
+            cont.agreesWithMain += f.agreesWithMain
+        }
+        #expect(cont.positions == want["greedy_continuation_positions"] as? Int)
+        #expect(abs(cont.acceptance - (want["greedy_continuation_acceptance"] as! Double)) <= 0.02, "continuations \(cont.acceptance)")
+        print("MTP acceptance: held-out \(held.agreesWithMain)/\(held.positions) = \(held.acceptance), continuations \(cont.agreesWithMain)/\(cont.positions) = \(cont.acceptance)")
+    }
+}
