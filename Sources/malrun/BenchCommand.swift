@@ -28,11 +28,19 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print a JSON list of records with llama-bench's field names.")
     var json = false
 
+    @Option(help: "mtp: also measure generation with MTP drafting (greedy, from a 16-token random prompt) beside the same without, and the cost of verifying k + 1 tokens in one step against one.")
+    var speculative: SpeculativeMode?
+
+    @Option(help: "With --speculative mtp: drafts per step.")
+    var draft: Int = 1
+
     func validate() throws {
         guard p >= 0, n >= 0 else { throw ValidationError("-p and -n must be >= 0 (0 skips that test)") }
         guard d >= 0 else { throw ValidationError("-d must be >= 0") }
         guard p + n > 0 else { throw ValidationError("-p 0 and -n 0 leave nothing to measure") }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard draft >= 1 else { throw ValidationError("--draft must be at least 1") }
+        if speculative != nil && n == 0 { throw ValidationError("--speculative measures generation: give -n > 0") }
     }
 
     /// One test's result; the fields are llama-bench's (`-o json`), plus `weight_bytes_per_token`.
@@ -56,12 +64,22 @@ struct BenchCommand: ParsableCommand {
         var samples_ns: [Int]
         var samples_ts: [Double]
         var weight_bytes_per_token: Int
+        /// `--speculative` records (beside llama-bench's fields): the drafting source and drafts
+        /// per step (0: the same generation without drafting), the share of drafts accepted,
+        /// generated tokens per main-model step, and the time of one main step over k + 1 tokens
+        /// (k = n_draft) divided by that of a 1-token step.
+        var speculative: String? = nil
+        var n_draft: Int? = nil
+        var draft_acceptance: Double? = nil
+        var tokens_per_main_step: Double? = nil
+        var verify_step_ratio: Double? = nil
     }
 
     func run() throws {
         do {
             let model = try ModelLoader.open(options.model)
-            let tr = try options.transformer(model, context: max(d + max(p, n), 1))
+            let tr = try options.transformer(model, context: max(d + max(p, n), 1) + (speculative == nil ? 0 : 16 + draft + 1),
+                                             mtp: speculative == .mtp)
             guard d + max(p, n) <= tr.contextLength else {
                 throw MalError(.invalidArgument, "-d \(d) plus the longest test (\(max(p, n)) tokens) exceed the context length \(tr.contextLength)")
             }
@@ -101,6 +119,26 @@ struct BenchCommand: ParsableCommand {
             }
             if p > 0 { try measure(prompt: p, gen: 0) }
             if n > 0 { try measure(prompt: 0, gen: n) }
+            if speculative == .mtp {
+                let tok = try TokenizerLoader.load(options.model)
+                let prompt = (0..<16).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
+                let ratio = try SpeculativeBench.verifyStepRatio(tr, k: draft, vocab: vocab, repetitions: max(repetitions, 5) * 4)
+                for k in [0, draft] {
+                    let r = try SpeculativeBench.generation(tr, tokenizer: tok, path: options.model, prompt: prompt, n: n, drafts: k,
+                                                            repetitions: repetitions)
+                    var rec = Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model,
+                                     model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
+                                     model_size: tr.weightBytesPerToken, model_n_params: params, n_threads: options.threads, n_batch: 1,
+                                     n_depth: 16, n_prompt: 0, n_gen: n, avg_ns: r.meanNs, stddev_ns: r.sdNs, avg_ts: r.mean, stddev_ts: r.sd,
+                                     samples_ns: r.ns, samples_ts: r.ts, weight_bytes_per_token: tr.weightBytesPerToken)
+                    rec.speculative = "mtp"
+                    rec.n_draft = k
+                    rec.draft_acceptance = k > 0 ? r.acceptance : nil
+                    rec.tokens_per_main_step = r.tokensPerStep
+                    rec.verify_step_ratio = k > 0 ? ratio : nil
+                    records.append(rec)
+                }
+            }
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -110,7 +148,11 @@ struct BenchCommand: ParsableCommand {
                 print("| model | size | params | threads | test | t/s | weights read |")
                 print("|---|---|---|---|---|---|---|")
                 for r in records {
-                    let test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
+                    var test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
+                    if let k = r.n_draft {
+                        test += k == 0 ? " greedy, no drafts" : String(format: " greedy, mtp x%d: %.1f%% accepted, %.2f tok/step, verify %d+1 = %.2fx a 1-token step",
+                                                                       k, 100 * (r.draft_acceptance ?? 0), r.tokens_per_main_step ?? 0, k, r.verify_step_ratio ?? 0)
+                    }
                     let read = r.n_prompt > 0 ? "-" : String(format: "%.1f GB/s", r.avg_ts * Double(r.weight_bytes_per_token) / 1e9)
                     print(String(format: "| %@ | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
                                  Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))
