@@ -151,6 +151,56 @@ AVX512 static int matvec_bf16_avx512(float *y, const uint16_t *W, const float *x
     return 1;
 }
 
+/* The row-major kernel for NT inputs at once: the same accumulators and order per input, each
+   weight vector loaded and decoded once. */
+AVX512 static inline __attribute__((always_inline)) void bf16_rows_multi(float *Y, size_t ys, const uint16_t *W, float *const *xp,
+                                                                        const float *X, size_t xs, size_t cols, size_t full,
+                                                                        size_t r0, size_t r1, const int NT) {
+    for (size_t r = r0; r < r1; r++) {
+        const uint16_t *w = W + r * cols;
+        __m512 a[4][8];
+        for (int t = 0; t < NT; t++) for (int i = 0; i < 8; i++) a[t][i] = _mm512_setzero_ps();
+        size_t c = 0;
+        for (; c + 128 <= full; c += 128) {
+            PREFETCH_L2((const char *)(w + c) + 8192);
+            PREFETCH_L2((const char *)(w + c) + 8192 + 128);
+            for (int q = 0; q < 4; q++) {
+                __m512i d = _mm512_loadu_si512(w + c + 32 * q);
+                for (int t = 0; t < NT; t++) bf16_fma32(d, xp[t] + c + 32 * q, &a[t][2 * q], &a[t][2 * q + 1]);
+            }
+        }
+        for (; c < full; c += 32) {
+            __m512i d = _mm512_loadu_si512(w + c);
+            for (int t = 0; t < NT; t++) bf16_fma32(d, xp[t] + c, &a[t][0], &a[t][1]);
+        }
+        for (int t = 0; t < NT; t++) {
+            float s = hsum4(_mm512_add_ps(a[t][0], a[t][4]), _mm512_add_ps(a[t][1], a[t][5]), _mm512_add_ps(a[t][2], a[t][6]),
+                            _mm512_add_ps(a[t][3], a[t][7]));
+            for (size_t k = full; k < cols; k++) s += u2f((uint32_t)w[k] << 16) * X[t * xs + k];
+            Y[t * ys + r] = s;
+        }
+    }
+}
+
+AVX512 static int matvec_bf16_multi_avx512(float *Y, size_t ys, const uint16_t *W, const float *X, size_t xs, size_t T, size_t cols,
+                                           size_t r0, size_t r1) {
+    size_t full = cols & ~(size_t)31;
+    float *buf = scratch(4 * (full + 16));
+    if (!buf || T > 4) return 0;
+    float *xp[4];
+    for (size_t t = 0; t < T; t++) {
+        xp[t] = (float *)(((uintptr_t)(buf + t * (full + 16)) + 63) & ~(uintptr_t)63);
+        permute_pairs(xp[t], X + t * xs, full);
+    }
+    switch (T) {
+    case 2: bf16_rows_multi(Y, ys, W, xp, X, xs, cols, full, r0, r1, 2); break;
+    case 3: bf16_rows_multi(Y, ys, W, xp, X, xs, cols, full, r0, r1, 3); break;
+    case 4: bf16_rows_multi(Y, ys, W, xp, X, xs, cols, full, r0, r1, 4); break;
+    default: bf16_rows_multi(Y, ys, W, xp, X, xs, cols, full, r0, r1, 1);
+    }
+    return 1;
+}
+
 /* BF16 in the tiled layout (mal_kernels.h): per block of rows, per tile of columns, the block's
    row segments follow each other, so the weights are one forward stream and each input tile
    serves every row of the block. Same in-place decode as above. */
@@ -190,6 +240,94 @@ AVX512 static inline __attribute__((always_inline)) void tiled_block(float *y, c
         }
     }
     for (int i = 0; i < R; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1])) + tail[i];
+}
+
+/* The tiled kernel for NT inputs at once (speculative decoding's verify steps): each weight vector
+   is loaded and decoded once and multiplied into every input's accumulators, which follow exactly
+   the one-input kernel's order, so each input's result is bit for bit that of the kernel above. */
+AVX512 static inline __attribute__((always_inline)) void tiled_block_multi(float *y, size_t ys, const uint16_t *block,
+                                                                          float *const *xp, const float *x, size_t xs,
+                                                                          size_t cols, size_t full, const int R, const size_t K,
+                                                                          const int NT) {
+    __m512 a[4][MAL_TILE_MAX_ROWS][2];
+    float tail[4][MAL_TILE_MAX_ROWS] = {{0}};
+    for (int t = 0; t < NT; t++) for (int i = 0; i < R; i++) a[t][i][0] = a[t][i][1] = _mm512_setzero_ps();
+    for (size_t c0 = 0; c0 < cols; c0 += K) {
+        size_t kt = cols - c0 < K ? cols - c0 : K;
+        size_t kfull = c0 + kt <= full ? kt : full - c0;
+        const uint16_t *w = block + c0 * R;
+        if (kfull == K) {
+            for (int i = 0; i < R; i++, w += K) {
+                for (size_t c = 0; c < K; c += 64) {
+                    PREFETCH_L2((const char *)(w + c) + 4096);
+                    __m512i d0 = _mm512_loadu_si512(w + c), d1 = _mm512_loadu_si512(w + c + 32);
+                    for (int t = 0; t < NT; t++) {
+                        bf16_fma32(d0, xp[t] + c0 + c, &a[t][i][0], &a[t][i][1]);
+                        bf16_fma32(d1, xp[t] + c0 + c + 32, &a[t][i][0], &a[t][i][1]);
+                    }
+                }
+            }
+            continue;
+        }
+        for (int i = 0; i < R; i++, w += kt) {
+            size_t c = 0;
+            for (; c + 32 <= kfull; c += 32) {
+                __m512i d0 = _mm512_loadu_si512(w + c);
+                for (int t = 0; t < NT; t++) bf16_fma32(d0, xp[t] + c0 + c, &a[t][i][0], &a[t][i][1]);
+            }
+            for (c = kfull; c < kt; c++)
+                for (int t = 0; t < NT; t++) tail[t][i] += u2f((uint32_t)w[c] << 16) * x[t * xs + c0 + c];
+        }
+    }
+    for (int t = 0; t < NT; t++)
+        for (int i = 0; i < R; i++) y[t * ys + i] = _mm512_reduce_add_ps(_mm512_add_ps(a[t][i][0], a[t][i][1])) + tail[t][i];
+}
+
+AVX512 static int matvec_bf16_tiled_multi_avx512(float *Y, size_t ys, const uint16_t *W, const float *X, size_t xs, size_t T,
+                                                 size_t rows, size_t cols, size_t r0, size_t r1) {
+    size_t full = cols & ~(size_t)31;
+    float *buf = scratch(4 * (full + 16));
+    if (!buf || T > 4) return 0;
+    float *xp[4];
+    for (size_t t = 0; t < T; t++) {
+        xp[t] = (float *)(((uintptr_t)(buf + t * (full + 16)) + 63) & ~(uintptr_t)63);
+        permute_pairs(xp[t], X + t * xs, full);
+    }
+    const size_t R = mal_bf16_tile_rows(cols), K = mal_bf16_tile_cols(cols);
+    for (size_t base = r0 - r0 % R; base < r1; base += R) {
+        size_t nr = rows - base < R ? rows - base : R;
+        size_t i0 = r0 > base ? r0 - base : 0, i1 = r1 - base < nr ? r1 - base : nr;
+        const uint16_t *block = W + base * cols;
+        if (i0 == 0 && i1 == R) {
+#define TILED_MULTI(NT) \
+            if (R == 8) tiled_block_multi(Y + base, ys, block, xp, X, xs, cols, full, 8, 256, NT); \
+            else tiled_block_multi(Y + base, ys, block, xp, X, xs, cols, full, 4, 512, NT);
+            if (T == 2) { TILED_MULTI(2) } else if (T == 3) { TILED_MULTI(3) } else if (T == 4) { TILED_MULTI(4) } else { TILED_MULTI(1) }
+#undef TILED_MULTI
+            continue;
+        }
+        /* A partial block, as in the one-input kernel, input by input. */
+        for (size_t t = 0; t < T; t++) {
+            __m512 acc[MAL_TILE_MAX_ROWS];
+            float tail[MAL_TILE_MAX_ROWS] = {0};
+            for (size_t i = 0; i < MAL_TILE_MAX_ROWS; i++) acc[i] = _mm512_setzero_ps();
+            for (size_t c0 = 0; c0 < cols; c0 += K) {
+                size_t kt = cols - c0 < K ? cols - c0 : K;
+                size_t kfull = c0 + kt <= full ? kt : full - c0;
+                const uint16_t *tile = block + c0 * nr;
+                for (size_t i = i0; i < i1; i++) {
+                    const uint16_t *w = tile + i * kt;
+                    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+                    size_t c = 0;
+                    for (; c + 32 <= kfull; c += 32) bf16_fma32(_mm512_loadu_si512(w + c), xp[t] + c0 + c, &a0, &a1);
+                    acc[i] = _mm512_add_ps(acc[i], _mm512_add_ps(a0, a1));
+                    for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * X[t * xs + c0 + c];
+                }
+            }
+            for (size_t i = i0; i < i1; i++) Y[t * ys + base + i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
+        }
+    }
+    return 1;
 }
 
 AVX512 static int matvec_bf16_tiled_avx512(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0,
@@ -539,6 +677,24 @@ int mal_matvec_bf16_tiled_fast(float *y, const uint16_t *W, const float *x, size
     if (mal_simd_level() >= 1) return matvec_bf16_tiled_avx512(y, W, x, rows, cols, r0, r1);
 #endif
     (void)y; (void)W; (void)x; (void)rows; (void)cols; (void)r0; (void)r1;
+    return 0;
+}
+
+int mal_matvec_bf16_multi(float *Y, size_t ys, const uint16_t *W, const float *X, size_t xs, size_t T, size_t cols, size_t r0,
+                          size_t r1) {
+#ifdef MAL_X86
+    if (mal_simd_level() >= 1 && cols >= 32) return matvec_bf16_multi_avx512(Y, ys, W, X, xs, T, cols, r0, r1);
+#endif
+    (void)Y; (void)ys; (void)W; (void)X; (void)xs; (void)T; (void)cols; (void)r0; (void)r1;
+    return 0;
+}
+
+int mal_matvec_bf16_tiled_multi(float *Y, size_t ys, const uint16_t *W, const float *X, size_t xs, size_t T, size_t rows,
+                                size_t cols, size_t r0, size_t r1) {
+#ifdef MAL_X86
+    if (mal_simd_level() >= 1) return matvec_bf16_tiled_multi_avx512(Y, ys, W, X, xs, T, rows, cols, r0, r1);
+#endif
+    (void)Y; (void)ys; (void)W; (void)X; (void)xs; (void)T; (void)rows; (void)cols; (void)r0; (void)r1;
     return 0;
 }
 

@@ -19,7 +19,7 @@ enum SpeculativeBench {
 
     /// Greedy generation of `n` tokens after `prompt` with `drafts` MTP drafts per step (0: none);
     /// the first repetition warms up and is not counted.
-    static func generation(_ tr: Transformer, tokenizer: Tokenizer, path: String, prompt: [Int32], n: Int, drafts: Int,
+    static func generation(_ tr: Transformer, tokenizer: Tokenizer?, path: String, prompt: [Int32], n: Int, drafts: Int,
                            repetitions: Int) throws -> Generation {
         let g = try Generator(transformer: tr, tokenizer: tokenizer, modelPath: path, draftTokens: drafts)
         var s = Generator.Settings()

@@ -35,13 +35,13 @@ import Testing
                 return true
             }
             #expect(r.generated == want && r.stop == .maxTokens)
-            #expect(text == g.tokenizer.decode(want))
+            #expect(text == g.tokenizer!.decode(want))
         }
     }
 
     @Test func aSessionContinuesWhereItStopped() throws {
         let g = try GeneratorTests.generator("llama3-fortunes")
-        let prompt = g.tokenizer.encode("The secret of success is", addSpecial: true)
+        let prompt = g.tokenizer!.encode("The secret of success is", addSpecial: true)
         let whole = try g.generate(prompt: prompt, settings: GeneratorTests.greedy(12)).generated
         g.reset()
         let first = try g.generate(prompt: prompt, settings: GeneratorTests.greedy(5))
@@ -53,7 +53,7 @@ import Testing
 
     @Test func aFullContextStillYieldsOneMoreToken() throws {
         let probe = try GeneratorTests.generator("gpt2-fortunes")
-        let prompt = probe.tokenizer.encode("Never", addSpecial: true)
+        let prompt = probe.tokenizer!.encode("Never", addSpecial: true)
         let g = try GeneratorTests.generator("gpt2-fortunes", context: prompt.count + 3)
         let r = try g.generate(prompt: prompt, settings: GeneratorTests.greedy(10))
         #expect(r.generated.count == 4 && r.stop == .contextFull)
@@ -63,7 +63,7 @@ import Testing
 
     @Test func theCallbackStopsGeneration() throws {
         let g = try GeneratorTests.generator("deepseek-v3-fortunes")
-        let prompt = g.tokenizer.encode("A friend", addSpecial: true)
+        let prompt = g.tokenizer!.encode("A friend", addSpecial: true)
         var seen = 0
         let r = try g.generate(prompt: prompt, settings: GeneratorTests.greedy(20)) { id, _ in
             if id >= 0 { seen += 1 }

@@ -1,4 +1,5 @@
 import Foundation
+import CMalKernels
 import MalCore
 import MalRuntime
 import MalTestSupport
@@ -80,15 +81,40 @@ import Testing
         let tr = try Transformer(model: try ModelLoader.open(path), contextLength: 256, threads: 2, mtp: true)
         let g = try Generator(transformer: tr, tokenizer: try TokenizerLoader.load(path), modelPath: path, draftTokens: 2)
         let a = try g.generate(prompt: prompt, settings: SpeculativeTests.settings(9)).generated
-        let b = try g.generate(prompt: try g.tokenizer.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated
+        let b = try g.generate(prompt: try g.tokenizer!.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated
         let plain = try Generator(transformer: try Transformer(model: try ModelLoader.open(path), contextLength: 256, threads: 2),
                                   tokenizer: g.tokenizer, modelPath: path)
         #expect(try plain.generate(prompt: prompt, settings: SpeculativeTests.settings(9)).generated == a)
-        #expect(try plain.generate(prompt: try g.tokenizer.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated == b)
+        #expect(try plain.generate(prompt: try g.tokenizer!.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated == b)
     }
 
     @Test func aModelWithoutMTPIsRefused() throws {
         let r = try runTool("malrun", [Fixtures.model("llama3-tiny"), "-p", "hi", "-n", "2", "--speculative", "mtp"])
         #expect(r.status == 1 && r.stderr.contains("multi-token-prediction layer"), "\(r.stderr)")
+    }
+}
+
+/// A verify step (a few tokens in one forward) computes what one-token steps compute, bit for bit,
+/// on BF16 weights in both layouts: the small-batch kernels keep each row's summation order.
+@Suite("Verify steps", .serialized) struct VerifyStepTests {
+    @Test("2-4 tokens in one step give the one-token logits exactly", arguments: [false, true])
+    func sameLogits(tiledEverywhere: Bool) throws {
+        mal_set_bf16_tile_all(tiledEverywhere ? 1 : 0)
+        defer { mal_set_bf16_tile_all(0) }
+        for path in [Fixtures.samples + "/llama3-fortunes", Fixtures.samples + "/deepseek-v3-fortunes"] {
+            // One transformer for both (the layout is chosen at load; other suites may flip the switch).
+            let tr = try Transformer(model: try ModelLoader.open(path), contextLength: 64, threads: 2)
+            let prompt: [Int32] = [1, 20, 300, 41, 7, 99]
+            _ = try tr.forward(prompt)
+            for T in 2...4 {
+                let ids = (0..<T).map { Int32(($0 * 37 + T) % 500) }
+                var rows: [Float] = []
+                for id in ids { rows += try tr.forward([id]) }
+                tr.truncate(to: prompt.count)
+                let batch = try tr.forward(ids, allLogits: true)
+                tr.truncate(to: prompt.count)
+                #expect(batch == rows, "\(path), tiled \(tiledEverywhere), T \(T): max |diff| \(maxAbsDiff(batch, rows))")
+            }
+        }
     }
 }

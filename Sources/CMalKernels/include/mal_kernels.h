@@ -111,6 +111,14 @@ void mal_bf16_tile(uint16_t *dst, const uint16_t *src, size_t rows, size_t cols)
 /* y = W x for a tiled BF16 W, rows [r0, r1): AVX-512 where available, else portable. */
 void mal_matvec_bf16_tiled(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0, size_t r1);
 int mal_matvec_bf16_tiled_fast(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0, size_t r1);
+/* The tiled product for T <= 4 inputs at once (X[t] at t * xs, Y[t] at t * ys), each weight read
+   once; every result equals mal_matvec_bf16_tiled's bit for bit. 0 when the CPU lacks AVX-512
+   (the caller then runs the inputs one by one). */
+int mal_matvec_bf16_tiled_multi(float *Y, size_t ys, const uint16_t *W, const float *X, size_t xs, size_t T, size_t rows,
+                                size_t cols, size_t r0, size_t r1);
+/* The same for a row-major BF16 W (results equal mal_matvec_bf16's bit for bit). */
+int mal_matvec_bf16_multi(float *Y, size_t ys, const uint16_t *W, const float *X, size_t xs, size_t T, size_t cols, size_t r0,
+                          size_t r1);
 void mal_matvec_bf16_tiled_portable(float *y, const uint16_t *W, const float *x, size_t rows, size_t cols, size_t r0, size_t r1);
 /* Row r of W (any of the dtypes above, tiled BF16 included) as float32; for E4M3 the dequantised
    float32(q) * s. The runtime reads token embeddings through it when the head is tied. */

@@ -15,7 +15,8 @@ import MalCore
 /// decoding, greedy or sampled, because the sampler is a pure function of the position.
 public final class Generator {
     public let transformer: Transformer
-    public let tokenizer: Tokenizer
+    /// nil for a model without one (benchmarks): the callback then gets no text.
+    public let tokenizer: Tokenizer?
     /// The model's path, named by errors about what it computed.
     public let modelPath: String
     /// Drafts per main-model step (0: plain decoding).
@@ -80,7 +81,7 @@ public final class Generator {
     }
 
     /// - Parameter draftTokens: MTP drafts per step (the transformer must be loaded with `mtp: true`).
-    public init(transformer: Transformer, tokenizer: Tokenizer, modelPath: String, draftTokens: Int = 0) throws {
+    public init(transformer: Transformer, tokenizer: Tokenizer?, modelPath: String, draftTokens: Int = 0) throws {
         if draftTokens > 0 && !transformer.hasMTP {
             throw MalError(.unsupported, "speculative decoding with MTP needs a model with a multi-token-prediction layer "
                            + "(num_nextn_predict_layers >= 1), loaded with it", file: modelPath)
@@ -127,7 +128,7 @@ public final class Generator {
         let limit = min(settings.maxTokens, transformer.contextLength - transformer.position + 1)
         let t1 = monotonicSeconds()
         try withoutActuallyEscaping(onToken) { callback in
-            var stream = TokenStream(tokenizer: tokenizer, ends: settings.stopAtEndTokens ? tokenizer.endTokenIds : [], limit: limit,
+            var stream = TokenStream(tokenizer: tokenizer, ends: settings.stopAtEndTokens ? tokenizer?.endTokenIds ?? [] : [], limit: limit,
                                      onToken: callback)
             if draftTokens > 0 {
                 try decodeSpeculatively(from: logits, settings.sampler, &stream, &result)
@@ -171,16 +172,16 @@ struct TokenStream {
     let ends: Set<Int32>
     let limit: Int
     let onToken: (Int32, String) -> Bool
-    var decoder: StreamingDecoder
+    var decoder: StreamingDecoder?
     private(set) var generated: [Int32] = []
     private(set) var stop = Generator.StopReason.maxTokens
     private var stopped = false
 
-    init(tokenizer: Tokenizer, ends: Set<Int32>, limit: Int, onToken: @escaping (Int32, String) -> Bool) {
+    init(tokenizer: Tokenizer?, ends: Set<Int32>, limit: Int, onToken: @escaping (Int32, String) -> Bool) {
         self.ends = ends
         self.limit = limit
         self.onToken = onToken
-        decoder = StreamingDecoder(tokenizer: tokenizer)
+        decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
     }
 
     /// No more tokens: an end token, the limit or the callback.
@@ -191,12 +192,12 @@ struct TokenStream {
     mutating func emit(_ id: Int32) -> Bool {
         if ends.contains(id) { stop = .endToken; stopped = true; return false }
         generated.append(id)
-        if !onToken(id, decoder.push(id)) { stop = .cancelled; stopped = true }
+        if !onToken(id, decoder?.push(id) ?? "") { stop = .cancelled; stopped = true }
         return true
     }
 
     mutating func finish() {
-        let rest = decoder.finish()
+        let rest = decoder?.finish() ?? ""
         if !rest.isEmpty { _ = onToken(-1, rest) }
     }
 }

@@ -92,6 +92,29 @@ public struct LinearWeight: @unchecked Sendable {
         }
     }
 
+    /// Up to this many tokens (speculative decoding's verify steps) run with the one-token row
+    /// partition and summation order, so every row equals a one-token step's bit for bit (tested):
+    /// BF16 through kernels that read each weight once for up to 4 inputs, other dtypes and more
+    /// inputs input after input over groups of `smallBatchRows` rows (read from memory once, then
+    /// from cache).
+    static let smallBatch = 8, smallBatchRows = 8
+
+    /// `applyRows` for `T` inputs (`X[t]` at `t * cols`, outputs at `t * outputStride`).
+    func applyRows(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, outputStride: Int, _ r0: Int, _ r1: Int) {
+        if dtype == .bf16 {
+            let w = data.assumingMemoryBound(to: UInt16.self)
+            let done = tiled ? mal_matvec_bf16_tiled_multi(Y, outputStride, w, X, cols, T, rows, cols, r0, r1)
+                             : mal_matvec_bf16_multi(Y, outputStride, w, X, cols, T, cols, r0, r1)
+            if done != 0 { return }
+        }
+        var g0 = r0
+        while g0 < r1 {
+            let g1 = Swift.min(r1, (g0 / LinearWeight.smallBatchRows + 1) * LinearWeight.smallBatchRows)
+            for t in 0..<T { applyRows(X + t * cols, Y + t * outputStride, g0, g1) }
+            g0 = g1
+        }
+    }
+
     /// Prompts are multiplied in chunks of tokens whose inputs fill 512 KiB (128 tokens at 1024
     /// columns, 32 at 4096), at least `minTokenChunk` tokens. The kernel reads the inputs once per 4
     /// weight rows, and a whole 2048-token input (8–32 MB) came from L3 or DRAM each time.
@@ -104,6 +127,18 @@ public struct LinearWeight: @unchecked Sendable {
     /// token chunk.
     public func apply(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
         if T == 1 { apply(X, Y, threads: threads); return }
+        if T <= LinearWeight.smallBatch {
+            // A verify step: the one-token partition and kernels, each row group read once.
+            let chunks = Swift.min(threads, Swift.max(1, rows / 64))
+            let per = (rows + chunks - 1) / chunks
+            let me = self, xs = SendableConstPointer(X), ys = SendableMutablePointer(Y)
+            WorkerPool.run(chunks, threads: threads) { k in
+                let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
+                if r0 < r1 { me.applyRows(batch: xs.p, ys.p, count: T, outputStride: me.rows, r0, r1) }
+            }
+            if let bias { for t in 0..<T { for r in 0..<rows { Y[t * rows + r] += bias[r] } } }
+            return
+        }
         let chunks = Swift.min(threads * 4, Swift.max(1, rows / 16))
         let per = ((rows + chunks - 1) / chunks + 3) / 4 * 4
         let me = self, xs = SendableConstPointer(X), ys = SendableMutablePointer(Y)
@@ -128,7 +163,7 @@ extension LinearWeight {
     static func apply(group ws: [LinearWeight], _ x: UnsafePointer<Float>, _ ys: [UnsafeMutablePointer<Float>], count T: Int = 1,
                       threads: Int) {
         precondition(ws.count == ys.count && ws.allSatisfy { $0.cols == ws[0].cols })
-        if T > 1 || ws.count == 1 {
+        if T > LinearWeight.smallBatch || ws.count == 1 {
             for (w, y) in zip(ws, ys) { w.apply(batch: x, y, count: T, threads: threads) }
             return
         }
@@ -140,11 +175,13 @@ extension LinearWeight {
             let end = Swift.min(total, r + per)
             while r < end {
                 let i = offsets.lastIndex { $0 <= r }!, row0 = r - offsets[i], row1 = Swift.min(ws[i].rows, row0 + (end - r))
-                ws[i].applyRows(xs.p, outs[i].p, row0, row1)
+                if T == 1 { ws[i].applyRows(xs.p, outs[i].p, row0, row1) } else {
+                    ws[i].applyRows(batch: xs.p, outs[i].p, count: T, outputStride: ws[i].rows, row0, row1)
+                }
                 r += row1 - row0
             }
         }
-        for (w, y) in zip(ws, ys) { if let b = w.bias { for r in 0..<w.rows { y[r] += b[r] } } }
+        for (w, y) in zip(ws, ys) { if let b = w.bias { for t in 0..<T { for r in 0..<w.rows { y[t * w.rows + r] += b[r] } } } }
     }
 }
 
