@@ -38,6 +38,9 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    @Flag(help: "Leave out the multi-token-prediction layers (DeepSeek-V3's model.layers.{num_hidden_layers}.*); says how many bytes that saved.")
+    var dropMtp = false
+
     func validate() throws {
         guard TargetDType(rawValue: dtype) != nil else { throw ValidationError("--dtype must be one of keep, f32, f16, bf16") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -50,6 +53,7 @@ struct ConvertCommand: ParsableCommand {
             try refuseOverwritingInput(output: out.output, inputs: [input] + model.checkpoint.files.map(\.path))
             let canon = try HFCanonicalModel(model: model, target: TargetDType(rawValue: dtype)!)
             canon.checkFinite = !allowNonfinite
+            let (written, extra) = MTPOption.apply(dropMtp, to: canon, json: json)
             let progress = Progress("convert")
             switch out.format {
             case .mal:
@@ -58,15 +62,15 @@ struct ConvertCommand: ParsableCommand {
                 opts.threads = threads
                 opts.replaceExisting = out.force
                 let sources = try ContainerExport.hashSources(model.checkpoint.files.map(\.path))
-                let s = try ContainerExport.write(canon, to: out.output, options: opts, command: "convert",
-                                                  optionValues: ["dtype": dtype, "level": String(level)], sources: sources,
-                                                  dropped: canon.dropped, progress: progress.update)
-                Report.container(s, path: out.output, json: json)
+                let s = try ContainerExport.write(written, to: out.output, options: opts, command: "convert",
+                                                  optionValues: ["dtype": dtype, "level": String(level), "drop-mtp": String(dropMtp)],
+                                                  sources: sources, dropped: canon.dropped, progress: progress.update)
+                Report.container(s, path: out.output, json: json, extra: extra)
             case .safetensors:
                 let start = monotonicSeconds()
-                let s = try HFFolderWriter.write(canon, to: out.output, maxShardBytes: try out.maxShardSize.map(parseSize), force: out.force,
+                let s = try HFFolderWriter.write(written, to: out.output, maxShardBytes: try out.maxShardSize.map(parseSize), force: out.force,
                                                  progress: progress.update)
-                Report.folder(s, path: out.output, seconds: monotonicSeconds() - start, json: json)
+                Report.folder(s, path: out.output, seconds: monotonicSeconds() - start, json: json, extra: extra)
             }
         }
     }

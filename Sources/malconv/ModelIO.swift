@@ -55,6 +55,7 @@ enum ModelIO {
         if let q = m as? QuantizedModel { return rootMal(q.base) }
         if let d = m as? DequantizedModel { return rootMal(d.base) }
         if let a = m as? AbsorbedModel { return rootMal(a.base) }
+        if let w = m as? WithoutMTP { return rootMal(w.base) }
         return nil
     }
 
@@ -63,6 +64,21 @@ enum ModelIO {
         if let q = m as? QuantizedModel { return rootHF(q.base) }
         if let d = m as? DequantizedModel { return rootHF(d.base) }
         if let a = m as? AbsorbedModel { return rootHF(a.base) }
+        if let w = m as? WithoutMTP { return rootHF(w.base) }
         return nil
+    }
+}
+
+/// `--drop-mtp` of convert and quantize: the model without its MTP layers, and what that left out
+/// (printed at once, or as `dropped_mtp` in the JSON summary).
+enum MTPOption {
+    static func apply(_ drop: Bool, to model: CanonicalModel, json: Bool) -> (CanonicalModel, [String: Any]) {
+        guard drop else { return (model, [:]) }
+        let w = WithoutMTP(base: model)
+        if !json {
+            printError(w.droppedTensors == 0 ? "--drop-mtp: the model has no multi-token-prediction layer; nothing left out"
+                       : "left out the multi-token-prediction layer: \(w.droppedTensors) tensors, \(w.droppedBytes) bytes")
+        }
+        return (w, ["dropped_mtp": ["tensors": w.droppedTensors, "bytes": w.droppedBytes]])
     }
 }

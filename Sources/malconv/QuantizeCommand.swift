@@ -45,6 +45,9 @@ struct QuantizeCommand: ParsableCommand {
     @Flag(help: "Print the summary (what was quantised, what was kept and why) as JSON.")
     var json = false
 
+    @Flag(help: "Leave out the multi-token-prediction layers (DeepSeek-V3's model.layers.{num_hidden_layers}.*); says how many bytes that saved.")
+    var dropMtp = false
+
     func validate() throws {
         guard format == "e4m3" else { throw ValidationError("--format: only e4m3 is supported") }
         guard BlockShape(block) != nil else { throw ValidationError("--block must be RxC (e.g. 128x128, 1x128) or per-channel") }
@@ -54,7 +57,8 @@ struct QuantizeCommand: ParsableCommand {
 
     func run() throws {
         try runReporting {
-            let (base, inputs) = try ModelIO.open(input)
+            let (opened, inputs) = try ModelIO.open(input)
+            let (base, mtpExtra) = MTPOption.apply(dropMtp, to: opened, json: json)
             let b = BlockShape(block)!, s = ScaleFormat(rawValue: scale)!
             let q: QuantizedModel
             do {
@@ -67,10 +71,11 @@ struct QuantizeCommand: ParsableCommand {
             }
             try ModelIO.write(q, output: out.output, to: out.to, inputs: inputs, command: "quantize",
                               options: ["format": format, "block": b.description, "scale": s.rawValue,
-                                        "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ",")],
+                                        "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ","),
+                                        "drop-mtp": String(dropMtp)],
                               quantization: MalMetadata.Quantization(format: "e4m3", blockSize: [b.rows, b.cols], scale: s.rawValue),
                               threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json,
-                              extra: json ? ["decisions": try Self.jsonObject(q.decisions)] : [:])
+                              extra: (json ? ["decisions": try Self.jsonObject(q.decisions)] : [:]).merging(mtpExtra) { a, _ in a })
             if !json { Self.summarize(q.decisions) }
         }
     }
