@@ -416,6 +416,74 @@ AVX512 static int matvec_e4m3_avx512(float *y, const uint8_t *W, const float *sc
     }
     return 1;
 }
+
+/* The E4M3 kernel for NT inputs at once: each 64-weight group is loaded and decoded once and
+   multiplied into every input's accumulators in the one-input order (bit for bit its results). */
+AVX512 static inline __attribute__((always_inline)) void e4m3_rows_multi(float *Y, size_t ys, const uint8_t *W, const float *scales,
+                                                                        const float *X, size_t xs, float *const *xq, size_t cols,
+                                                                        size_t br, size_t bc, size_t r0, size_t r1, const int NT) {
+    size_t nb = (cols + bc - 1) / bc, full = cols & ~(size_t)63;
+    const __m512i m = _mm512_set1_epi32((int)0x87F00000u);
+    size_t have = (size_t)-1;
+    for (size_t r = r0; r < r1; r++) {
+        size_t rb = r / br;
+        if (rb != have) {
+            const float *srow = scales + rb * nb;
+            for (int t = 0; t < NT; t++) {
+                const float *x = X + t * xs;
+                for (size_t g = 0; g < full; g += 64) {
+                    float sc = srow[g / bc] * TWO_60;
+                    for (size_t k = 0; k < 4; k++)
+                        for (size_t q = 0; q < 16; q++) xq[t][g + k * 16 + q] = x[g + 4 * q + k] * sc;
+                }
+                for (size_t c = full; c < cols; c++) xq[t][c] = x[c] * srow[c / bc] * TWO_60;
+            }
+            have = rb;
+        }
+        const uint8_t *w = W + r * cols;
+        __m512 a[4][4];
+        for (int t = 0; t < NT; t++) for (int k = 0; k < 4; k++) a[t][k] = _mm512_setzero_ps();
+        for (size_t c = 0; c < full; c += 64) {
+            PREFETCH_L2(w + c + 16384);
+            __m512i d = _mm512_loadu_si512(w + c);
+            __m512i tt = _mm512_srai_epi16(d, 4);
+            __m512i e = _mm512_srai_epi16(_mm512_slli_epi16(d, 8), 4);
+            __m512 v3 = _mm512_castsi512_ps(_mm512_and_si512(tt, m));
+            __m512 v1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(tt, 16), m));
+            __m512 v2 = _mm512_castsi512_ps(_mm512_and_si512(e, m));
+            __m512 v0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(e, 16), m));
+            for (int t = 0; t < NT; t++) {
+                a[t][3] = _mm512_fmadd_ps(v3, _mm512_load_ps(xq[t] + c + 48), a[t][3]);
+                a[t][1] = _mm512_fmadd_ps(v1, _mm512_load_ps(xq[t] + c + 16), a[t][1]);
+                a[t][2] = _mm512_fmadd_ps(v2, _mm512_load_ps(xq[t] + c + 32), a[t][2]);
+                a[t][0] = _mm512_fmadd_ps(v0, _mm512_load_ps(xq[t] + c), a[t][0]);
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            float sum = hsum4(a[t][0], a[t][1], a[t][2], a[t][3]);
+            for (size_t c = full; c < cols; c++) {
+                uint32_t b = w[c];
+                sum += u2f(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20)) * xq[t][c];
+            }
+            Y[t * ys + r] = sum * TWO_60;
+        }
+    }
+}
+
+AVX512 static int matvec_e4m3_multi_avx512(float *Y, size_t ys, const uint8_t *W, const float *scales, const float *X, size_t xs,
+                                           size_t T, size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
+    float *buf = scratch(4 * (cols + 16));
+    if (!buf || T > 4) return 0;
+    float *xq[4];
+    for (size_t t = 0; t < T; t++) xq[t] = (float *)(((uintptr_t)(buf + t * (cols + 16)) + 63) & ~(uintptr_t)63);
+    switch (T) {
+    case 2: e4m3_rows_multi(Y, ys, W, scales, X, xs, xq, cols, br, bc, r0, r1, 2); break;
+    case 3: e4m3_rows_multi(Y, ys, W, scales, X, xs, xq, cols, br, bc, r0, r1, 3); break;
+    case 4: e4m3_rows_multi(Y, ys, W, scales, X, xs, xq, cols, br, bc, r0, r1, 4); break;
+    default: e4m3_rows_multi(Y, ys, W, scales, X, xs, xq, cols, br, bc, r0, r1, 1);
+    }
+    return 1;
+}
 /* Prompt processing: Y[t, r] = W[r] . X[t] for T inputs. Four weight rows are decoded to float32
    (once, reused by every input) and multiplied with NT inputs at a time in dot-product form:
    4 x NT accumulators of 16 lanes, 4 + NT loads per 4 * NT FMAs (the former 4 x 1 loop issued
@@ -677,6 +745,15 @@ int mal_matvec_bf16_tiled_fast(float *y, const uint16_t *W, const float *x, size
     if (mal_simd_level() >= 1) return matvec_bf16_tiled_avx512(y, W, x, rows, cols, r0, r1);
 #endif
     (void)y; (void)W; (void)x; (void)rows; (void)cols; (void)r0; (void)r1;
+    return 0;
+}
+
+int mal_matvec_e4m3_multi(float *Y, size_t ys, const uint8_t *W, const float *scales, const float *X, size_t xs, size_t T,
+                          size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
+#ifdef MAL_X86
+    if (mal_simd_level() >= 1 && br > 0 && bc > 0) return matvec_e4m3_multi_avx512(Y, ys, W, scales, X, xs, T, cols, br, bc, r0, r1);
+#endif
+    (void)Y; (void)ys; (void)W; (void)scales; (void)X; (void)xs; (void)T; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
     return 0;
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import CMalKernels
 import MalCore
 import MalRuntime
+import MalTransforms
 import MalTestSupport
 import Testing
 
@@ -81,11 +82,11 @@ import Testing
         let tr = try Transformer(model: try ModelLoader.open(path), contextLength: 256, threads: 2, mtp: true)
         let g = try Generator(transformer: tr, tokenizer: try TokenizerLoader.load(path), modelPath: path, draftTokens: 2)
         let a = try g.generate(prompt: prompt, settings: SpeculativeTests.settings(9)).generated
-        let b = try g.generate(prompt: try g.tokenizer!.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated
+        let b = try g.generate(prompt: g.tokenizer!.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated
         let plain = try Generator(transformer: try Transformer(model: try ModelLoader.open(path), contextLength: 256, threads: 2),
                                   tokenizer: g.tokenizer, modelPath: path)
         #expect(try plain.generate(prompt: prompt, settings: SpeculativeTests.settings(9)).generated == a)
-        #expect(try plain.generate(prompt: try g.tokenizer!.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated == b)
+        #expect(try plain.generate(prompt: g.tokenizer!.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated == b)
     }
 
     @Test func aModelWithoutMTPIsRefused() throws {
@@ -95,15 +96,18 @@ import Testing
 }
 
 /// A verify step (a few tokens in one forward) computes what one-token steps compute, bit for bit,
-/// on BF16 weights in both layouts: the small-batch kernels keep each row's summation order.
+/// on BF16 weights in both layouts and on FP8: the small-batch kernels keep each row's summation order.
 @Suite("Verify steps", .serialized) struct VerifyStepTests {
     @Test("2-4 tokens in one step give the one-token logits exactly", arguments: [false, true])
     func sameLogits(tiledEverywhere: Bool) throws {
         mal_set_bf16_tile_all(tiledEverywhere ? 1 : 0)
         defer { mal_set_bf16_tile_all(0) }
-        for path in [Fixtures.samples + "/llama3-fortunes", Fixtures.samples + "/deepseek-v3-fortunes"] {
+        for path in [Fixtures.samples + "/llama3-fortunes", Fixtures.samples + "/deepseek-v3-fortunes", "fp8"] {
+            // FP8 E4M3 weights: the DeepSeek sample quantised in memory.
+            let model: CanonicalModel = path == "fp8"
+                ? try QuantizedModel(base: try ModelLoader.open(Fixtures.samples + "/deepseek-v3-fortunes")) : try ModelLoader.open(path)
             // One transformer for both (the layout is chosen at load; other suites may flip the switch).
-            let tr = try Transformer(model: try ModelLoader.open(path), contextLength: 64, threads: 2)
+            let tr = try Transformer(model: model, contextLength: 64, threads: 2)
             let prompt: [Int32] = [1, 20, 300, 41, 7, 99]
             _ = try tr.forward(prompt)
             for T in 2...4 {

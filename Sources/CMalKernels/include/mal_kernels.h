@@ -116,6 +116,9 @@ int mal_matvec_bf16_tiled_fast(float *y, const uint16_t *W, const float *x, size
    (the caller then runs the inputs one by one). */
 int mal_matvec_bf16_tiled_multi(float *Y, size_t ys, const uint16_t *W, const float *X, size_t xs, size_t T, size_t rows,
                                 size_t cols, size_t r0, size_t r1);
+/* The same for FP8 E4M3 with block scales (results equal mal_matvec_e4m3's bit for bit). */
+int mal_matvec_e4m3_multi(float *Y, size_t ys, const uint8_t *W, const float *scales, const float *X, size_t xs, size_t T,
+                          size_t cols, size_t br, size_t bc, size_t r0, size_t r1);
 /* The same for a row-major BF16 W (results equal mal_matvec_bf16's bit for bit). */
 int mal_matvec_bf16_multi(float *Y, size_t ys, const uint16_t *W, const float *X, size_t xs, size_t T, size_t cols, size_t r0,
                           size_t r1);

@@ -94,7 +94,7 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// Up to this many tokens (speculative decoding's verify steps) run with the one-token row
     /// partition and summation order, so every row equals a one-token step's bit for bit (tested):
-    /// BF16 through kernels that read each weight once for up to 4 inputs, other dtypes and more
+    /// BF16 and FP8 E4M3 through kernels that read each weight once for up to 4 inputs, F32, F16 and more
     /// inputs input after input over groups of `smallBatchRows` rows (read from memory once, then
     /// from cache).
     static let smallBatch = 8, smallBatchRows = 8
@@ -106,6 +106,11 @@ public struct LinearWeight: @unchecked Sendable {
             let done = tiled ? mal_matvec_bf16_tiled_multi(Y, outputStride, w, X, cols, T, rows, cols, r0, r1)
                              : mal_matvec_bf16_multi(Y, outputStride, w, X, cols, T, cols, r0, r1)
             if done != 0 { return }
+        }
+        if dtype == .f8e4m3, let scales,
+           mal_matvec_e4m3_multi(Y, outputStride, data.assumingMemoryBound(to: UInt8.self), scales, X, cols, T, cols, blockRows,
+                                 blockCols, r0, r1) != 0 {
+            return
         }
         var g0 = r0
         while g0 < r1 {
