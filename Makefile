@@ -54,14 +54,21 @@ demo: build
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal -p "The secret of success is" -n 40
 
 ## Swift tests, then the independent float64 forward (Tests/Reference/numpy_forward.py) against the
-## debug build's malconv/malrun. It needs numpy: the first python3 that has it, else Debian's
+## debug build's malconv/malrun, then the format check (an independent .mal implementation). It needs numpy: the first python3 that has it, else Debian's
 ## python3 with python3-numpy installed.
 NUMPY_PY ?= $(shell python3 -c "import numpy" 2>/dev/null && echo python3 || echo /usr/bin/python3)
+## The independent .mal reader/writer (Formats/tools/mal_example.py) needs xxhash and zstandard:
+## the first python3 that has them, else Debian's python3 with its packages.
+FORMAT_PY ?= $(shell python3 -c "import xxhash, zstandard" 2>/dev/null && echo python3 || echo /usr/bin/python3)
 test: deps
 	$(SWIFT) test
 	@$(NUMPY_PY) -c "import numpy" 2>/dev/null || { echo "installing python3-numpy"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-numpy; }
 	MAL_BIN=.build/debug $(NUMPY_PY) Tests/Reference/numpy_forward.py
+	@$(FORMAT_PY) -c "import xxhash, zstandard" 2>/dev/null || { echo "installing python3-xxhash python3-zstandard"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-xxhash python3-zstandard; }
+	Tests/Scripts/format_check.sh $(FORMAT_PY) .build/debug
 
 ## Tests/Fixtures and Samples are byte-identical copies of the shared reference data (when it is
 ## beside the checkout, or at $$MAL_SHARED).

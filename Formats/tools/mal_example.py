@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """An independent writer and reader of the .mal format, written from Formats/MAL.md alone.
 
-    mal_example.py write OUT.mal     writes the worked example of MAL.md §11 (one F32 tensor [2, 3])
-    mal_example.py read FILE.mal     lists the tensors of any .mal file and checks every checksum
+    mal_example.py write OUT.mal        writes the worked example of MAL.md §11 (one F32 tensor [2, 3])
+    mal_example.py write-model OUT.mal  writes a complete tiny GPT-2 (1 layer, byte-level tokenizer in
+                                        aux/tokenizer.bin, MAL.md §7.2) that `malrun` runs
+    mal_example.py read FILE.mal        lists the tensors of any .mal file and checks every checksum
 
-Needs the PyPI packages xxhash and zstandard. Used to check that the spec is complete: a file this
-script writes passes `malconv check`, and this script reads what malconv writes.
+Needs the PyPI packages xxhash and zstandard (Debian: python3-xxhash, python3-zstandard). `make test`
+uses it to check that the spec is complete (Tests/Scripts/format_check.sh): the files this script
+writes pass `malconv check` and run, and this script reads every kind of file malconv writes.
 """
 import json, struct, sys
 import xxhash, zstandard
@@ -30,7 +33,7 @@ def write_example(path):
     off = len(out)
     out += data
     chunk_hash = h64(data)
-    spec = {"architecture": "gpt2", "vocabSize": 2, "hiddenSize": 3, "layers": 0, "heads": 1, "kvHeads": 1,
+    spec = {"architecture": "gpt2", "vocabSize": 2, "hiddenSize": 3, "layers": 1, "heads": 1, "kvHeads": 1,
             "headDim": 3, "intermediateSize": 12, "maxPositions": 4, "norm": "layerNorm", "normEps": 1e-5,
             "activation": "gelu_new", "positions": "learned", "tiedEmbeddings": True, "attentionBias": True,
             "mlpBias": True, "eosTokenIds": [], "mtpLayers": 0}
@@ -54,6 +57,80 @@ def write_example(path):
     hdr += struct.pack("<Q", h64(hdr))
     out[0:96] = hdr
     open(path, "wb").write(out)
+
+def write_container(path, spec, tensors):
+    """tensors: (name, dtype code, dims, raw bytes), each stored raw (codec 0) in one chunk,
+    64-byte aligned; then metadata, table and header as MAL.md §2-§5 lay them out."""
+    out = bytearray(96)
+    records = []
+    for name, dcode, dims, data in tensors:
+        out += b"\0" * ((64 - len(out) % 64) % 64)
+        off = len(out)
+        out += data
+        ch = h64(data)
+        n = name.encode()
+        rec = struct.pack("<HBBBBHIIQQII", len(n), dcode, 0, len(dims), 0, 0, 1 << 20, 0xFFFFFFFF, len(data),
+                          tensor_hash([ch]), 1 if data else 0, 0)
+        rec += struct.pack(f"<{len(dims)}Q", *dims) + n
+        if data: rec += struct.pack("<QIIQ", off, len(data), 0, ch)
+        records.append(rec)
+    meta = json.dumps({"format": "mal", "formatVersion": "1.0", "architecture": spec["architecture"], "spec": spec,
+                       "nameScheme": "malconv-canonical-1",
+                       "provenance": {"converter": "mal_example.py", "converterVersion": "1", "command": "write-model",
+                                      "options": {}, "sources": [], "droppedTensors": []}},
+                      separators=(",", ":"), sort_keys=True).encode()
+    meta_off = len(out)
+    out += meta
+    table = struct.pack("<II", len(records), 0) + b"".join(records)
+    table_off = len(out)
+    out += table
+    hdr = MAGIC + struct.pack("<HHIQQQQQQQ", 1, 0, 0, len(out), meta_off, len(meta), table_off, len(table), h64(meta), h64(table))
+    hdr += b"\0" * 16
+    hdr += struct.pack("<Q", h64(hdr))
+    out[0:96] = hdr
+    open(path, "wb").write(out)
+
+def tokenizer_blob():
+    """aux/tokenizer.bin (MAL.md §7.2) of a byte-level tokenizer: token i is byte i, no merges,
+    <|endoftext|> an added special token (id 256, not in the vocabulary: length 0xFFFFFFFF)."""
+    b = b"MALTOK\x00\x01" + struct.pack("<I", 257)
+    for i in range(256): b += struct.pack("<I", 1) + bytes([i])
+    b += struct.pack("<I", 0xFFFFFFFF) + struct.pack("<I", 0)
+    rest = json.dumps({"addedTokens": [{"id": 256, "content": "<|endoftext|>", "special": True, "lstrip": False, "rstrip": False,
+                                        "singleWord": False, "normalized": False}],
+                       "preTokenizer": {"byteLevel": {"addPrefixSpace": False, "useRegex": True}},
+                       "postProcessor": {"byteLevel": {}}, "ignoreMerges": False,
+                       "bosToken": "<|endoftext|>", "eosToken": "<|endoftext|>"}).encode()
+    return b + struct.pack("<I", len(rest)) + rest
+
+def write_model(path):
+    """A GPT-2 of 1 layer (hidden 8, 2 heads, ffn 32, 16 positions, tied head) over the 256 bytes
+    and <|endoftext|>: every tensor the runtime needs (NAMES.md), F32, small random values."""
+    import random
+    rnd = random.Random(0)
+    V, H, I, P = 257, 8, 32, 16
+    def f32(*dims, scale=0.5, const=None):
+        n = 1
+        for d in dims: n *= d
+        vals = [const] * n if const is not None else [rnd.gauss(0, scale) for _ in range(n)]
+        return struct.pack(f"<{n}f", *vals)
+    t = [("token_embd.weight", [V, H], f32(V, H)), ("position_embd.weight", [P, H], f32(P, H, scale=0.1)),
+         ("output_norm.weight", [H], f32(H, const=1.0)), ("output_norm.bias", [H], f32(H, const=0.0))]
+    b = "blk.0."
+    for name, dims in [("attn_norm", None), ("ffn_norm", None)]:
+        t += [(b + name + ".weight", [H], f32(H, const=1.0)), (b + name + ".bias", [H], f32(H, const=0.0))]
+    for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+        t += [(b + name + ".weight", [H, H], f32(H, H)), (b + name + ".bias", [H], f32(H, scale=0.1))]
+    t += [(b + "ffn_up.weight", [I, H], f32(I, H)), (b + "ffn_up.bias", [I], f32(I, scale=0.1)),
+          (b + "ffn_down.weight", [H, I], f32(H, I)), (b + "ffn_down.bias", [H], f32(H, scale=0.1))]
+    tensors = [(name, 12, dims, data) for name, dims, data in t]
+    blob = tokenizer_blob()
+    tensors.append(("aux/tokenizer.bin", 2, [len(blob)], blob))
+    spec = {"architecture": "gpt2", "vocabSize": V, "hiddenSize": H, "layers": 1, "heads": 2, "kvHeads": 2, "headDim": 4,
+            "intermediateSize": I, "maxPositions": P, "norm": "layerNorm", "normEps": 1e-5, "activation": "gelu_new",
+            "positions": "learned", "tiedEmbeddings": True, "attentionBias": True, "mlpBias": True, "eosTokenIds": [256],
+            "bosTokenId": 256, "mtpLayers": 0}
+    write_container(path, spec, tensors)
 
 def read(path):
     b = open(path, "rb").read()
@@ -112,4 +189,4 @@ def unshuffle(raw, n, es):
     return np.frombuffer(raw, np.uint8).reshape(es, n).T.copy().tobytes()
 
 if __name__ == "__main__":
-    {"write": write_example, "read": read}[sys.argv[1]](sys.argv[2])
+    {"write": write_example, "write-model": write_model, "read": read}[sys.argv[1]](sys.argv[2])
