@@ -164,7 +164,7 @@ def read(path):
                     raw = b"".join(dctx.decompressobj().decompress(f) for f in split_frames(stored))
                     if codec == "zstd+planes":
                         n = want // es
-                        raw = bytes(raw[j * n + k] for k in range(n) for j in range(es)) if n < 4096 else unshuffle(raw, n, es)
+                        raw = unshuffle(raw, n, es)
                 assert len(raw) == want and h64(raw) == ch, f"{name} chunk {i}"
         target = f" -> {entries[link][0]}" if link != 0xFFFFFFFF else ""
         print(f"  {name:40s} {dtype:8s} {str(shape):16s} {codec:12s}{target}")
@@ -185,8 +185,10 @@ def split_frames(buf):
     return frames
 
 def unshuffle(raw, n, es):
-    import numpy as np
-    return np.frombuffer(raw, np.uint8).reshape(es, n).T.copy().tobytes()
+    """Byte planes back to elements: chunk[k * es + j] = plane[j][k] (MAL.md §6)."""
+    out = bytearray(n * es)
+    for j in range(es): out[j::es] = raw[j * n:(j + 1) * n]
+    return bytes(out)
 
 if __name__ == "__main__":
     {"write": write_example, "write-model": write_model, "read": read}[sys.argv[1]](sys.argv[2])
