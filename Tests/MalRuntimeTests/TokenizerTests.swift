@@ -151,3 +151,51 @@ struct BPEMergerTests {
         }
     }
 }
+
+/// The command line of tokenize / detokenize: values starting with '-', standard input, invalid
+/// UTF-8, a missing model path, JSON output.
+@Suite("tokenize and detokenize commands") struct TokenizeCommandTests {
+    static let model = Fixtures.samples + "/gpt2-fortunes"
+
+    /// Runs a tool with `input` on standard input.
+    static func run(_ args: [String], input: String? = nil) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("malrun")
+        p.arguments = args
+        let i = Pipe(), o = Pipe(), e = Pipe()
+        p.standardInput = i
+        p.standardOutput = o
+        p.standardError = e
+        try p.run()
+        if let input { i.fileHandleForWriting.write(Data(input.utf8)) }
+        try i.fileHandleForWriting.close()
+        let out = String(decoding: o.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, out, err)
+    }
+
+    @Test func valuesStdinUTF8AndPaths() throws {
+        let tok = try TokenizerLoader.load(TokenizeCommandTests.model)
+        let m = TokenizeCommandTests.model
+        let dash = try TokenizeCommandTests.run(["tokenize", m, "--text", "-5"])
+        #expect(dash.status == 0 && dash.out == "\(tok.encode("-5"))\n", "\(dash)")
+        let stdin = try TokenizeCommandTests.run(["tokenize", m, "--file", "-"], input: "hi there\n")
+        #expect(stdin.status == 0 && stdin.out.contains(tok.encode("hi there\n").map(String.init).joined(separator: ", ")), "\(stdin)")
+        let dev = try TokenizeCommandTests.run(["tokenize", m, "--file", "/dev/stdin"], input: "x")
+        #expect(dev.status == 0 && dev.out == "[\(tok.encode("x").map(String.init).joined(separator: ", "))]\n", "\(dev)")
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        FileManager.default.createFile(atPath: dir + "/bad.txt", contents: Data([0x61, 0x62, 0xFF, 0x63]))
+        let bad = try TokenizeCommandTests.run(["tokenize", m, "--file", dir + "/bad.txt"])
+        #expect(bad.status == 1 && bad.err.contains("invalid UTF-8") && bad.err.contains("at byte 2") && bad.err.contains("bad.txt"), "\(bad)")
+        #expect(try TokenizeCommandTests.run(["tokenize", m, "--file", dir + "/bad.txt", "--lossy"]).status == 0)
+        let missing = try TokenizeCommandTests.run(["tokenize", "/nonexistent/model", "--text", "hi"])
+        #expect(missing.status == 1 && missing.err.contains("/nonexistent/model: no such file or folder"), "\(missing)")
+        let neg = try TokenizeCommandTests.run(["detokenize", m, "--ids", "-1"])
+        #expect(neg.status == 1 && neg.err.contains("'-1' is not a token id"), "\(neg)")
+        let ids = tok.encode("a\n\"b\"\t")
+        let json = try TokenizeCommandTests.run(["detokenize", m, "--ids", ids.map(String.init).joined(separator: ","), "--json"])
+        let text = try JSONSerialization.jsonObject(with: Data(json.out.utf8), options: .fragmentsAllowed) as? String
+        #expect(text == "a\n\"b\"\t", "\(json)")
+    }
+}

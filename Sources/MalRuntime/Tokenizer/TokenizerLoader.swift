@@ -15,6 +15,7 @@ public enum TokenizerLoader {
                 return try Tokenizer(model: try blob.withUnsafeBytes { try TokenizerBinary.decode($0, file: file) })
             } catch let e as MalError { throw e.inFile(file) }
         }
+        guard fileExists(path) || isDirectory(path) else { throw MalError(.fileNotFound, "no such file or folder", file: path) }
         let folder = isDirectory(path) ? path : parentDirectory(path)
         guard fileExists(joinPath(folder, "tokenizer.json")) else {
             throw MalError(.fileNotFound, "no tokenizer.json in the folder", file: folder)
