@@ -199,3 +199,37 @@ struct BPEMergerTests {
         #expect(text == "a\n\"b\"\t", "\(json)")
     }
 }
+
+/// Added tokens are found through a trie: a text of their shared prefix repeated runs in linear
+/// time whatever their number, and the matches are leftmost-longest as before.
+@Suite("Added tokens in one pass") struct AddedTokenTests {
+    static func tokenizer(extra: Int) throws -> Tokenizer {
+        var m = try TokenizerJSONReader.read(folder: Fixtures.fixtures + "/tokenizers/deepseek-v3-bpe-2k")
+        let base = Int32(m.tokens.count)
+        for i in 0..<extra {
+            m.addedTokens.append(.init(id: base + Int32(i), content: "<｜tok\(i)｜>", special: true, lstrip: false, rstrip: false,
+                                       singleWord: false, normalized: false))
+        }
+        m.tokens += [[UInt8]?](repeating: nil, count: extra)
+        return try Tokenizer(model: m)
+    }
+
+    @Test func longestMatchAmongAThousand() throws {
+        let tok = try AddedTokenTests.tokenizer(extra: 1000)
+        let base = Int32(tok.vocabularySize - 1000)
+        // "<｜tok12｜>" must win over nothing shorter, and "<｜tok1｜>" is its own token.
+        let ids = tok.encode("a<｜tok12｜>b<｜tok1｜><｜tok999｜>")
+        #expect(ids.contains(base + 12) && ids.contains(base + 1) && ids.contains(base + 999), "\(ids)")
+        #expect(!ids.contains(base + 120))
+    }
+
+    @Test func aRepeatedPrefixIsLinear() throws {
+        let tok = try AddedTokenTests.tokenizer(extra: 1000)
+        let text = String(repeating: "<｜", count: 100_000)
+        let start = Date()
+        let ids = tok.encode(text)
+        // A regression guard, not a benchmark: matching 1000 tokens one by one took minutes here.
+        #expect(Date().timeIntervalSince(start) < 20, "\(Date().timeIntervalSince(start)) s")
+        #expect(!ids.isEmpty && tok.decode(ids) == text)
+    }
+}

@@ -18,8 +18,7 @@ public final class Tokenizer: @unchecked Sendable {
     private let added: [TokenizerModel.AddedToken]
     private var addedById: [Int32: TokenizerModel.AddedToken] = [:]
     /// Added tokens grouped by first UTF-8 byte, longest first.
-    private var addedByFirstByte: [UInt8: [(bytes: [UInt8], token: TokenizerModel.AddedToken)]] = [:]
-    private var addedFirst = [Bool](repeating: false, count: 256)
+    private var addedTrie = AddedTokenTrie([])
 
     /// One pre-tokenisation step over pieces.
     enum Step {
@@ -40,12 +39,8 @@ public final class Tokenizer: @unchecked Sendable {
         for b in 0..<256 { byteIds[b] = vocab[[UInt8(b)]] ?? -1 }
         mergeTable = MergeTable(model.merges)
         added = model.addedTokens
-        for a in added {
-            addedById[a.id] = a
-            let b = Array(a.content.utf8)
-            if let f = b.first { addedByFirstByte[f, default: []].append((b, a)); addedFirst[Int(f)] = true }
-        }
-        for k in addedByFirstByte.keys { addedByFirstByte[k]!.sort { $0.bytes.count > $1.bytes.count } }
+        for a in added { addedById[a.id] = a }
+        addedTrie = AddedTokenTrie(added)
         var s: [Step] = []
         func compile(_ p: TokenizerModel.PreTokenizer) throws {
             switch p {
@@ -84,8 +79,7 @@ public final class Tokenizer: @unchecked Sendable {
         byteIds = t.byteIds
         added = t.added
         addedById = t.addedById
-        addedByFirstByte = t.addedByFirstByte
-        addedFirst = t.addedFirst
+        addedTrie = t.addedTrie
         steps = try t.steps.map { step in
             guard generalRegexOnly, case let .split(.scanner(sc), b, inv) = step else { return step }
             let pattern: String
@@ -111,8 +105,8 @@ public final class Tokenizer: @unchecked Sendable {
         var merger = BPEMerger()
         // Added tokens are found in the raw text, leftmost-longest.
         while i < bytes.count {
-            if addedFirst[Int(bytes[i])], let cands = addedByFirstByte[bytes[i]], let m = matchAdded(cands, bytes, i) {
-                var s = i, e = i + m.bytes.count
+            if addedTrie.first[Int(bytes[i])], let m = matchAdded(bytes, i) {
+                var s = i, e = i + m.length
                 if m.token.lstrip { while s > segStart, isSpaceByte(bytes[s - 1]) { s -= 1 } }
                 if m.token.rstrip { while e < bytes.count, isSpaceByte(bytes[e]) { e += 1 } }
                 encodeSegment(bytes, segStart, s, merger: &merger, into: &out)
@@ -129,19 +123,17 @@ public final class Tokenizer: @unchecked Sendable {
 
     func isSpaceByte(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D || b == 0x0B || b == 0x0C }
 
-    func matchAdded(_ cands: [(bytes: [UInt8], token: TokenizerModel.AddedToken)], _ text: [UInt8], _ i: Int)
-        -> (bytes: [UInt8], token: TokenizerModel.AddedToken)? {
-        for c in cands where i + c.bytes.count <= text.count {
-            var ok = true
-            for k in 1..<c.bytes.count where text[i + k] != c.bytes[k] { ok = false; break }
-            if !ok { continue }
-            if c.token.singleWord {
+    /// The longest added token at `i` that may stand there (`single_word` ones not inside a word).
+    func matchAdded(_ text: [UInt8], _ i: Int) -> (length: Int, token: TokenizerModel.AddedToken)? {
+        for (index, length) in addedTrie.matches(text, at: i) {
+            let token = addedTrie.tokens[index]
+            if token.singleWord {
                 // Not inside a word: the neighbouring characters must not be word characters.
-                let before = i > 0 ? lastScalar(text, i) : nil, after = firstScalar(text, i + c.bytes.count)
+                let before = i > 0 ? lastScalar(text, i) : nil, after = firstScalar(text, i + length)
                 if let b = before, isWordChar(b) { continue }
                 if let a = after, isWordChar(a) { continue }
             }
-            return c
+            return (length, token)
         }
         return nil
     }
