@@ -25,6 +25,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Repetitions.")
     var repetitions: Int = 5
 
+    @Option(help: "Seed of the random token ids (prompts, context and each generation step).")
+    var seed: UInt64 = 1
+
     @Flag(help: "Print a JSON list of records with llama-bench's field names.")
     var json = false
 
@@ -84,9 +87,14 @@ struct BenchCommand: ParsableCommand {
                 throw MalError(.invalidArgument, "-d \(d) plus the longest test (\(max(p, n)) tokens) exceed the context length \(tr.contextLength)")
             }
             let vocab = model.spec.vocabSize
-            var rng = SystemRandomNumberGenerator()
+            // Seeded, so a run is reproducible; every generation step gets a new random token (as
+            // llama-bench does), so an MoE model's router does not pick the same experts each step.
+            var rng = SplitMix64(seed: seed)
             let params = model.tensors.filter { !$0.name.hasPrefix("aux/") && !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }
                 .reduce(0) { $0 + ($1.shape.reduce(1, *)) }
+            // The model's size, as llama-bench reports it (an MoE model's active bytes per token are
+            // `weight_bytes_per_token`, beside it).
+            let modelBytes = model.tensors.filter { !$0.name.hasPrefix("aux/") && $0.aliasOf == nil }.reduce(0) { $0 + ($1.byteCount ?? 0) }
             let types = Set(model.tensors.filter { $0.shape.count == 2 && !$0.name.hasPrefix("aux/") }.map(\.dtype.rawValue)).sorted()
             var records: [Record] = []
             let startTime = ISO8601DateFormatter().string(from: Date())
@@ -94,14 +102,14 @@ struct BenchCommand: ParsableCommand {
             func measure(prompt: Int, gen: Int) throws {
                 var samples: [Double] = []
                 for rep in 0...repetitions {       // the first run warms up and is not counted
-                    let tokens = (0..<max(prompt, 1)).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
+                    let tokens = (0..<max(prompt, gen, 1)).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
                     tr.reset()
                     if d > 0 { _ = try tr.forward((0..<d).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }) }
                     let t0 = monotonicSeconds()
                     if prompt > 0 {
                         _ = try tr.forward(tokens)
                     } else {
-                        for i in 0..<gen { _ = try tr.forward([tokens[i % tokens.count]]) }
+                        for i in 0..<gen { _ = try tr.forward([tokens[i]]) }
                     }
                     if rep > 0 { samples.append(monotonicSeconds() - t0) }
                 }
@@ -113,7 +121,7 @@ struct BenchCommand: ParsableCommand {
                 let meanNs = ns.reduce(0, +) / ns.count
                 let sdNs = ns.count > 1 ? Int((ns.map { Double($0 - meanNs) * Double($0 - meanNs) }.reduce(0, +) / Double(ns.count - 1)).squareRoot()) : 0
                 records.append(Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model, model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
-                                      model_size: tr.weightBytesPerToken, model_n_params: params, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: d,
+                                      model_size: modelBytes, model_n_params: params, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: d,
                                       n_prompt: prompt, n_gen: gen, avg_ns: meanNs, stddev_ns: sdNs, avg_ts: mean, stddev_ts: sd,
                                       samples_ns: ns, samples_ts: ts, weight_bytes_per_token: tr.weightBytesPerToken))
             }
@@ -128,7 +136,7 @@ struct BenchCommand: ParsableCommand {
                                                             repetitions: repetitions)
                     var rec = Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model,
                                      model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
-                                     model_size: tr.weightBytesPerToken, model_n_params: params, n_threads: options.threads, n_batch: 1,
+                                     model_size: modelBytes, model_n_params: params, n_threads: options.threads, n_batch: 1,
                                      n_depth: 16, n_prompt: 0, n_gen: n, avg_ns: r.meanNs, stddev_ns: r.sdNs, avg_ts: r.mean, stddev_ts: r.sd,
                                      samples_ns: r.ns, samples_ts: r.ts, weight_bytes_per_token: tr.weightBytesPerToken)
                     rec.speculative = "mtp"
@@ -145,8 +153,8 @@ struct BenchCommand: ParsableCommand {
                 print(String(decoding: try enc.encode(records), as: UTF8.self))
             } else {
                 // Generation reads every weight once per token: t/s × bytes is the bandwidth it used.
-                print("| model | size | params | threads | test | t/s | weights read |")
-                print("|---|---|---|---|---|---|---|")
+                print("| model | size | read/token | params | threads | test | t/s | weights read |")
+                print("|---|---|---|---|---|---|---|---|")
                 for r in records {
                     var test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
                     if let k = r.n_draft {
@@ -154,7 +162,8 @@ struct BenchCommand: ParsableCommand {
                                                                        k, 100 * (r.draft_acceptance ?? 0), r.tokens_per_main_step ?? 0, k, r.verify_step_ratio ?? 0)
                     }
                     let read = r.n_prompt > 0 ? "-" : String(format: "%.1f GB/s", r.avg_ts * Double(r.weight_bytes_per_token) / 1e9)
-                    print(String(format: "| %@ | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
+                    print(String(format: "| %@ | %.2f MiB | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
+                                 Double(r.weight_bytes_per_token) / 1048576,
                                  Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))
                 }
             }
@@ -168,5 +177,18 @@ struct BenchCommand: ParsableCommand {
             if let colon = line.firstIndex(of: ":") { return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
         }
         return "unknown"
+    }
+}
+
+/// SplitMix64, a small seeded generator for the benchmark's token ids.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
