@@ -1,5 +1,6 @@
 import CMalKernels
 import Foundation
+import MalCore
 
 /// Next-token selection: greedy, or sampling with temperature, top-k, top-p (nucleus), min-p and
 /// a repetition penalty (CTRL-style: positive logits of seen tokens divided, negative multiplied).
@@ -34,10 +35,8 @@ public struct Sampler {
 
     /// The uniform draw in [0, 1) for sequence position `position`.
     func uniform(position: Int) -> Float {
-        var z = seed &+ (UInt64(truncatingIfNeeded: position) &+ 1) &* 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
+        // The (position + 1)-th value of SplitMix64 seeded with `seed`, computed directly.
+        let z = SplitMix64.mix(seed &+ (UInt64(truncatingIfNeeded: position) &+ 1) &* 0x9E37_79B9_7F4A_7C15)
         return Float(z >> 40) / Float(1 << 24)
     }
 

@@ -149,16 +149,9 @@ public enum MalMutator {
     static func put64(_ f: inout [UInt8], _ at: Int, _ v: UInt64) { for i in 0..<8 { f[at + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
 }
 
-/// A small seeded generator (SplitMix64), so a mutation is reproducible from libFuzzer's seed.
+/// libFuzzer's seed as a reproducible stream of choices.
 struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func next(_ bound: Int) -> Int { Int(next() % UInt64(max(bound, 1))) }
+    var stream: SplitMix64
+    init(seed: UInt64) { stream = SplitMix64(seed: seed) }
+    mutating func next(_ bound: Int) -> Int { Int(stream.next() % UInt64(max(bound, 1))) }
 }
