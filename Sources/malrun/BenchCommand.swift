@@ -42,7 +42,7 @@ struct BenchCommand: ParsableCommand {
         guard d >= 0 else { throw ValidationError("-d must be >= 0") }
         guard p + n > 0 else { throw ValidationError("-p 0 and -n 0 leave nothing to measure") }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
-        guard (1...7).contains(draft) else { throw ValidationError("--draft must be in 1...7 (a verify step of up to 8 tokens keeps the one-token kernels, so the output is exact)") }
+        guard (1...3).contains(draft) else { throw ValidationError("--draft must be in 1...3 (a verify step of up to 4 tokens keeps the one-token kernels, so the output is exact)") }
         if speculative != nil && n == 0 { throw ValidationError("--speculative measures generation: give -n > 0") }
     }
 

@@ -82,7 +82,7 @@ struct GenerateCommand: ParsableCommand {
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
         guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be > 0") }
-        guard (1...7).contains(draft) else { throw ValidationError("--draft must be in 1...7 (a verify step of up to 8 tokens keeps the one-token kernels, so the output is exact)") }
+        guard (1...3).contains(draft) else { throw ValidationError("--draft must be in 1...3 (a verify step of up to 4 tokens keeps the one-token kernels, so the output is exact)") }
     }
 
     func run() throws {

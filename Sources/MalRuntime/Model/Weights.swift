@@ -94,10 +94,10 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// Up to this many tokens (speculative decoding's verify steps) run with the one-token row
     /// partition and summation order, so every row equals a one-token step's bit for bit (tested):
-    /// BF16 and FP8 E4M3 through kernels that read each weight once for up to 4 inputs, F32, F16 and more
-    /// inputs input after input over groups of `smallBatchRows` rows (read from memory once, then
-    /// from cache).
-    static let smallBatch = 8, smallBatchRows = 8
+    /// BF16 and FP8 E4M3 through kernels that read each weight once for all inputs, F32 and F16
+    /// input after input over groups of `smallBatchRows` rows (read from memory once, then from
+    /// cache). Longer batches (prompts) take the matrix-matrix kernels.
+    static let smallBatch = 4, smallBatchRows = 8
 
     /// `applyRows` for `T` inputs (`X[t]` at `t * cols`, outputs at `t * outputStride`).
     func applyRows(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, outputStride: Int, _ r0: Int, _ r1: Int) {
