@@ -27,38 +27,14 @@ def h64(b): return xxhash.xxh64_intdigest(b, seed=0)
 def tensor_hash(chunk_hashes): return h64(b"".join(struct.pack("<Q", h) for h in chunk_hashes))
 
 def write_example(path):
-    data = struct.pack("<6f", 1.0, -2.0, 0.5, 3.0, 0.0, -1.5)        # F32 [2, 3], 24 bytes
-    out = bytearray(96)                                              # header, filled in last
-    out += b"\0" * ((64 - len(out) % 64) % 64)                       # raw data starts 64-aligned: offset 128
-    off = len(out)
-    out += data
-    chunk_hash = h64(data)
     spec = {"architecture": "gpt2", "vocabSize": 2, "hiddenSize": 3, "layers": 1, "heads": 1, "kvHeads": 1,
             "headDim": 3, "intermediateSize": 12, "maxPositions": 4, "norm": "layerNorm", "normEps": 1e-5,
             "activation": "gelu_new", "positions": "learned", "tiedEmbeddings": True, "attentionBias": True,
             "mlpBias": True, "eosTokenIds": [], "mtpLayers": 0}
-    meta = json.dumps({"format": "mal", "formatVersion": "1.0", "architecture": "gpt2", "spec": spec,
-                       "nameScheme": "malconv-canonical-1",
-                       "provenance": {"converter": "mal_example.py", "converterVersion": "1", "command": "write",
-                                      "options": {}, "sources": [], "droppedTensors": []}},
-                      separators=(",", ":"), sort_keys=True).encode()
-    meta_off = len(out)
-    out += meta
-    name = b"token_embd.weight"
-    table = struct.pack("<II", 1, 0)
-    table += struct.pack("<HBBBBHIIQQII", len(name), 12, 0, 2, 0, 0, 1 << 20, 0xFFFFFFFF, len(data),
-                         tensor_hash([chunk_hash]), 1, 0)
-    table += struct.pack("<QQ", 2, 3) + name
-    table += struct.pack("<QIIQ", off, len(data), 0, chunk_hash)
-    table_off = len(out)
-    out += table
-    hdr = MAGIC + struct.pack("<HHIQQQQQQQ", 1, 0, 0, len(out), meta_off, len(meta), table_off, len(table), h64(meta), h64(table))
-    hdr += b"\0" * 16
-    hdr += struct.pack("<Q", h64(hdr))
-    out[0:96] = hdr
-    open(path, "wb").write(out)
+    data = struct.pack("<6f", 1.0, -2.0, 0.5, 3.0, 0.0, -1.5)        # F32 [2, 3], 24 bytes
+    write_container(path, spec, [("token_embd.weight", 12, [2, 3], data)], command="write")
 
-def write_container(path, spec, tensors):
+def write_container(path, spec, tensors, command="write-model"):
     """tensors: (name, dtype code, dims, raw bytes), each stored raw (codec 0) in one chunk,
     64-byte aligned; then metadata, table and header as MAL.md §2-§5 lay them out."""
     out = bytearray(96)
@@ -76,7 +52,7 @@ def write_container(path, spec, tensors):
         records.append(rec)
     meta = json.dumps({"format": "mal", "formatVersion": "1.0", "architecture": spec["architecture"], "spec": spec,
                        "nameScheme": "malconv-canonical-1",
-                       "provenance": {"converter": "mal_example.py", "converterVersion": "1", "command": "write-model",
+                       "provenance": {"converter": "mal_example.py", "converterVersion": "1", "command": command,
                                       "options": {}, "sources": [], "droppedTensors": []}},
                       separators=(",", ":"), sort_keys=True).encode()
     meta_off = len(out)
