@@ -49,6 +49,8 @@ demo: build
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8.mal -p "The secret of success is" -n 40
 	@echo "== the FP8 release-layout copy vs ours (identical: max |err| 0)"
 	$(BIN)/malconv verify Samples/deepseek-v3-fortunes-fp8 $(DEMO)/deepseek-v3-fortunes-fp8.mal | grep TOTAL
+	@echo "== speculative decoding with DeepSeek-V3's multi-token prediction (the same text as plain decoding)"
+	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes.mal -p "The secret of success is" -n 40 --speculative mtp
 	@echo "== absorb MLA (latent KV cache) and run"
 	$(BIN)/malconv absorb-mla $(DEMO)/deepseek-v3-fortunes-fp8.mal -o $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal --mode split
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal -p "The secret of success is" -n 40
