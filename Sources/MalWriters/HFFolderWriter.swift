@@ -1,4 +1,3 @@
-import Foundation
 import CMalKernels
 import MalCore
 import MalReaders
@@ -31,8 +30,10 @@ public enum HFFolderWriter {
     /// Puts the finished folder `tmp` at `dir`, where a folder exists, and removes the old one.
     static func replaceFolder(_ dir: String, with tmp: String) throws {
         if mal_rename_exchange(tmp, dir) == 0 {
-            // `tmp` now names the old folder (still registered for removal on an interrupt).
-            try? FileManager.default.removeItem(atPath: tmp)
+            // `tmp` now names the old folder (still registered for removal on an interrupt); it
+            // holds files only (checked before writing).
+            for f in (try? listDirectory(tmp)) ?? [] { unlink(joinPath(tmp, f)) }
+            rmdir(tmp)
             mal_unregister_temp(tmp)
             return
         }
@@ -57,6 +58,10 @@ public enum HFFolderWriter {
             let existing = try listDirectory(dir)
             if !existing.isEmpty && !force {
                 throw MalError(.invalidArgument, "output folder exists and is not empty (use --force to replace it)", file: dir)
+            }
+            // --force replaces a model folder, never a tree: a folder with subfolders is not one.
+            if let sub = existing.first(where: { isDirectory(joinPath(dir, $0)) }) {
+                throw MalError(.invalidArgument, "output folder holds the folder '\(sub)': not a model folder to replace", file: dir)
             }
         } else if fileExists(dir) {
             throw MalError(.invalidArgument, "output exists and is a file, not a folder", file: dir)

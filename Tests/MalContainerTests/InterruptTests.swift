@@ -114,4 +114,21 @@ import Glibc
             if w.output == "report" { for f in InterruptTests.leftovers(out) { try? FileManager.default.removeItem(atPath: out + "/" + f) } }
         }
     }
+
+    /// `--force` replaces a model folder, never a tree, and leaves nothing beside it.
+    @Test func forceReplacesModelFoldersOnly() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let out = dir + "/out"
+        try FileManager.default.createDirectory(atPath: out + "/keep", withIntermediateDirectories: true)
+        let refused = try runTool("malconv", ["convert", Fixtures.model("gpt2-tiny"), "-o", out, "--force"])
+        #expect(refused.status == 1 && refused.stderr.contains("holds the folder 'keep'"), "\(refused.stderr)")
+        #expect(isDirectory(out + "/keep"))
+        try FileManager.default.removeItem(atPath: out + "/keep")
+        #expect(try runTool("malconv", ["convert", Fixtures.model("gpt2-tiny"), "-o", out]).status == 0)
+        let again = try runTool("malconv", ["convert", Fixtures.model("gpt2-tiny"), "-o", out])
+        #expect(again.status == 1 && again.stderr.contains("--force"), "\(again.stderr)")
+        #expect(try runTool("malconv", ["convert", Fixtures.model("llama3-tiny"), "-o", out, "--force"]).status == 0)
+        #expect(try HFConfigReader.read(path: out + "/config.json").architecture == .llama)
+        #expect(InterruptTests.leftovers(dir).isEmpty)
+    }
 }
