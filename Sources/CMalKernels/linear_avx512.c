@@ -242,6 +242,29 @@ AVX512 static inline __attribute__((always_inline)) void tiled_block(float *y, c
     for (int i = 0; i < R; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1])) + tail[i];
 }
 
+/* Rows [i0, i1) of a block of nr rows (a thread's range starts or ends inside it, or the last
+   block): each row summed tile by tile, the order both tiled kernels use for partial blocks. */
+AVX512 static void tiled_partial(float *y, const uint16_t *block, const float *xp, const float *x, size_t cols, size_t full,
+                                 size_t nr, size_t K, size_t i0, size_t i1) {
+    __m512 acc[MAL_TILE_MAX_ROWS];
+    float tail[MAL_TILE_MAX_ROWS] = {0};
+    for (size_t i = 0; i < MAL_TILE_MAX_ROWS; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t c0 = 0; c0 < cols; c0 += K) {
+        size_t kt = cols - c0 < K ? cols - c0 : K;
+        size_t kfull = c0 + kt <= full ? kt : full - c0;
+        const uint16_t *tile = block + c0 * nr;
+        for (size_t i = i0; i < i1; i++) {
+            const uint16_t *w = tile + i * kt;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+            size_t c = 0;
+            for (; c + 32 <= kfull; c += 32) bf16_fma32(_mm512_loadu_si512(w + c), xp + c0 + c, &a0, &a1);
+            acc[i] = _mm512_add_ps(acc[i], _mm512_add_ps(a0, a1));
+            for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * x[c0 + c];
+        }
+    }
+    for (size_t i = i0; i < i1; i++) y[i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
+}
+
 /* The tiled kernel for NT inputs at once (speculative decoding's verify steps): each weight vector
    is loaded and decoded once and multiplied into every input's accumulators, which follow exactly
    the one-input kernel's order, so each input's result is bit for bit that of the kernel above. */
@@ -306,26 +329,8 @@ AVX512 static int matvec_bf16_tiled_multi_avx512(float *Y, size_t ys, const uint
 #undef TILED_MULTI
             continue;
         }
-        /* A partial block, as in the one-input kernel, input by input. */
-        for (size_t t = 0; t < T; t++) {
-            __m512 acc[MAL_TILE_MAX_ROWS];
-            float tail[MAL_TILE_MAX_ROWS] = {0};
-            for (size_t i = 0; i < MAL_TILE_MAX_ROWS; i++) acc[i] = _mm512_setzero_ps();
-            for (size_t c0 = 0; c0 < cols; c0 += K) {
-                size_t kt = cols - c0 < K ? cols - c0 : K;
-                size_t kfull = c0 + kt <= full ? kt : full - c0;
-                const uint16_t *tile = block + c0 * nr;
-                for (size_t i = i0; i < i1; i++) {
-                    const uint16_t *w = tile + i * kt;
-                    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-                    size_t c = 0;
-                    for (; c + 32 <= kfull; c += 32) bf16_fma32(_mm512_loadu_si512(w + c), xp[t] + c0 + c, &a0, &a1);
-                    acc[i] = _mm512_add_ps(acc[i], _mm512_add_ps(a0, a1));
-                    for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * X[t * xs + c0 + c];
-                }
-            }
-            for (size_t i = i0; i < i1; i++) Y[t * ys + base + i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
-        }
+        /* A partial block, input by input with the one-input kernel's code. */
+        for (size_t t = 0; t < T; t++) tiled_partial(Y + t * ys + base, block, xp[t], X + t * xs, cols, full, nr, K, i0, i1);
     }
     return 1;
 }
@@ -347,27 +352,7 @@ AVX512 static int matvec_bf16_tiled_avx512(float *y, const uint16_t *W, const fl
             continue;
         }
         /* A partial block (a thread's range starts or ends inside it, or the last block). */
-        __m512 acc[MAL_TILE_MAX_ROWS];
-        float tail[MAL_TILE_MAX_ROWS] = {0};
-        for (size_t i = 0; i < MAL_TILE_MAX_ROWS; i++) acc[i] = _mm512_setzero_ps();
-        for (size_t c0 = 0; c0 < cols; c0 += K) {
-            size_t kt = cols - c0 < K ? cols - c0 : K;
-            size_t kfull = c0 + kt <= full ? kt : full - c0;
-            const uint16_t *tile = block + c0 * nr;
-            for (size_t i = i0; i < i1; i++) {
-                const uint16_t *w = tile + i * kt;
-                const float *xt = xp + c0;
-                __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-                size_t c = 0;
-                for (; c + 32 <= kfull; c += 32) {
-                    __m512i d0 = _mm512_loadu_si512(w + c);
-                    bf16_fma32(d0, xt + c, &a0, &a1);
-                }
-                acc[i] = _mm512_add_ps(acc[i], _mm512_add_ps(a0, a1));
-                for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * x[c0 + c];
-            }
-        }
-        for (size_t i = i0; i < i1; i++) y[base + i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
+        tiled_partial(y + base, block, xp, x, cols, full, nr, K, i0, i1);
     }
     return 1;
 }
