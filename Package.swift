@@ -22,13 +22,14 @@ let package = Package(
         .target(name: "MalTransforms", dependencies: ["MalCore", "MalReaders", "CMalKernels"]),
         .target(name: "MalWriters", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CZstd", "CMalKernels"]),
         .target(name: "MalRuntime", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CMalKernels"]),
+        .target(name: "MalChat", dependencies: ["MalCore", "MalReaders", "MalRuntime"]),
         .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalRuntime", "CMalKernels"]),
         .executableTarget(name: "malconv", dependencies: [
             "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malrun", dependencies: [
-            "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters",
+            "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters", "MalChat",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malbench", dependencies: ["MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],
@@ -37,6 +38,7 @@ let package = Package(
         .testTarget(name: "MalRuntimeTests", dependencies: ["MalTestSupport", "CMalKernels", "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
         .testTarget(name: "MalReadersTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders"]),
         .testTarget(name: "MalQuantTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
+        .testTarget(name: "MalChatTests", dependencies: ["MalTestSupport", "MalCore", "MalChat", "MalRuntime"]),
         .testTarget(name: "MalContainerTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters"]),
     ]
 )

@@ -33,9 +33,10 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
     struct Origin { var hf: TensorInfo; var layout: NameLayout }
     private var origins: [String: Origin] = [:]
 
-    /// Files beside the weights that travel with the model.
+    /// Files beside the weights that travel with the model (`chat_template.jinja` is where
+    /// transformers ≥ 4.43 saves a chat template instead of `tokenizer_config.json`).
     public static let auxFileNames = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                                      "special_tokens_map.json"]
+                                      "special_tokens_map.json", "chat_template.jinja"]
 
     public init(model: HFModel, target: TargetDType = .keep) throws {
         self.model = model
