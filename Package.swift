@@ -12,6 +12,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -23,13 +25,18 @@ let package = Package(
         .target(name: "MalWriters", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CZstd", "CMalKernels"]),
         .target(name: "MalRuntime", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CMalKernels"]),
         .target(name: "MalChat", dependencies: ["MalCore", "MalReaders", "MalRuntime"]),
+        .target(name: "MalServe", dependencies: [
+            "MalCore", "MalRuntime", "MalChat",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalRuntime", "CMalKernels"]),
         .executableTarget(name: "malconv", dependencies: [
             "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malrun", dependencies: [
-            "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters", "MalChat",
+            "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters", "MalChat", "MalServe",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malbench", dependencies: ["MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],

@@ -34,7 +34,7 @@ public struct ChatTemplate {
     /// The template for models that have none.
     public static func plain(specialTokens: [(String, JinjaValue)] = []) -> ChatTemplate {
         // swiftlint:disable:next force_try
-        try! ChatTemplate(source: "{% for m in messages %}{% if not loop.first %}\n{% endif %}{{ m['content'] }}{% endfor %}",
+        try! ChatTemplate(source: "{% for m in messages %}{% if not loop.first %}{{ '\n' }}{% endif %}{{ m['content'] }}{% endfor %}",
                           origin: "the plain template (the model has no chat template)", specialTokens: specialTokens,
                           addsSpecialTokens: true)
     }

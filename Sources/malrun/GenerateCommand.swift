@@ -35,9 +35,6 @@ func fail(_ e: MalError) -> ExitCode {
     return ExitCode(1)
 }
 
-/// `--speculative`: where drafts come from.
-enum SpeculativeMode: String, ExpressibleByArgument, CaseIterable { case mtp }
-
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
@@ -51,38 +48,10 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .short, help: "Tokens to generate.")
     var n: Int = 128
 
-    @Option(help: "Temperature (0 = greedy).")
-    var temperature: Float = 0
-
-    @Option(help: "Keep the K most likely tokens (0 = all).")
-    var topK: Int = 0
-
-    @Option(help: "Nucleus sampling: smallest set with this probability mass.")
-    var topP: Float = 1
-
-    @Option(help: "Drop tokens less likely than this fraction of the most likely one.")
-    var minP: Float = 0
-
-    @Option(help: "Repetition penalty (1 = none).")
-    var repeatPenalty: Float = 1
-
-    @Option(help: "Random seed for sampling.")
-    var seed: UInt64 = 0
-
-    @Option(help: "Speculative decoding: mtp drafts with the model's multi-token-prediction layer (DeepSeek-V3); the output is that of plain decoding.")
-    var speculative: SpeculativeMode?
-
-    @Option(help: "With --speculative mtp: drafts per step (the MTP layer chained on its own output beyond 1).")
-    var draft: Int = 1
+    @OptionGroup var sampling: SamplingOptions
 
     func validate() throws {
         guard n >= 0 else { throw ValidationError("-n must be >= 0") }
-        guard temperature >= 0 else { throw ValidationError("--temperature must be >= 0 (0 is greedy)") }
-        guard topK >= 0 else { throw ValidationError("--top-k must be >= 0 (0 keeps every token)") }
-        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
-        guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
-        guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be > 0") }
-        guard (1...3).contains(draft) else { throw ValidationError("--draft must be in 1...3 (a verify step of up to 4 tokens keeps the one-token kernels, so the output is exact)") }
     }
 
     func run() throws {
@@ -90,7 +59,7 @@ struct GenerateCommand: ParsableCommand {
             let t0 = monotonicSeconds()
             let model = try ModelLoader.open(options.model)
             let tok = try TokenizerLoader.load(options.model)
-            let tr = try options.transformer(model, context: options.context, mtp: speculative == .mtp)
+            let tr = try options.transformer(model, context: options.context, mtp: sampling.speculative == .mtp)
             let loadTime = monotonicSeconds() - t0
             let ids = tok.encode(prompt, addSpecial: true)
             if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
@@ -98,16 +67,8 @@ struct GenerateCommand: ParsableCommand {
                 throw MalError(.invalidArgument, "the prompt (\(ids.count) tokens) is longer than the context length \(tr.contextLength)"
                                + (options.context == nil ? " (--context raises it up to the model's \(model.spec.maxPositions))" : ""))
             }
-            var settings = Generator.Settings()
-            settings.maxTokens = n
-            settings.temperature = temperature
-            settings.topK = topK
-            settings.topP = topP
-            settings.minP = minP
-            settings.repetitionPenalty = repeatPenalty
-            settings.seed = seed
-            let generator = try Generator(transformer: tr, tokenizer: tok, modelPath: options.model,
-                                          draftTokens: speculative == .mtp ? draft : 0)
+            let settings = sampling.settings(maxTokens: n)
+            let generator = try Generator(transformer: tr, tokenizer: tok, modelPath: options.model, draftTokens: sampling.draftTokens)
             writeOut(prompt)
             let r = try generator.generate(prompt: ids, settings: settings) { _, text in
                 writeOut(text)
@@ -121,10 +82,7 @@ struct GenerateCommand: ParsableCommand {
                               loadTime, r.promptTokens, r.promptTokensPerSecond, r.generated.count, r.tokensPerSecond, options.threads,
                               tr.kvCacheBytesPerToken,
                               model.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
-            if speculative != nil {
-                printError(String(format: "speculative (mtp, %d draft%@): %d of %d drafts accepted (%.1f%%), %.2f tokens per main-model step",
-                                  draft, draft == 1 ? "" : "s", r.accepted, r.drafted, 100 * r.acceptanceRate, r.tokensPerStep))
-            }
+            if let line = sampling.speculativeSummary(r) { printError(line) }
         } catch let e as MalError { throw fail(e) }
     }
 }

@@ -4,12 +4,13 @@ import MalCore
 import MalReaders
 import MalRuntime
 
-struct MalrunCommand: ParsableCommand {
+@main
+struct MalrunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "malrun",
         abstract: "Run converted LLMs on the CPU.",
-        subcommands: [GenerateCommand.self, LogitsCommand.self, BenchCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
-                      InfoCommand.self],
+        subcommands: [GenerateCommand.self, ChatCommand.self, ServeCommand.self, LogitsCommand.self, BenchCommand.self,
+                      TokenizeCommand.self, DetokenizeCommand.self, TemplateCommand.self, InfoCommand.self],
         defaultSubcommand: GenerateCommand.self)
 }
 

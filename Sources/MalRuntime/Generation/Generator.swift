@@ -1,3 +1,4 @@
+import Foundation
 import MalCore
 
 /// Text generation as a library (as `generate()` in llama2.c's `run.c`): one session with a model,
@@ -25,6 +26,10 @@ public final class Generator {
     public internal(set) var tokens: [Int32] = []
     /// A sampled token not yet in the KV cache (run first by the next call).
     var pending: Int32?
+    /// The log-probabilities of the token just passed to `generate`'s callback (with
+    /// `Settings.logprobs`).
+    public internal(set) var lastLogprob: TokenLogprob?
+    var logprobCount: Int?
     /// Applied to each step's drafts before they are verified (tests force rejections with it).
     public var draftFilter: ((_ step: Int, _ drafts: [Int32]) -> [Int32])?
     var draftSteps = 0
@@ -42,6 +47,9 @@ public final class Generator {
         public var seed: UInt64 = 0
         /// Stop at the tokenizer's end-of-sequence and end-of-turn tokens.
         public var stopAtEndTokens = true
+        /// Record each generated token's log-probability and this many most likely alternatives
+        /// (`lastLogprob`, `Result.logprobs`); nil records nothing.
+        public var logprobs: Int?
         public init() {}
 
         var sampler: Sampler {
@@ -118,6 +126,8 @@ public final class Generator {
         tokens += prompt
         pending = nil
         var result = Result(promptTokens: input.count)
+        logprobCount = settings.logprobs
+        lastLogprob = nil
         let t0 = monotonicSeconds()
         let logits = try transformer.forward(input, keepHidden: draftTokens > 0)
         try requireFinite(logits)
@@ -149,6 +159,7 @@ public final class Generator {
         var logits = first
         while !stream.done {
             let next = sampler.sample(logits, history: tokens, position: tokens.count)
+            noteLogprob(logits[...], next)
             guard stream.emit(next) else { break }
             tokens.append(next)
             if stream.done { pending = next; break }
@@ -158,11 +169,47 @@ public final class Generator {
         }
     }
 
+    /// With `Settings.logprobs`: the chosen token's log-probability under the model (the
+    /// log-softmax of the raw logits, before temperature and filters, as OpenAI reports them)
+    /// and the most likely alternatives.
+    func noteLogprob(_ logits: ArraySlice<Float>, _ chosen: Int32) {
+        guard let k = logprobCount else { return }
+        lastLogprob = TokenLogprob(logits: logits, chosen: chosen, top: k)
+    }
+
     /// Sampling from NaN logits would print a plausible-looking token (greedy picks id 0): stop.
     func requireFinite(_ logits: [Float]) throws {
         guard let bad = NonFiniteScan.firstIndex(logits) else { return }
         throw MalError(.nonFiniteValue, "the model computed a non-finite logit (\(logits[bad]) for token \(bad)) at position "
                        + "\(transformer.position - 1): its weights hold NaN or infinity, or its activations overflowed", file: modelPath)
+    }
+}
+
+/// One generated token's log-probability and the `top` most likely tokens at its position.
+public struct TokenLogprob: Sendable {
+    public var id: Int32
+    public var logprob: Float
+    public var top: [(id: Int32, logprob: Float)]
+
+    init(logits: ArraySlice<Float>, chosen: Int32, top k: Int) {
+        let base = logits.startIndex
+        let m = logits.max() ?? 0
+        var sum: Double = 0
+        for v in logits { sum += Double(Foundation.exp(v - m)) }
+        let logZ = m + Float(Foundation.log(sum))
+        id = chosen
+        logprob = logits[base + Int(chosen)] - logZ
+        // The k largest by a partial selection: k is small (OpenAI allows up to 20).
+        var best: [(Int32, Float)] = []
+        if k > 0 {
+            for (i, v) in logits.enumerated() where best.count < k || v > best[best.count - 1].1 {
+                let entry = (Int32(i), v - logZ)
+                let at = best.firstIndex { $0.1 < entry.1 } ?? best.count
+                best.insert(entry, at: at)
+                if best.count > k { best.removeLast() }
+            }
+        }
+        top = best.map { (id: $0.0, logprob: $0.1) }
     }
 }
 
@@ -199,5 +246,44 @@ struct TokenStream {
     mutating func finish() {
         let rest = decoder?.finish() ?? ""
         if !rest.isEmpty { _ = onToken(-1, rest) }
+    }
+}
+
+extension Generator {
+    /// Generates after `history`, the whole token sequence of a conversation (a chat re-renders
+    /// its template each turn): the longest prefix it shares with what the session holds stays in
+    /// the KV cache and only the rest runs, so a turn costs its new tokens. A history that
+    /// diverges earlier (a template that rewrites past turns) rolls the cache back to where it
+    /// diverges; `Result.promptTokens` says how many tokens ran.
+    public func generate(history: [Int32], settings: Settings, onToken: (Int32, String) -> Bool = { _, _ in true }) throws -> Result {
+        guard !history.isEmpty else { throw MalError(.invalidArgument, "the conversation renders to no tokens") }
+        var common = 0
+        while common < min(tokens.count, history.count) && tokens[common] == history[common] { common += 1 }
+        // At least one token must run to give logits for the next one.
+        if common == history.count && (common < tokens.count || pending == nil) { common -= 1 }
+        if common < tokens.count { rewind(keeping: common) }
+        return try generate(prompt: Array(history[tokens.count...]), settings: settings, onToken: onToken)
+    }
+
+    /// Forgets every token from position `p` on. With drafting, the MTP layer's row for `p - 1`
+    /// was computed from the token at `p`, so it goes too, and the main model re-runs the token
+    /// at `p - 1` to give that row its hidden state again.
+    func rewind(keeping p: Int) {
+        precondition(p >= 0 && p <= tokens.count)
+        var keep = min(p, transformer.position)
+        if draftTokens > 0 {
+            let m = transformer.mtpPosition, rows = m + unrunHidden.count / transformer.spec.hiddenSize
+            precondition(rows == transformer.position)
+            if m > max(p - 1, 0) {
+                keep = max(p - 1, 0)
+                transformer.truncateMTP(to: keep)
+                unrunHidden = []
+            } else {
+                unrunHidden = Array(unrunHidden[0..<((keep - m) * transformer.spec.hiddenSize)])
+            }
+        }
+        transformer.truncate(to: keep)
+        tokens = Array(tokens[0..<keep])
+        pending = nil
     }
 }

@@ -19,6 +19,7 @@ extension Generator {
         var logits = first
         while !stream.done {
             let t = sampler.sample(logits, history: tokens, position: tokens.count)
+            noteLogprob(logits[...], t)
             guard stream.emit(t) else { break }
             tokens.append(t)
             let P = transformer.position        // t's position
@@ -37,6 +38,7 @@ extension Generator {
                 let row = Array(verify[(accepted * vocab)..<((accepted + 1) * vocab)])
                 let s = sampler.sample(row, history: tokens, position: tokens.count)
                 guard s == drafts[accepted], !stream.ends.contains(s) else { break }
+                noteLogprob(row[...], s)
                 _ = stream.emit(s)
                 tokens.append(s)
                 accepted += 1

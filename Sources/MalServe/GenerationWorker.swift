@@ -1,0 +1,151 @@
+import Dispatch
+import Foundation
+import MalChat
+import MalCore
+import MalRuntime
+
+/// Runs requests one at a time on the model (one KV cache, one serial queue off the server's
+/// threads). The session keeps its cache between requests, so a chat client that sends the whole
+/// conversation again only pays for the new tokens (`Generator.generate(history:)`).
+final class GenerationWorker: @unchecked Sendable {
+    let session: ChatSession
+    let modelName: String
+    private let queue = DispatchQueue(label: "malrun.serve.generation")
+    private let lock = NSLock()
+    private var waiting = 0
+
+    init(session: ChatSession, modelName: String) {
+        self.session = session
+        self.modelName = modelName
+    }
+
+    var contextLength: Int { session.generator.transformer.contextLength }
+    /// Requests queued or running.
+    var queued: Int { lock.withLock { waiting } }
+
+    /// What one request streams: text (with the token's log-probabilities when asked), then the end.
+    enum Event: Sendable {
+        case text(String, logprob: LogprobEntry?)
+        case finished(Summary)
+        case failed(APIError)
+    }
+
+    struct LogprobEntry: Sendable {
+        var token: String
+        var logprob: Float
+        var top: [(token: String, logprob: Float)]
+    }
+
+    struct Summary: Sendable {
+        var promptTokens: Int
+        /// Prompt tokens that ran (the rest were in the cache).
+        var promptTokensRun: Int
+        var completionTokens: Int
+        var finishReason: String
+        var promptSeconds: Double
+        var generationSeconds: Double
+    }
+
+    /// Set when the client has gone: the running request stops at its next token, a queued one never starts.
+    final class Cancellation: @unchecked Sendable {
+        private let lock = NSLock()
+        private var flag = false
+        var isCancelled: Bool { lock.withLock { flag } }
+        func cancel() { lock.withLock { flag = true } }
+    }
+
+    /// Queues `request`. `ready` is called once the prompt is tokenized and fits (with its token
+    /// count) or with the error that refuses it; then `events` gets the answer.
+    func submit(_ request: APIRequest, cancel: Cancellation, events: AsyncStream<Event>.Continuation,
+                ready: @escaping @Sendable (Result<Int, APIError>) -> Void) {
+        lock.withLock { waiting += 1 }
+        queue.async {
+            defer { self.lock.withLock { self.waiting -= 1 } }
+            guard !cancel.isCancelled else {
+                ready(.failure(APIError(.badRequest, "the client went away")))
+                events.finish()
+                return
+            }
+            let history: [Int32]
+            do { history = try self.promptTokens(request) } catch let e as APIError {
+                ready(.failure(e))
+                events.finish()
+                return
+            } catch {
+                ready(.failure(APIError(.badRequest, "\(error)")))
+                events.finish()
+                return
+            }
+            ready(.success(history.count))
+            do {
+                events.yield(.finished(try self.run(request, history, cancel, events)))
+            } catch {
+                events.yield(.failed(APIError(.internalServerError, "\(error)")))
+            }
+            events.finish()
+        }
+    }
+
+    /// The prompt's tokens: the chat template for messages, the tokenizer (with its BOS) for text.
+    private func promptTokens(_ request: APIRequest) throws -> [Int32] {
+        let ids: [Int32]
+        switch request.input {
+        case .text(let s): ids = session.tokenizer.encode(s, addSpecial: true)
+        case .tokens(let t):
+            let vocab = session.generator.transformer.spec.vocabSize
+            if let bad = t.first(where: { Int($0) >= vocab }) { throw APIError.invalid("prompt", "token id \(bad) is outside the vocabulary (0..<\(vocab))") }
+            ids = t
+        case .chat(let messages, let variables):
+            do {
+                let text = try session.template.render(messages: messages.map(JinjaValue.init(json:)), addGenerationPrompt: true,
+                                                       variables: variables.map { ($0.0, JinjaValue(json: $0.1)) })
+                ids = session.tokenizer.encode(text, addSpecial: session.template.addsSpecialTokens)
+            } catch let e as TemplateError {
+                throw APIError.invalid("messages", "the chat template cannot render these messages: \(e)")
+            }
+        }
+        guard !ids.isEmpty else { throw APIError.invalid(request.inputParam, "the prompt is empty (and the tokenizer adds no BOS token)") }
+        guard ids.count < contextLength else {
+            throw APIError(.badRequest, "this model's context length is \(contextLength) tokens (serve --context raises it up to the model's "
+                           + "\(session.generator.transformer.spec.maxPositions)); the prompt has \(ids.count), leaving none to generate",
+                           param: request.inputParam, code: "context_length_exceeded")
+        }
+        return ids
+    }
+
+    private func run(_ request: APIRequest, _ history: [Int32], _ cancel: Cancellation,
+                     _ events: AsyncStream<Event>.Continuation) throws -> Summary {
+        var settings = request.settings
+        settings.maxTokens = request.maxTokens ?? contextLength
+        settings.logprobs = request.logprobs
+        let generator = session.generator, tokenizer = session.tokenizer
+        var matcher = StopMatcher(stops: request.stop)
+        let r = try generator.generate(history: history, settings: settings) { id, piece in
+            // One event per token when log-probabilities are asked for (its text may be empty:
+            // held back as the start of a character or a stop string); else one per text piece.
+            let lp = id >= 0 && request.logprobs != nil ? generator.lastLogprob.map { lp in
+                LogprobEntry(token: tokenizer.decode([id]), logprob: lp.logprob, top: lp.top.map { (tokenizer.decode([$0.id]), $0.logprob) })
+            } : nil
+            let (ready, stopped) = matcher.push(piece)
+            if lp != nil || !ready.isEmpty { events.yield(.text(ready, logprob: lp)) }
+            return !stopped && !cancel.isCancelled
+        }
+        let rest = matcher.finish()
+        if !rest.isEmpty { events.yield(.text(rest, logprob: nil)) }
+        let reason: String
+        switch r.stop {
+        case .endToken: reason = "stop"
+        case .maxTokens, .contextFull: reason = "length"
+        case .cancelled: reason = matcher.stopped ? "stop" : "cancelled"
+        }
+        return Summary(promptTokens: history.count, promptTokensRun: r.promptTokens, completionTokens: r.generated.count,
+                       finishReason: reason, promptSeconds: r.promptSeconds, generationSeconds: r.generationSeconds)
+    }
+}
+
+extension APIRequest {
+    var inputParam: String {
+        if case .chat = input { return "messages" }
+        return "prompt"
+    }
+}
