@@ -8,8 +8,10 @@ import MalReaders
 /// `namespace`, `dict`). The rendered text is tokenized without adding special tokens, as
 /// transformers does, so a template that writes `{{ bos_token }}` gets one BOS, not two.
 ///
-/// A model without a template (a base model, like the bundled samples) gets `plain`: the
-/// messages' text one per line, tokenized with the tokenizer's own special tokens (its BOS).
+/// A model without a template (a base model, like the bundled samples) gets `plain`: each
+/// message's text on a new line, an answer straight after what it answers (so the model
+/// continues the text, and the next turn finds its own tokens in the cache), tokenized with the
+/// tokenizer's own special tokens (its BOS).
 public struct ChatTemplate {
     public let source: String
     /// Where the template came from, named by errors.
@@ -34,7 +36,8 @@ public struct ChatTemplate {
     /// The template for models that have none.
     public static func plain(specialTokens: [(String, JinjaValue)] = []) -> ChatTemplate {
         // swiftlint:disable:next force_try
-        try! ChatTemplate(source: "{% for m in messages %}{% if not loop.first %}{{ '\n' }}{% endif %}{{ m['content'] }}{% endfor %}",
+        try! ChatTemplate(source: "{% for m in messages %}{% if not loop.first and m['role'] != 'assistant' %}{{ '\n' }}{% endif %}"
+                          + "{{ m['content'] }}{% endfor %}",
                           origin: "the plain template (the model has no chat template)", specialTokens: specialTokens,
                           addsSpecialTokens: true)
     }

@@ -13,6 +13,7 @@ final class GenerationWorker: @unchecked Sendable {
     private let queue = DispatchQueue(label: "malrun.serve.generation")
     private let lock = NSLock()
     private var waiting = 0
+    private var cancelledCount = 0
 
     init(session: ChatSession, modelName: String) {
         self.session = session
@@ -22,6 +23,8 @@ final class GenerationWorker: @unchecked Sendable {
     var contextLength: Int { session.generator.transformer.contextLength }
     /// Requests queued or running.
     var queued: Int { lock.withLock { waiting } }
+    /// Requests stopped because their client went away.
+    var cancelled: Int { lock.withLock { cancelledCount } }
 
     /// What one request streams: text (with the token's log-probabilities when asked), then the end.
     enum Event: Sendable {
@@ -62,6 +65,7 @@ final class GenerationWorker: @unchecked Sendable {
         queue.async {
             defer { self.lock.withLock { self.waiting -= 1 } }
             guard !cancel.isCancelled else {
+                self.lock.withLock { self.cancelledCount += 1 }
                 ready(.failure(APIError(.badRequest, "the client went away")))
                 events.finish()
                 return
@@ -138,6 +142,7 @@ final class GenerationWorker: @unchecked Sendable {
         case .maxTokens, .contextFull: reason = "length"
         case .cancelled: reason = matcher.stopped ? "stop" : "cancelled"
         }
+        if reason == "cancelled" { lock.withLock { cancelledCount += 1 } }
         return Summary(promptTokens: history.count, promptTokensRun: r.promptTokens, completionTokens: r.generated.count,
                        finishReason: reason, promptSeconds: r.promptSeconds, generationSeconds: r.generationSeconds)
     }

@@ -39,7 +39,8 @@ public struct OpenAIServer: Sendable {
         router.add(middleware: APIErrorMiddleware(apiKey: configuration.apiKey))
         router.get("/health") { _, _ in
             jsonResponse(.object([("status", .string("ok")), ("model", .string(configuration.modelName)),
-                                  ("requests_in_progress", .int(Int64(worker.queued)))]))
+                                  ("requests_in_progress", .int(Int64(worker.queued))),
+                                  ("requests_cancelled", .int(Int64(worker.cancelled)))]))
         }
         router.get("/v1/models") { _, _ in
             jsonResponse(.object([("object", .string("list")), ("data", .array([modelObject]))]))

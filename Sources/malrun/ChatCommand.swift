@@ -18,7 +18,7 @@ struct TemplateOptions: ParsableArguments {
         if let chatTemplate { return try ChatTemplate.load(file: chatTemplate, model: model) }
         let t = try ChatTemplate.loadOrPlain(model: model)
         if announce && t.isPlain {
-            printError("note: \(model) has no chat template (a base model): messages are sent as plain text, one per line; "
+            printError("note: \(model) has no chat template (a base model): each message is sent as plain text on a new line, and answers continue the text; "
                        + "--chat-template FILE gives one")
         }
         return t
