@@ -12,6 +12,9 @@ public final class ChatSession {
     public private(set) var system: String?
     /// The conversation after the system message: user and assistant turns.
     public private(set) var turns: [JinjaValue] = []
+    /// The text and tokens of the last prompt and its answer, as they were generated.
+    private var heldText: [UInt8] = []
+    private var heldIds: [Int32] = []
 
     public init(generator: Generator, template: ChatTemplate, system: String? = nil) throws {
         guard let tok = generator.tokenizer else { throw MalError(.invalidArgument, "a chat needs the model's tokenizer") }
@@ -29,6 +32,8 @@ public final class ChatSession {
     /// Forgets the turns (the system message stays).
     public func reset() {
         turns = []
+        heldText = []
+        heldIds = []
         generator.reset()
     }
 
@@ -39,10 +44,31 @@ public final class ChatSession {
     }
 
     /// The token ids of `messages` with or without the generation prompt, as transformers'
-    /// `apply_chat_template(…, tokenize=True)` gives them.
+    /// `apply_chat_template(…, tokenize=True)` gives them, except where the text extends the last
+    /// prompt and answer (`tokens(forText:)`).
     public func tokens(for messages: [JinjaValue], addGenerationPrompt: Bool = true) throws -> [Int32] {
-        let text = try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt)
-        return tokenizer.encode(text, addSpecial: template.addsSpecialTokens)
+        try tokens(forText: try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt),
+                   addSpecial: template.addsSpecialTokens)
+    }
+
+    /// The tokens of a prompt. A prompt that begins with the last prompt and its answer keeps
+    /// their tokens as generated and tokenizes only the rest: tokenizing the whole text again
+    /// can split the answer differently from how it was sampled, and then the KV cache would be
+    /// reused only up to the first difference (as llama.cpp's interactive mode, it appends).
+    public func tokens(forText text: String, addSpecial: Bool) -> [Int32] {
+        let bytes = Array(text.utf8)
+        if !heldIds.isEmpty, bytes.count >= heldText.count, bytes.starts(with: heldText),
+           bytes.count == heldText.count || bytes[heldText.count] & 0xC0 != 0x80 {
+            return heldIds + tokenizer.encode(String(decoding: bytes[heldText.count...], as: UTF8.self), addSpecial: false)
+        }
+        return tokenizer.encode(text, addSpecial: addSpecial)
+    }
+
+    /// Records what the generator holds after a request: the prompt's text and tokens and the
+    /// generated tokens (all of them, also past a stop string).
+    public func noteGenerated(promptText: String, promptIds: [Int32], generated: [Int32]) {
+        heldText = Array(promptText.utf8) + generated.flatMap(tokenizer.tokenBytes)
+        heldIds = promptIds + generated
     }
 
     public struct Turn {
@@ -54,8 +80,10 @@ public final class ChatSession {
     /// Sends a user message and generates the answer, streaming its text to `onText` (which may
     /// stop it by returning false). The answer joins the conversation even when stopped early.
     public func send(_ text: String, settings: Generator.Settings, stop: [String] = [], onText: (String) -> Bool = { _ in true }) throws -> Turn {
-        let history = try tokens(for: messages + [ChatTemplate.message(role: "user", content: text)])
+        let prompt = try template.render(messages: messages + [ChatTemplate.message(role: "user", content: text)], addGenerationPrompt: true)
+        let history = tokens(forText: prompt, addSpecial: template.addsSpecialTokens)
         let turn = try Self.complete(generator, history: history, settings: settings, stop: stop, onText: onText)
+        noteGenerated(promptText: prompt, promptIds: history, generated: turn.result.generated)
         turns.append(ChatTemplate.message(role: "user", content: text))
         turns.append(ChatTemplate.message(role: "assistant", content: turn.text))
         return turn

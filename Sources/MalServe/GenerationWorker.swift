@@ -70,8 +70,8 @@ final class GenerationWorker: @unchecked Sendable {
                 events.finish()
                 return
             }
-            let history: [Int32]
-            do { history = try self.promptTokens(request) } catch let e as APIError {
+            let history: [Int32], text: String?
+            do { (text, history) = try self.promptTokens(request) } catch let e as APIError {
                 ready(.failure(e))
                 events.finish()
                 return
@@ -82,7 +82,9 @@ final class GenerationWorker: @unchecked Sendable {
             }
             ready(.success(history.count))
             do {
-                events.yield(.finished(try self.run(request, history, cancel, events)))
+                let (summary, generated) = try self.run(request, history, cancel, events)
+                if let text { self.session.noteGenerated(promptText: text, promptIds: history, generated: generated) }
+                events.yield(.finished(summary))
             } catch {
                 events.yield(.failed(APIError(.internalServerError, "\(error)")))
             }
@@ -91,19 +93,24 @@ final class GenerationWorker: @unchecked Sendable {
     }
 
     /// The prompt's tokens: the chat template for messages, the tokenizer (with its BOS) for text.
-    private func promptTokens(_ request: APIRequest) throws -> [Int32] {
+    /// The prompt's tokens (and text, when it has one).
+    private func promptTokens(_ request: APIRequest) throws -> (String?, [Int32]) {
         let ids: [Int32]
+        var text: String?
         switch request.input {
-        case .text(let s): ids = session.tokenizer.encode(s, addSpecial: true)
+        case .text(let s):
+            ids = session.tokens(forText: s, addSpecial: true)
+            text = s
         case .tokens(let t):
             let vocab = session.generator.transformer.spec.vocabSize
             if let bad = t.first(where: { Int($0) >= vocab }) { throw APIError.invalid("prompt", "token id \(bad) is outside the vocabulary (0..<\(vocab))") }
             ids = t
         case .chat(let messages, let variables):
             do {
-                let text = try session.template.render(messages: messages.map(JinjaValue.init(json:)), addGenerationPrompt: true,
-                                                       variables: variables.map { ($0.0, JinjaValue(json: $0.1)) })
-                ids = session.tokenizer.encode(text, addSpecial: session.template.addsSpecialTokens)
+                let rendered = try session.template.render(messages: messages.map(JinjaValue.init(json:)), addGenerationPrompt: true,
+                                                           variables: variables.map { ($0.0, JinjaValue(json: $0.1)) })
+                ids = session.tokens(forText: rendered, addSpecial: session.template.addsSpecialTokens)
+                text = rendered
             } catch let e as TemplateError {
                 throw APIError.invalid("messages", "the chat template cannot render these messages: \(e)")
             }
@@ -114,11 +121,11 @@ final class GenerationWorker: @unchecked Sendable {
                            + "\(session.generator.transformer.spec.maxPositions)); the prompt has \(ids.count), leaving none to generate",
                            param: request.inputParam, code: "context_length_exceeded")
         }
-        return ids
+        return (text, ids)
     }
 
     private func run(_ request: APIRequest, _ history: [Int32], _ cancel: Cancellation,
-                     _ events: AsyncStream<Event>.Continuation) throws -> Summary {
+                     _ events: AsyncStream<Event>.Continuation) throws -> (Summary, [Int32]) {
         var settings = request.settings
         settings.maxTokens = request.maxTokens ?? contextLength
         settings.logprobs = request.logprobs
@@ -143,8 +150,8 @@ final class GenerationWorker: @unchecked Sendable {
         case .cancelled: reason = matcher.stopped ? "stop" : "cancelled"
         }
         if reason == "cancelled" { lock.withLock { cancelledCount += 1 } }
-        return Summary(promptTokens: history.count, promptTokensRun: r.promptTokens, completionTokens: r.generated.count,
-                       finishReason: reason, promptSeconds: r.promptSeconds, generationSeconds: r.generationSeconds)
+        return (Summary(promptTokens: history.count, promptTokensRun: r.promptTokens, completionTokens: r.generated.count,
+                        finishReason: reason, promptSeconds: r.promptSeconds, generationSeconds: r.generationSeconds), r.generated)
     }
 }
 
