@@ -51,6 +51,8 @@ demo: build
 	$(BIN)/malconv verify Samples/deepseek-v3-fortunes-fp8 $(DEMO)/deepseek-v3-fortunes-fp8.mal | grep TOTAL
 	@echo "== speculative decoding with DeepSeek-V3's multi-token prediction (the same text as plain decoding)"
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes.mal -p "The secret of success is" -n 40 --speculative mtp
+	@echo "== chat (two turns from standard input; the second runs only its new tokens)"
+	printf 'The secret of success is\nAnd what about failure?\n' | $(BIN)/malrun chat $(DEMO)/llama3-fortunes.mal -n 40
 	@echo "== absorb MLA (latent KV cache) and run"
 	$(BIN)/malconv absorb-mla $(DEMO)/deepseek-v3-fortunes-fp8.mal -o $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal --mode split
 	$(BIN)/malrun $(DEMO)/deepseek-v3-fortunes-fp8-absorbed.mal -p "The secret of success is" -n 40

@@ -82,3 +82,33 @@ import Testing
         #expect(o.finish() == "EN", "an unfinished prefix is text after all")
     }
 }
+
+/// The chat template travels in the container: `tokenizer_config.json`'s `chat_template` and a
+/// `chat_template.jinja` (which wins, as in transformers) are read back from the `.mal` identical.
+@Suite("Chat templates in .mal") struct ChatTemplateStorageTests {
+    @Test("convert keeps the template; the .mal renders as the folder")
+    func stored() throws {
+        let dir = Fixtures.tempDir()
+        defer { Fixtures.cleanup(dir) }
+        let source = try String(contentsOfFile: Fixtures.packageRoot + "/Tests/ChatTemplates/templates/llama3-style.jinja", encoding: .utf8)
+        let other = "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+        for (name, viaJinjaFile) in [("config", false), ("jinja", true)] {
+            let folder = dir + "/" + name
+            try FileManager.default.copyItem(atPath: Fixtures.samples + "/llama3-fortunes", toPath: folder)
+            var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/tokenizer_config.json"))) as! [String: Any]
+            config["chat_template"] = viaJinjaFile ? other : source
+            try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: folder + "/tokenizer_config.json"))
+            if viaJinjaFile { try source.write(toFile: folder + "/chat_template.jinja", atomically: true, encoding: .utf8) }
+            let mal = dir + "/\(name).mal"
+            let r = try runTool("malconv", ["convert", folder, "-o", mal])
+            #expect(r.status == 0, "\(r.stderr)")
+            let messages = [ChatTemplate.message(role: "system", content: "S"), ChatTemplate.message(role: "user", content: "Hi")]
+            let fromFolder = try #require(try ChatTemplate.load(model: folder))
+            let fromMal = try #require(try ChatTemplate.load(model: mal))
+            #expect(fromFolder.source == source && fromMal.source == source, "\(name): the template read back")
+            #expect(try fromMal.render(messages: messages, addGenerationPrompt: true) == fromFolder.render(messages: messages, addGenerationPrompt: true))
+            #expect(fromMal.specialTokens.first { $0.0 == "bos_token" }?.1.text == "<|begin_of_text|>")
+        }
+        #expect(try ChatTemplate.load(model: Fixtures.samples + "/llama3-fortunes") == nil, "the sample has none")
+    }
+}
