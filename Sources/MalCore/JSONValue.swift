@@ -191,7 +191,13 @@ public indirect enum JSONValue: Equatable, Sendable {
         }
     }
 
-    public static func writeString(_ s: String, to out: inout String) {
+    /// A JSON string as Python's `json.dumps` writes it (`\b` and `\f` short, other controls as
+    /// `\u00XX`, non-ASCII kept unless `asciiOnly`, which escapes it as UTF-16 `\uXXXX`).
+    public static func writeString(_ s: String, to out: inout String, asciiOnly: Bool = false) {
+        func hex4(_ v: UInt32) {
+            let h = String(v, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+        }
         out += "\""
         for u in s.unicodeScalars {
             switch u {
@@ -200,10 +206,14 @@ public indirect enum JSONValue: Equatable, Sendable {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
             default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                if u.value < 0x20 || (asciiOnly && u.value > 0x7E) {
+                    if u.value > 0xFFFF {
+                        hex4(0xD800 + ((u.value - 0x10000) >> 10))
+                        hex4(0xDC00 + ((u.value - 0x10000) & 0x3FF))
+                    } else { hex4(u.value) }
                 } else {
                     out.unicodeScalars.append(u)
                 }

@@ -39,31 +39,9 @@ enum JSONText {
     }
 
     static func quote(_ s: String, asciiOnly: Bool) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if u.value < 0x20 || (asciiOnly && u.value > 0x7E) {
-                    if u.value > 0xFFFF {
-                        let v = u.value - 0x10000
-                        out += hex4(0xD800 + (v >> 10)) + hex4(0xDC00 + (v & 0x3FF))
-                    } else { out += hex4(u.value) }
-                } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
-
-    private static func hex4(_ v: UInt32) -> String {
-        let h = String(v, radix: 16)
-        return "\\u" + String(repeating: "0", count: 4 - h.count) + h
+        var out = ""
+        JSONValue.writeString(s, to: &out, asciiOnly: asciiOnly)
+        return out
     }
 }
 
