@@ -66,14 +66,17 @@ enum PatternScanner {
         (0x4E00...0x9FA5).contains(v) || (0x3040...0x309F).contains(v) || (0x30A0...0x30FF).contains(v)
     }
 
-    /// `'s|'t|'re|'ve|'m|'ll|'d`, optionally case-insensitive.
+    /// `'s|'t|'re|'ve|'m|'ll|'d`, optionally case-insensitive. Oniguruma's case folding for these
+    /// letters (asked of HF tokenizers for every scalar: `Tests/Unicode`) is ASCII case plus
+    /// U+017F LATIN SMALL LETTER LONG S, which folds to `s`.
     @inline(__always)
     static func contraction(_ t: ScalarText, _ i: Int, _ to: Int, caseInsensitive: Bool) -> Int? {
         guard t.scalars[i] == 0x27, i + 1 < to else { return nil }
         func c(_ k: Int) -> UInt32 {
             guard k < to else { return 0 }
             let v = t.scalars[k]
-            return caseInsensitive && v >= 0x41 && v <= 0x5A ? v + 32 : v
+            guard caseInsensitive else { return v }
+            return v >= 0x41 && v <= 0x5A ? v + 32 : v == 0x17F ? 0x73 : v
         }
         switch c(i + 1) {
         case 0x73, 0x74, 0x6D, 0x64: return i + 2                        // s t m d

@@ -121,6 +121,16 @@ public final class Tokenizer: @unchecked Sendable {
         return addSpecial ? postProcess(out) : out
     }
 
+    /// The pre-tokenizer's pieces of `text` as scalar offsets (no added tokens, no normalizer):
+    /// what HF's `pre_tokenizer.pre_tokenize_str` returns, for tests and debugging.
+    public func preTokenize(_ text: String) -> [Range<Int>] {
+        let scalars = text.unicodeScalars.map(\.value)
+        let t = ScalarText(scalars: scalars, classes: scalars.map { UnicodeClass.of($0) })
+        var pieces = [(0, scalars.count)]
+        for step in steps { pieces = apply(step, t, pieces) }
+        return pieces.filter { $0.1 > $0.0 }.map { $0.0..<$0.1 }
+    }
+
     func isSpaceByte(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D || b == 0x0B || b == 0x0C }
 
     /// The longest added token at `i` that may stand there (`single_word` ones not inside a word).
