@@ -293,15 +293,23 @@ public final class Tokenizer: @unchecked Sendable {
         }
     }
 
-    /// General path: Swift Regex over the piece, with Unicode-scalar semantics.
+    /// General path: Swift Regex over the piece, with Unicode-scalar semantics. Match bounds are
+    /// turned into scalar offsets by walking on from the previous match, never from the start
+    /// (that walk made a long line quadratic).
     static func regexMatches(_ r: Regex<AnyRegexOutput>, _ t: ScalarText, _ s: Int, _ e: Int, _ emit: (Int, Int) -> Void) {
         var str = String.UnicodeScalarView()
         for k in s..<e { str.append(Unicode.Scalar(t.scalars[k]) ?? "\u{FFFD}") }
         let text = String(str)
         let scalars = text.unicodeScalars
+        var index = scalars.startIndex, walked = 0
+        func offset(of target: String.Index) -> Int {
+            walked += scalars.distance(from: index, to: target)
+            index = target
+            return walked
+        }
         for m in text.matches(of: r) where !m.range.isEmpty {
-            let a = scalars.distance(from: scalars.startIndex, to: m.range.lowerBound)
-            let b = scalars.distance(from: scalars.startIndex, to: m.range.upperBound)
+            let a = offset(of: m.range.lowerBound)
+            let b = offset(of: m.range.upperBound)
             emit(s + a, s + b)
         }
     }
