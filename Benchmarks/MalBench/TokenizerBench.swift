@@ -41,6 +41,18 @@ enum TokenizerBench {
         try w.finish(metadata: MalMetadata(spec: spec, hfNamePrefix: nil, quantization: nil,
                                            provenance: .init(converter: "malbench", converterVersion: malconvVersion, command: "bench",
                                                              options: [:], sources: [], droppedTensors: [])))
+        if ProcessInfo.processInfo.environment["MALBENCH_LOAD_ONLY"] != nil {
+            // Profiling aid: load from the .mal in a loop.
+            var times: [Double] = []
+            for _ in 0..<50 {
+                let t = Date()
+                _ = try TokenizerLoader.load(dir + "/tok.mal")
+                times.append(Date().timeIntervalSince(t))
+            }
+            times.sort()
+            print(String(format: "50 loads from .mal: min %.1f ms, median %.1f ms", times[0] * 1e3, times[25] * 1e3))
+            return
+        }
         var malLoad = Double.infinity, jsonBest = jsonLoad
         for _ in 0..<5 {
             t0 = Date()

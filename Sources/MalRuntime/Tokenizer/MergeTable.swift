@@ -3,8 +3,9 @@
 /// multiplicative hash over the packed pair is enough here (keys are not adversarial: they come
 /// from the vocabulary).
 struct MergeTable {
-    private var keys: [UInt64]
-    private var values: [UInt64]
+    /// Key (the packed pair) and value (rank << 32 | merged id) side by side: one cache line
+    /// per probe, when building and when looking up.
+    private var slots: [(key: UInt64, value: UInt64)]
     private let mask: Int
     private let shift: UInt64
 
@@ -12,34 +13,36 @@ struct MergeTable {
 
     init(_ merges: [(Int32, Int32, Int32)]) {
         var cap = 16
-        while cap < merges.count * 2 { cap <<= 1 }
-        keys = [UInt64](repeating: MergeTable.empty, count: cap)
-        values = [UInt64](repeating: 0, count: cap)
-        mask = cap - 1
-        shift = UInt64(64 - cap.trailingZeroBitCount)
-        for (rank, (a, b, c)) in merges.enumerated() {
-            let k = MergeTable.key(a, b)
-            var i = slot(k)
-            while keys[i] != MergeTable.empty && keys[i] != k { i = (i + 1) & mask }
-            if keys[i] == MergeTable.empty {          // the first (lowest-rank) merge of a pair wins
-                keys[i] = k
-                values[i] = UInt64(UInt32(rank)) << 32 | UInt64(UInt32(bitPattern: c))
+        while cap < merges.count * 3 / 2 { cap <<= 1 }      // load factor at most 2/3
+        var table = [(key: UInt64, value: UInt64)](repeating: (MergeTable.empty, 0), count: cap)
+        let m = cap - 1, sh = UInt64(64 - cap.trailingZeroBitCount)
+        table.withUnsafeMutableBufferPointer { t in
+            for (rank, (a, b, c)) in merges.enumerated() {
+                let k = MergeTable.key(a, b)
+                var i = MergeTable.slot(k, sh)
+                while t[i].key != MergeTable.empty && t[i].key != k { i = (i + 1) & m }
+                if t[i].key == MergeTable.empty {          // the first (lowest-rank) merge of a pair wins
+                    t[i] = (k, UInt64(UInt32(rank)) << 32 | UInt64(UInt32(bitPattern: c)))
+                }
             }
         }
+        slots = table
+        mask = m
+        shift = sh
     }
 
     @inline(__always) static func key(_ a: Int32, _ b: Int32) -> UInt64 { UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b)) }
-    @inline(__always) func slot(_ k: UInt64) -> Int { Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> shift) }
+    @inline(__always) static func slot(_ k: UInt64, _ shift: UInt64) -> Int { Int(truncatingIfNeeded: (k &* 0x9E37_79B9_7F4A_7C15) >> shift) }
 
     /// (rank, merged id) of the pair, or rank Int32.max.
     @inline(__always)
     func lookup(_ a: Int32, _ b: Int32) -> (rank: Int32, result: Int32) {
         let k = MergeTable.key(a, b)
-        var i = slot(k)
+        var i = MergeTable.slot(k, shift)
         while true {
-            let s = keys[i]
-            if s == k { let v = values[i]; return (Int32(truncatingIfNeeded: v >> 32), Int32(truncatingIfNeeded: v & 0xFFFF_FFFF)) }
-            if s == MergeTable.empty { return (Int32.max, -1) }
+            let s = slots[i]
+            if s.key == k { return (Int32(truncatingIfNeeded: s.value >> 32), Int32(truncatingIfNeeded: s.value & 0xFFFF_FFFF)) }
+            if s.key == MergeTable.empty { return (Int32.max, -1) }
             i = (i + 1) & mask
         }
     }

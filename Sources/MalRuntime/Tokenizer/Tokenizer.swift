@@ -10,7 +10,7 @@ import MalCore
 public final class Tokenizer: @unchecked Sendable {
     public let model: TokenizerModel
     /// Vocabulary lookup: token bytes → id.
-    private var vocab: [[UInt8]: Int32] = [:]
+    private var vocab: VocabularyLookup
     /// Merge table keyed by (left, right): rank and merged id.
     private var mergeTable: MergeTable
     private var byteIds = [Int32](repeating: -1, count: 256)
@@ -34,10 +34,10 @@ public final class Tokenizer: @unchecked Sendable {
 
     public init(model: TokenizerModel) throws {
         self.model = model
-        vocab.reserveCapacity(model.tokens.count)
-        for (i, t) in model.tokens.enumerated() { if let t, vocab[t] == nil { vocab[t] = Int32(i) } }
-        for b in 0..<256 { byteIds[b] = vocab[[UInt8(b)]] ?? -1 }
-        mergeTable = MergeTable(model.merges)
+        // The two tables are independent and each a few milliseconds for a 128K vocabulary:
+        // built side by side, loading is bound by the slower one.
+        (vocab, mergeTable) = Tokenizer.buildTables(model)
+        for b in 0..<256 { byteIds[b] = vocab.find([UInt8(b)]) ?? -1 }
         added = model.addedTokens
         for a in added { addedById[a.id] = a }
         addedTrie = AddedTokenTrie(added)
@@ -68,6 +68,15 @@ public final class Tokenizer: @unchecked Sendable {
         }
         if let p = model.preTokenizer { try compile(p) }
         steps = s
+    }
+
+    static func buildTables(_ model: TokenizerModel) -> (VocabularyLookup, MergeTable) {
+        final class Slot<T>: @unchecked Sendable { var value: T?; init() {} }
+        let v = Slot<VocabularyLookup>(), m = Slot<MergeTable>()
+        DispatchQueue.concurrentPerform(iterations: 2) { k in
+            if k == 0 { v.value = VocabularyLookup(model.tokens) } else { m.value = MergeTable(model.merges) }
+        }
+        return (v.value!, m.value!)
     }
 
     /// Forces the general regex path for the known patterns (tests compare both paths).
@@ -103,13 +112,15 @@ public final class Tokenizer: @unchecked Sendable {
         var segStart = 0
         var i = 0
         var merger = BPEMerger()
+        // Long texts repeat their words: BPE each distinct word once.
+        var cache: WordCache? = bytes.count > 4096 ? WordCache() : nil
         // Added tokens are found in the raw text, leftmost-longest.
         while i < bytes.count {
             if addedTrie.first[Int(bytes[i])], let m = matchAdded(bytes, i) {
                 var s = i, e = i + m.length
                 if m.token.lstrip { while s > segStart, isSpaceByte(bytes[s - 1]) { s -= 1 } }
                 if m.token.rstrip { while e < bytes.count, isSpaceByte(bytes[e]) { e += 1 } }
-                encodeSegment(bytes, segStart, s, merger: &merger, into: &out)
+                encodeSegment(bytes, segStart, s, merger: &merger, cache: &cache, into: &out)
                 out.append(m.token.id)
                 segStart = e
                 i = e
@@ -117,7 +128,7 @@ public final class Tokenizer: @unchecked Sendable {
             }
             i += 1
         }
-        encodeSegment(bytes, segStart, bytes.count, merger: &merger, into: &out)
+        encodeSegment(bytes, segStart, bytes.count, merger: &merger, cache: &cache, into: &out)
         return addSpecial ? postProcess(out) : out
     }
 
@@ -179,7 +190,7 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Normalises, pre-tokenises and BPE-encodes bytes [from, to) of the text.
-    func encodeSegment(_ bytes: [UInt8], _ from: Int, _ to: Int, merger: inout BPEMerger, into out: inout [Int32]) {
+    func encodeSegment(_ bytes: [UInt8], _ from: Int, _ to: Int, merger: inout BPEMerger, cache: inout WordCache?, into out: inout [Int32]) {
         guard to > from else { return }
         var segment = Array(bytes[from..<to])
         if let n = model.normalizer {
@@ -207,7 +218,9 @@ public final class Tokenizer: @unchecked Sendable {
         var pieces = [(0, scalars.count)]
         for step in steps { pieces = apply(step, text, pieces) }
         var symbols: [Int32] = []
-        for (s, e) in pieces where e > s { bpe(segment, offsets[s], offsets[e], symbols: &symbols, merger: &merger, into: &out) }
+        for (s, e) in pieces where e > s {
+            bpe(segment, offsets[s], offsets[e], symbols: &symbols, merger: &merger, cache: &cache, into: &out)
+        }
     }
 
     func apply(_ step: Step, _ t: ScalarText, _ pieces: [(Int, Int)]) -> [(Int, Int)] {
@@ -336,12 +349,20 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// BPE on the bytes [from, to) of `text`: start from single bytes, repeatedly merge the
     /// adjacent pair with the lowest rank (leftmost first).
-    func bpe(_ text: [UInt8], _ from: Int, _ to: Int, symbols: inout [Int32], merger: inout BPEMerger, into out: inout [Int32]) {
-        if model.ignoreMerges, let id = vocab[Array(text[from..<to])] { out.append(id); return }
-        symbols.removeAll(keepingCapacity: true)
-        for k in from..<to { symbols.append(byteIds[Int(text[k])]) }
-        merger.merge(&symbols, mergeTable)
-        out += symbols
+    func bpe(_ text: [UInt8], _ from: Int, _ to: Int, symbols: inout [Int32], merger: inout BPEMerger, cache: inout WordCache?,
+             into out: inout [Int32]) {
+        text.withUnsafeBufferPointer { all in
+            let word = UnsafeBufferPointer(rebasing: all[from..<to])
+            if model.ignoreMerges, let id = vocab.find(word) { out.append(id); return }
+            let cached = cache != nil && word.count <= WordCache.maxWordBytes
+            let hash = cached ? byteHash(word) : 0
+            if cached && cache!.lookup(word, hash: hash, into: &out) { return }
+            symbols.removeAll(keepingCapacity: true)
+            for b in word { symbols.append(byteIds[Int(b)]) }
+            merger.merge(&symbols, mergeTable)
+            if cached { cache!.insert(word, hash: hash, ids: symbols[...]) }
+            out += symbols
+        }
     }
 
     // MARK: decoding
@@ -364,7 +385,7 @@ public final class Tokenizer: @unchecked Sendable {
 
     public func id(of token: String) -> Int32? {
         if let a = added.first(where: { $0.content == token }) { return a.id }
-        return vocab[Array(token.utf8)]
+        return vocab.find(Array(token.utf8))
     }
 
     /// Ids that end generation: the EOS of tokenizer_config.json and the usual end-of-turn tokens.
