@@ -23,8 +23,12 @@ public enum TokenizerBinary {
         var w = ByteWriter()
         w.bytes(magic)
         w.u32(UInt32(m.tokens.count))
-        for t in m.tokens {
-            if let t { w.u32(UInt32(t.count)); w.bytes(t) } else { w.u32(0xFFFF_FFFF) }
+        for i in m.tokens.indices {
+            if m.tokens.missing[i] { w.u32(0xFFFF_FFFF) } else {
+                let r = m.tokens.range(i)
+                w.u32(UInt32(r.count))
+                w.bytes(Array(m.tokens.arena[r]))
+            }
         }
         w.u32(UInt32(m.merges.count))
         for (a, b, c) in m.merges { w.u32(UInt32(bitPattern: a)); w.u32(UInt32(bitPattern: b)); w.u32(UInt32(bitPattern: c)) }
@@ -45,12 +49,12 @@ public enum TokenizerBinary {
         guard n <= r.remaining / 4, n <= TokenizerModel.maxTokenId else {
             throw MalError(.corruptStructure, "token count \(n) exceeds the blob or \(TokenizerModel.maxTokenId)", file: file, offset: 8)
         }
-        var tokens: [[UInt8]?] = []
-        tokens.reserveCapacity(n)
+        var tokens = TokenTable()
+        tokens.reserve(n, bytes: r.remaining)
         for _ in 0..<n {
             let len = try r.u32("token length")
             if len == 0xFFFF_FFFF { tokens.append(nil); continue }
-            tokens.append(Array(try r.raw(Int(len), "token bytes")))
+            tokens.append(try r.raw(Int(len), "token bytes"))
         }
         let m = Int(try r.u32("merge count"))
         guard m <= r.remaining / 12 else { throw MalError(.corruptStructure, "merge count \(m) exceeds the blob", file: file, offset: r.position) }

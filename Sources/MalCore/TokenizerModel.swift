@@ -61,7 +61,7 @@ public struct TokenizerModel: Sendable, Equatable {
     }
 
     /// Token bytes by id (nil for ids with no vocabulary entry, e.g. added tokens).
-    public var tokens: [[UInt8]?]
+    public var tokens: TokenTable
     /// BPE merges in rank order, as (left id, right id, merged id).
     public var merges: [(Int32, Int32, Int32)]
     public var addedTokens: [AddedToken]
@@ -73,7 +73,7 @@ public struct TokenizerModel: Sendable, Equatable {
     public var bosToken: String?
     public var eosToken: String?
 
-    public init(tokens: [[UInt8]?], merges: [(Int32, Int32, Int32)], addedTokens: [AddedToken], normalizer: Normalizer?,
+    public init(tokens: TokenTable, merges: [(Int32, Int32, Int32)], addedTokens: [AddedToken], normalizer: Normalizer?,
                 preTokenizer: PreTokenizer?, postProcessor: PostProcessor?, ignoreMerges: Bool, bosToken: String?, eosToken: String?) {
         self.tokens = tokens
         self.merges = merges
@@ -108,19 +108,20 @@ public struct TokenizerModel: Sendable, Equatable {
         return table
     }()
 
-    public static let charToByte: [UInt32: UInt8] = {
-        var m: [UInt32: UInt8] = [:]
-        for (b, c) in byteToChar.enumerated() { m[c.value] = UInt8(b) }
-        return m
+    /// The alphabet's characters are all below U+0144: a table of that size (-1 outside it).
+    public static let charToByte: [Int16] = {
+        var t = [Int16](repeating: -1, count: 0x144)
+        for (b, c) in byteToChar.enumerated() { t[Int(c.value)] = Int16(b) }
+        return t
     }()
 
     /// Raw bytes of a byte-level token string; nil if a character is outside the byte alphabet.
     public static func bytes(ofByteLevel token: String) -> [UInt8]? {
         var out: [UInt8] = []
-        out.reserveCapacity(token.unicodeScalars.count)
+        out.reserveCapacity(token.utf8.count)
         for u in token.unicodeScalars {
-            guard let b = charToByte[u.value] else { return nil }
-            out.append(b)
+            guard u.value < 0x144, case let b = charToByte[Int(u.value)], b >= 0 else { return nil }
+            out.append(UInt8(b))
         }
         return out
     }

@@ -1,3 +1,4 @@
+import Dispatch
 import MalCore
 
 /// Reads `tokenizer.json` (+ `tokenizer_config.json`) into a `TokenizerModel`.
@@ -14,10 +15,18 @@ public enum TokenizerJSONReader {
 
     public static func read(folder: String) throws -> TokenizerModel {
         let path = joinPath(folder, "tokenizer.json")
-        let json = try parseFile(path)
         let configPath = joinPath(folder, "tokenizer_config.json")
         let config = fileExists(configPath) ? try parseFile(configPath) : nil
-        return try parse(json, config: config, file: path)
+        let m = try MappedFile(path: path)
+        return try withExtendedLifetime(m) {
+            // The vocabulary and merges by hand, the rest as a JSON tree; the generic way for
+            // anything the fast path does not take (it then reports what is wrong).
+            if let fast = TokenizerJSONFastPath.split(m.bytes) {
+                let rest = try fast.rest.withUnsafeBytes { try JSONValue.parse($0, file: path) }
+                return try parse(rest, config: config, file: path, vocab: fast.vocab, merges: fast.merges)
+            }
+            return try parse(try JSONValue.parse(m.bytes, file: path), config: config, file: path)
+        }
     }
 
     static func parseFile(_ path: String) throws -> JSONValue {
@@ -30,6 +39,13 @@ public enum TokenizerJSONReader {
     }
 
     public static func parse(_ json: JSONValue, config: JSONValue?, file: String) throws -> TokenizerModel {
+        try parse(json, config: config, file: file, vocab: nil, merges: nil)
+    }
+
+    /// - Parameters: vocab, merges: `model.vocab` and `model.merges` when the fast path read
+    ///   them (the tree then holds `{}` and `[]` there).
+    static func parse(_ json: JSONValue, config: JSONValue?, file: String, vocab fastVocab: [(String, Int)]?,
+                      merges fastMerges: MergeList?) throws -> TokenizerModel {
         guard let model = json["model"] else { throw MalError(.missingField, "tokenizer.json has no 'model'", file: file) }
         let type = model["type"]?.stringValue ?? "BPE"
         guard type == "BPE" else { throw fail("tokenizer model '\(type)' is not supported (supported: BPE)", file) }
@@ -37,9 +53,13 @@ public enum TokenizerJSONReader {
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let s = model[key]?.stringValue, !s.isEmpty { throw fail("BPE \(key) '\(s)' is not supported", file) }
         }
-        guard let vocab = model["vocab"]?.objectPairs else { throw MalError(.missingField, "model.vocab is missing", file: file) }
+        guard let treeVocab = model["vocab"]?.objectPairs else { throw MalError(.missingField, "model.vocab is missing", file: file) }
+        let vocab = try fastVocab ?? treeVocab.map { tok, v in
+            guard let id = v.intValue, id >= 0 else { throw MalError(.invalidField, "vocab entry '\(tok)' has no valid id", file: file) }
+            return (tok, id)
+        }
         var maxId = -1
-        for (_, v) in vocab { maxId = max(maxId, v.intValue ?? -1) }
+        for (_, v) in vocab { maxId = max(maxId, v) }
         let added = try (json["added_tokens"]?.arrayValue ?? []).map { a -> TokenizerModel.AddedToken in
             guard let id = a["id"]?.intValue, let content = a["content"]?.stringValue else {
                 throw MalError(.invalidField, "added token without id or content: \(a.serialized)", file: file)
@@ -55,36 +75,26 @@ public enum TokenizerJSONReader {
         guard maxId < TokenizerJSONReader.maxTokenId else { throw MalError(.invalidField, "token id \(maxId) is implausibly large", file: file) }
         var tokens = [[UInt8]?](repeating: nil, count: maxId + 1)
         let addedContents = Set(added.map(\.content))
-        var idOf: [String: Int32] = [:]
-        idOf.reserveCapacity(vocab.count)
-        for (tok, v) in vocab {
-            guard let id = v.intValue, id >= 0 else { throw MalError(.invalidField, "vocab entry '\(tok)' has no valid id", file: file) }
-            idOf[tok] = Int32(id)
+        // The vocabulary's keys as written (byte-level text), indexed by their UTF-8 bytes: the
+        // merges name tokens by these keys.
+        var keys = TokenTable(), keyIds: [Int32] = []
+        keys.reserve(vocab.count, bytes: vocab.count * 8)
+        keyIds.reserveCapacity(vocab.count)
+        for (tok, id) in vocab {
+            keys.append(Array(tok.utf8))
+            keyIds.append(Int32(id))
             if addedContents.contains(tok) { continue }     // special tokens may sit in the vocab too
             guard let b = TokenizerModel.bytes(ofByteLevel: tok) else {
                 throw fail("vocab entry '\(tok)' is not in the byte-level alphabet (only byte-level BPE is supported)", file)
             }
             tokens[id] = b
         }
-        var merges: [(Int32, Int32, Int32)] = []
-        let mlist = model["merges"]?.arrayValue ?? []
-        merges.reserveCapacity(mlist.count)
-        for (i, m) in mlist.enumerated() {
-            let pair: (String, String)
-            if let s = m.stringValue {
-                let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
-                guard parts.count == 2 else { throw MalError(.invalidField, "merge \(i) '\(s)' is not 'a b'", file: file) }
-                pair = (String(parts[0]), String(parts[1]))
-            } else if let a = m.arrayValue, a.count == 2, let x = a[0].stringValue, let y = a[1].stringValue {
-                pair = (x, y)
-            } else {
-                throw MalError(.invalidField, "merge \(i) is neither 'a b' nor [a, b]: \(m.serialized)", file: file)
-            }
-            guard let a = idOf[pair.0], let b = idOf[pair.1], let c = idOf[pair.0 + pair.1] else {
-                throw MalError(.invalidField, "merge \(i) (\(pair.0), \(pair.1)) uses tokens missing from the vocabulary", file: file)
-            }
-            merges.append((a, b, c))
+        let index = ByteStringIndex(keys)
+        if let d = index.duplicates.first {
+            throw MalError(.invalidField, "model.vocab has the key '\(vocab[d].0)' more than once", file: file)
         }
+        let list = try fastMerges ?? mergeList(model["merges"]?.arrayValue ?? [], file: file)
+        let merges = try resolve(list, index, keyIds, file: file)
         // tokenizer_config.json: bos/eos, and LlamaTokenizerFast's add_bos_token/add_eos_token,
         // which transformers turns into the post-processor (overriding tokenizer.json's).
         func tokenString(_ v: JSONValue?) -> String? { v?.stringValue ?? v?["content"]?.stringValue }
@@ -106,10 +116,66 @@ public enum TokenizerJSONReader {
             post = .template(pieces)
         }
         if let d = json["decoder"], !d.isNull { try checkDecoder(d, file: file) }
-        return TokenizerModel(tokens: tokens, merges: merges, addedTokens: added,
+        return TokenizerModel(tokens: TokenTable(tokens), merges: merges, addedTokens: added,
                               normalizer: try json["normalizer"].flatMap { $0.isNull ? nil : try normalizer($0, file: file) },
                               preTokenizer: try json["pre_tokenizer"].flatMap { $0.isNull ? nil : try preTokenizer($0, file: file) },
                               postProcessor: post, ignoreMerges: model["ignore_merges"]?.boolValue ?? false, bosToken: bos, eosToken: eos)
+    }
+
+    /// The merges' ids (left, right, merged), in two halves side by side (three lookups each, a
+    /// few hundred thousand merges).
+    static func resolve(_ list: MergeList, _ index: ByteStringIndex, _ keyIds: [Int32], file: String) throws -> [(Int32, Int32, Int32)] {
+        final class Halves: @unchecked Sendable {
+            var ids: [[(Int32, Int32, Int32)]] = [[], []]
+            var bad: [Int?] = [nil, nil]
+        }
+        let n = list.pairs.count, half = n / 2, split = n > 4096
+        let out = Halves()
+        DispatchQueue.concurrentPerform(iterations: split ? 2 : 1) { k in
+            let range = split ? (k == 0 ? 0..<half : half..<n) : 0..<n
+            var mine: [(Int32, Int32, Int32)] = []
+            mine.reserveCapacity(range.count)
+            var joined: [UInt8] = []
+            func idOf(_ key: UnsafeBufferPointer<UInt8>) -> Int32? { index.find(key).map { keyIds[Int($0)] } }
+            list.bytes.withUnsafeBufferPointer { all in
+                for i in range {
+                    let (l, r) = list.pairs[i]
+                    let left = UnsafeBufferPointer(rebasing: all[l]), right = UnsafeBufferPointer(rebasing: all[r])
+                    joined.removeAll(keepingCapacity: true)
+                    joined.append(contentsOf: left)
+                    joined.append(contentsOf: right)
+                    guard let a = idOf(left), let b = idOf(right), let c = joined.withUnsafeBufferPointer(idOf) else {
+                        out.bad[k] = i
+                        return
+                    }
+                    mine.append((a, b, c))
+                }
+            }
+            out.ids[k] = mine
+        }
+        if let i = out.bad.compactMap({ $0 }).min() {
+            let (l, r) = list.pairs[i]
+            throw MalError(.invalidField, "merge \(i) (\(String(decoding: list.bytes[l], as: UTF8.self)), \(String(decoding: list.bytes[r], as: UTF8.self))) "
+                           + "uses tokens missing from the vocabulary", file: file)
+        }
+        return out.ids[0] + out.ids[1]
+    }
+
+    /// `model.merges` from the JSON tree: `"a b"` strings or `[a, b]` pairs.
+    static func mergeList(_ list: [JSONValue], file: String) throws -> MergeList {
+        var out = MergeList()
+        for (i, m) in list.enumerated() {
+            if let s = m.stringValue {
+                let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2 else { throw MalError(.invalidField, "merge \(i) '\(s)' is not 'a b'", file: file) }
+                out.append(Array(parts[0].utf8), Array(parts[1].utf8))
+            } else if let a = m.arrayValue, a.count == 2, let x = a[0].stringValue, let y = a[1].stringValue {
+                out.append(Array(x.utf8), Array(y.utf8))
+            } else {
+                throw MalError(.invalidField, "merge \(i) is neither 'a b' nor [a, b]: \(m.serialized)", file: file)
+            }
+        }
+        return out
     }
 
     static func normalizer(_ j: JSONValue, file: String) throws -> TokenizerModel.Normalizer {

@@ -45,3 +45,38 @@ import Testing
         #expect(tBig < 30 * max(tSmall, 0.01), "25,000 near matches \(tSmall) s, 250,000 \(tBig) s")
     }
 }
+
+/// The hand-written reading of `tokenizer.json`'s vocabulary and merges gives the model the
+/// generic JSON tree gives, and takes nothing it should not.
+@Suite("tokenizer.json fast path") struct TokenizerJSONFastPathTests {
+    @Test("fast and generic readings agree", arguments: ["gpt2-real", "gpt2-bpe-2k", "llama3-bpe-2k", "deepseek-v3-bpe-2k", "deepseek-v3-bpe-384"])
+    func agree(name: String) throws {
+        let folder = Fixtures.fixtures + "/tokenizers/" + name
+        let fast = try TokenizerJSONReader.read(folder: folder)
+        let m = try MappedFile(path: folder + "/tokenizer.json")
+        let tree = try withExtendedLifetime(m) { try JSONValue.parse(m.bytes, file: "t") }
+        let configPath = folder + "/tokenizer_config.json"
+        let config = FileManager.default.fileExists(atPath: configPath)
+            ? try JSONValue.parse(try String(contentsOfFile: configPath, encoding: .utf8), file: "c") : nil
+        #expect(fast == (try TokenizerJSONReader.parse(tree, config: config, file: "t")))
+    }
+
+    @Test("escapes, pair merges and odd layouts read alike; duplicates and bad ids refused")
+    func variants() throws {
+        let dir = Fixtures.tempDir()
+        defer { Fixtures.cleanup(dir) }
+        func model(_ vocabAndMerges: String) throws -> TokenizerModel {
+            let json = #"{"added_tokens": [], "model": {"type": "BPE", "#  + vocabAndMerges + #"}, "pre_tokenizer": null}"#
+            try json.write(toFile: dir + "/tokenizer.json", atomically: true, encoding: .utf8)
+            return try TokenizerJSONReader.read(folder: dir)
+        }
+        let plain = try model(#""vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]"#)
+        #expect(try model(#" "merges" : [ ["a", "b"] ] , "vocab" : { "\u0061" : 0 , "b":1, "a\u0062": 2 } "#) == plain)
+        #expect(plain.merges.count == 1 && plain.merges[0] == (0, 1, 2))
+        for bad in [#""vocab": {"a": 0, "a": 1}, "merges": []"#, #""vocab": {"a": -1}, "merges": []"#,
+                    #""vocab": {"a": 0}, "merges": ["a"]"#, #""vocab": {"a": 0, "b": 1}, "merges": ["a b"]"#,
+                    #""vocab": {"a": 0}, "merges": ["a a"],"#, #""vocab": {"a\ud800": 0}, "merges": []"#] {
+            #expect(throws: MalError.self, "\(bad)") { _ = try model(bad) }
+        }
+    }
+}

@@ -10,7 +10,7 @@ import MalCore
 public final class Tokenizer: @unchecked Sendable {
     public let model: TokenizerModel
     /// Vocabulary lookup: token bytes → id.
-    private var vocab: VocabularyLookup
+    private var vocab: ByteStringIndex
     /// Merge table keyed by (left, right): rank and merged id.
     private var mergeTable: MergeTable
     private var byteIds = [Int32](repeating: -1, count: 256)
@@ -70,11 +70,11 @@ public final class Tokenizer: @unchecked Sendable {
         steps = s
     }
 
-    static func buildTables(_ model: TokenizerModel) -> (VocabularyLookup, MergeTable) {
+    static func buildTables(_ model: TokenizerModel) -> (ByteStringIndex, MergeTable) {
         final class Slot<T>: @unchecked Sendable { var value: T?; init() {} }
-        let v = Slot<VocabularyLookup>(), m = Slot<MergeTable>()
+        let v = Slot<ByteStringIndex>(), m = Slot<MergeTable>()
         DispatchQueue.concurrentPerform(iterations: 2) { k in
-            if k == 0 { v.value = VocabularyLookup(model.tokens) } else { m.value = MergeTable(model.merges) }
+            if k == 0 { v.value = ByteStringIndex(model.tokens) } else { m.value = MergeTable(model.merges) }
         }
         return (v.value!, m.value!)
     }
@@ -370,7 +370,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// Bytes of one token: vocabulary bytes, or an added token's text.
     public func tokenBytes(_ id: Int32) -> [UInt8] {
         if let a = addedById[id] { return Array(a.content.utf8) }
-        if id >= 0, Int(id) < model.tokens.count, let t = model.tokens[Int(id)] { return t }
+        if id >= 0, Int(id) < model.tokens.count, !model.tokens.missing[Int(id)] { return Array(model.tokens.arena[model.tokens.range(Int(id))]) }
         return []
     }
 
