@@ -49,24 +49,40 @@ public enum TokenizerBinary {
         guard n <= r.remaining / 4, n <= TokenizerModel.maxTokenId else {
             throw MalError(.corruptStructure, "token count \(n) exceeds the blob or \(TokenizerModel.maxTokenId)", file: file, offset: 8)
         }
+        // Tokens: one pass over the length-prefixed entries straight into the table's buffers.
         var tokens = TokenTable()
         tokens.reserve(n, bytes: r.remaining)
+        var at = r.position
         for _ in 0..<n {
-            let len = try r.u32("token length")
+            guard at + 4 <= bytes.count else {
+                throw MalError(.invalidHeaderLength, "truncated: token length needs 4 bytes, \(bytes.count - at) left", file: file, offset: at)
+            }
+            let len = bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian
+            at += 4
             if len == 0xFFFF_FFFF { tokens.append(nil); continue }
-            tokens.append(try r.raw(Int(len), "token bytes"))
+            guard Int(len) <= bytes.count - at else {
+                throw MalError(.invalidHeaderLength, "truncated: token bytes needs \(len) bytes, \(bytes.count - at) left", file: file, offset: at)
+            }
+            tokens.append(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + Int(len))]))
+            at += Int(len)
         }
+        r.position = at
         let m = Int(try r.u32("merge count"))
         guard m <= r.remaining / 12 else { throw MalError(.corruptStructure, "merge count \(m) exceeds the blob", file: file, offset: r.position) }
         var merges: [(Int32, Int32, Int32)] = []
         merges.reserveCapacity(m)
-        for _ in 0..<m {
-            let a = Int32(bitPattern: try r.u32("merge")), b = Int32(bitPattern: try r.u32("merge")), c = Int32(bitPattern: try r.u32("merge"))
+        let mergesStart = r.position
+        for k in 0..<m {
+            let o = mergesStart + 12 * k
+            let a = Int32(bitPattern: bytes.loadUnaligned(fromByteOffset: o, as: UInt32.self).littleEndian)
+            let b = Int32(bitPattern: bytes.loadUnaligned(fromByteOffset: o + 4, as: UInt32.self).littleEndian)
+            let c = Int32(bitPattern: bytes.loadUnaligned(fromByteOffset: o + 8, as: UInt32.self).littleEndian)
             guard a >= 0, b >= 0, c >= 0, Int(a) < n, Int(b) < n, Int(c) < n else {
-                throw MalError(.corruptStructure, "merge refers to a token outside the vocabulary", file: file, offset: r.position)
+                throw MalError(.corruptStructure, "merge refers to a token outside the vocabulary", file: file, offset: o + 12)
             }
             merges.append((a, b, c))
         }
+        r.position = mergesStart + 12 * m
         let jl = Int(try r.u32("json length"))
         let json = try r.raw(jl, "json")
         let rest: Rest
