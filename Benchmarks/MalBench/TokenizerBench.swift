@@ -23,6 +23,15 @@ enum TokenizerBench {
             best = min(best, Date().timeIntervalSince(t0))
         }
         print(String(format: "malrun encode (1 thread): %.2f MB/s, %d tokens", Double(bytes) / best / 1e6, ids.count))
+        var bestN = Double.infinity, idsN: [Int32] = []
+        for _ in 0..<3 {
+            let fresh = try Tokenizer(model: tok.model)
+            t0 = Date()
+            idsN = fresh.encode(text, threads: availableCores)
+            bestN = min(bestN, Date().timeIntervalSince(t0))
+        }
+        print(String(format: "malrun encode (%d threads): %.2f MB/s, same ids as 1 thread: %@", availableCores, Double(bytes) / bestN / 1e6,
+                     idsN == ids ? "true" : "false"))
         if let ref = try? Data(contentsOf: URL(fileURLWithPath: path + ".ids.json")),
            let refIds = try JSONSerialization.jsonObject(with: ref) as? [Int] {
             print("same ids as HF tokenizers: \(refIds.map(Int32.init) == ids)")

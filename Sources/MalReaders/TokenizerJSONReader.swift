@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import MalCore
 
 /// Reads `tokenizer.json` (+ `tokenizer_config.json`) into a `TokenizerModel`.
@@ -128,6 +129,7 @@ public enum TokenizerJSONReader {
         final class Halves: @unchecked Sendable {
             var ids: [[(Int32, Int32, Int32)]] = [[], []]
             var bad: [Int?] = [nil, nil]
+            let lock = NSLock()
         }
         let n = list.pairs.count, half = n / 2, split = n > 4096
         let out = Halves()
@@ -145,13 +147,13 @@ public enum TokenizerJSONReader {
                     joined.append(contentsOf: left)
                     joined.append(contentsOf: right)
                     guard let a = idOf(left), let b = idOf(right), let c = joined.withUnsafeBufferPointer(idOf) else {
-                        out.bad[k] = i
+                        out.lock.withLock { out.bad[k] = i }
                         return
                     }
                     mine.append((a, b, c))
                 }
             }
-            out.ids[k] = mine
+            out.lock.withLock { out.ids[k] = mine }
         }
         if let i = out.bad.compactMap({ $0 }).min() {
             let (l, r) = list.pairs[i]

@@ -24,8 +24,12 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(help: "Replace invalid UTF-8 in --file with U+FFFD instead of stopping at it.")
     var lossy = false
 
+    @Option(help: "Threads for a long text (the ids are those of one thread).")
+    var threads: Int = availableCores
+
     func validate() throws {
         guard (text == nil) != (file == nil) else { throw ValidationError("give exactly one of --text or --file") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
@@ -33,7 +37,7 @@ struct TokenizeCommand: ParsableCommand {
             let tok = try TokenizerLoader.load(model)
             let input: String
             if let text { input = text } else { input = try TextInput.read(file!, lossy: lossy) }
-            let ids = tok.encode(input, addSpecial: special)
+            let ids = tok.encode(input, addSpecial: special, threads: threads)
             print("[" + ids.map(String.init).joined(separator: ", ") + "]")
         } catch let e as MalError {
             printError("error: \(e)")

@@ -80,3 +80,13 @@ import Testing
         }
     }
 }
+
+@Suite("Tokenizer threads") struct TokenizerThreadTests {
+    @Test("encoding on several threads gives the ids of one", arguments: ["gpt2-real", "llama3-bpe-2k", "deepseek-v3-bpe-2k"])
+    func sameIds(name: String) throws {
+        let tok = try TokenizerLoader.load(Fixtures.fixtures + "/tokenizers/" + name)
+        let text = TokenizerScalingTests.line(300_000) + "\n<|endoftext|> " + TokenizerScalingTests.line(200_000)
+        let one = tok.encode(text)
+        for t in [2, 3, 8] { #expect(tok.encode(text, threads: t) == one, "\(t) threads") }
+    }
+}

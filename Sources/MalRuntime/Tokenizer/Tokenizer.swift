@@ -105,8 +105,10 @@ public final class Tokenizer: @unchecked Sendable {
 
     // MARK: encoding
 
-    /// Token ids of `text`; `addSpecial` applies the post-processor (e.g. BOS).
-    public func encode(_ text: String, addSpecial: Bool = false) -> [Int32] {
+    /// Token ids of `text`; `addSpecial` applies the post-processor (e.g. BOS). With `threads` > 1
+    /// a long text's pre-tokens are BPE-encoded on that many threads: pre-tokens are independent,
+    /// so the ids are those of one thread.
+    public func encode(_ text: String, addSpecial: Bool = false, threads: Int = 1) -> [Int32] {
         var out: [Int32] = []
         let bytes = Array(text.utf8)
         var segStart = 0
@@ -120,7 +122,7 @@ public final class Tokenizer: @unchecked Sendable {
                 var s = i, e = i + m.length
                 if m.token.lstrip { while s > segStart, isSpaceByte(bytes[s - 1]) { s -= 1 } }
                 if m.token.rstrip { while e < bytes.count, isSpaceByte(bytes[e]) { e += 1 } }
-                encodeSegment(bytes, segStart, s, merger: &merger, cache: &cache, into: &out)
+                encodeSegment(bytes, segStart, s, merger: &merger, cache: &cache, threads: threads, into: &out)
                 out.append(m.token.id)
                 segStart = e
                 i = e
@@ -128,7 +130,7 @@ public final class Tokenizer: @unchecked Sendable {
             }
             i += 1
         }
-        encodeSegment(bytes, segStart, bytes.count, merger: &merger, cache: &cache, into: &out)
+        encodeSegment(bytes, segStart, bytes.count, merger: &merger, cache: &cache, threads: threads, into: &out)
         return addSpecial ? postProcess(out) : out
     }
 
@@ -190,7 +192,8 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Normalises, pre-tokenises and BPE-encodes bytes [from, to) of the text.
-    func encodeSegment(_ bytes: [UInt8], _ from: Int, _ to: Int, merger: inout BPEMerger, cache: inout WordCache?, into out: inout [Int32]) {
+    func encodeSegment(_ bytes: [UInt8], _ from: Int, _ to: Int, merger: inout BPEMerger, cache: inout WordCache?, threads: Int = 1,
+                       into out: inout [Int32]) {
         guard to > from else { return }
         var segment = Array(bytes[from..<to])
         if let n = model.normalizer {
@@ -217,10 +220,39 @@ public final class Tokenizer: @unchecked Sendable {
         let text = ScalarText(scalars: scalars, classes: scalars.map { UnicodeClass.of($0) })
         var pieces = [(0, scalars.count)]
         for step in steps { pieces = apply(step, text, pieces) }
+        if threads > 1 && segment.count >= Tokenizer.parallelSegmentBytes {
+            out += parallelBPE(segment, offsets, pieces.filter { $0.1 > $0.0 }, threads: threads)
+            return
+        }
         var symbols: [Int32] = []
         for (s, e) in pieces where e > s {
             bpe(segment, offsets[s], offsets[e], symbols: &symbols, merger: &merger, cache: &cache, into: &out)
         }
+    }
+
+    /// Segments at least this long are split across threads.
+    static let parallelSegmentBytes = 1 << 16
+
+    /// BPE of the pieces in contiguous runs, one per thread (each with its own merger and word
+    /// cache), concatenated in order.
+    func parallelBPE(_ segment: [UInt8], _ offsets: [Int], _ pieces: [(Int, Int)], threads: Int) -> [Int32] {
+        final class Runs: @unchecked Sendable {
+            private var ids: [[Int32]]
+            private let lock = NSLock()
+            init(_ n: Int) { ids = Array(repeating: [], count: n) }
+            func set(_ k: Int, _ v: [Int32]) { lock.withLock { ids[k] = v } }
+            var all: [Int32] { lock.withLock { ids.flatMap { $0 } } }
+        }
+        let n = min(threads, max(1, pieces.count / 64))
+        let runs = Runs(n)
+        DispatchQueue.concurrentPerform(iterations: n) { k in
+            var merger = BPEMerger(), cache: WordCache? = WordCache(), symbols: [Int32] = [], mine: [Int32] = []
+            for (s, e) in pieces[(pieces.count * k / n)..<(pieces.count * (k + 1) / n)] {
+                bpe(segment, offsets[s], offsets[e], symbols: &symbols, merger: &merger, cache: &cache, into: &mine)
+            }
+            runs.set(k, mine)
+        }
+        return runs.all
     }
 
     func apply(_ step: Step, _ t: ScalarText, _ pieces: [(Int, Int)]) -> [(Int, Int)] {
