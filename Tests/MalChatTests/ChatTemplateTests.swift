@@ -109,8 +109,11 @@ import Testing
     func limits() throws {
         let m = [ChatTemplate.message(role: "user", content: "hi")]
         for source in ["{% for i in range(100000000) %}x{% endfor %}", "{{ 'x' * 100000000000 }}",
-                       "{% for i in range(1500) %}{% for j in range(1500) %}{% endfor %}{% endfor %}",
-                       "{{ 9223372036854775807 + 1 }}", "{{ 1 // 0 }}", "{{ messages.__class__ }}{{ ns._x }}"] {
+                       "{% for i in range(600) %}{% for j in range(600) %}{% endfor %}{% endfor %}",
+                       "{{ 9223372036854775807 + 1 }}", "{{ 1 // 0 }}", "{{ messages.__class__ }}{{ ns._x }}",
+                       // a macro's loops count against the same budget; doubling a string stops at the limit
+                       "{% macro m() %}{% for i in range(200000) %}{% endfor %}{% endmacro %}{% for i in range(5) %}{{ m() }}{% endfor %}",
+                       "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"] {
             #expect(throws: TemplateError.self, "\(source)") {
                 _ = try ChatTemplate(source: source, origin: "t").render(messages: m, addGenerationPrompt: true)
             }

@@ -5,13 +5,13 @@ import Foundation
 /// Mixed types raise TypeError, as they do in jinja2 (so `'a' + none` is an error, not "aNone").
 enum Arithmetic {
     static func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue) throws -> JinjaValue {
-        if op == "~" { return .string(a.text + b.text) }
+        if op == "~" { return try bounded(.string(a.text + b.text)) }
         if case .undefined(let why) = a { throw JinjaError.undefined(why) }
         if case .undefined(let why) = b { throw JinjaError.undefined(why) }
         if let x = a.number, let y = b.number { return try numeric(op, x, y) }
         switch (op, a, b) {
-        case ("+", .string(let x), .string(let y)): return .string(x + y)
-        case ("+", .list(let x), .list(let y)): return .list(x + y)
+        case ("+", .string(let x), .string(let y)): return try bounded(.string(x + y))
+        case ("+", .list(let x), .list(let y)): return try bounded(.list(x + y))
         case ("+", .tuple(let x), .tuple(let y)): return .tuple(x + y)
         case ("*", .string(let s), _), ("*", _, .string(let s)):
             guard let n = (a.number ?? b.number), case .int(let k) = n else { break }
@@ -24,6 +24,19 @@ enum Arithmetic {
         default: break
         }
         throw JinjaError.type("unsupported operand type(s) for \(op): '\(a.typeName)' and '\(b.typeName)'")
+    }
+
+    /// Strings and lists built by `~` and `+` stay under the output limit: doubling one in a loop
+    /// would otherwise exhaust memory long before anything is printed.
+    private static func bounded(_ v: JinjaValue) throws -> JinjaValue {
+        let tooLarge: Bool
+        switch v {
+        case .string(let s): tooLarge = s.utf8.count > JinjaInterpreter.outputLimit
+        case .list(let l): tooLarge = l.count > JinjaInterpreter.iterationLimit
+        default: tooLarge = false
+        }
+        if tooLarge { throw JinjaError.type("a value of more than \(JinjaInterpreter.outputLimit >> 20) MiB or \(JinjaInterpreter.iterationLimit) items") }
+        return v
     }
 
     private static func repeated<T>(_ k: Int, _ size: Int, _ make: (Int) -> T) throws -> T {

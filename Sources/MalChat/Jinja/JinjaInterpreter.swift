@@ -13,10 +13,18 @@ struct JinjaInterpreter {
     /// Rendering stops past this many output characters or loop iterations: a template is code
     /// from a model repository, and a loop over `range(10**12)` must not hang a server.
     static let outputLimit = 64 << 20
-    static let iterationLimit = 1_000_000
+    static let iterationLimit = 250_000
 
     private enum Flow { case normal, breakLoop, continueLoop }
-    private var iterations = 0
+
+    /// Loop iterations of one rendering, shared with the macros it calls (each call runs in an
+    /// interpreter of its own).
+    final class Budget {
+        var iterations = 0
+    }
+    private let budget: Budget
+
+    init(budget: Budget = Budget()) { self.budget = budget }
 
     func line(_ e: JinjaError, _ line: Int) -> TemplateError { TemplateError(error: e, line: line) }
 
@@ -78,8 +86,8 @@ struct JinjaInterpreter {
         }
         if items.isEmpty { _ = try run(otherwise, Scope(parent: scope), &out); return }
         for (k, item) in items.enumerated() {
-            iterations += 1
-            if iterations > Self.iterationLimit { throw line(.type("more than \(Self.iterationLimit) loop iterations"), l) }
+            budget.iterations += 1
+            if budget.iterations > Self.iterationLimit { throw line(.type("more than \(Self.iterationLimit) loop iterations"), l) }
             let s = Scope(parent: scope)
             try bind(targets, item, s, line: l)
             s.values["loop"] = loopObject(items, k)
@@ -140,12 +148,13 @@ struct JinjaInterpreter {
     /// A macro: its parameters bound from the call (missing ones from their defaults, evaluated at
     /// the call, or undefined), its body rendered in a scope over the one it was defined in.
     private func macro(_ name: String, _ parameters: [(String, Expr?)], _ body: [Node], _ defining: Scope) -> JinjaFunction {
-        JinjaFunction(name: name) { args, kwargs in
+        let budget = self.budget
+        return JinjaFunction(name: name) { args, kwargs in
             guard args.count <= parameters.count else {
                 throw JinjaError.type("macro '\(name)' takes not more than \(parameters.count) argument(s)")
             }
             let s = Scope(parent: defining)
-            var interpreter = JinjaInterpreter()
+            var interpreter = JinjaInterpreter(budget: budget)
             for (k, (p, def)) in parameters.enumerated() {
                 if k < args.count { s.values[p] = args[k] }
                 else if let v = kwargs.first(where: { $0.0 == p })?.1 { s.values[p] = v }
