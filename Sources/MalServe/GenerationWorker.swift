@@ -92,8 +92,8 @@ final class GenerationWorker: @unchecked Sendable {
         }
     }
 
-    /// The prompt's tokens: the chat template for messages, the tokenizer (with its BOS) for text.
-    /// The prompt's tokens (and text, when it has one).
+    /// The prompt's tokens (and its text, when it has one): the chat template for messages, the
+    /// tokenizer (with its BOS) for text, the ids as given for a token list.
     private func promptTokens(_ request: APIRequest) throws -> (String?, [Int32]) {
         let ids: [Int32]
         var text: String?

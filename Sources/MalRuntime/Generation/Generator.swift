@@ -48,7 +48,7 @@ public final class Generator {
         /// Stop at the tokenizer's end-of-sequence and end-of-turn tokens.
         public var stopAtEndTokens = true
         /// Record each generated token's log-probability and this many most likely alternatives
-        /// (`lastLogprob`, `Result.logprobs`); nil records nothing.
+        /// (`lastLogprob`, read in the token callback); nil records nothing.
         public var logprobs: Int?
         public init() {}
 
