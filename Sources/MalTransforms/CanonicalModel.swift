@@ -23,6 +23,24 @@ public struct CanonicalTensor: Sendable {
     public var byteCount: Int? { elementCount(shape).flatMap { dtype.byteCount(elements: $0) } }
 }
 
+/// A tensor's bytes read a range at a time: `fill(offset, count, into)` writes bytes
+/// `[offset, offset + count)` of the tensor, `release(range)` lets go of what was read (a mapped
+/// source drops its pages), so a writer never holds a whole tensor.
+public struct TensorStream: @unchecked Sendable {
+    public let dtype: DType
+    public let byteCount: Int
+    public let fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void
+    public let release: @Sendable (Range<Int>) -> Void
+
+    public init(dtype: DType, byteCount: Int, fill: @escaping @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void,
+                release: @escaping @Sendable (Range<Int>) -> Void) {
+        self.dtype = dtype
+        self.byteCount = byteCount
+        self.fill = fill
+        self.release = release
+    }
+}
+
 /// A model seen through canonical names: what the writers consume. Two sources implement it:
 /// an HF checkpoint mapped through the name tables (`HFCanonicalModel`) and a `.mal` file.
 public protocol CanonicalModel: AnyObject {
@@ -32,9 +50,16 @@ public protocol CanonicalModel: AnyObject {
     var tensors: [CanonicalTensor] { get }
     /// The tensor's bytes (fully materialised; one tensor at a time is the memory bound).
     func load(_ name: String) throws -> Tensor
+    /// The tensor as a stream when it can be read without materialising it (a checkpoint's
+    /// tensor, or one a transform passes through untouched); nil: `load` it.
+    func stream(_ name: String) throws -> TensorStream?
     /// Names of auxiliary files (config.json, tokenizer.json, ...) and their bytes.
     var auxNames: [String] { get }
     func aux(_ name: String) throws -> [UInt8]?
+}
+
+extension CanonicalModel {
+    public func stream(_ name: String) throws -> TensorStream? { nil }
 }
 
 extension MalFile: CanonicalModel {

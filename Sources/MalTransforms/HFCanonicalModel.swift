@@ -227,10 +227,18 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
                         file: hf.file, tensor: hf.name, offset: hf.fileOffset + srcIndex * es)
     }
 
+    public func stream(_ name: String) throws -> TensorStream? {
+        let s = try source(name)
+        return TensorStream(dtype: s.dtype, byteCount: s.byteCount, fill: s.fill, release: s.release)
+    }
+
     public func load(_ name: String) throws -> Tensor {
         let s = try source(name)
         let storage = try TensorStorage.allocate(count: s.byteCount)
         try s.fill(0, s.byteCount, UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!))
+        // The copy is made: drop the source's mapped pages, or a transform that loads tensor
+        // after tensor (quantize, absorb) keeps the whole input resident.
+        s.release(0..<s.byteCount)
         let ct = tensors.first { $0.name == name }!
         return Tensor(name: name, dtype: s.dtype, shape: ct.shape, storage: storage)
     }

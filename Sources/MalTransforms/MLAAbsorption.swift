@@ -94,6 +94,8 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
         return out
     }
 
+    public func stream(_ name: String) throws -> TensorStream? { computed[name] == nil ? try base.stream(name) : nil }
+
     public func load(_ name: String) throws -> Tensor {
         guard let (l, kind) = computed[name] else { return try base.load(name) }
         let h = spec.heads, r = mla.kvLoraRank, nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, v = mla.vHeadDim

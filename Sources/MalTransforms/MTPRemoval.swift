@@ -40,4 +40,5 @@ public final class WithoutMTP: CanonicalModel, @unchecked Sendable {
     }
 
     public func load(_ name: String) throws -> Tensor { try base.load(name) }
+    public func stream(_ name: String) throws -> TensorStream? { try base.stream(name) }
 }

@@ -120,6 +120,13 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
         return (r.q, r.scales, r.scaleShape)
     }
 
+    /// Kept and already-FP8 tensors stream from the input; the quantised ones are computed.
+    public func stream(_ name: String) throws -> TensorStream? {
+        if quantized[name] != nil { return nil }
+        if let t = tensors.first(where: { $0.name == name }), t.dtype == .f8e4m3, t.scale.map({ quantized[$0] != nil }) == true { return nil }
+        return try base.stream(name)
+    }
+
     public func load(_ name: String) throws -> Tensor {
         if let w = quantized[name] {
             let r = try compute(w.weight)
@@ -168,6 +175,8 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
     public var hfNamePrefix: String? { base.hfNamePrefix }
     public var auxNames: [String] { base.auxNames }
     public func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
+
+    public func stream(_ name: String) throws -> TensorStream? { scaled[name] == nil ? try base.stream(name) : nil }
 
     public func load(_ name: String) throws -> Tensor {
         guard let sc = scaled[name] else { return try base.load(name) }

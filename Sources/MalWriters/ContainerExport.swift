@@ -24,8 +24,7 @@ public enum ContainerExport {
             for (i, t) in data.enumerated() {
                 progress?(i, all.count, t.name)
                 let flags: UInt8 = t.scale != nil ? MalFormat.flagQuantized : 0
-                if let hf = model as? HFCanonicalModel {
-                    let s = try hf.source(t.name)
+                if let s = try model.stream(t.name) {
                     try writer.add(name: t.name, dtype: s.dtype, shape: t.shape,
                                    source: ByteSource(byteCount: s.byteCount, release: s.release, fill: s.fill), flags: flags, link: t.scale)
                 } else {
