@@ -36,21 +36,18 @@ struct InfoCommand: ParsableCommand {
             let params = weights.filter { !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }
                 .reduce(Optional(0)) { acc, t in acc.flatMap { a in elementCount(t.shape).flatMap { a.addingReportingOverflow($0).overflow ? nil : a + $0 } } }
             let dtypes = Dictionary(grouping: weights, by: \.dtype.rawValue).mapValues(\.count)
-            let kvNaive: Int?, kvLatent: Int?
-            if let mla = s.mla {
-                kvNaive = elementCount([s.layers, s.heads, mla.qkHeadDim + mla.vHeadDim, 4])
-                kvLatent = elementCount([s.layers, mla.kvLoraRank + mla.qkRopeHeadDim, 4])
-            } else {
-                kvNaive = elementCount([s.layers, s.kvHeads, s.headDim, 2, 4])
-                kvLatent = nil
-            }
-            let kvBytes = s.mla?.absorbed != nil ? kvLatent : kvNaive
+            let plan = MemoryPlan(model: m)
+            let kvBytes: Int? = plan.kvBytesPerToken
             if json {
                 var doc: [String: Any] = [
                     "model": model, "architecture": s.architecture.rawValue, "layers": s.layers, "mtp_layers": s.mtpLayers,
                     "hidden_size": s.hiddenSize, "vocab_size": s.vocabSize, "heads": s.heads, "kv_heads": s.kvHeads,
                     "parameters": params.map { $0 as Any } ?? NSNull(), "tensors": weights.count, "tensors_by_dtype": dtypes,
                     "kv_cache_bytes_per_token": kvBytes.map { $0 as Any } ?? NSNull(), "activation": s.activation,
+                    "memory": ["weights_bytes": plan.weightBytes, "load_peak_bytes": plan.loadPeakBytes,
+                               "available_bytes": plan.memoryBytes, "max_context_in_memory": plan.maxContext.map { $0 as Any } ?? NSNull(),
+                               "kv_cache_bytes_per_token_naive": plan.kvBytesPerTokenNaive.map { $0 as Any } ?? NSNull(),
+                               "kv_cache_bytes_per_token_absorbed": plan.kvBytesPerTokenLatent.map { $0 as Any } ?? NSNull()] as [String: Any],
                 ]
                 if let mla = s.mla { doc["mla"] = ["absorbed": mla.absorbed.map { $0 as Any } ?? NSNull(), "kv_lora_rank": mla.kvLoraRank] }
                 if let moe = s.moe {
@@ -67,7 +64,7 @@ struct InfoCommand: ParsableCommand {
             print("  parameters     \(n(params)) in \(weights.count) tensors (\(dtypes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
             if let mla = s.mla {
                 print("  attention      MLA, \(mla.absorbed.map { "absorbed (\($0)): latent KV cache" } ?? "naive: per-head KV cache"); "
-                      + "KV cache \(n(kvBytes)) B/token (naive \(n(kvNaive)), absorbed \(n(kvLatent)))")
+                      + "KV cache \(n(kvBytes)) B/token (naive \(n(plan.kvBytesPerTokenNaive)), absorbed \(n(plan.kvBytesPerTokenLatent)))")
             } else {
                 print("  attention      \(s.heads) heads / \(s.kvHeads) KV heads; KV cache \(n(kvBytes)) B/token")
             }
@@ -75,6 +72,11 @@ struct InfoCommand: ParsableCommand {
                 print("  experts        \(moe.routedExperts) routed (top-\(moe.expertsPerToken)) + \(moe.sharedExperts) shared, \(moe.scoring.rawValue) routing")
             }
             if let q = s.quantization { print("  quantization   \(q.method) \(q.format), blocks \(q.weightBlockSize ?? [])") }
+            func size(_ b: Int) -> String { b < 1 << 30 ? String(format: "%.1f MiB", Double(b) / Double(1 << 20)) : gibibytes(b) }
+            print("  memory         weights \(size(plan.weightBytes)) (loading peaks at \(size(plan.loadPeakBytes))); "
+                  + "this process may use \(size(plan.memoryBytes)); "
+                  + (plan.maxContext.map { "the longest context that fits: \($0) positions (\(size(plan.kvBytes(context: $0))) of KV cache)" }
+                     ?? "the weights do not fit"))
         } catch let e as MalError {
             printError("error: \(e)")
             throw ExitCode(1)

@@ -191,14 +191,13 @@ public final class Transformer: @unchecked Sendable {
         let ctx = min(requested ?? 4096, s.maxPositions)
         contextLength = ctx
         // The weights are decoded into memory: a model larger than the machine is refused up front
-        // with both sizes, not left to fail an allocation (or the OOM killer) halfway through.
-        // Loading holds the weights plus one decoded tensor on its way into place.
-        let cap = Int.max / 4
-        let sizes = model.tensors.map { t in t.aliasOf == nil ? min(t.byteCount ?? cap, cap) : 0 }
-        let weightBytes = sizes.reduce(0) { min($0 + $1, cap) }, peak = weightBytes + (sizes.max() ?? 0)
-        if peak > physicalMemoryBytes {
-            throw MalError(.outOfMemory, "loading the model needs \(gibibytes(peak)) (\(gibibytes(weightBytes)) of tensors plus the "
-                           + "largest one while it is placed); this process may use \(gibibytes(physicalMemoryBytes)) (physical memory or its cgroup limit)")
+        // with the sizes, not left to fail an allocation (or the OOM killer) halfway through.
+        let plan = MemoryPlan(model: model, mtp: mtp)
+        if !plan.fits(context: ctx) {
+            let fits = plan.maxContext.map { " (a context of \($0) positions fits: --context \($0))" } ?? ""
+            throw MalError(.outOfMemory, "running the model needs \(gibibytes(plan.loadPeakBytes)) to load (\(gibibytes(plan.weightBytes)) of tensors "
+                           + "plus the largest one while it is placed) and \(gibibytes(plan.kvBytes(context: ctx))) of KV cache for \(ctx) positions; "
+                           + "this process may use \(gibibytes(plan.memoryBytes)) (physical memory or its cgroup limit)\(fits)")
         }
         arena = WeightArena()
         let w = WeightLoader(model: model, arena: arena)
