@@ -75,6 +75,8 @@ public final class ChatSession {
         /// The answer's text (what the callback got, up to a stop string).
         public var text: String
         public var result: Generator.Result
+        /// Whether a stop string ended it.
+        public var stoppedByString: Bool
     }
 
     /// Sends a user message and generates the answer, streaming its text to `onText` (which may
@@ -82,31 +84,33 @@ public final class ChatSession {
     public func send(_ text: String, settings: Generator.Settings, stop: [String] = [], onText: (String) -> Bool = { _ in true }) throws -> Turn {
         let prompt = try template.render(messages: messages + [ChatTemplate.message(role: "user", content: text)], addGenerationPrompt: true)
         let history = tokens(forText: prompt, addSpecial: template.addsSpecialTokens)
-        let turn = try Self.complete(generator, history: history, settings: settings, stop: stop, onText: onText)
+        let turn = try Self.complete(generator, history: history, settings: settings, stop: stop) { _, piece in piece.isEmpty || onText(piece) }
         noteGenerated(promptText: prompt, promptIds: history, generated: turn.result.generated)
         turns.append(ChatTemplate.message(role: "user", content: text))
         turns.append(ChatTemplate.message(role: "assistant", content: turn.text))
         return turn
     }
 
-    /// Generates after `history` with stop strings: text is held back while it could still be
-    /// the start of one, and generation ends at the first (which is not part of the text).
+    /// Generates after `history` with stop strings. `onToken(id, text)` gets each token and the
+    /// text it makes showable: empty while held back as the start of a character or of a stop
+    /// string; id -1 for what is left at the end. Generation ends at the first stop string,
+    /// which is not part of the text; the callback may end it too by returning false.
     public static func complete(_ generator: Generator, history: [Int32], settings: Generator.Settings, stop: [String],
-                                onText: (String) -> Bool) throws -> Turn {
+                                onToken: (Int32, String) -> Bool) throws -> Turn {
         var matcher = StopMatcher(stops: stop)
         var text = ""
-        let result = try generator.generate(history: history, settings: settings) { _, piece in
+        let result = try generator.generate(history: history, settings: settings) { id, piece in
             let (ready, stopped) = matcher.push(piece)
             text += ready
-            let goOn = ready.isEmpty || onText(ready)
+            let goOn = onToken(id, ready)
             return goOn && !stopped
         }
         if !matcher.stopped {
             let rest = matcher.finish()
             text += rest
-            if !rest.isEmpty { _ = onText(rest) }
+            if !rest.isEmpty { _ = onToken(-1, rest) }
         }
-        return Turn(text: text, result: result)
+        return Turn(text: text, result: result, stoppedByString: matcher.stopped)
     }
 }
 

@@ -93,8 +93,7 @@ struct APIRequest: Sendable {
     private static func message(_ m: JSONValue, index: Int) throws -> JSONValue {
         let param = "messages[\(index)]"
         guard let pairs = m.objectPairs else { throw APIError.invalid(param, "\(param) must be an object") }
-        guard let role = m["role"]?.stringValue, !role.isEmpty else { throw APIError.invalid(param + ".role", "\(param) needs a 'role' string") }
-        _ = role
+        guard m["role"]?.stringValue?.isEmpty == false else { throw APIError.invalid(param + ".role", "\(param) needs a 'role' string") }
         var out: [(String, JSONValue)] = []
         for (k, v) in pairs {
             guard k == "content" else { out.append((k, v)); continue }

@@ -130,24 +130,21 @@ final class GenerationWorker: @unchecked Sendable {
         settings.maxTokens = request.maxTokens ?? contextLength
         settings.logprobs = request.logprobs
         let generator = session.generator, tokenizer = session.tokenizer
-        var matcher = StopMatcher(stops: request.stop)
-        let r = try generator.generate(history: history, settings: settings) { id, piece in
+        let turn = try ChatSession.complete(generator, history: history, settings: settings, stop: request.stop) { id, ready in
             // One event per token when log-probabilities are asked for (its text may be empty:
             // held back as the start of a character or a stop string); else one per text piece.
             let lp = id >= 0 && request.logprobs != nil ? generator.lastLogprob.map { lp in
                 LogprobEntry(token: tokenizer.decode([id]), logprob: lp.logprob, top: lp.top.map { (tokenizer.decode([$0.id]), $0.logprob) })
             } : nil
-            let (ready, stopped) = matcher.push(piece)
             if lp != nil || !ready.isEmpty { events.yield(.text(ready, logprob: lp)) }
-            return !stopped && !cancel.isCancelled
+            return !cancel.isCancelled
         }
-        let rest = matcher.finish()
-        if !rest.isEmpty { events.yield(.text(rest, logprob: nil)) }
+        let r = turn.result
         let reason: String
         switch r.stop {
         case .endToken: reason = "stop"
         case .maxTokens, .contextFull: reason = "length"
-        case .cancelled: reason = matcher.stopped ? "stop" : "cancelled"
+        case .cancelled: reason = turn.stoppedByString ? "stop" : "cancelled"
         }
         if reason == "cancelled" { lock.withLock { cancelledCount += 1 } }
         return (Summary(promptTokens: history.count, promptTokensRun: r.promptTokens, completionTokens: r.generated.count,

@@ -72,11 +72,9 @@ struct ChatCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let model = try ModelLoader.open(options.model)
-            let tok = try TokenizerLoader.load(options.model)
             let template = try templateOptions.template(model: options.model, announce: true)
-            let tr = try options.transformer(model, context: options.context, mtp: sampling.speculative == .mtp)
-            let generator = try Generator(transformer: tr, tokenizer: tok, modelPath: options.model, draftTokens: sampling.draftTokens)
+            let generator = try options.generator(sampling)
+            let tr = generator.transformer
             let session = try ChatSession(generator: generator, template: template, system: system)
             let interactive = isatty(0) != 0 && isatty(1) != 0
             if interactive {

@@ -24,6 +24,15 @@ struct ModelOptions: ParsableArguments {
         do { return try Transformer(model: loaded, contextLength: context, threads: threads, mtp: mtp) } catch let e as MalError { throw e.inFile(model) }
     }
 
+    /// The model, its tokenizer and a generation session over them, with `sampling`'s drafts
+    /// (`generate`, `chat` and `serve` start the same way).
+    func generator(_ sampling: SamplingOptions) throws -> Generator {
+        let loaded = try ModelLoader.open(model)
+        let tok = try TokenizerLoader.load(model)      // before the weights load: a missing tokenizer fails fast
+        let tr = try transformer(loaded, context: context, mtp: sampling.speculative == .mtp)
+        return try Generator(transformer: tr, tokenizer: tok, modelPath: model, draftTokens: sampling.draftTokens)
+    }
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         if let context, context < 1 { throw ValidationError("--context must be at least 1") }
@@ -57,18 +66,16 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         do {
             let t0 = monotonicSeconds()
-            let model = try ModelLoader.open(options.model)
-            let tok = try TokenizerLoader.load(options.model)
-            let tr = try options.transformer(model, context: options.context, mtp: sampling.speculative == .mtp)
+            let generator = try options.generator(sampling)
+            let tr = generator.transformer, maxPositions = tr.spec.maxPositions
             let loadTime = monotonicSeconds() - t0
-            let ids = tok.encode(prompt, addSpecial: true)
+            let ids = generator.tokenizer!.encode(prompt, addSpecial: true)
             if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
             guard ids.count <= tr.contextLength else {
                 throw MalError(.invalidArgument, "the prompt (\(ids.count) tokens) is longer than the context length \(tr.contextLength)"
-                               + (options.context == nil ? " (--context raises it up to the model's \(model.spec.maxPositions))" : ""))
+                               + (options.context == nil ? " (--context raises it up to the model's \(maxPositions))" : ""))
             }
             let settings = sampling.settings(maxTokens: n)
-            let generator = try Generator(transformer: tr, tokenizer: tok, modelPath: options.model, draftTokens: sampling.draftTokens)
             writeOut(prompt)
             let r = try generator.generate(prompt: ids, settings: settings) { _, text in
                 writeOut(text)
@@ -76,12 +83,12 @@ struct GenerateCommand: ParsableCommand {
             }
             writeOut("\n")
             if r.stop == .contextFull {
-                printError("stopped after \(r.generated.count) tokens: the context length \(tr.contextLength) is full (--context raises it up to \(model.spec.maxPositions))")
+                printError("stopped after \(r.generated.count) tokens: the context length \(tr.contextLength) is full (--context raises it up to \(maxPositions))")
             }
             printError(String(format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads | KV cache %d B/token%@",
                               loadTime, r.promptTokens, r.promptTokensPerSecond, r.generated.count, r.tokensPerSecond, options.threads,
                               tr.kvCacheBytesPerToken,
-                              model.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
+                              tr.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
             if let line = sampling.speculativeSummary(r) { printError(line) }
         } catch let e as MalError { throw fail(e) }
     }

@@ -41,12 +41,8 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let session: ChatSession
         do {
-            let model = try ModelLoader.open(options.model)
-            let tok = try TokenizerLoader.load(options.model)
             let template = try templateOptions.template(model: options.model, announce: true)
-            let tr = try options.transformer(model, context: options.context, mtp: sampling.speculative == .mtp)
-            let generator = try Generator(transformer: tr, tokenizer: tok, modelPath: options.model, draftTokens: sampling.draftTokens)
-            session = try ChatSession(generator: generator, template: template)
+            session = try ChatSession(generator: try options.generator(sampling), template: template)
         } catch let e as MalError { throw fail(e) } catch let e as TemplateError {
             printError("error: \(e)")
             throw ExitCode(1)
