@@ -34,7 +34,11 @@ public enum TokenizerBinary {
         for (a, b, c) in m.merges { w.u32(UInt32(bitPattern: a)); w.u32(UInt32(bitPattern: b)); w.u32(UInt32(bitPattern: c)) }
         let rest = Rest(addedTokens: m.addedTokens, normalizer: m.normalizer, preTokenizer: m.preTokenizer, postProcessor: m.postProcessor,
                         ignoreMerges: m.ignoreMerges, bosToken: m.bosToken, eosToken: m.eosToken)
-        let json = [UInt8](try JSONEncoder().encode(rest))
+        // Sorted keys: the same tokenizer gives the same bytes (JSONEncoder's key order is not
+        // stable from one process to the next), so a conversion is reproducible.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try encoder.encode(rest))
         w.u32(UInt32(json.count))
         w.bytes(json)
         return w.data
