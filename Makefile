@@ -68,6 +68,7 @@ FORMAT_PY ?= $(shell python3 -c "import xxhash, zstandard" 2>/dev/null && echo p
 ## else it is installed with pip.
 SERVE_PY ?= python3
 test: deps
+	python3 Tests/Scripts/structure_check.py
 	$(SWIFT) test
 	@$(NUMPY_PY) -c "import numpy" 2>/dev/null || { echo "installing python3-numpy"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-numpy; }

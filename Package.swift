@@ -20,33 +20,36 @@ let package = Package(
         .systemLibrary(name: "CJSONC", pkgConfig: "json-c", providers: [.apt(["libjson-c-dev"])]),
         .target(name: "CMalKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "MalCore", dependencies: ["CJSONC", "CMalKernels"]),
-        .target(name: "MalReaders", dependencies: ["MalCore", "CJSONC", "CZstd", "CMalKernels"]),
-        .target(name: "MalTransforms", dependencies: ["MalCore", "MalReaders", "CMalKernels"]),
-        .target(name: "MalWriters", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CZstd", "CMalKernels"]),
-        .target(name: "MalRuntime", dependencies: ["MalCore", "MalReaders", "MalTransforms", "CMalKernels"]),
+        // The module graph (`Docs/ARCHITECTURE.md`; `Tests/Scripts/import_graph.py` compares the
+        // real `import` lines with it): no Runtime → Transforms, no Writers → Readers.
+        .target(name: "MalArchitectures", dependencies: ["MalCore"]),
+        .target(name: "MalReaders", dependencies: ["MalCore", "MalArchitectures", "CZstd", "CMalKernels"]),
+        .target(name: "MalTransforms", dependencies: ["MalCore", "CMalKernels"]),
+        .target(name: "MalWriters", dependencies: ["MalCore", "MalArchitectures", "CZstd", "CMalKernels"]),
+        .target(name: "MalRuntime", dependencies: ["MalCore", "MalArchitectures", "MalReaders", "CMalKernels"]),
         .target(name: "MalChat", dependencies: ["MalCore", "MalReaders", "MalRuntime"]),
         .target(name: "MalServe", dependencies: [
             "MalCore", "MalRuntime", "MalChat",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "MalVerify", dependencies: ["MalCore", "MalReaders", "MalTransforms", "MalRuntime", "CMalKernels"]),
+        .target(name: "MalVerify", dependencies: ["MalCore", "MalTransforms", "MalRuntime", "CMalKernels"]),
         .executableTarget(name: "malconv", dependencies: [
-            "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime",
+            "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malrun", dependencies: [
-            "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters", "MalChat", "MalServe",
+            "MalCore", "MalReaders", "MalRuntime", "MalWriters", "MalChat", "MalServe",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "malbench", dependencies: ["MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],
+        .executableTarget(name: "malbench", dependencies: ["MalCore", "MalArchitectures", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],
                          path: "Benchmarks/MalBench"),
         .target(name: "MalTestSupport", path: "Tests/MalTestSupport"),
         .testTarget(name: "MalRuntimeTests", dependencies: ["MalTestSupport", "CMalKernels", "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
         .testTarget(name: "MalReadersTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders"]),
-        .testTarget(name: "MalQuantTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
+        .testTarget(name: "MalQuantTests", dependencies: ["MalTestSupport", "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
         .testTarget(name: "MalChatTests", dependencies: ["MalTestSupport", "MalCore", "MalChat", "MalRuntime"]),
-        .testTarget(name: "MalContainerTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders", "MalTransforms", "MalWriters"]),
+        .testTarget(name: "MalContainerTests", dependencies: ["MalTestSupport", "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters"]),
     ]
 )
 

@@ -1,8 +1,8 @@
 import Foundation
+import MalArchitectures
 import MalCore
 import MalReaders
 import MalRuntime
-import MalTransforms
 import MalWriters
 
 /// Single-thread encode throughput on a text file, and tokenizer load times (JSON vs `.mal`).
@@ -43,7 +43,8 @@ enum TokenizerBench {
         let blob = try TokenizerBinary.encode(tok.model)
         let w = try MalWriter(path: dir + "/tok.mal")
         try w.add(name: "aux/tokenizer.bin", dtype: .u8, shape: [blob.count], source: .bytes(blob), codec: .zstd)
-        let spec = ModelSpec(architecture: .gpt2, vocabSize: tok.vocabularySize, hiddenSize: 1, layers: 1, heads: 1, kvHeads: 1, headDim: 1,
+        // A tokenizer-only container: the smallest spec any registered architecture accepts.
+        let spec = ModelSpec(modelType: ArchitectureRegistry.modelTypes[0], vocabSize: tok.vocabularySize, hiddenSize: 1, layers: 1, heads: 1, kvHeads: 1, headDim: 1,
                              intermediateSize: 1, maxPositions: 1, norm: .layerNorm, normEps: 1e-5, activation: "gelu_new", positions: .learned,
                              rope: nil, tiedEmbeddings: true, attentionBias: true, mlpBias: true, bosTokenId: nil, eosTokenIds: [],
                              declaredDType: nil, mla: nil, moe: nil, mtpLayers: 0, quantization: nil)

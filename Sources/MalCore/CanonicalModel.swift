@@ -1,5 +1,3 @@
-import MalCore
-import MalReaders
 
 /// A tensor of a model under its canonical name, before its bytes are read.
 public struct CanonicalTensor: Sendable {
@@ -41,8 +39,25 @@ public struct TensorStream: @unchecked Sendable {
     }
 }
 
-/// A model seen through canonical names: what the writers consume. Two sources implement it:
-/// an HF checkpoint mapped through the name tables (`HFCanonicalModel`) and a `.mal` file.
+/// Where a model's bytes come from, for the container's provenance record: source files already
+/// hashed (a `.mal` input carries its own record), files still to hash (an HF checkpoint's
+/// shards), and the parameter-free buffers left out on the way.
+public struct ModelProvenance: Sendable {
+    public var recorded: [MalMetadata.SourceFile]
+    public var unhashedFiles: [String]
+    public var droppedTensors: [String]
+
+    public init(recorded: [MalMetadata.SourceFile] = [], unhashedFiles: [String] = [], droppedTensors: [String] = []) {
+        self.recorded = recorded
+        self.unhashedFiles = unhashedFiles
+        self.droppedTensors = droppedTensors
+    }
+}
+
+/// A model seen through canonical names: what the transforms, writers and the runtime consume.
+/// The sources are an HF checkpoint mapped through the name tables (`HFCanonicalModel`) and a
+/// `.mal` file (`MalFile`); the transforms (quantise, dequantise, absorb, drop MTP) wrap one and
+/// forward what they do not change, provenance included, so no consumer needs to know which it has.
 public protocol CanonicalModel: AnyObject {
     var spec: ModelSpec { get }
     /// GPT-2's HF name prefix (`transformer.` or ""), nil for other architectures.
@@ -56,20 +71,30 @@ public protocol CanonicalModel: AnyObject {
     /// Names of auxiliary files (config.json, tokenizer.json, ...) and their bytes.
     var auxNames: [String] { get }
     func aux(_ name: String) throws -> [UInt8]?
+    /// Where the bytes come from (empty for a model built in memory).
+    var provenance: ModelProvenance { get }
 }
 
 extension CanonicalModel {
     public func stream(_ name: String) throws -> TensorStream? { nil }
+    public var provenance: ModelProvenance { ModelProvenance() }
 }
 
-extension MalFile: CanonicalModel {
-    public var hfNamePrefix: String? { metadata.hfNamePrefix }
-    public var tensors: [CanonicalTensor] {
-        modelEntries.map { e in
-            CanonicalTensor(name: e.name, dtype: e.dtype, shape: e.shape,
-                            scale: e.flags & MalFormat.flagQuantized != 0 ? entries[Int(e.link)].name : nil,
-                            aliasOf: e.codec == .alias ? entries[Int(e.link)].name : nil)
+extension CanonicalModel {
+    /// The weights: every tensor but the auxiliary files.
+    public var weightTensors: [CanonicalTensor] { tensors.filter { !$0.name.hasPrefix(MalFormat.auxPrefix) } }
+
+    /// Parameters stored: elements of every weight but FP8 scale grids, aliases counted once; nil
+    /// when a (hostile) table's sizes do not fit in an Int.
+    public var parameterCount: Int? {
+        weightTensors.filter { !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }.reduce(Optional(0)) { acc, t in
+            acc.flatMap { a in elementCount(t.shape).flatMap { a.addingReportingOverflow($0).overflow ? nil : a + $0 } }
         }
     }
-    public func load(_ name: String) throws -> Tensor { try tensor(named: name) }
+
+    /// Bytes of the weights as stored (scale grids included, aliases once), as llama-bench
+    /// reports a model's size.
+    public var weightBytes: Int {
+        weightTensors.filter { $0.aliasOf == nil }.reduce(0) { $0 + ($1.byteCount ?? 0) }
+    }
 }

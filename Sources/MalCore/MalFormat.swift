@@ -14,6 +14,10 @@ public enum MalFormat {
     public static let minChunkSize = 1 << 12
     public static let maxChunkSize = 1 << 26
     public static let maxRank = 8
+    /// Auxiliary files (tokenizer.json, config.json, ...) are stored as U8 tensors under `aux/`.
+    public static let auxPrefix = "aux/"
+    /// The tokenizer in its fast-loading binary form (`Formats/MAL.md`, `aux/tokenizer.bin`).
+    public static let tokenizerBinaryName = "tokenizer.bin"
     public static let maxNameLength = 1024
     /// Largest stored (compressed) size of a chunk of `n` bytes: zstd's worst case for one frame
     /// (`ZSTD_COMPRESSBOUND`: n + n/256 + margin) plus 1 KiB for the per-plane frame headers.

@@ -55,7 +55,7 @@ public struct MalMetadata: Codable, Sendable, Equatable {
     public var provenance: Provenance
 
     public init(spec: ModelSpec, hfNamePrefix: String?, quantization: Quantization?, provenance: Provenance) {
-        self.architecture = spec.architecture.rawValue
+        self.architecture = spec.modelType
         self.spec = spec
         self.hfNamePrefix = hfNamePrefix
         self.quantization = quantization

@@ -1,13 +1,3 @@
-/// The architectures the toolchain understands, by their HF `model_type`.
-public enum Architecture: String, CaseIterable, Sendable, Codable {
-    case gpt2
-    case llama
-    case deepseekV2 = "deepseek_v2"
-    case deepseekV3 = "deepseek_v3"
-
-    public var isDeepSeek: Bool { self == .deepseekV2 || self == .deepseekV3 }
-}
-
 /// Normalisation layer: GPT-2 uses LayerNorm (with bias), Llama and DeepSeek RMSNorm.
 public enum NormKind: String, Sendable, Codable { case layerNorm, rmsNorm }
 
@@ -180,7 +170,9 @@ public struct QuantizationSpec: Equatable, Sendable, Codable {
 /// GPT-2 → Llama 3 is four swaps (norm, positions, attention, feed-forward); DeepSeek adds
 /// `mla`, `moe` and `mtpLayers`. Everything the runtime and the name maps need is here.
 public struct ModelSpec: Equatable, Sendable, Codable {
-    public var architecture: Architecture
+    /// The HF `model_type` (`ArchitectureRegistry` maps it to its architecture); `architecture`
+    /// in the serialised form.
+    public var modelType: String
     public var vocabSize: Int
     public var hiddenSize: Int
     public var layers: Int
@@ -213,13 +205,13 @@ public struct ModelSpec: Equatable, Sendable, Codable {
     public var mtpLayers: Int
     public var quantization: QuantizationSpec?
 
-    public init(architecture: Architecture, vocabSize: Int, hiddenSize: Int, layers: Int, heads: Int,
+    public init(modelType: String, vocabSize: Int, hiddenSize: Int, layers: Int, heads: Int,
                 kvHeads: Int, headDim: Int, intermediateSize: Int, maxPositions: Int, norm: NormKind,
                 normEps: Double, activation: String, positions: PositionKind, rope: RopeSpec?,
                 tiedEmbeddings: Bool, attentionBias: Bool, mlpBias: Bool, bosTokenId: Int?,
                 eosTokenIds: [Int], declaredDType: String?, mla: MLASpec?, moe: MoESpec?,
                 mtpLayers: Int, quantization: QuantizationSpec?, attentionScaling: AttentionScaling? = nil) {
-        self.architecture = architecture
+        self.modelType = modelType
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.layers = layers
@@ -244,6 +236,13 @@ public struct ModelSpec: Equatable, Sendable, Codable {
         self.mtpLayers = mtpLayers
         self.quantization = quantization
         self.attentionScaling = attentionScaling
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "architecture"
+        case vocabSize, hiddenSize, layers, heads, kvHeads, headDim, intermediateSize, maxPositions, norm, normEps, activation
+        case positions, rope, tiedEmbeddings, attentionBias, mlpBias, bosTokenId, eosTokenIds, declaredDType, mla, moe
+        case attentionScaling, mtpLayers, quantization
     }
 
     public var activationKind: Activation? { Activation(hfName: activation) }

@@ -1,5 +1,3 @@
-import MalCore
-
 /// Layout changes between HF and canonical tensors (element size agnostic: bytes are moved, not
 /// converted, so every change is exactly invertible).
 public enum Relayout {

@@ -1,18 +1,5 @@
+import MalArchitectures
 import MalCore
-import MalReaders
-
-/// What `--dtype` asks for: keep each tensor's dtype, or cast float tensors to one type.
-public enum TargetDType: String, CaseIterable, Sendable {
-    case keep, f32, f16, bf16
-    public var dtype: DType? {
-        switch self {
-        case .keep: return nil
-        case .f32: return .f32
-        case .f16: return .f16
-        case .bf16: return .bf16
-        }
-    }
-}
 
 /// An HF checkpoint mapped to canonical names (`Formats/NAMES.md`), with an optional dtype cast.
 ///
@@ -33,16 +20,14 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
     struct Origin { var hf: TensorInfo; var layout: NameLayout }
     private var origins: [String: Origin] = [:]
 
-    /// Files beside the weights that travel with the model (`chat_template.jinja` is where
-    /// transformers ≥ 4.43 saves a chat template instead of `tokenizer_config.json`).
-    public static let auxFileNames = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                                      "special_tokens_map.json", "chat_template.jinja"]
+    /// Files beside the weights that travel with the model.
+    public static let auxFileNames = HFFileNames.auxiliary
 
     public init(model: HFModel, target: TargetDType = .keep) throws {
         self.model = model
         self.target = target
-        let arch = model.spec.architecture
-        let prefix = arch == .gpt2 ? (model.tensors.contains { $0.name.hasPrefix("transformer.") } ? "transformer." : "") : nil
+        let arch = try ArchitectureRegistry.architecture(of: model.spec)
+        let prefix = arch.hfNamePrefix(tensorNames: model.tensors.map(\.name))
         hfNamePrefix = prefix
         let inv = model.inventory()
         if !inv.isClean {
@@ -60,7 +45,7 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         spec = s
         for t in model.tensors {
             if HFTensorLayout.isIgnorable(t.name) { dropped.append(t.name); continue }
-            guard let maps = CanonicalNames.toCanonical(t.name, arch: arch, gpt2Prefix: prefix ?? "") else {
+            guard let maps = arch.toCanonical(t.name, hfNamePrefix: prefix) else {
                 throw MalError(.unmappedTensor, "no canonical name for this tensor", file: t.file, tensor: t.name, offset: t.fileOffset)
             }
             for m in maps {
@@ -132,13 +117,37 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         f.mapping.release((t.fileOffset + r.lowerBound)..<(t.fileOffset + r.upperBound))
     }
 
-    public var auxNames: [String] { HFCanonicalModel.auxFileNames.filter { fileExists(joinPath(model.folder, $0)) } }
+    /// The files beside the weights, and the binary tokenizer built from `tokenizer.json`.
+    public var auxNames: [String] {
+        let files = HFCanonicalModel.auxFileNames.filter { fileExists(joinPath(model.folder, $0)) }
+        return files + (files.contains("tokenizer.json") ? [MalFormat.tokenizerBinaryName] : [])
+    }
 
     public func aux(_ name: String) throws -> [UInt8]? {
+        if name == MalFormat.tokenizerBinaryName { return try tokenizerBinary() }
         let p = joinPath(model.folder, name)
         guard fileExists(p) else { return nil }
         let m = try MappedFile(path: p)
         return withExtendedLifetime(m) { Array(m.bytes) }
+    }
+
+    /// The tokenizer in its fast-loading binary form, from `tokenizer.json` (+ config); nil when
+    /// the model has none. A tokenizer the runtime cannot run is reported and left out (its JSON
+    /// still travels).
+    func tokenizerBinary() throws -> [UInt8]? {
+        guard let json = try aux("tokenizer.json") else { return nil }
+        do {
+            let tj = try json.withUnsafeBytes { try JSONValue.parse($0, file: "tokenizer.json") }
+            let cfg = try aux("tokenizer_config.json").map { b in try b.withUnsafeBytes { try JSONValue.parse($0, file: "tokenizer_config.json") } }
+            return try TokenizerBinary.encode(try TokenizerJSONReader.parse(tj, config: cfg, file: "tokenizer.json"))
+        } catch let e as MalError {
+            printError("warning: tokenizer not stored in binary form: \(e)")
+            return nil
+        }
+    }
+
+    public var provenance: ModelProvenance {
+        ModelProvenance(unhashedFiles: model.checkpoint.files.map(\.path), droppedTensors: dropped)
     }
 
     /// The HF tensor a canonical tensor comes from.

@@ -1,6 +1,7 @@
 import CMalKernels
 import CZstd
 import Foundation
+import MalArchitectures
 import MalCore
 
 /// A `.mal` container opened for reading (`Formats/MAL.md`).
@@ -100,6 +101,10 @@ public final class MalFile: @unchecked Sendable {
             throw corrupt("metadata is not a valid metadata document: \(error)", at: Int(h.metadataOffset))
         }
         if let problem = metadata.spec.firstProblem { throw corrupt("metadata spec: \(problem)", at: Int(h.metadataOffset)) }
+        if ArchitectureRegistry.architecture(modelType: metadata.spec.modelType) == nil {
+            throw MalError(.unknownArchitecture, "metadata spec: unknown architecture '\(metadata.spec.modelType)' (supported: "
+                           + "\(ArchitectureRegistry.modelTypes.joined(separator: ", ")))", file: file, offset: Int(h.metadataOffset))
+        }
         entries = try MalFile.parseTable(tableBytes, base: Int(h.tableOffset), dataEnd: Int(h.metadataOffset), file: file)
         var map: [String: Int] = [:]
         for (i, e) in entries.enumerated() {
@@ -390,7 +395,7 @@ public final class MalFile: @unchecked Sendable {
     }
 
     /// Auxiliary files (tokenizer.json, config.json, ...) stored as U8 tensors under `aux/`.
-    public static let auxPrefix = "aux/"
+    public static let auxPrefix = MalFormat.auxPrefix
 
     public var auxNames: [String] {
         entries.filter { $0.name.hasPrefix(MalFile.auxPrefix) }.map { String($0.name.dropFirst(MalFile.auxPrefix.count)) }

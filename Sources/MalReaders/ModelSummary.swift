@@ -29,7 +29,7 @@ public struct ModelSummary: Codable, Sendable {
     public init(model: HFModel) {
         path = model.path
         files = model.checkpoint.files.map { baseName($0.path) }
-        architecture = model.spec.architecture.rawValue
+        architecture = model.spec.modelType
         spec = model.spec
         let inv = model.inventory()
         inventory = inv

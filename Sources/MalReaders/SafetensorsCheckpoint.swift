@@ -16,7 +16,7 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
     public let tensors: [TensorInfo]
     private let location: [String: (file: Int, index: Int)]
 
-    public static let indexName = "model.safetensors.index.json"
+    public static let indexName = HFFileNames.shardIndex
 
     /// Opens a `.safetensors` file, an index `.json`, or a folder holding either.
     public convenience init(path: String) throws {

@@ -22,8 +22,7 @@ public struct TensorInventory: Sendable, Codable, Equatable {
     /// `<name>_scale_inv` of shape `[ceil(out/b0), ceil(in/b1)]` (b from `weight_block_size`,
     /// 128×128 by default, as in the DeepSeek-V3 release).
     public static func check(spec: ModelSpec, tensors: [TensorInfo]) -> TensorInventory {
-        let prefix = spec.architecture == .gpt2 && !tensors.contains(where: { $0.name.hasPrefix("transformer.") }) ? "" : "transformer."
-        let expected = HFTensorLayout.expected(spec, gpt2Prefix: prefix)
+        let expected = HFTensorLayout.expected(spec, tensorNames: tensors.map(\.name))
         var byName: [String: TensorInfo] = [:]
         for t in tensors { byName[t.name] = t }
         var report = TensorInventory()

@@ -26,7 +26,7 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
     private var cache: [String: Tensor] = [:]
 
     public init(base: CanonicalModel, mode: Mode, dtype: DType = .f32) throws {
-        guard var mla = base.spec.mla else { throw MalError(.unsupported, "absorb-mla needs a DeepSeek (MLA) model, not \(base.spec.architecture.rawValue)") }
+        guard var mla = base.spec.mla else { throw MalError(.unsupported, "absorb-mla needs a DeepSeek (MLA) model, not \(base.spec.modelType)") }
         guard mla.absorbed == nil else { throw MalError(.invalidArgument, "the model is already absorbed (\(mla.absorbed!))") }
         guard dtype == .f32 || dtype == .bf16 else { throw MalError(.invalidArgument, "absorbed tensors are f32 or bf16") }
         self.base = base
@@ -80,6 +80,7 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
 
     public var hfNamePrefix: String? { base.hfNamePrefix }
     public var auxNames: [String] { base.auxNames }
+    public var provenance: ModelProvenance { base.provenance }
     public func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
 
     /// A base weight as float32 (dequantised when it has a scale).

@@ -29,6 +29,7 @@ public final class WithoutMTP: CanonicalModel, @unchecked Sendable {
 
     public var hfNamePrefix: String? { base.hfNamePrefix }
     public var auxNames: [String] { base.auxNames }
+    public var provenance: ModelProvenance { base.provenance }
 
     public func aux(_ name: String) throws -> [UInt8]? {
         guard let bytes = try base.aux(name) else { return nil }

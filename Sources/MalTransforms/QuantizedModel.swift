@@ -110,6 +110,7 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
 
     public var hfNamePrefix: String? { base.hfNamePrefix }
     public var auxNames: [String] { base.auxNames }
+    public var provenance: ModelProvenance { base.provenance }
     public func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
 
     func compute(_ weight: String) throws -> (q: TensorStorage, scales: TensorStorage, shape: [Int]) {
@@ -174,6 +175,7 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
 
     public var hfNamePrefix: String? { base.hfNamePrefix }
     public var auxNames: [String] { base.auxNames }
+    public var provenance: ModelProvenance { base.provenance }
     public func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
 
     public func stream(_ name: String) throws -> TensorStream? { scaled[name] == nil ? try base.stream(name) : nil }

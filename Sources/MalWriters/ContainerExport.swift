@@ -1,9 +1,8 @@
 import MalCore
-import MalReaders
-import MalTransforms
 
 /// Writes any `CanonicalModel` as a `.mal` container: model tensors (streamed), aliases, the
-/// auxiliary files as `aux/` U8 tensors, and the metadata with provenance.
+/// auxiliary files as `aux/` U8 tensors, and the metadata with the model's provenance (source
+/// files it has not hashed yet are hashed here).
 public enum ContainerExport {
     public struct Summary: Sendable {
         public var records: [MalWriter.Record]
@@ -13,10 +12,11 @@ public enum ContainerExport {
     }
 
     public static func write(_ model: CanonicalModel, to path: String, options: MalWriter.Options, command: String,
-                             optionValues: [String: String], sources: [MalMetadata.SourceFile], dropped: [String],
-                             quantization: MalMetadata.Quantization? = nil,
+                             optionValues: [String: String], quantization: MalMetadata.Quantization? = nil,
                              progress: ((Int, Int, String) -> Void)? = nil) throws -> Summary {
         let start = monotonicSeconds()
+        let origin = model.provenance
+        let sources = try origin.recorded + hashSources(origin.unhashedFiles)
         let writer = try MalWriter(path: path, options: options)
         do {
             let all = model.tensors
@@ -33,18 +33,17 @@ public enum ContainerExport {
                 }
             }
             for t in all where t.aliasOf != nil { try writer.addAlias(name: t.name, target: t.aliasOf!) }
-            for name in model.auxNames where name != tokenizerBlobName {
+            // The binary tokenizer goes last, after the files it is built from.
+            let aux = model.auxNames
+            for name in aux.filter({ $0 != MalFormat.tokenizerBinaryName }) + aux.filter({ $0 == MalFormat.tokenizerBinaryName }) {
                 guard let bytes = try model.aux(name) else { continue }
-                try writer.add(name: MalFile.auxPrefix + name, dtype: .u8, shape: [bytes.count], source: .bytes(bytes),
+                try writer.add(name: MalFormat.auxPrefix + name, dtype: .u8, shape: [bytes.count], source: .bytes(bytes),
                                codec: bytes.isEmpty ? nil : .zstd)
-            }
-            if let blob = try tokenizerBlob(model) {
-                try writer.add(name: MalFile.auxPrefix + tokenizerBlobName, dtype: .u8, shape: [blob.count], source: .bytes(blob), codec: .zstd)
             }
             progress?(all.count, all.count, "")
             let meta = MalMetadata(spec: model.spec, hfNamePrefix: model.hfNamePrefix, quantization: quantization,
                                    provenance: .init(converter: "malconv", converterVersion: malconvVersion, command: command,
-                                                     options: optionValues, sources: sources, droppedTensors: dropped))
+                                                     options: optionValues, sources: sources, droppedTensors: origin.droppedTensors))
             try writer.finish(metadata: meta)
         } catch {
             writer.abandon()
@@ -52,25 +51,6 @@ public enum ContainerExport {
         }
         return Summary(records: writer.records, fileBytes: writer.bytesWritten, sourceBytes: sources.reduce(0) { $0 + $1.bytes },
                        seconds: monotonicSeconds() - start)
-    }
-
-    /// Name of the binary tokenizer (`TokenizerBinary`) among the auxiliary files.
-    public static let tokenizerBlobName = "tokenizer.bin"
-
-    /// The tokenizer in its fast-loading binary form, from `tokenizer.json` (+ config); nil when
-    /// the model has none. A tokenizer the runtime cannot run is reported and left out (its JSON
-    /// is still stored).
-    static func tokenizerBlob(_ model: CanonicalModel) throws -> [UInt8]? {
-        if let existing = try model.aux(tokenizerBlobName) { return existing }
-        guard let json = try model.aux("tokenizer.json") else { return nil }
-        do {
-            let tj = try json.withUnsafeBytes { try JSONValue.parse($0, file: "tokenizer.json") }
-            let cfg = try model.aux("tokenizer_config.json").map { b in try b.withUnsafeBytes { try JSONValue.parse($0, file: "tokenizer_config.json") } }
-            return try TokenizerBinary.encode(try TokenizerJSONReader.parse(tj, config: cfg, file: "tokenizer.json"))
-        } catch let e as MalError {
-            printError("warning: tokenizer not stored in binary form: \(e)")
-            return nil
-        }
     }
 
     /// XXH64 of each source file (what `xxhsum -H1` prints), read through the mapping in 64 MiB

@@ -1,14 +1,13 @@
 import CMalKernels
+import MalArchitectures
 import MalCore
-import MalReaders
-import MalTransforms
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Writes a `CanonicalModel` as a Hugging Face model folder: `config.json` (Hub key style),
 /// `model.safetensors` or shards of at most `maxShardBytes` with `model.safetensors.index.json`,
-/// and the auxiliary files. Names and layouts are mapped back through `CanonicalNames`, so a
+/// and the auxiliary files. Names and layouts are mapped back through the architecture's name rules, so a
 /// lossless conversion exports byte-identical tensors. The folder is assembled under a temporary
 /// name and renamed into place at the end.
 public enum HFFolderWriter {
@@ -112,10 +111,10 @@ public enum HFFolderWriter {
                 map.sort { $0.0 < $1.0 }
                 let total = plan.reduce(0) { $0 + $1.byteCount }
                 let index = JSONValue.object([("metadata", .object([("total_size", .int(Int64(total)))])), ("weight_map", .object(map))])
-                add(SafetensorsCheckpoint.indexName)
-                try writeText(index.prettySerialized, to: joinPath(tmp, SafetensorsCheckpoint.indexName))
+                add(HFFileNames.shardIndex)
+                try writeText(index.prettySerialized, to: joinPath(tmp, HFFileNames.shardIndex))
             }
-            for aux in model.auxNames where HFCanonicalModel.auxFileNames.contains(aux) {
+            for aux in model.auxNames where HFFileNames.auxiliary.contains(aux) {
                 guard var bytes = try model.aux(aux) else { continue }
                 if aux == "config.json" {
                     let cfg = try bytes.withUnsafeBytes { try JSONValue.parse($0, file: "config.json") }
@@ -167,13 +166,17 @@ public enum HFFolderWriter {
         if let a = model.spec.mla?.absorbed {
             throw MalError(.unsupported, "this model's MLA weights are absorbed (\(a)); that layout has no HF tensor names. Export the model before `absorb-mla`")
         }
-        let arch = model.spec.architecture
-        let prefix = model.hfNamePrefix ?? ""
+        let arch = try ArchitectureRegistry.architecture(of: model.spec)
+        let prefix = model.hfNamePrefix
         var byHF: [String: Planned] = [:]
         var order: [String] = []
         for t in model.tensors {
-            guard let (hf, layout) = CanonicalNames.toHF(t.name, arch: arch, gpt2Prefix: prefix) else {
+            guard let (hf, layout) = arch.toHF(t.name, hfNamePrefix: prefix) else {
                 throw MalError(.unmappedTensor, "no HF name for this canonical tensor", tensor: t.name)
+            }
+            if t.scale != nil && layout != .identity {
+                throw MalError(.unsupported, "this quantised weight is stored fused or transposed in HF checkpoints (\(hf), GPT-2's Conv1D), "
+                               + "which has no FP8 safetensors layout; write a .mal file (-o OUT.mal)", tensor: t.name)
             }
             let bytes = t.byteCount ?? 0
             if var p = byHF[hf] {

@@ -1,13 +1,16 @@
+import MalArchitectures
 import MalCore
 
 /// Rewrites an HF `config.json` in the key style of real Hub repos: `rope_theta` + `rope_scaling`
 /// instead of transformers 5's `rope_parameters`, `torch_dtype` instead of `dtype`, and without
-/// the derived DeepSeek `head_dim` / `qk_head_dim`. Values are kept; `dtype` overrides the dtype.
+/// the keys the family's Hub repos leave out (`HubConfigStyle`: DeepSeek's derived `head_dim` /
+/// `qk_head_dim`). Values are kept; `dtype` overrides the dtype.
 public enum HubConfig {
     /// `quantization` replaces `quantization_config` (nil removes it: a dequantised model has none).
     public static func rewrite(_ config: JSONValue, dtype: String? = nil, quantization: QuantizationSpec?) -> JSONValue {
         guard var pairs = config.objectPairs else { return config }
-        let isDeepSeek = (config["model_type"]?.stringValue ?? "").hasPrefix("deepseek")
+        let style = ArchitectureRegistry.architecture(modelType: config["model_type"]?.stringValue ?? "")?.hubConfig
+            ?? HubConfigStyle(ropeScalingTypeKey: "rope_type")
         if let i = pairs.firstIndex(where: { $0.0 == "rope_parameters" }) {
             let params = pairs[i].1
             pairs.remove(at: i)
@@ -19,8 +22,7 @@ public enum HubConfig {
             }
             if let theta, !pairs.contains(where: { $0.0 == "rope_theta" }) { pairs.append(("rope_theta", theta)) }
             if type != "default" {
-                // DeepSeek's own configs say "type"; Llama 3.1+ says "rope_type".
-                scaling.insert((isDeepSeek ? "type" : "rope_type", .string(type)), at: 0)
+                scaling.insert((style.ropeScalingTypeKey, .string(type)), at: 0)
                 pairs.removeAll { $0.0 == "rope_scaling" }
                 pairs.append(("rope_scaling", .object(scaling)))
             }
@@ -34,7 +36,7 @@ public enum HubConfig {
             pairs.removeAll { $0.0 == "torch_dtype" }
             pairs.append(("torch_dtype", .string(dtype)))
         }
-        if isDeepSeek { pairs.removeAll { $0.0 == "head_dim" || $0.0 == "qk_head_dim" } }
+        pairs.removeAll { style.derivedKeys.contains($0.0) }
         pairs.removeAll { $0.0 == "quantization_config" }
         if let q = quantization {
             var qc: [(String, JSONValue)] = [("activation_scheme", .string(q.activationScheme)), ("fmt", .string(q.format)),

@@ -50,28 +50,13 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         try runReporting {
             let model = try HFModel(path: input)
-            try refuseOverwritingInput(output: out.output, inputs: [input] + model.checkpoint.files.map(\.path))
             let canon = try HFCanonicalModel(model: model, target: TargetDType(rawValue: dtype)!)
             canon.checkFinite = !allowNonfinite
             let (written, extra) = MTPOption.apply(dropMtp, to: canon, json: json)
-            let progress = Progress("convert")
-            switch out.format {
-            case .mal:
-                var opts = MalWriter.Options()
-                opts.level = level
-                opts.threads = threads
-                opts.replaceExisting = out.force
-                let sources = try ContainerExport.hashSources(model.checkpoint.files.map(\.path))
-                let s = try ContainerExport.write(written, to: out.output, options: opts, command: "convert",
-                                                  optionValues: ["dtype": dtype, "level": String(level), "drop-mtp": String(dropMtp)],
-                                                  sources: sources, dropped: canon.dropped, progress: progress.update)
-                Report.container(s, path: out.output, json: json, extra: extra)
-            case .safetensors:
-                let start = monotonicSeconds()
-                let s = try HFFolderWriter.write(written, to: out.output, maxShardBytes: try out.maxShardSize.map(parseSize), force: out.force,
-                                                 progress: progress.update)
-                Report.folder(s, path: out.output, seconds: monotonicSeconds() - start, json: json, extra: extra)
-            }
+            try ModelIO.write(written, output: out.output, to: out.to, inputs: [input] + model.checkpoint.files.map(\.path),
+                              command: "convert", options: ["dtype": dtype, "level": String(level), "drop-mtp": String(dropMtp)],
+                              level: Int32(level), threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json,
+                              extra: extra)
         }
     }
 }

@@ -25,27 +25,11 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         try runReporting {
-            try refuseOverwritingInput(output: out.output, inputs: [input])
             let mal = try MalFile(path: input)
-            let progress = Progress("export")
-            switch out.format {
-            case .safetensors:
-                let start = monotonicSeconds()
-                let s: HFFolderWriter.Summary
-                do {
-                    s = try HFFolderWriter.write(mal, to: out.output, maxShardBytes: try out.maxShardSize.map(parseSize), force: out.force,
-                                                 progress: progress.update)
-                } catch let e as MalError where e.tensor != nil { throw e.inFile(input) }
-                Report.folder(s, path: out.output, seconds: monotonicSeconds() - start, json: json)
-            case .mal:
-                var opts = MalWriter.Options()
-                opts.replaceExisting = out.force
-                let s = try ContainerExport.write(mal, to: out.output, options: opts, command: "export",
-                                                  optionValues: [:], sources: mal.metadata.provenance.sources,
-                                                  dropped: mal.metadata.provenance.droppedTensors,
-                                                  quantization: mal.metadata.quantization, progress: progress.update)
-                Report.container(s, path: out.output, json: json)
-            }
+            do {
+                try ModelIO.write(mal, output: out.output, to: out.to, inputs: [input], command: "export", options: [:],
+                                  quantization: mal.metadata.quantization, maxShardSize: out.maxShardSize, force: out.force, json: json)
+            } catch let e as MalError where e.tensor != nil && e.file == nil { throw e.inFile(input) }
         }
     }
 }

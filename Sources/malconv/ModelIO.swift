@@ -28,19 +28,8 @@ enum ModelIO {
             opts.level = level
             opts.threads = threads
             opts.replaceExisting = force
-            var sources: [MalMetadata.SourceFile]
-            var dropped: [String] = []
-            if let mal = rootMal(model) {
-                sources = mal.metadata.provenance.sources
-                dropped = mal.metadata.provenance.droppedTensors
-            } else if let hf = rootHF(model) {
-                sources = try ContainerExport.hashSources(hf.model.checkpoint.files.map(\.path))
-                dropped = hf.dropped
-            } else {
-                sources = []
-            }
             let s = try ContainerExport.write(model, to: output, options: opts, command: command, optionValues: options,
-                                              sources: sources, dropped: dropped, quantization: quantization, progress: progress.update)
+                                              quantization: quantization, progress: progress.update)
             Report.container(s, path: output, json: json, extra: extra)
         case .safetensors:
             let start = monotonicSeconds()
@@ -48,24 +37,6 @@ enum ModelIO {
                                              progress: progress.update)
             Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json, extra: extra)
         }
-    }
-
-    static func rootMal(_ m: CanonicalModel) -> MalFile? {
-        if let f = m as? MalFile { return f }
-        if let q = m as? QuantizedModel { return rootMal(q.base) }
-        if let d = m as? DequantizedModel { return rootMal(d.base) }
-        if let a = m as? AbsorbedModel { return rootMal(a.base) }
-        if let w = m as? WithoutMTP { return rootMal(w.base) }
-        return nil
-    }
-
-    static func rootHF(_ m: CanonicalModel) -> HFCanonicalModel? {
-        if let f = m as? HFCanonicalModel { return f }
-        if let q = m as? QuantizedModel { return rootHF(q.base) }
-        if let d = m as? DequantizedModel { return rootHF(d.base) }
-        if let a = m as? AbsorbedModel { return rootHF(a.base) }
-        if let w = m as? WithoutMTP { return rootHF(w.base) }
-        return nil
     }
 }
 

@@ -64,11 +64,6 @@ struct QuantizeCommand: ParsableCommand {
             do {
                 q = try QuantizedModel(base: base, block: b, scale: s, include: include, exclude: exclude, threads: threads)
             } catch let e as MalError { throw e.inFile(input) }
-            if out.format == .safetensors && q.spec.architecture == .gpt2
-                && q.decisions.contains(where: { $0.action == "quantized" }) {
-                throw MalError(.unsupported, "GPT-2's fused Conv1D c_attn has no FP8 safetensors layout; write a .mal file (-o OUT.mal)",
-                               file: out.output)
-            }
             try ModelIO.write(q, output: out.output, to: out.to, inputs: inputs, command: "quantize",
                               options: ["format": format, "block": b.description, "scale": s.rawValue,
                                         "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ","),

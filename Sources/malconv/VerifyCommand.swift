@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalArchitectures
 import MalCore
 import MalReaders
 import MalTransforms
@@ -85,8 +86,8 @@ struct VerifyCommand: ParsableCommand {
         var evaluation: EvaluationReport?
         try runReporting {
             let a = try ModelIO.open(reference).model, b = try ModelIO.open(candidate).model
-            guard a.spec.architecture == b.spec.architecture else {
-                throw MalError(.invalidArgument, "architectures differ: \(a.spec.architecture.rawValue) vs \(b.spec.architecture.rawValue)")
+            guard ArchitectureRegistry.same(a.spec, b.spec) else {
+                throw MalError(.invalidArgument, "architectures differ: \(a.spec.modelType) vs \(b.spec.modelType)")
             }
             let progress = Progress("verify")
             tensorReport = try ModelComparison.compare(reference: a, candidate: b, threads: threads, progress: progress.update)
@@ -101,11 +102,7 @@ struct VerifyCommand: ParsableCommand {
                 } else if let prompts {
                     guard let data = FileManager.default.contents(atPath: prompts) else { throw MalError(.fileNotFound, "cannot read", file: prompts) }
                     let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map { tok.encode(String($0), addSpecial: true) }
-                    let longest = lines.map(\.count).max() ?? 1
-                    // Each prompt is its own window: pad the id stream so windows do not straddle prompts.
-                    var ids: [Int32] = []
-                    for l in lines where l.count > 1 { ids += l + [Int32](repeating: l.last!, count: longest - l.count) }
-                    evaluation = try ModelEvaluation.evaluate(reference: a, candidate: b, ids: ids, window: longest, threads: threads,
+                    evaluation = try ModelEvaluation.evaluate(reference: a, candidate: b, prompts: lines, threads: threads,
                                                               progress: { evalProgress.update($0, $1, "") })
                 }
             }
@@ -116,7 +113,6 @@ struct VerifyCommand: ParsableCommand {
             }
         }
         let report = tensorReport!
-        let failed = report.tensors.filter { maxRelRmse != nil && $0.relativeRMSE > maxRelRmse! }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -133,16 +129,9 @@ struct VerifyCommand: ParsableCommand {
                              e.routerDecisions > 0 ? String(format: " | router decisions changed %.4f%% of %d", e.routerChanged * 100, e.routerDecisions) : ""))
             }
         }
-        var gated = false
-        if let e = evaluation, let m = maxKl, e.meanKL > m { printError("error: mean KL \(e.meanKL) exceeds --max-kl \(m)"); gated = true }
-        if let e = evaluation, let m = minTop1, e.top1Agreement < m { printError("error: top-1 agreement \(e.top1Agreement) is below --min-top1 \(m)"); gated = true }
-        if !failed.isEmpty {
-            printError("error: \(failed.count) tensors exceed --max-rel-rmse \(maxRelRmse!): \(failed.prefix(5).map(\.name).joined(separator: ", "))")
-        }
-        if !report.onlyInReference.isEmpty || !report.onlyInCandidate.isEmpty || !report.shapeMismatches.isEmpty {
-            printError("error: tensors differ: \(report.onlyInReference.count) only in the reference, \(report.onlyInCandidate.count) only in the candidate, \(report.shapeMismatches.count) with other shapes")
-        }
-        if gated || !failed.isEmpty || !report.onlyInReference.isEmpty || !report.onlyInCandidate.isEmpty || !report.shapeMismatches.isEmpty {
+        let failures = VerifyGates(maxRelativeRMSE: maxRelRmse, maxMeanKL: maxKl, minTop1Agreement: minTop1).failures(report, evaluation)
+        for f in failures { printError("error: \(f)") }
+        if !failures.isEmpty {
             throw ExitCode(1)
         }
     }

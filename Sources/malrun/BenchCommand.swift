@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import MalCore
 import MalRuntime
-import MalTransforms
 
 /// `llama-bench`-style measurements: prompt processing of `-p` tokens and generation of `-n`
 /// tokens from an empty context, repeated, mean ± standard deviation of tokens/s.
@@ -80,94 +79,78 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let model = try ModelLoader.open(options.model)
-            let tr = try options.transformer(model, context: max(d + max(p, n), 1) + (speculative == nil ? 0 : 16 + draft + 1),
-                                             mtp: speculative == .mtp)
-            guard d + max(p, n) <= tr.contextLength else {
-                throw MalError(.invalidArgument, "-d \(d) plus the longest test (\(max(p, n)) tokens) exceed the context length \(tr.contextLength)")
-            }
-            let vocab = model.spec.vocabSize
-            // Seeded, so a run is reproducible; every generation step gets a new random token (as
-            // llama-bench does), so an MoE model's router does not pick the same experts each step.
-            var rng = SplitMix64(seed: seed)
-            let params = model.tensors.filter { !$0.name.hasPrefix("aux/") && !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }
-                .reduce(0) { $0 + ($1.shape.reduce(1, *)) }
-            // The model's size, as llama-bench reports it (an MoE model's active bytes per token are
-            // `weight_bytes_per_token`, beside it).
-            let modelBytes = model.tensors.filter { !$0.name.hasPrefix("aux/") && $0.aliasOf == nil }.reduce(0) { $0 + ($1.byteCount ?? 0) }
-            let types = Set(model.tensors.filter { $0.shape.count == 2 && !$0.name.hasPrefix("aux/") }.map(\.dtype.rawValue)).sorted()
-            var records: [Record] = []
-            let startTime = ISO8601DateFormatter().string(from: Date())
-            let cpuInfo = Self.cpuModelName()
-            func measure(prompt: Int, gen: Int) throws {
-                var samples: [Double] = []
-                for rep in 0...repetitions {       // the first run warms up and is not counted
-                    let tokens = (0..<max(prompt, gen, 1)).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
-                    tr.reset()
-                    if d > 0 { _ = try tr.forward((0..<d).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }) }
-                    let t0 = monotonicSeconds()
-                    if prompt > 0 {
-                        _ = try tr.forward(tokens)
-                    } else {
-                        for i in 0..<gen { _ = try tr.forward([tokens[i]]) }
-                    }
-                    if rep > 0 { samples.append(monotonicSeconds() - t0) }
-                }
-                let count = Double(prompt > 0 ? prompt : gen)
-                let ts = samples.map { count / $0 }
-                let mean = ts.reduce(0, +) / Double(ts.count)
-                let sd = ts.count > 1 ? (ts.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(ts.count - 1)).squareRoot() : 0
-                let ns = samples.map { Int($0 * 1e9) }
-                let meanNs = ns.reduce(0, +) / ns.count
-                let sdNs = ns.count > 1 ? Int((ns.map { Double($0 - meanNs) * Double($0 - meanNs) }.reduce(0, +) / Double(ns.count - 1)).squareRoot()) : 0
-                records.append(Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model, model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
-                                      model_size: modelBytes, model_n_params: params, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: d,
-                                      n_prompt: prompt, n_gen: gen, avg_ns: meanNs, stddev_ns: sdNs, avg_ts: mean, stddev_ts: sd,
-                                      samples_ns: ns, samples_ts: ts, weight_bytes_per_token: tr.weightBytesPerToken))
-            }
-            if p > 0 { try measure(prompt: p, gen: 0) }
-            if n > 0 { try measure(prompt: 0, gen: n) }
-            if speculative == .mtp {
-                let tok = try? TokenizerLoader.load(options.model)     // random-weight models have none
-                let prompt = (0..<16).map { _ in Int32.random(in: 0..<Int32(vocab), using: &rng) }
-                let ratio = try SpeculativeBench.verifyStepRatio(tr, k: draft, vocab: vocab, repetitions: max(repetitions, 5) * 4)
-                for k in [0, draft] {
-                    let r = try SpeculativeBench.generation(tr, tokenizer: tok, path: options.model, prompt: prompt, n: n, drafts: k,
-                                                            repetitions: repetitions)
-                    var rec = Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model,
-                                     model_type: "\(model.spec.architecture.rawValue) \(types.joined(separator: "+"))",
-                                     model_size: modelBytes, model_n_params: params, n_threads: options.threads, n_batch: 1,
-                                     n_depth: 16, n_prompt: 0, n_gen: n, avg_ns: r.meanNs, stddev_ns: r.sdNs, avg_ts: r.mean, stddev_ts: r.sd,
-                                     samples_ns: r.ns, samples_ts: r.ts, weight_bytes_per_token: tr.weightBytesPerToken)
-                    rec.speculative = "mtp"
-                    rec.n_draft = k
-                    rec.draft_acceptance = k > 0 ? r.acceptance : nil
-                    rec.tokens_per_main_step = r.tokensPerStep
-                    rec.verify_step_ratio = k > 0 ? ratio : nil
-                    records.append(rec)
-                }
-            }
+            let records = try measure()
             if json {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 print(String(decoding: try enc.encode(records), as: UTF8.self))
             } else {
-                // Generation reads every weight once per token: t/s × bytes is the bandwidth it used.
-                print("| model | size | read/token | params | threads | test | t/s | weights read |")
-                print("|---|---|---|---|---|---|---|---|")
-                for r in records {
-                    var test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
-                    if let k = r.n_draft {
-                        test += k == 0 ? " greedy, no drafts" : String(format: " greedy, mtp x%d: %.1f%% accepted, %.2f tok/step, verify %d+1 = %.2fx a 1-token step",
-                                                                       k, 100 * (r.draft_acceptance ?? 0), r.tokens_per_main_step ?? 0, k, r.verify_step_ratio ?? 0)
-                    }
-                    let read = r.n_prompt > 0 ? "-" : String(format: "%.1f GB/s", r.avg_ts * Double(r.weight_bytes_per_token) / 1e9)
-                    print(String(format: "| %@ | %.2f MiB | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
-                                 Double(r.weight_bytes_per_token) / 1048576,
-                                 Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))
-                }
+                printTable(records)
             }
         } catch let e as MalError { throw fail(e) }
+    }
+
+    /// The tests asked for, as llama-bench records.
+    func measure() throws -> [Record] {
+        let model = try ModelLoader.open(options.model)
+        let tr = try options.transformer(model, context: max(d + max(p, n), 1) + (speculative == nil ? 0 : 16 + draft + 1),
+                                         mtp: speculative == .mtp)
+        guard d + max(p, n) <= tr.contextLength else {
+            throw MalError(.invalidArgument, "-d \(d) plus the longest test (\(max(p, n)) tokens) exceed the context length \(tr.contextLength)")
+        }
+        var rng = SplitMix64(seed: seed)    // seeded: a run is reproducible
+        let types = Set(model.weightTensors.filter { $0.shape.count == 2 }.map(\.dtype.rawValue)).sorted()
+        let startTime = ISO8601DateFormatter().string(from: Date()), cpuInfo = Self.cpuModelName()
+        func record(_ s: ThroughputSamples, prompt: Int, gen: Int, depth: Int) -> Record {
+            Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model,
+                   model_type: "\(model.spec.modelType) \(types.joined(separator: "+"))", model_size: model.weightBytes,
+                   model_n_params: model.parameterCount ?? 0, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: depth,
+                   n_prompt: prompt, n_gen: gen, avg_ns: s.meanNanoseconds, stddev_ns: s.deviationNanoseconds, avg_ts: s.mean,
+                   stddev_ts: s.standardDeviation, samples_ns: s.nanoseconds, samples_ts: s.tokensPerSecond,
+                   weight_bytes_per_token: tr.weightBytesPerToken)
+        }
+        var records: [Record] = []
+        if p > 0 {
+            records.append(record(try Throughput.measure(tr, prompt: p, generate: 0, depth: d, repetitions: repetitions, random: &rng),
+                                  prompt: p, gen: 0, depth: d))
+        }
+        if n > 0 {
+            records.append(record(try Throughput.measure(tr, prompt: 0, generate: n, depth: d, repetitions: repetitions, random: &rng),
+                                  prompt: 0, gen: n, depth: d))
+        }
+        guard speculative == .mtp else { return records }
+        let tok = try? TokenizerLoader.load(options.model)     // random-weight models have none
+        let prompt = (0..<16).map { _ in Int32.random(in: 0..<Int32(model.spec.vocabSize), using: &rng) }
+        let ratio = try Throughput.verifyStepRatio(tr, k: draft, repetitions: max(repetitions, 5) * 4)
+        for k in [0, draft] {
+            let r = try Throughput.speculativeGeneration(tr, tokenizer: tok, path: options.model, prompt: prompt, n: n, drafts: k,
+                                                         repetitions: repetitions)
+            var rec = record(r.samples, prompt: 0, gen: n, depth: 16)
+            rec.speculative = "mtp"
+            rec.n_draft = k
+            rec.draft_acceptance = k > 0 ? r.acceptance : nil
+            rec.tokens_per_main_step = r.tokensPerStep
+            rec.verify_step_ratio = k > 0 ? ratio : nil
+            records.append(rec)
+        }
+        return records
+    }
+
+    /// Generation reads every weight once per token: t/s × bytes is the bandwidth it used.
+    func printTable(_ records: [Record]) {
+        print("| model | size | read/token | params | threads | test | t/s | weights read |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in records {
+            var test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
+            if let k = r.n_draft {
+                test += k == 0 ? " greedy, no drafts" : String(format: " greedy, mtp x%d: %.1f%% accepted, %.2f tok/step, verify %d+1 = %.2fx a 1-token step",
+                                                               k, 100 * (r.draft_acceptance ?? 0), r.tokens_per_main_step ?? 0, k, r.verify_step_ratio ?? 0)
+            }
+            let read = r.n_prompt > 0 ? "-" : String(format: "%.1f GB/s", r.avg_ts * Double(r.weight_bytes_per_token) / 1e9)
+            print(String(format: "| %@ | %.2f MiB | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
+                         Double(r.weight_bytes_per_token) / 1048576,
+                         Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))
+        }
     }
 
     /// The processor's name as llama-bench reports it (`model name` in /proc/cpuinfo on Linux).

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import MalCore
 import MalRuntime
-import MalTransforms
 import MalWriters
 #if canImport(Glibc)
 import Glibc

@@ -30,17 +30,14 @@ struct InfoCommand: ParsableCommand {
         do {
             let m = try ModelLoader.open(model)
             let s = m.spec
-            let weights = m.tensors.filter { !$0.name.hasPrefix("aux/") }
-            // Sizes from a file's table: counted with checked arithmetic (a hostile table must
-            // not trap here), reported as nil when they do not fit.
-            let params = weights.filter { !$0.name.hasSuffix(".scale_inv") && $0.aliasOf == nil }
-                .reduce(Optional(0)) { acc, t in acc.flatMap { a in elementCount(t.shape).flatMap { a.addingReportingOverflow($0).overflow ? nil : a + $0 } } }
+            let weights = m.weightTensors
+            let params = m.parameterCount
             let dtypes = Dictionary(grouping: weights, by: \.dtype.rawValue).mapValues(\.count)
             let plan = MemoryPlan(model: m)
             let kvBytes: Int? = plan.kvBytesPerToken
             if json {
                 var doc: [String: Any] = [
-                    "model": model, "architecture": s.architecture.rawValue, "layers": s.layers, "mtp_layers": s.mtpLayers,
+                    "model": model, "architecture": s.modelType, "layers": s.layers, "mtp_layers": s.mtpLayers,
                     "hidden_size": s.hiddenSize, "vocab_size": s.vocabSize, "heads": s.heads, "kv_heads": s.kvHeads,
                     "parameters": params.map { $0 as Any } ?? NSNull(), "tensors": weights.count, "tensors_by_dtype": dtypes,
                     "kv_cache_bytes_per_token": kvBytes.map { $0 as Any } ?? NSNull(), "activation": s.activation,
@@ -60,7 +57,7 @@ struct InfoCommand: ParsableCommand {
             }
             let n = { (x: Int?) in x.map(String.init) ?? "too large to count" }
             print("\(model)")
-            print("  architecture   \(s.architecture.rawValue), \(s.layers) layers\(s.mtpLayers > 0 ? " (+\(s.mtpLayers) MTP, not run)" : ""), hidden \(s.hiddenSize), vocab \(s.vocabSize)")
+            print("  architecture   \(s.modelType), \(s.layers) layers\(s.mtpLayers > 0 ? " (+\(s.mtpLayers) MTP, not run)" : ""), hidden \(s.hiddenSize), vocab \(s.vocabSize)")
             print("  parameters     \(n(params)) in \(weights.count) tensors (\(dtypes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
             if let mla = s.mla {
                 print("  attention      MLA, \(mla.absorbed.map { "absorbed (\($0)): latent KV cache" } ?? "naive: per-head KV cache"); "

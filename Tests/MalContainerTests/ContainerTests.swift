@@ -21,8 +21,7 @@ func tensorDigests(_ path: String) throws -> [String: String] {
 func convert(_ model: String, to path: String, dtype: TargetDType = .keep) throws -> ContainerExport.Summary {
     let hf = try HFModel(path: model)
     let canon = try HFCanonicalModel(model: hf, target: dtype)
-    return try ContainerExport.write(canon, to: path, options: MalWriter.Options(), command: "test", optionValues: [:],
-                                     sources: try ContainerExport.hashSources(hf.checkpoint.files.map(\.path)), dropped: canon.dropped)
+    return try ContainerExport.write(canon, to: path, options: MalWriter.Options(), command: "test", optionValues: [:])
 }
 
 /// A model whose spec was edited (everything else from `base`): writes hostile-but-checksummed files.
@@ -280,8 +279,7 @@ struct CorruptionTests {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let hf = try HFModel(path: Fixtures.model("gpt2-tiny"))
         let edited = EditedSpecModel(try HFCanonicalModel(model: hf)) { $0.heads = 0 }
-        _ = try ContainerExport.write(edited, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:],
-                                      sources: [], dropped: [])
+        _ = try ContainerExport.write(edited, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:])
         let e = try #require(throws: MalError.self) { _ = try MalFile(path: dir + "/m.mal") }
         #expect(e.description.contains("metadata spec: heads must be at least 1") && e.offset != nil, "\(e)")
         let r = try runTool("malrun", [dir + "/m.mal", "-p", "hi", "-n", "1"])
@@ -307,8 +305,7 @@ struct CorruptionTests {
             default: s.heads *= 2; s.kvHeads *= 2; s.headDim /= 2
             }
         }
-        _ = try ContainerExport.write(edited, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:],
-                                      sources: [], dropped: [])
+        _ = try ContainerExport.write(edited, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:])
         let r = try runTool("malrun", [dir + "/m.mal", "-p", "hi", "-n", "1"])
         #expect(r.status == 1 && r.stderr.contains("m.mal") && r.stderr.contains(message), "\(edit): \(r.status) \(r.stderr)")
     }
@@ -322,7 +319,7 @@ struct CorruptionTests {
         replace.replaceExisting = true
         for (a, b) in [("blk.1.ffn_up.weight", "blk.1.ffn_norm.weight"), ("blk.0.attn_q.weight", "blk.0.attn_q.bias")] {
             _ = try ContainerExport.write(SwappedNamesModel(base, a, b), to: dir + "/m.mal", options: replace, command: "test",
-                                          optionValues: [:], sources: [], dropped: [])
+                                          optionValues: [:])
             let r = try runTool("malconv", ["export", dir + "/m.mal", "-o", dir + "/out"])
             #expect(r.status == 1 && r.stderr.contains("m.mal") && r.stderr.contains("must have rank"), "\(r.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/out"))

@@ -13,8 +13,7 @@ import Testing
     static func container() throws -> (bytes: [UInt8], record: Int) {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let canon = try HFCanonicalModel(model: try HFModel(path: Fixtures.model("llama3-tiny")))
-        _ = try ContainerExport.write(canon, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:],
-                                      sources: [], dropped: [])
+        _ = try ContainerExport.write(canon, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:])
         let b = [UInt8](FileManager.default.contents(atPath: dir + "/m.mal")!)
         return (b, Int(u64(b, 40)) + 8)
     }

@@ -128,7 +128,7 @@ import Glibc
         let again = try runTool("malconv", ["convert", Fixtures.model("gpt2-tiny"), "-o", out])
         #expect(again.status == 1 && again.stderr.contains("--force"), "\(again.stderr)")
         #expect(try runTool("malconv", ["convert", Fixtures.model("llama3-tiny"), "-o", out, "--force"]).status == 0)
-        #expect(try HFConfigReader.read(path: out + "/config.json").architecture == .llama)
+        #expect(try HFConfigReader.read(path: out + "/config.json").modelType == "llama")
         #expect(InterruptTests.leftovers(dir).isEmpty)
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 import MalTestSupport
 import Testing
+import MalArchitectures
 import MalCore
-import MalTransforms
 
 @Suite("Canonical names")
 struct NameMapTests {
@@ -11,32 +11,34 @@ struct NameMapTests {
     func bothDirections(model: String) throws {
         let spec = try HFConfigReaderShim.spec(Fixtures.model(model))
         let names = try HFConfigReaderShim.tensorNames(Fixtures.model(model))
-        let prefix = names.contains { $0.hasPrefix("transformer.") } ? "transformer." : ""
+        let arch = try ArchitectureRegistry.architecture(of: spec)
+        let prefix = arch.hfNamePrefix(tensorNames: names)
         var canonical = Set<String>()
         for n in names {
-            let maps = try #require(CanonicalNames.toCanonical(n, arch: spec.architecture, gpt2Prefix: prefix), "\(n)")
+            let maps = try #require(arch.toCanonical(n, hfNamePrefix: prefix), "\(n)")
             for m in maps {
                 #expect(canonical.insert(m.canonical).inserted, "two HF names map to \(m.canonical)")
-                let back = try #require(CanonicalNames.toHF(m.canonical, arch: spec.architecture, gpt2Prefix: prefix))
+                let back = try #require(arch.toHF(m.canonical, hfNamePrefix: prefix))
                 #expect(back.hf == n && back.layout == m.layout)
             }
         }
     }
 
     @Test func unknownNamesDoNotMap() {
-        #expect(CanonicalNames.toCanonical("model.layers.0.self_attn.q_norm.weight", arch: .llama) == nil)
-        #expect(CanonicalNames.toCanonical("model.layers.x.mlp.up_proj.weight", arch: .llama) == nil)
-        #expect(CanonicalNames.toCanonical("model.layers.01.mlp.up_proj.weight", arch: .llama) == nil)
-        #expect(CanonicalNames.toHF("blk.0.unknown.weight", arch: .deepseekV3) == nil)
+        let llama = LlamaArchitecture(), deepseek = DeepSeekArchitecture()
+        #expect(llama.toCanonical("model.layers.0.self_attn.q_norm.weight") == nil)
+        #expect(llama.toCanonical("model.layers.x.mlp.up_proj.weight") == nil)
+        #expect(llama.toCanonical("model.layers.01.mlp.up_proj.weight") == nil)
+        #expect(deepseek.toHF("blk.0.unknown.weight") == nil)
     }
 
-    /// Formats/NAMES.md documents every rule of the name tables (it is generated from them).
-    @Test func namesDocumentCoversEveryRule() throws {
+    /// Formats/NAMES.md is the name tables, row for row: every rule of every architecture is a row
+    /// there (with its layout), and no row is anything else (a rule since removed or changed).
+    @Test func namesDocumentIsTheRuleTables() throws {
         let doc = try String(contentsOfFile: Fixtures.packageRoot + "/Formats/NAMES.md", encoding: .utf8)
-        for arch in Architecture.allCases {
-            for r in CanonicalNames.rules(for: arch) {
-                #expect(doc.contains("`\(r.hf)` | `\(r.canonical)`"), "\(arch): \(r.hf) → \(r.canonical) missing from NAMES.md")
-            }
-        }
+        let documented = Set(doc.split(separator: "\n").map(String.init).filter { $0.hasPrefix("| `") })
+        let rules = Set(ArchitectureRegistry.all.flatMap { $0.nameRules.map(\.documentationRow) })
+        #expect(rules.subtracting(documented).sorted() == [], "rules missing from NAMES.md")
+        #expect(documented.subtracting(rules).sorted() == [], "rows of NAMES.md that no rule has")
     }
 }

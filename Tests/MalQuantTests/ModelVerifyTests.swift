@@ -40,8 +40,7 @@ struct ModelVerifyTests {
         let src = Fixtures.samples + "/" + sample
         let model = try HFModel(path: src)
         let canon = try HFCanonicalModel(model: model)
-        _ = try ContainerExport.write(canon, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:],
-                                      sources: [], dropped: [])
+        _ = try ContainerExport.write(canon, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:])
         let e = try ModelEvaluation.evaluate(reference: canon, candidate: try MalFile(path: dir + "/m.mal"), ids: try heldoutIds(src),
                                              threads: 2, maxWindows: 4)
         #expect(e.maxKL == 0 && e.maxAbsLogitDiff == 0 && e.top1Agreement == 1)

@@ -1,6 +1,7 @@
 import Foundation
 import MalTestSupport
 import Testing
+import MalArchitectures
 import MalCore
 import MalReaders
 import MalTransforms
@@ -60,7 +61,7 @@ struct QuantizerTests {
             let q = try hf.checkpoint.tensor(named: t.name).byteArray
             let s = try hf.checkpoint.tensor(named: t.name + "_scale_inv").withBytes { Array($0.bindMemory(to: Float.self)) }
             let rows = t.shape[0], cols = t.shape[1], sc = (cols + 127) / 128
-            let canonical = CanonicalNames.toCanonical(t.name, arch: .deepseekV3)![0].canonical
+            let canonical = DeepSeekArchitecture().toCanonical(t.name)![0].canonical
             let got = try d.load(canonical).withBytes { Array($0.bindMemory(to: Float.self)) }
             var mismatches = 0
             for r in 0..<rows { for c in 0..<cols {

@@ -23,7 +23,7 @@ import Testing
     }
 
     static func write(_ model: CanonicalModel, _ path: String) throws {
-        _ = try ContainerExport.write(model, to: path, options: MalWriter.Options(), command: "test", optionValues: [:], sources: [], dropped: [])
+        _ = try ContainerExport.write(model, to: path, options: MalWriter.Options(), command: "test", optionValues: [:])
     }
 
     @Test("mtp_logits within 1e-4 of transformers", arguments: ["deepseek-v3-tiny", "deepseek-v3-fp8"])

@@ -24,14 +24,9 @@ extension Transformer {
         let xn = s.xn, q = s.q, k = s.k, v = s.v, att = s.att
         for t in 0..<T { layer.attnNorm.apply(x + t * H, xn + t * H, H) }
         switch layer.attention {
-        case let .standard(wq, wk, wv, _):
-            LinearWeight.apply(group: [wq, wk, wv], xn, [q, k, v], count: T, threads: threads)
-            if let r = rotary {
-                for t in 0..<T {
-                    r.apply(q + t * qDim, heads: spec.heads, stride: headK, position: start + t)
-                    r.apply(k + t * kDim, heads: cacheHeads, stride: headK, position: start + t)
-                }
-            }
+        case let .multiHead(a):
+            a.project(xn, count: T, q: q, k: k, v: v, rotary: rotary, heads: spec.heads, kvHeads: cacheHeads, headDim: headK,
+                      start: start, threads: threads)
         case let .latent(m):
             m.project(xn, count: T, q: q, k: k, v: v, rotary: rotary, start: start, threads: threads)
         }
@@ -44,21 +39,17 @@ extension Transformer {
         }
         attend(cache: c, scale: softmaxScales[min(c, softmaxScales.count - 1)], q: q, out: att, count: T, start: start)
         switch layer.attention {
-        case let .standard(_, _, _, o): o.apply(batch: att, xn, count: T, threads: threads)
+        case let .multiHead(a): a.output.apply(batch: att, xn, count: T, threads: threads)
         case let .latent(m): m.finish(att, count: T, out: xn, threads: threads)
         }
         for i in 0..<(T * H) { x[i] += xn[i] }
         for t in 0..<T { layer.ffnNorm.apply(x + t * H, xn + t * H, H) }
         switch layer.ffn {
-        case let .mlp(up, down, act):
-            let f = UnsafeMutablePointer<Float>.allocate(capacity: T * up.rows)
-            defer { f.deallocate() }
-            up.apply(batch: xn, f, count: T, threads: threads)
-            mal_activate(act, f, T * up.rows)
-            down.apply(batch: f, xn, count: T, threads: threads)
-        case let .swiglu(f):
-            Transformer.swiglu(f, xn, out: xn, count: T, threads: threads)
-        case let .moe(m):
+        case let .plain(f):
+            f.apply(xn, out: xn, count: T, threads: threads)
+        case let .gated(f):
+            f.apply(xn, out: xn, count: T, threads: threads)
+        case let .experts(m):
             let choices = m.apply(batch: xn, out: xn, count: T, threads: threads)
             if let onRoute { for (t, ch) in choices.enumerated() { onRoute(c, t, ch.ids, ch.weights) } }
         }

@@ -1,5 +1,4 @@
 import MalCore
-import MalTransforms
 
 /// What running a model takes in memory, before anything is loaded: its decoded weights, the
 /// largest tensor (held twice while it is placed), and the KV cache per position — per head for
@@ -25,24 +24,38 @@ public struct MemoryPlan: Sendable {
         weightBytes = sizes.reduce(0) { min($0 + $1, cap) }
         largestTensorBytes = sizes.max() ?? 0
         let layers = s.layers + (mtp ? min(s.mtpLayers, 1) : 0)
-        func bytes(_ perLayer: Int) -> Int { min(layers.multipliedReportingOverflow(by: perLayer).partialValue, cap) }
-        if let mla = s.mla {
-            kvBytesPerTokenNaive = bytes(s.heads * (mla.qkHeadDim + mla.vHeadDim) * 4)
-            kvBytesPerTokenLatent = bytes((mla.kvLoraRank + mla.qkRopeHeadDim) * 4)
-            kvBytesPerToken = mla.absorbed != nil ? kvBytesPerTokenLatent! : kvBytesPerTokenNaive!
-        } else {
-            kvBytesPerTokenNaive = nil
-            kvBytesPerTokenLatent = nil
-            kvBytesPerToken = bytes(s.kvHeads * s.headDim * 2 * 4)
-        }
+        kvBytesPerToken = MemoryPlan.kvBytesPerToken(s, layers: layers)
+        kvBytesPerTokenNaive = s.mla.map { _ in MemoryPlan.kvBytesPerToken(s, layers: layers, absorbed: false) }
+        kvBytesPerTokenLatent = s.mla.map { _ in MemoryPlan.kvBytesPerToken(s, layers: layers, absorbed: true) }
         self.memoryBytes = memoryBytes
         maxPositions = s.maxPositions
+    }
+
+    /// KV-cache bytes per position of `layers` layers (float32 keys and values): the latent vector
+    /// and the rope key for absorbed MLA (`absorbed`, default: as the spec says), per-head keys
+    /// (nope + rope) and values for naive MLA, `kvHeads` keys and values otherwise. Saturates
+    /// instead of overflowing (a hostile spec).
+    public static func kvBytesPerToken(_ s: ModelSpec, layers: Int, absorbed: Bool? = nil) -> Int {
+        let perLayer: Int
+        if let mla = s.mla {
+            perLayer = (absorbed ?? (mla.absorbed != nil)) ? (mla.kvLoraRank + mla.qkRopeHeadDim) * 4
+                : s.heads * (mla.qkHeadDim + mla.vHeadDim) * 4
+        } else {
+            perLayer = s.kvHeads * s.headDim * 2 * 4
+        }
+        return saturatingProduct(layers, perLayer)
     }
 
     /// Loading holds the weights plus one decoded tensor on its way into place.
     public var loadPeakBytes: Int { min(weightBytes + largestTensorBytes, Int.max / 2) }
 
-    public func kvBytes(context: Int) -> Int { min(context.multipliedReportingOverflow(by: kvBytesPerToken).partialValue, Int.max / 4) }
+    public func kvBytes(context: Int) -> Int { MemoryPlan.saturatingProduct(context, kvBytesPerToken) }
+
+    /// a × b, or Int.max / 4 when that is smaller or the product overflows.
+    static func saturatingProduct(_ a: Int, _ b: Int) -> Int {
+        let (p, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? Int.max / 4 : min(p, Int.max / 4)
+    }
 
     /// Whether the load and a KV cache of `context` positions fit.
     public func fits(context: Int) -> Bool { loadPeakBytes <= memoryBytes && weightBytes + kvBytes(context: context) <= memoryBytes }

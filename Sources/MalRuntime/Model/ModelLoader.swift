@@ -1,6 +1,5 @@
 import MalCore
 import MalReaders
-import MalTransforms
 
 /// Opens a model for the runtime through the reader stage: a `.mal` file or an HF folder (or
 /// `.safetensors` file / shard index), seen through canonical names either way.
