@@ -28,6 +28,7 @@ let package = Package(
         .target(name: "MalWriters", dependencies: ["MalCore", "MalArchitectures", "CZstd", "CMalKernels"]),
         .target(name: "MalRuntime", dependencies: ["MalCore", "MalArchitectures", "MalReaders", "CMalKernels"]),
         .target(name: "MalChat", dependencies: ["MalCore", "MalReaders", "MalRuntime"]),
+        .target(name: "MalCommandLine", dependencies: ["MalCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "MalServe", dependencies: [
             "MalCore", "MalRuntime", "MalChat",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -35,11 +36,11 @@ let package = Package(
         ]),
         .target(name: "MalVerify", dependencies: ["MalCore", "MalTransforms", "MalRuntime", "CMalKernels"]),
         .executableTarget(name: "malconv", dependencies: [
-            "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime",
+            "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime", "MalCommandLine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malrun", dependencies: [
-            "MalCore", "MalReaders", "MalRuntime", "MalWriters", "MalChat", "MalServe",
+            "MalCore", "MalReaders", "MalRuntime", "MalWriters", "MalChat", "MalServe", "MalCommandLine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "malbench", dependencies: ["MalCore", "MalArchitectures", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],

@@ -126,6 +126,7 @@ def read(path):
         name = b[p:p + nlen].decode(); p += nlen
         chunks = [struct.unpack_from("<QIIQ", b, p + 24 * i) for i in range(nchunks)]; p += 24 * nchunks
         entries.append((name, DTYPES[dcode], CODECS[codec], shape, csize, link, rawlen, thash, chunks))
+    check_scale_grids(meta, entries)
     dctx = zstandard.ZstdDecompressor()
     for name, dtype, codec, shape, csize, link, rawlen, thash, chunks in entries:
         if codec != "alias":
@@ -144,6 +145,17 @@ def read(path):
                 assert len(raw) == want and h64(raw) == ch, f"{name} chunk {i}"
         target = f" -> {entries[link][0]}" if link != 0xFFFFFFFF else ""
         print(f"  {name:40s} {dtype:8s} {str(shape):16s} {codec:12s}{target}")
+
+def check_scale_grids(meta, entries):
+    """MAL.md §8: a quantised weight's scale grid is ceil(dims / block) for its own block."""
+    default = ((meta["spec"].get("quantization") or {}).get("weightBlockSize")) or [128, 128]
+    for name, _, codec, shape, _, link, _, _, _ in entries:
+        if codec == "alias" or link == 0xFFFFFFFF or not name.endswith(".weight"):
+            continue
+        br, bc = (meta.get("blockShapes") or {}).get(name, default)
+        bc = bc or shape[1]                      # 0: one block per row (per channel)
+        want = [-(-shape[0] // br), -(-shape[1] // bc)]
+        assert entries[link][3] == want, f"{name}: scale grid {entries[link][3]}, its {br}x{bc} blocks give {want}"
 
 def split_frames(buf):
     """Concatenated zstd frames (the byte-plane codec stores one frame per plane)."""

@@ -6,6 +6,15 @@ public struct BlockShape: Equatable, Sendable, CustomStringConvertible {
 
     public static let deepseek = BlockShape(rows: 128, cols: 128)
 
+    /// The model-wide block: `quantization_config.weight_block_size` of the spec, else DeepSeek-V3's
+    /// 128×128. A tensor's own block (`CanonicalTensor.block`) overrides it.
+    public static func modelDefault(_ spec: ModelSpec) -> BlockShape {
+        if let b = spec.quantization?.weightBlockSize, b.count == 2 { return BlockShape(rows: b[0], cols: b[1]) }
+        return .deepseek
+    }
+
+    public var array: [Int] { [rows, cols] }
+
     /// Parses `128x128`, `1x128`, `per-channel`.
     public init?(_ s: String) {
         if s == "per-channel" { self.init(rows: 1, cols: 0); return }

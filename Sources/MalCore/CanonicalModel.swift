@@ -8,13 +8,17 @@ public struct CanonicalTensor: Sendable {
     public var scale: String?
     /// Set when the tensor is byte-identical to another one (tied or shared weights).
     public var aliasOf: String?
+    /// A quantised weight's block: which rows and columns each value of its scale grid covers
+    /// (the grid's shape alone does not say: 192 rows in two blocks may be 128 + 64 or 96 + 96).
+    public var block: BlockShape?
 
-    public init(name: String, dtype: DType, shape: [Int], scale: String? = nil, aliasOf: String? = nil) {
+    public init(name: String, dtype: DType, shape: [Int], scale: String? = nil, aliasOf: String? = nil, block: BlockShape? = nil) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
         self.scale = scale
         self.aliasOf = aliasOf
+        self.block = block
     }
 
     /// Bytes of its data, nil when the shape's size overflows (a hostile table).

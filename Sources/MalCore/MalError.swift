@@ -3,7 +3,11 @@
 /// Every error says *where*: the file, the tensor (when one is involved) and the byte offset in
 /// the file where the problem was found, so a user can open the file in a hex viewer and look.
 /// `kind` is a stable, machine-checkable category (tests and `--json` output use it).
-public struct MalError: Error, CustomStringConvertible, Equatable, Sendable {
+/// An error the command-line tools report to the user as one line (`runReporting`): it says what
+/// was wrong with the input and where, and is not a bug.
+public protocol ReportedError: Error, CustomStringConvertible {}
+
+public struct MalError: ReportedError, Equatable, Sendable {
     public enum Kind: String, Sendable, Codable {
         // safetensors structure (rules of the reference Rust reader, `Metadata::validate`)
         case headerTooSmall, headerTooLarge, invalidHeaderLength, invalidHeaderUTF8, invalidHeaderJSON

@@ -52,6 +52,9 @@ public struct MalMetadata: Codable, Sendable, Equatable {
     /// GPT-2 only: the prefix of the HF names (`transformer.` or empty), restored on export.
     public var hfNamePrefix: String?
     public var quantization: Quantization?
+    /// The block of every quantised weight whose block is not the model's
+    /// (`BlockShape.modelDefault`), by tensor name; absent when every one has the model's.
+    public var blockShapes: [String: [Int]]?
     public var provenance: Provenance
 
     public init(spec: ModelSpec, hfNamePrefix: String?, quantization: Quantization?, provenance: Provenance) {
@@ -60,6 +63,23 @@ public struct MalMetadata: Codable, Sendable, Equatable {
         self.hfNamePrefix = hfNamePrefix
         self.quantization = quantization
         self.provenance = provenance
+    }
+
+    /// The block of quantised weight `name`: its own entry in `blockShapes`, else the model's.
+    public func block(of name: String) -> BlockShape {
+        if let b = blockShapes?[name], b.count == 2 { return BlockShape(rows: b[0], cols: b[1]) }
+        return .modelDefault(spec)
+    }
+
+    /// The first entry of `blockShapes` that is not a block (rows ≥ 1; columns ≥ 1, or 0 with one
+    /// row: per channel), or nil.
+    public var firstBlockProblem: String? {
+        for (name, b) in (blockShapes ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard b.count == 2, (1...(1 << 20)).contains(b[0]), (0...(1 << 20)).contains(b[1]), b[1] > 0 || b[0] == 1 else {
+                return "blockShapes['\(name)'] is not [rows, cols]: \(b)"
+            }
+        }
+        return nil
     }
 }
 

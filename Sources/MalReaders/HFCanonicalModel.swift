@@ -60,11 +60,14 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
                 tensors.append(CanonicalTensor(name: m.canonical, dtype: outputDType(m.canonical, t.dtype), shape: shape))
             }
         }
-        // FP8 weights point at their scales.
+        // FP8 weights point at their scales; a checkpoint has one block shape (`weight_block_size`).
         let names = Set(tensors.map(\.name))
         for i in tensors.indices where tensors[i].dtype.isFP8 && tensors[i].name.hasSuffix(".weight") {
             let scale = String(tensors[i].name.dropLast(".weight".count)) + ".scale_inv"
-            if names.contains(scale) { tensors[i].scale = scale }
+            if names.contains(scale) {
+                tensors[i].scale = scale
+                tensors[i].block = .modelDefault(s)
+            }
         }
         try findAliases()
     }

@@ -100,11 +100,7 @@ public final class MalFile: @unchecked Sendable {
         } catch {
             throw corrupt("metadata is not a valid metadata document: \(error)", at: Int(h.metadataOffset))
         }
-        if let problem = metadata.spec.firstProblem { throw corrupt("metadata spec: \(problem)", at: Int(h.metadataOffset)) }
-        if ArchitectureRegistry.architecture(modelType: metadata.spec.modelType) == nil {
-            throw MalError(.unknownArchitecture, "metadata spec: unknown architecture '\(metadata.spec.modelType)' (supported: "
-                           + "\(ArchitectureRegistry.modelTypes.joined(separator: ", ")))", file: file, offset: Int(h.metadataOffset))
-        }
+        try MalFile.checkMetadata(metadata, file: file, offset: Int(h.metadataOffset))
         entries = try MalFile.parseTable(tableBytes, base: Int(h.tableOffset), dataEnd: Int(h.metadataOffset), file: file)
         var map: [String: Int] = [:]
         for (i, e) in entries.enumerated() {
@@ -113,7 +109,33 @@ public final class MalFile: @unchecked Sendable {
         }
         byName = map
         try MalFile.checkLinks(entries, file: file, tableOffset: Int(h.tableOffset))
+        try MalFile.checkScaleGrids(entries, metadata: metadata, file: file, tableOffset: Int(h.tableOffset))
         try MalFile.checkLayout(entries, bytes: b, dataEnd: Int(h.metadataOffset), file: file)
+    }
+
+    /// Checksums prove integrity, not sense: the spec's values (`ModelSpec.firstProblem`), its
+    /// architecture and the recorded blocks must hold before anything is built from them.
+    static func checkMetadata(_ m: MalMetadata, file: String, offset: Int) throws {
+        if let problem = m.spec.firstProblem ?? m.firstBlockProblem {
+            throw MalError(.corruptStructure, "metadata spec: \(problem)", file: file, offset: offset)
+        }
+        if ArchitectureRegistry.architecture(modelType: m.spec.modelType) == nil {
+            throw MalError(.unknownArchitecture, "metadata spec: unknown architecture '\(m.spec.modelType)' (supported: "
+                           + "\(ArchitectureRegistry.modelTypes.joined(separator: ", ")))", file: file, offset: offset)
+        }
+    }
+
+    /// A quantised weight is 2-D and its scale grid has the shape its block gives
+    /// (`Formats/MAL.md` §8), so the runtime, `export` and `verify` read every file `check` accepts.
+    public static func checkScaleGrids(_ entries: [MalFormat.Entry], metadata: MalMetadata, file: String, tableOffset: Int) throws {
+        for e in entries where e.flags & MalFormat.flagQuantized != 0 {
+            let grid = entries[Int(e.link)].shape, block = metadata.block(of: e.name)
+            guard e.shape.count == 2, grid == block.scaleShape(e.shape) else {
+                throw MalError(.corruptStructure, "quantised weight of shape \(e.shape) has a scale grid \(grid), not the "
+                               + "\(e.shape.count == 2 ? "\(block.scaleShape(e.shape))" : "2-D grid") its \(block) blocks give",
+                               file: file, tensor: e.name, offset: tableOffset)
+            }
+        }
     }
 
     static func parseTable(_ t: UnsafeRawBufferPointer, base: Int, dataEnd: Int, file: String) throws -> [MalFormat.Entry] {

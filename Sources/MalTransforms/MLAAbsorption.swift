@@ -22,7 +22,6 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
     public private(set) var tensors: [CanonicalTensor] = []
     private var computed: [String: (layer: Int, kind: String)] = [:]
     private let mla: MLASpec
-    private let block: BlockShape
     private var cache: [String: Tensor] = [:]
 
     public init(base: CanonicalModel, mode: Mode, dtype: DType = .f32) throws {
@@ -33,7 +32,6 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
         self.mode = mode
         self.dtype = dtype
         self.mla = mla
-        if let b = base.spec.quantization?.weightBlockSize, b.count == 2 { block = BlockShape(rows: b[0], cols: b[1]) } else { block = .deepseek }
         mla.absorbed = mode.rawValue
         var s = base.spec
         s.mla = mla
@@ -78,6 +76,10 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
         computed[name] = (layer, kind)
     }
 
+    /// The tensors absorption computes (`attn_k_b`, `attn_v_b` or `attn_q_lat`, `attn_q_rope`,
+    /// `attn_output_lat` of every MLA layer), in tensor order.
+    public var absorbedTensorNames: [String] { tensors.map(\.name).filter { computed[$0] != nil } }
+
     public var hfNamePrefix: String? { base.hfNamePrefix }
     public var auxNames: [String] { base.auxNames }
     public var provenance: ModelProvenance { base.provenance }
@@ -86,8 +88,8 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
     /// A base weight as float32 (dequantised when it has a scale).
     func float32(_ name: String) throws -> [Float] {
         let t = try base.load(name)
-        if let sc = base.tensors.first(where: { $0.name == name })?.scale {
-            let f = try BlockQuantizer.dequantize(q: t, scales: try base.load(sc), block: block)
+        if let bt = base.tensors.first(where: { $0.name == name }), let sc = bt.scale {
+            let f = try BlockQuantizer.dequantize(q: t, scales: try base.load(sc), block: bt.block ?? .modelDefault(base.spec))
             return withExtendedLifetime(f) { Array(f.bytes.bindMemory(to: Float.self)) }
         }
         var out = [Float](repeating: 0, count: t.elementCount)
@@ -154,6 +156,19 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
             return bits.withUnsafeBytes { Tensor(name: name, dtype: .bf16, shape: shape, storage: TensorStorage(copying: $0)) }
         }
         return out.withUnsafeBytes { Tensor(name: name, dtype: .f32, shape: shape, storage: TensorStorage(copying: $0)) }
+    }
+
+    /// Which layout should decode faster at KV length `n`, and why. Decoding is bandwidth-bound:
+    /// weight bytes (parameters) matter first, multiply-adds second.
+    public static func recommendation(spec: ModelSpec, kvLength n: Int) -> String {
+        let s = cost(spec: spec, mode: .split, kvLength: n), g = cost(spec: spec, mode: .merged, kvLength: n)
+        let pr = Double(g.params) / Double(max(s.params, 1)), fr = Double(g.flops) / Double(max(s.flops, 1))
+        switch (g.params <= s.params, g.flops <= s.flops) {
+        case (true, true): return "merged: it reads no more weights and does no more work at these dimensions"
+        case (false, true): return String(format: "merged saves compute but reads %.2fx the attention weights, so decoding (bandwidth-bound) is slower", pr)
+        case (true, false): return String(format: "merged reads %.2fx the weights but does %.2fx the work: measure both (`malrun bench`)", pr, fr)
+        case (false, false): return "split: merged has more parameters and more work at these dimensions"
+        }
     }
 
     /// Parameters and multiply-adds per token per layer of the attention projections that

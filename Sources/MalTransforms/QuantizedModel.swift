@@ -49,8 +49,14 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
     private var quantized: [String: (weight: String, shape: [Int])] = [:]   // scale name -> weight
     private var cache: (name: String, q: TensorStorage, scales: TensorStorage, shape: [Int])?
 
-    public init(base: CanonicalModel, block: BlockShape = .deepseek, scale: ScaleFormat = .f32, include: [String] = [],
+    /// - Parameter block: the block of the weights it quantises; nil: the block of the input's FP8
+    ///   weights when it has some (a file keeps one block), else DeepSeek-V3's 128×128. Weights
+    ///   that are FP8 already pass through with their own block, which must then be `block`:
+    ///   re-quantising them would round twice, so that is refused.
+    public init(base: CanonicalModel, block requested: BlockShape? = nil, scale: ScaleFormat = .f32, include: [String] = [],
                 exclude: [String] = [], threads: Int = availableCores) throws {
+        let inputBlock = base.tensors.first { $0.scale != nil }?.block
+        let block = requested ?? inputBlock ?? .deepseek
         self.base = base
         self.block = block
         self.scale = scale
@@ -60,15 +66,11 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
                                           weightBlockSize: [block.rows, block.cols], scaleFormat: scale == .ue8m0 ? "ue8m0" : nil)
         spec = s
         let names = Set(base.tensors.map(\.name))
-        let shapes = Dictionary(base.tensors.map { ($0.name, $0.shape) }, uniquingKeysWith: { a, _ in a })
         for t in base.tensors {
-            // An FP8 weight passes through only when its scale grid is the one the requested block
-            // gives: the container records one block shape, and the runtime reads every grid by it.
-            if let sname = t.scale, let grid = shapes[sname], t.shape.count == 2, grid != block.scaleShape(t.shape) {
+            if t.scale != nil, let own = t.block ?? inputBlock, own != block {
                 throw MalError(.invalidArgument,
-                               "is already FP8 with a \(grid) scale grid, not the \(block.scaleShape(t.shape)) that --block \(block) gives; "
-                               + "quantise with the input's block, or dequantize first (malconv dequantize) to re-quantise",
-                               tensor: t.name)
+                               "is already FP8 in \(own) blocks, not the \(block) blocks asked for (--block \(block)); re-quantising would round "
+                               + "twice: leave --block out to keep the input's blocks, or dequantize first (malconv dequantize)", tensor: t.name)
             }
             if t.scale != nil || t.dtype.isFP8 {
                 decisions.append(Decision(name: t.name, action: "already FP8", reason: "passed through untouched"))
@@ -102,7 +104,7 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
             }
             let sshape = block.scaleShape(t.shape)
             decisions.append(Decision(name: t.name, action: "quantized", reason: included && reason != nil ? "included by --include" : "linear weight"))
-            tensors.append(CanonicalTensor(name: t.name, dtype: .f8e4m3, shape: t.shape, scale: scaleName))
+            tensors.append(CanonicalTensor(name: t.name, dtype: .f8e4m3, shape: t.shape, scale: scaleName, block: block))
             tensors.append(CanonicalTensor(name: scaleName, dtype: .f32, shape: sshape))
             quantized[scaleName] = (t.name, t.shape)
         }
@@ -146,11 +148,11 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
 public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
     public let base: CanonicalModel
     public let dtype: DType
-    public let block: BlockShape
     public let threads: Int
     public let spec: ModelSpec
     public private(set) var tensors: [CanonicalTensor] = []
-    private var scaled: [String: String] = [:]
+    /// Dequantised weight → its scale grid and block.
+    private var scaled: [String: (scale: String, block: BlockShape)] = [:]
 
     public init(base: CanonicalModel, dtype: DType = .bf16, threads: Int = availableCores) throws {
         guard dtype == .f32 || dtype == .bf16 else { throw MalError(.invalidArgument, "dequantise to f32 or bf16, not \(dtype.rawValue)") }
@@ -158,14 +160,13 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
         self.dtype = dtype
         self.threads = threads
         var s = base.spec
-        if let b = s.quantization?.weightBlockSize, b.count == 2 { block = BlockShape(rows: b[0], cols: b[1]) } else { block = .deepseek }
         s.quantization = nil
         s.declaredDType = dtype == .bf16 ? "bfloat16" : "float32"
         spec = s
         let scales = Set(base.tensors.compactMap(\.scale))
         for t in base.tensors where !scales.contains(t.name) {
             if let sc = t.scale {
-                scaled[t.name] = sc
+                scaled[t.name] = (sc, t.block ?? .modelDefault(base.spec))
                 tensors.append(CanonicalTensor(name: t.name, dtype: dtype, shape: t.shape, aliasOf: t.aliasOf))
             } else {
                 tensors.append(t)
@@ -182,8 +183,8 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
 
     public func load(_ name: String) throws -> Tensor {
         guard let sc = scaled[name] else { return try base.load(name) }
-        let q = try base.load(name), s = try base.load(sc)
-        let f = try BlockQuantizer.dequantize(q: q, scales: s, block: block, threads: threads)
+        let q = try base.load(name), s = try base.load(sc.scale)
+        let f = try BlockQuantizer.dequantize(q: q, scales: s, block: sc.block, threads: threads)
         if dtype == .f32 { return Tensor(name: name, dtype: .f32, shape: q.shape, storage: f) }
         let n = q.elementCount
         let out = try TensorStorage.allocate(count: n * 2)

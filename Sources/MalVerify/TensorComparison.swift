@@ -46,12 +46,12 @@ public enum ModelComparison {
         let refByName = Set(refNames.map(\.name))
         var out: [TensorMetrics] = []
         var mismatched: [String] = []
-        let refBlock = blockShape(reference.spec), candBlock = blockShape(candidate.spec)
         for (i, r) in refNames.enumerated() {
             guard let c = candByName[r.name] else { continue }
             guard c.shape == r.shape else { mismatched.append(r.name); continue }
             progress?(i, refNames.count, r.name)
-            let a = try floatValues(reference, r, block: refBlock, threads: threads)
+            let candBlock = c.block ?? .modelDefault(candidate.spec)
+            let a = try floatValues(reference, r, block: r.block ?? .modelDefault(reference.spec), threads: threads)
             let (b, scales) = try floatValuesAndScales(candidate, c, block: candBlock, threads: threads)
             out.append(metrics(name: r.name, shape: r.shape, refType: r.dtype, candType: c.dtype, a: a, b: b, scales: scales,
                                block: candBlock))
@@ -60,11 +60,6 @@ public enum ModelComparison {
         let onlyRef = refNames.map(\.name).filter { candByName[$0] == nil }
         let onlyCand = candidate.tensors.map(\.name).filter { !refByName.contains($0) && !candScales.contains($0) && !$0.hasPrefix("aux/") }
         return Report(tensors: out, onlyInReference: onlyRef, onlyInCandidate: onlyCand, shapeMismatches: mismatched, total: totals(out))
-    }
-
-    static func blockShape(_ spec: ModelSpec) -> BlockShape {
-        if let b = spec.quantization?.weightBlockSize, b.count == 2 { return BlockShape(rows: b[0], cols: b[1]) }
-        return .deepseek
     }
 
     static func floatValues(_ m: CanonicalModel, _ t: CanonicalTensor, block: BlockShape, threads: Int) throws -> [Float] {

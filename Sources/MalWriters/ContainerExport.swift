@@ -41,9 +41,10 @@ public enum ContainerExport {
                                codec: bytes.isEmpty ? nil : .zstd)
             }
             progress?(all.count, all.count, "")
-            let meta = MalMetadata(spec: model.spec, hfNamePrefix: model.hfNamePrefix, quantization: quantization,
+            var meta = MalMetadata(spec: model.spec, hfNamePrefix: model.hfNamePrefix, quantization: quantization,
                                    provenance: .init(converter: "malconv", converterVersion: malconvVersion, command: command,
                                                      options: optionValues, sources: sources, droppedTensors: origin.droppedTensors))
+            meta.blockShapes = blockExceptions(model)
             try writer.finish(metadata: meta)
         } catch {
             writer.abandon()
@@ -51,6 +52,17 @@ public enum ContainerExport {
         }
         return Summary(records: writer.records, fileBytes: writer.bytesWritten, sourceBytes: sources.reduce(0) { $0 + $1.bytes },
                        seconds: monotonicSeconds() - start)
+    }
+
+    /// The quantised weights whose block is not the model's, by name (nil when there are none, so
+    /// a uniformly quantised file records only the model-wide block).
+    static func blockExceptions(_ model: CanonicalModel) -> [String: [Int]]? {
+        let model0 = BlockShape.modelDefault(model.spec)
+        var out: [String: [Int]] = [:]
+        for t in model.tensors where t.scale != nil {
+            if let b = t.block, b != model0 { out[t.name] = b.array }
+        }
+        return out.isEmpty ? nil : out
     }
 
     /// XXH64 of each source file (what `xxhsum -H1` prints), read through the mapping in 64 MiB

@@ -174,6 +174,10 @@ public enum HFFolderWriter {
             guard let (hf, layout) = arch.toHF(t.name, hfNamePrefix: prefix) else {
                 throw MalError(.unmappedTensor, "no HF name for this canonical tensor", tensor: t.name)
             }
+            if t.scale != nil, let b = t.block, b != .modelDefault(model.spec) {
+                throw MalError(.unsupported, "has \(b) blocks, not the model's \(BlockShape.modelDefault(model.spec)): an HF config has one "
+                               + "weight_block_size for every FP8 weight; write a .mal file (-o OUT.mal)", tensor: t.name)
+            }
             if t.scale != nil && layout != .identity {
                 throw MalError(.unsupported, "this quantised weight is stored fused or transposed in HF checkpoints (\(hf), GPT-2's Conv1D), "
                                + "which has no FP8 safetensors layout; write a .mal file (-o OUT.mal)", tensor: t.name)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalReaders
 import MalTransforms
@@ -22,16 +23,16 @@ struct AbsorbCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .mal file.")
     var output: String
 
-    @Option(help: "split or merged.")
-    var mode: String = "split"
+    @Option(help: "split (per-head W_UK, W_UV) or merged (W_UK^T·W_UQ, W_O·W_UV).")
+    var mode: AbsorbedModel.Mode = .split
 
     @Option(help: "Absorbed tensors as f32 (exact) or bf16.")
-    var dtype: String = "f32"
+    var dtype: FloatOutputType = .f32
 
-    @Option(help: "fp8: quantise the absorbed tensors to FP8 E4M3 128x128 (DeepSeek layout); none keeps them.")
-    var requantize: String = "none"
+    @Option(help: "fp8: quantise the absorbed tensors to FP8 E4M3 (the input's blocks, else 128x128); none keeps them.")
+    var requantize: Requantization = .none
 
-    var requantizeFP8: Bool { requantize == "fp8" }
+    var requantizeFP8: Bool { requantize == .fp8 }
 
     @Option(help: "KV length used for the FLOP comparison.")
     var kvLength: Int = 4096
@@ -43,49 +44,34 @@ struct AbsorbCommand: ParsableCommand {
     var force = false
 
     func validate() throws {
-        guard AbsorbedModel.Mode(rawValue: mode) != nil else { throw ValidationError("--mode must be split or merged") }
-        guard dtype == "f32" || dtype == "bf16" else { throw ValidationError("--dtype must be f32 or bf16") }
-        guard requantize == "none" || requantize == "fp8" else { throw ValidationError("--requantize must be fp8 or none") }
         guard output.hasSuffix(".mal") else { throw ValidationError("-o must be a .mal file: absorbed layouts have no HF names") }
     }
 
     func run() throws {
         try runReporting {
             let (base, inputs) = try ModelIO.open(input)
-            let m = AbsorbedModel.Mode(rawValue: mode)!
-            var model: CanonicalModel = try AbsorbedModel(base: base, mode: m, dtype: dtype == "bf16" ? .bf16 : .f32)
-            let absorbedNames = model.tensors.map(\.name).filter {
-                $0.contains("attn_k_b") || $0.contains("attn_v_b") || $0.contains("attn_q_lat") || $0.contains("attn_q_rope") || $0.contains("attn_output_lat")
-            }
-            if requantizeFP8 {
-                model = try QuantizedModel(base: model, include: absorbedNames)
-            }
+            let absorbed = try AbsorbedModel(base: base, mode: mode, dtype: dtype.dtype)
+            let absorbedNames = absorbed.absorbedTensorNames
+            let model: CanonicalModel = requantizeFP8 ? try QuantizedModel(base: absorbed, include: absorbedNames) : absorbed
             let s = AbsorbedModel.cost(spec: base.spec, mode: .split, kvLength: kvLength)
             let g = AbsorbedModel.cost(spec: base.spec, mode: .merged, kvLength: kvLength)
             let extra: [String: Any] = [
-                "mode": mode, "dtype": dtype, "requantize": requantizeFP8 ? "fp8" : "none", "absorbed_tensors": absorbedNames,
+                "mode": mode.rawValue, "dtype": dtype.rawValue, "requantize": requantize.rawValue, "absorbed_tensors": absorbedNames,
                 "cost_per_layer": ["kv_length": kvLength, "split": ["params": s.params, "multiply_adds_per_token": s.flops],
                                    "merged": ["params": g.params, "multiply_adds_per_token": g.flops]],
             ]
             try ModelIO.write(model, output: output, to: .mal, inputs: inputs, command: "absorb-mla",
-                              options: ["mode": mode, "dtype": dtype, "requantize": requantizeFP8 ? "fp8" : "none"],
+                              options: ["mode": mode.rawValue, "dtype": dtype.rawValue, "requantize": requantize.rawValue],
                               force: force, json: json, extra: extra)
             if json { return }
-            let what = requantizeFP8 ? "requantised to FP8 E4M3 128x128 (smaller, no longer exact)"
-                : dtype == "bf16" ? "rounded to BF16 (smaller, no longer exact)" : "kept as exact float32 values"
-            print("absorbed \(absorbedNames.count) tensors (\(mode)); absorbed tensors \(what)")
+            let blocks = (model as? QuantizedModel)?.block.description ?? ""
+            let what = requantizeFP8 ? "requantised to FP8 E4M3 \(blocks) (smaller, no longer exact)"
+                : dtype == .bf16 ? "rounded to BF16 (smaller, no longer exact)" : "kept as exact float32 values"
+            print("absorbed \(absorbedNames.count) tensors (\(mode.rawValue)); absorbed tensors \(what)")
             let pr = Double(g.params) / Double(max(s.params, 1)), fr = Double(g.flops) / Double(max(s.flops, 1))
-            print(String(format: "per layer at KV length %d: split %d params, %d multiply-adds/token; merged %d params (%.2fx), %d multiply-adds/token (%.2fx)",
-                         kvLength, s.params, s.flops, g.params, pr, g.flops, fr))
-            // Decoding is bandwidth-bound: weight bytes matter first, multiply-adds second.
-            let verdict: String
-            switch (g.params <= s.params, g.flops <= s.flops) {
-            case (true, true): verdict = "merged: it reads no more weights and does no more work at these dimensions"
-            case (false, true): verdict = String(format: "merged saves compute but reads %.2fx the attention weights, so decoding (bandwidth-bound) is slower", pr)
-            case (true, false): verdict = String(format: "merged reads %.2fx the weights but does %.2fx the work: measure both (`malrun bench`)", pr, fr)
-            case (false, false): verdict = "split: merged has more parameters and more work at these dimensions"
-            }
-            print("which layout decodes faster: " + verdict)
+            print(String(format: "per layer at KV length %d: split %d params, %d multiply-adds/token; merged %d params (%.2fx), "
+                         + "%d multiply-adds/token (%.2fx)", kvLength, s.params, s.flops, g.params, pr, g.flops, fr))
+            print("which layout decodes faster: " + AbsorbedModel.recommendation(spec: base.spec, kvLength: kvLength))
         }
     }
 }

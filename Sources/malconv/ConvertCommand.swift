@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalReaders
 import MalTransforms
@@ -22,8 +23,8 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var out: WriteOptions
 
-    @Option(help: "Cast float tensors: keep | f32 | f16 | bf16 (FP8 weights, scales and DeepSeek's routing bias are kept).")
-    var dtype: String = "keep"
+    @Option(help: "Cast float tensors (FP8 weights, scales and DeepSeek's routing bias are kept).")
+    var dtype: TargetDType = .keep
 
     @Option(help: "zstd level (1 is the sweet spot for weights; higher levels buy nothing).")
     var level: Int32 = 1
@@ -42,7 +43,6 @@ struct ConvertCommand: ParsableCommand {
     var dropMtp = false
 
     func validate() throws {
-        guard TargetDType(rawValue: dtype) != nil else { throw ValidationError("--dtype must be one of keep, f32, f16, bf16") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard (-7...22).contains(level) else { throw ValidationError("--level must be in -7...22") }
     }
@@ -50,11 +50,11 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         try runReporting {
             let model = try HFModel(path: input)
-            let canon = try HFCanonicalModel(model: model, target: TargetDType(rawValue: dtype)!)
+            let canon = try HFCanonicalModel(model: model, target: dtype)
             canon.checkFinite = !allowNonfinite
             let (written, extra) = MTPOption.apply(dropMtp, to: canon, json: json)
             try ModelIO.write(written, output: out.output, to: out.to, inputs: [input] + model.checkpoint.files.map(\.path),
-                              command: "convert", options: ["dtype": dtype, "level": String(level), "drop-mtp": String(dropMtp)],
+                              command: "convert", options: ["dtype": dtype.rawValue, "level": String(level), "drop-mtp": String(dropMtp)],
                               level: Int32(level), threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json,
                               extra: extra)
         }

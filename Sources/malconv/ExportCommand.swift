@@ -1,4 +1,5 @@
 import ArgumentParser
+import MalCommandLine
 import MalCore
 import MalReaders
 import MalTransforms

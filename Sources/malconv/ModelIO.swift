@@ -18,7 +18,7 @@ enum ModelIO {
     /// folder; `--to` overrides). Prints the summary.
     static func write(_ model: CanonicalModel, output: String, to: OutputFormat?, inputs: [String], command: String,
                       options: [String: String], quantization: MalMetadata.Quantization? = nil, level: Int32 = 1,
-                      threads: Int = availableCores, maxShardSize: String? = nil, force: Bool = false, json: Bool = false,
+                      threads: Int = availableCores, maxShardSize: ByteCount? = nil, force: Bool = false, json: Bool = false,
                       extra: [String: Any] = [:]) throws {
         try refuseOverwritingInput(output: output, inputs: inputs)
         let progress = Progress(command)
@@ -33,7 +33,7 @@ enum ModelIO {
             Report.container(s, path: output, json: json, extra: extra)
         case .safetensors:
             let start = monotonicSeconds()
-            let s = try HFFolderWriter.write(model, to: output, maxShardBytes: try maxShardSize.map(parseSize), force: force,
+            let s = try HFFolderWriter.write(model, to: output, maxShardBytes: maxShardSize?.bytes, force: force,
                                              progress: progress.update)
             Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json, extra: extra)
         }

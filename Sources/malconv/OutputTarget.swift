@@ -31,8 +31,8 @@ struct WriteOptions: ParsableArguments {
     @Option(help: "Output format, overriding the -o convention (mal | safetensors).")
     var to: OutputFormat?
 
-    @Option(help: "HF output only: largest shard, e.g. 5GB (default: one file).")
-    var maxShardSize: String?
+    @Option(help: "HF output only: largest shard, e.g. 5GB, 500MB, 2GiB (default: one file).")
+    var maxShardSize: ByteCount?
 
     @Flag(help: "Replace an existing output (file or non-empty folder), only once the new one is complete.")
     var force = false

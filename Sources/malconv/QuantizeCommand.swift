@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalReaders
 import MalTransforms
@@ -23,14 +24,15 @@ struct QuantizeCommand: ParsableCommand {
 
     @OptionGroup var out: WriteOptions
 
-    @Option(help: "FP8 format (e4m3).")
-    var format: String = "e4m3"
+    @Option(help: "FP8 format.")
+    var format: FP8Format = .e4m3
 
-    @Option(help: "Block shape: 128x128 (DeepSeek-V3), 1x128, per-channel, or any RxC.")
-    var block: String = "128x128"
+    @Option(help: ArgumentHelp("Block shape: 128x128 (DeepSeek-V3), 1x128, per-channel, or any RxC (default: the input's when it holds "
+                               + "FP8 weights already, else 128x128).", valueName: "RxC"))
+    var block: BlockShape?
 
     @Option(help: "Scale format: f32 (amax/448) or ue8m0 (rounded up to a power of two, as DeepSeek V3.1).")
-    var scale: String = "f32"
+    var scale: ScaleFormat = .f32
 
     @Option(help: "Also quantise tensors matching this pattern (repeatable).")
     var include: [String] = []
@@ -49,9 +51,6 @@ struct QuantizeCommand: ParsableCommand {
     var dropMtp = false
 
     func validate() throws {
-        guard format == "e4m3" else { throw ValidationError("--format: only e4m3 is supported") }
-        guard BlockShape(block) != nil else { throw ValidationError("--block must be RxC (e.g. 128x128, 1x128) or per-channel") }
-        guard ScaleFormat(rawValue: scale) != nil else { throw ValidationError("--scale must be f32 or ue8m0") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
@@ -59,13 +58,13 @@ struct QuantizeCommand: ParsableCommand {
         try runReporting {
             let (opened, inputs) = try ModelIO.open(input)
             let (base, mtpExtra) = MTPOption.apply(dropMtp, to: opened, json: json)
-            let b = BlockShape(block)!, s = ScaleFormat(rawValue: scale)!
             let q: QuantizedModel
             do {
-                q = try QuantizedModel(base: base, block: b, scale: s, include: include, exclude: exclude, threads: threads)
+                q = try QuantizedModel(base: base, block: block, scale: scale, include: include, exclude: exclude, threads: threads)
             } catch let e as MalError { throw e.inFile(input) }
+            let b = q.block, s = scale
             try ModelIO.write(q, output: out.output, to: out.to, inputs: inputs, command: "quantize",
-                              options: ["format": format, "block": b.description, "scale": s.rawValue,
+                              options: ["format": format.rawValue, "block": b.description, "scale": s.rawValue,
                                         "include": include.joined(separator: ","), "exclude": exclude.joined(separator: ","),
                                         "drop-mtp": String(dropMtp)],
                               quantization: MalMetadata.Quantization(format: "e4m3", blockSize: [b.rows, b.cols], scale: s.rawValue),
@@ -102,8 +101,8 @@ struct DequantizeCommand: ParsableCommand {
 
     @OptionGroup var out: WriteOptions
 
-    @Option(help: "bf16 or f32.")
-    var dtype: String = "bf16"
+    @Option(help: "The dequantised weights' type.")
+    var dtype: FloatOutputType = .bf16
 
     @Option(help: "Threads (default: all cores).")
     var threads: Int = availableCores
@@ -113,15 +112,14 @@ struct DequantizeCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard dtype == "bf16" || dtype == "f32" else { throw ValidationError("--dtype must be bf16 or f32") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         try runReporting {
             let (base, inputs) = try ModelIO.open(input)
-            let d = try DequantizedModel(base: base, dtype: dtype == "f32" ? .f32 : .bf16, threads: threads)
-            try ModelIO.write(d, output: out.output, to: out.to, inputs: inputs, command: "dequantize", options: ["dtype": dtype],
+            let d = try DequantizedModel(base: base, dtype: dtype.dtype, threads: threads)
+            try ModelIO.write(d, output: out.output, to: out.to, inputs: inputs, command: "dequantize", options: ["dtype": dtype.rawValue],
                               threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json)
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MalArchitectures
+import MalCommandLine
 import MalCore
 import MalReaders
 import MalTransforms

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalRuntime
 
@@ -78,7 +79,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runReporting {
             let records = try measure()
             if json {
                 let enc = JSONEncoder()
@@ -87,7 +88,7 @@ struct BenchCommand: ParsableCommand {
             } else {
                 printTable(records)
             }
-        } catch let e as MalError { throw fail(e) }
+        }
     }
 
     /// The tests asked for, as llama-bench records.

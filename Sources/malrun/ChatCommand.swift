@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MalChat
+import MalCommandLine
 import MalCore
 import MalRuntime
 #if canImport(Glibc)
@@ -71,7 +72,7 @@ struct ChatCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runReporting {
             let template = try templateOptions.template(model: options.model, announce: true)
             let generator = try options.generator(sampling)
             let tr = generator.transformer
@@ -82,9 +83,6 @@ struct ChatCommand: ParsableCommand {
                 printError("chat with \(options.model) (\(tr.contextLength) tokens of context); /reset, /system TEXT, /exit; Ctrl-C stops an answer")
             }
             try loop(session, interactive: interactive)
-        } catch let e as MalError { throw fail(e) } catch let e as TemplateError {
-            printError("error: \(e)")
-            throw ExitCode(1)
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalRuntime
 import MalWriters
@@ -38,10 +39,6 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-func fail(_ e: MalError) -> ExitCode {
-    printError("error: \(e)")
-    return ExitCode(1)
-}
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -63,7 +60,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runReporting {
             let t0 = monotonicSeconds()
             let generator = try options.generator(sampling)
             let tr = generator.transformer, maxPositions = tr.spec.maxPositions
@@ -89,7 +86,7 @@ struct GenerateCommand: ParsableCommand {
                               tr.kvCacheBytesPerToken,
                               tr.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
             if let line = sampling.speculativeSummary(r) { printError(line) }
-        } catch let e as MalError { throw fail(e) }
+        }
     }
 }
 
@@ -117,7 +114,7 @@ struct LogitsCommand: ParsableCommand {
     var mtp = false
 
     func run() throws {
-        do {
+        try runReporting {
             let list = try ids.split(separator: ",").map { s -> Int32 in
                 guard let v = Int32(s.trimmingCharacters(in: .whitespaces)) else {
                     throw MalError(.invalidArgument, "'\(s)' is not a token id")
@@ -142,6 +139,6 @@ struct LogitsCommand: ParsableCommand {
             }
             try SafetensorsOutput.write(path: output, tensors: tensors, replace: force)
             printError("wrote \(output): " + tensors.map { "\($0.name) [\(list.count), \(vocab)]" }.joined(separator: ", "))
-        } catch let e as MalError { throw fail(e) }
+        }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalReaders
 import MalRuntime
@@ -27,7 +28,7 @@ struct InfoCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        do {
+        try runReporting {
             let m = try ModelLoader.open(model)
             let s = m.spec
             let weights = m.weightTensors
@@ -74,9 +75,6 @@ struct InfoCommand: ParsableCommand {
                   + "this process may use \(size(plan.memoryBytes)); "
                   + (plan.maxContext.map { "the longest context that fits: \($0) positions (\(size(plan.kvBytes(context: $0))) of KV cache)" }
                      ?? "the weights do not fit"))
-        } catch let e as MalError {
-            printError("error: \(e)")
-            throw ExitCode(1)
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MalChat
+import MalCommandLine
 import MalCore
 import MalRuntime
 import MalServe
@@ -39,13 +40,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let session: ChatSession
-        do {
+        let session = try runReporting {
             let template = try templateOptions.template(model: options.model, announce: true)
-            session = try ChatSession(generator: try options.generator(sampling), template: template)
-        } catch let e as MalError { throw fail(e) } catch let e as TemplateError {
-            printError("error: \(e)")
-            throw ExitCode(1)
+            return try ChatSession(generator: try options.generator(sampling), template: template)
         }
         var config = OpenAIServer.Configuration(modelName: name ?? defaultName)
         config.host = host

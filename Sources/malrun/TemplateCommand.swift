@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MalChat
+import MalCommandLine
 import MalCore
 import MalRuntime
 
@@ -25,7 +26,7 @@ struct TemplateCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        do {
+        try runReporting {
             let template = try templateOptions.template(model: model, announce: !json)
             let doc = try JSONValue.parse(try TextInput.read(messages, lossy: false), file: messages == "-" ? "standard input" : messages)
             let list = doc.arrayValue ?? doc["messages"]?.arrayValue
@@ -37,9 +38,6 @@ struct TemplateCommand: ParsableCommand {
             let tok = try TokenizerLoader.load(model)
             let ids = tok.encode(text, addSpecial: template.addsSpecialTokens)
             print(JSONValue.object([("text", .string(text)), ("ids", .array(ids.map { .int(Int64($0)) }))]).serialized)
-        } catch let e as MalError { throw fail(e) } catch let e as TemplateError {
-            printError("error: \(e)")
-            throw ExitCode(1)
         }
     }
 }

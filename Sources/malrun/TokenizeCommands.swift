@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalRuntime
 
@@ -33,15 +34,12 @@ struct TokenizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try runReporting {
             let tok = try TokenizerLoader.load(model)
             let input: String
             if let text { input = text } else { input = try TextInput.read(file!, lossy: lossy) }
             let ids = tok.encode(input, addSpecial: special, threads: threads)
             print("[" + ids.map(String.init).joined(separator: ", ") + "]")
-        } catch let e as MalError {
-            printError("error: \(e)")
-            throw ExitCode(1)
         }
     }
 }
@@ -61,7 +59,7 @@ struct DetokenizeCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        do {
+        try runReporting {
             let tok = try TokenizerLoader.load(model)
             var list: [Int32] = []
             for part in ids.split(separator: ",") {
@@ -79,9 +77,6 @@ struct DetokenizeCommand: ParsableCommand {
             } else {
                 print(text)
             }
-        } catch let e as MalError {
-            printError("error: \(e)")
-            throw ExitCode(1)
         }
     }
 }

@@ -62,7 +62,8 @@ import Testing
         }
     }
 
-    @Test(arguments: [(128, 128), (16, 64), (128, 96), (1, 192)])
+    /// (1, 32): a block narrower than the 64-weight groups of the fast kernels, which must then not run.
+    @Test(arguments: [(128, 128), (16, 64), (128, 96), (1, 192), (1, 32)])
     func e4m3MatchesReference(block: (Int, Int)) {
         let (br, bc) = block
         var rng = Rng(s: 3)
@@ -93,6 +94,15 @@ import Testing
                 mal_matvec_e4m3(&y, w, scales, x, cols, br, bc, 3, rows)
                 check(Array(y[3...]), Array(ref[3...]), Array(mag[3...]), "e4m3 rows 3..<\(rows)")
             }
+            // Three inputs at once (a verify step): input t is x · (t + 1).
+            let X = (1...3).flatMap { k in x.map { $0 * Float(k) } }
+            var Y = [Float](repeating: .nan, count: 3 * rows)
+            if mal_matvec_e4m3_multi(&Y, rows, w, scales, X, cols, 3, cols, br, bc, 0, rows) != 0 {
+                for t in 0..<3 {
+                    check(Array(Y[(t * rows)..<((t + 1) * rows)]), ref.map { $0 * Double(t + 1) }, mag.map { $0 * Double(t + 1) },
+                          "e4m3 multi input \(t) \(rows)x\(cols) blocks \(br)x\(bc)")
+                }
+            }
         }
     }
 
@@ -101,8 +111,9 @@ import Testing
     @Test(arguments: [Int32(MAL_W_F32), Int32(MAL_W_BF16), Int32(MAL_W_F16), Int32(MAL_W_E4M3)])
     func matmulMatchesReference(dtype: Int32) {
         var rng = Rng(s: UInt64(10 + dtype))
-        let br = 128, bc = 128
-        for (rows, cols) in Self.shapes where cols <= 8192 {
+        // E4M3 also with blocks narrower than, and not a multiple of, the kernels' 64-weight groups.
+        let blocks = dtype == Int32(MAL_W_E4M3) ? [(128, 128), (1, 32), (16, 96)] : [(128, 128)]
+        for (br, bc) in blocks { for (rows, cols) in Self.shapes where cols <= 8192 {
             var wf = (0..<rows * cols).map { _ in rng.float() }
             let raw: [UInt8]
             switch dtype {
@@ -141,7 +152,7 @@ import Testing
                     }
                 }
             }
-        }
+        } }
     }
 
     /// The tiled BF16 layout: the copy puts every element where the index says, and the

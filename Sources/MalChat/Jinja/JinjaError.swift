@@ -1,3 +1,5 @@
+import MalCore
+
 /// What went wrong in a template. The template's line is added where the interpreter knows it
 /// (`TemplateError.line`), so a message names the line of an unsupported construct or a failing
 /// expression.
@@ -15,7 +17,7 @@ public enum JinjaError: Error {
 }
 
 /// A `JinjaError` at a template line (1-based), as `malrun chat` and `serve` report it.
-public struct TemplateError: Error, CustomStringConvertible {
+public struct TemplateError: ReportedError {
     public let error: JinjaError
     public let line: Int
     /// Where the template came from (`tokenizer_config.json`, a file given by `--chat-template` …).

@@ -80,7 +80,7 @@ public final class Transformer: @unchecked Sendable {
         let H = s.hiddenSize, V = s.vocabSize
         let tied = !w.has("output.weight")
         (embedding, embeddingScale) = tied ? (nil, nil) : try Transformer.loadEmbedding(w, model: model, vocab: V, hidden: H)
-        embeddingBlock = w.block
+        embeddingBlock = w.block(of: "token_embd.weight")
         positionEmbedding = assembly.parts.positions == .learned
             ? try w.vector("position_embd.weight", count: s.maxPositions * H, shape: [s.maxPositions, H]) : nil
         layers = try (0..<s.layers).map(assembly.layer)
@@ -128,7 +128,7 @@ public final class Transformer: @unchecked Sendable {
         let e = try w.tensor("token_embd.weight", shape: [V, H])
         var scale: Tensor?
         if e.dtype == .f8e4m3, let sc = model.tensors.first(where: { $0.name == "token_embd.weight" })?.scale {
-            let grid = try w.tensor(sc, shape: w.block.scaleShape([V, H]))
+            let grid = try w.tensor(sc, shape: w.block(of: "token_embd.weight").scaleShape([V, H]))
             guard grid.dtype == .f32 else {
                 throw MalError(.unsupported, "an FP8 embedding's scale grid must be F32, not \(grid.dtype.rawValue)", tensor: sc)
             }

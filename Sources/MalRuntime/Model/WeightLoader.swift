@@ -3,20 +3,21 @@ import MalCore
 /// Reads weights of a `CanonicalModel` by canonical name for the runtime.
 struct WeightLoader {
     let model: CanonicalModel
-    let block: BlockShape
     let arena: WeightArena?
     private let byName: [String: CanonicalTensor]
 
     init(model: CanonicalModel, arena: WeightArena?) {
         self.model = model
         self.arena = arena
-        if let b = model.spec.quantization?.weightBlockSize, b.count == 2 { block = BlockShape(rows: b[0], cols: b[1]) } else { block = .deepseek }
         var m: [String: CanonicalTensor] = [:]
         for t in model.tensors { m[t.name] = t }
         byName = m
     }
 
     func has(_ name: String) -> Bool { byName[name] != nil }
+
+    /// The block of a quantised weight's scale grid (its own, else the model's).
+    func block(of name: String) -> BlockShape { byName[name]?.block ?? .modelDefault(model.spec) }
 
     func tensor(_ name: String) throws -> Tensor {
         guard byName[name] != nil else { throw MalError(.notFound, "the model has no tensor '\(name)'", tensor: name) }
@@ -53,6 +54,8 @@ struct WeightLoader {
         let t = try tensor(base + ".weight", shape: [rows, cols])
         let scale = byName[base + ".weight"]?.scale.map { try? model.load($0) } ?? nil
         let b = bias ? try optionalVector(base + ".bias", count: rows) : nil
-        return try withExtendedLifetime((t, scale)) { try LinearWeight(tensor: t, scale: scale, block: block, bias: b, arena: arena) }
+        return try withExtendedLifetime((t, scale)) {
+            try LinearWeight(tensor: t, scale: scale, block: block(of: base + ".weight"), bias: b, arena: arena)
+        }
     }
 }
