@@ -13,23 +13,9 @@ enum TokenizerBench {
         var t0 = Date()
         let tok = try TokenizerLoader.load(folder)
         let jsonLoad = Date().timeIntervalSince(t0)
-        var best = Double.infinity
-        var ids: [Int32] = []
-        for _ in 0..<3 {
-            // A fresh tokenizer each time: no word cache carried over between runs.
-            let fresh = try Tokenizer(model: tok.model)
-            t0 = Date()
-            ids = fresh.encode(text)
-            best = min(best, Date().timeIntervalSince(t0))
-        }
+        let (best, ids) = try bestEncode(tok, text, threads: 1)
         print(String(format: "malrun encode (1 thread): %.2f MB/s, %d tokens", Double(bytes) / best / 1e6, ids.count))
-        var bestN = Double.infinity, idsN: [Int32] = []
-        for _ in 0..<3 {
-            let fresh = try Tokenizer(model: tok.model)
-            t0 = Date()
-            idsN = fresh.encode(text, threads: availableCores)
-            bestN = min(bestN, Date().timeIntervalSince(t0))
-        }
+        let (bestN, idsN) = try bestEncode(tok, text, threads: availableCores)
         print(String(format: "malrun encode (%d threads): %.2f MB/s, same ids as 1 thread: %@", availableCores, Double(bytes) / bestN / 1e6,
                      idsN == ids ? "true" : "false"))
         if let ref = try? Data(contentsOf: URL(fileURLWithPath: path + ".ids.json")),
@@ -40,17 +26,7 @@ enum TokenizerBench {
         let dir = NSTemporaryDirectory() + "malbench-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let blob = try TokenizerBinary.encode(tok.model)
-        let w = try MalWriter(path: dir + "/tok.mal")
-        try w.add(name: "aux/tokenizer.bin", dtype: .u8, shape: [blob.count], source: .bytes(blob), codec: .zstd)
-        // A tokenizer-only container: the smallest spec any registered architecture accepts.
-        let spec = ModelSpec(modelType: ArchitectureRegistry.modelTypes[0], vocabSize: tok.vocabularySize, hiddenSize: 1, layers: 1, heads: 1, kvHeads: 1, headDim: 1,
-                             intermediateSize: 1, maxPositions: 1, norm: .layerNorm, normEps: 1e-5, activation: "gelu_new", positions: .learned,
-                             rope: nil, tiedEmbeddings: true, attentionBias: true, mlpBias: true, bosTokenId: nil, eosTokenIds: [],
-                             declaredDType: nil, mla: nil, moe: nil, mtpLayers: 0, quantization: nil)
-        try w.finish(metadata: MalMetadata(spec: spec, hfNamePrefix: nil, quantization: nil,
-                                           provenance: .init(converter: "malbench", converterVersion: malconvVersion, command: "bench",
-                                                             options: [:], sources: [], droppedTensors: [])))
+        try writeTokenizerContainer(tok, to: dir + "/tok.mal")
         if ProcessInfo.processInfo.environment["MALBENCH_LOAD_ONLY"] != nil {
             // Profiling aid: load from the .mal in a loop.
             var times: [Double] = []
@@ -73,6 +49,34 @@ enum TokenizerBench {
             jsonBest = min(jsonBest, Date().timeIntervalSince(t0))
         }
         print(String(format: "load %d-token vocabulary: from .mal %.1f ms, from tokenizer.json %.1f ms", tok.vocabularySize, malLoad * 1e3, jsonBest * 1e3))
+    }
+
+    /// A container holding only the tokenizer (`aux/tokenizer.bin`) and the smallest spec a
+    /// registered architecture accepts.
+    static func writeTokenizerContainer(_ tok: Tokenizer, to path: String) throws {
+        let blob = try TokenizerBinary.encode(tok.model)
+        let w = try MalWriter(path: path)
+        try w.add(name: "aux/tokenizer.bin", dtype: .u8, shape: [blob.count], source: .bytes(blob), codec: .zstd)
+        let spec = ModelSpec(modelType: ArchitectureRegistry.modelTypes[0], vocabSize: tok.vocabularySize, hiddenSize: 1, layers: 1,
+                             heads: 1, kvHeads: 1, headDim: 1, intermediateSize: 1, maxPositions: 1, norm: .layerNorm, normEps: 1e-5,
+                             activation: "gelu_new", positions: .learned, rope: nil, tiedEmbeddings: true, attentionBias: true,
+                             mlpBias: true, bosTokenId: nil, eosTokenIds: [], declaredDType: nil, mla: nil, moe: nil, mtpLayers: 0,
+                             quantization: nil)
+        try w.finish(metadata: MalMetadata(spec: spec, hfNamePrefix: nil, quantization: nil,
+                                           provenance: .init(converter: "malbench", converterVersion: malconvVersion, command: "bench",
+                                                             options: [:], sources: [], droppedTensors: [])))
+    }
+
+    /// The fastest of three encodes, each with a fresh tokenizer (no word cache carried over).
+    static func bestEncode(_ tok: Tokenizer, _ text: String, threads: Int) throws -> (seconds: Double, ids: [Int32]) {
+        var best = Double.infinity, ids: [Int32] = []
+        for _ in 0..<3 {
+            let fresh = try Tokenizer(model: tok.model)
+            let t0 = Date()
+            ids = fresh.encode(text, threads: threads)
+            best = min(best, Date().timeIntervalSince(t0))
+        }
+        return (best, ids)
     }
 
     /// The ids of every text in a JSON list (no special tokens added), written as a JSON list of

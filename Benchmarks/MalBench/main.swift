@@ -61,12 +61,12 @@ for threads in [1, 2] {
         let t = bytes.withUnsafeBytes { Tensor(name: "w", dtype: dtype, shape: [rows, cols], storage: TensorStorage(copying: $0)) }
         // Copy of the same bytes, split across the same threads.
         let dst = try TensorStorage.allocate(count: bytes.count)
-        let d = SendableRawPointer(UnsafeMutableRawPointer(mutating: dst.bytes.baseAddress!)), s = SendableBytes(t.bytes)
+        let d = SharedPointer(UnsafeMutableRawPointer(mutating: dst.bytes.baseAddress!)), s = SharedPointer(t.bytes)
         let part = (bytes.count + threads - 1) / threads
         let copy = try best {
             try parallelFor(threads, threads: threads) { k in
                 let lo = k * part, hi = min(bytes.count, lo + part)
-                if hi > lo { d.pointer.advanced(by: lo).copyMemory(from: s.buffer.baseAddress! + lo, byteCount: hi - lo) }
+                if hi > lo { d.pointer.advanced(by: lo).copyMemory(from: s.pointer.baseAddress! + lo, byteCount: hi - lo) }
             }
         }
         var q: (q: TensorStorage, scales: TensorStorage, scaleShape: [Int])!

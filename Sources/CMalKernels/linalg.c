@@ -42,7 +42,7 @@ static inline float dot_e4m3_scaled(const uint8_t *restrict w, const float *rest
 static const float TWO_120 = 1.329227995784916e36f;   /* 2^120 */
 
 /* Portable matrix-vector kernels: one row at a time, a single sequential stream (a 4-rows-at-once
-   variant measured 10-30% slower here). Where the CPU has AVX-512 the forms in linear_avx512.c run
+   variant was slower here, Docs/PERFORMANCE.md). Where the CPU has AVX-512 the forms in linear_avx512.c run
    instead; these remain the reference the tests compare them with. */
 void mal_matvec_f32_portable(float *y, const float *W, const float *x, size_t cols, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) y[r] = dot_f32(W + r * cols, x, cols);

@@ -22,10 +22,9 @@
    block), the other 2^60 into the result, so no product comes near float32's range limits.
 
    Software prefetch into L2 (prefetcht1) a fixed distance ahead of the weight stream lifts every
-   dtype to the plain-read ceiling (measured on Zen 4 over GPT-2 and Llama-3 layer sequences:
-   F32 +25-35% at 4 KiB ahead, BF16 +5-15% at 8 KiB, FP8 +40-60% at 16 KiB; prefetcht0 and short
-   distances were slower than none). The distances are per dtype because they were tuned that way;
-   prefetching past a matrix's end is harmless (a hint, never a fault). */
+   dtype to the plain-read ceiling; the distances (F32 4 KiB, BF16 8 KiB, FP8 16 KiB) were tuned
+   per dtype, and prefetcht0 or short distances were slower than none (Docs/PERFORMANCE.md, the
+   kernel table). Prefetching past a matrix's end is harmless (a hint, never a fault). */
 #include "mal_kernels.h"
 #include <math.h>
 #include <stdlib.h>
@@ -122,7 +121,7 @@ AVX512 static int matvec_bf16_avx512(float *y, const uint16_t *W, const float *x
     float *xp = scratch(full);
     if (!xp) return 0;
     permute_pairs(xp, x, full);
-    /* 128 weights per iteration into 8 accumulators, two prefetches: 10-15% faster than 64 into 4. */
+    /* 128 weights per iteration into 8 accumulators, two prefetches: faster than 64 into 4 (Docs/PERFORMANCE.md). */
     for (size_t r = r0; r < r1; r++) {
         const uint16_t *w = W + r * cols;
         __m512 a[8];
@@ -202,8 +201,8 @@ AVX512 static int matvec_bf16_multi_avx512(float *Y, size_t ys, const uint16_t *
    serves every row of the block. Same in-place decode as above. */
 
 /* One whole block of R rows, tiles of K columns (R, K constants at each call, so the compiler keeps
-   the 2R accumulators in registers and unrolls whole tiles: +10-15%). Every other line is
-   prefetched 4 KiB ahead (both lines: -35%; 8 KiB: -15% at 4096 columns). */
+   the 2R accumulators in registers and unrolls whole tiles). Every other line is prefetched 4 KiB
+   ahead: both lines, or 8 KiB, were slower (Docs/PERFORMANCE.md, the tiled layout). */
 AVX512 static inline __attribute__((always_inline)) void tiled_block(float *y, const uint16_t *block, const float *xp,
                                                                     const float *x, size_t cols, size_t full, const int R,
                                                                     const size_t K) {

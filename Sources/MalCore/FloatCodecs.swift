@@ -65,3 +65,15 @@ public enum NonFiniteScan {
         values.withUnsafeBytes { firstIndex($0.baseAddress!, dtype: .f32, count: values.count) }
     }
 }
+
+/// Converts `count` elements of a float tensor (F32, F16, BF16, F8_E4M3, F8_E5M2) to float32.
+public func widenToFloat32(_ src: UnsafeRawPointer, dtype: DType, count: Int, into dst: UnsafeMutablePointer<Float>) throws {
+    switch dtype {
+    case .f32: dst.update(from: src.assumingMemoryBound(to: Float.self), count: count)
+    case .bf16: mal_bf16_to_f32(dst, src.assumingMemoryBound(to: UInt16.self), count)
+    case .f16: mal_f16_to_f32(dst, src.assumingMemoryBound(to: UInt16.self), count)
+    case .f8e4m3: mal_e4m3_to_f32(dst, src.assumingMemoryBound(to: UInt8.self), count)
+    case .f8e5m2: mal_e5m2_to_f32(dst, src.assumingMemoryBound(to: UInt8.self), count)
+    default: throw MalError(.unsupported, "cannot read \(dtype.rawValue) as float")
+    }
+}

@@ -28,10 +28,12 @@ private func firstLineNumber(_ path: String) -> Int? {
 /// "12.3 GiB".
 public func gibibytes(_ n: Int) -> String { String(format: "%.1f GiB", Double(n) / Double(1 << 30)) }
 
-/// A raw pointer that may cross threads. Callers guarantee disjoint writes.
-public struct SendableRawPointer: @unchecked Sendable {
-    public let pointer: UnsafeMutableRawPointer
-    public init(_ p: UnsafeMutableRawPointer) { pointer = p }
+/// A pointer or buffer that may cross threads: Swift cannot see that the memory outlives the
+/// parallel region or that each thread writes its own part; the caller guarantees both. The one
+/// wrapper for every pointer kind the parallel loops share (raw, typed, buffers).
+public struct SharedPointer<Pointer>: @unchecked Sendable {
+    public let pointer: Pointer
+    public init(_ p: Pointer) { pointer = p }
 }
 
 /// A mutex-protected box for results gathered from parallel workers.
@@ -66,11 +68,6 @@ public func parallelFor(_ count: Int, threads: Int = availableCores, _ body: @Se
     if let e = failure.withLock({ $0 }) { throw e }
 }
 
-/// Read-only bytes that may cross threads (a file mapping or an immutable buffer).
-public struct SendableBytes: @unchecked Sendable {
-    public let buffer: UnsafeRawBufferPointer
-    public init(_ b: UnsafeRawBufferPointer) { buffer = b }
-}
 
 /// Reusable equal-sized buffers shared by parallel workers (fresh multi-MB allocations would
 /// page-fault on every use).

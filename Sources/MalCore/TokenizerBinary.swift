@@ -1,7 +1,7 @@
 import Foundation
 
 /// The binary form of a `TokenizerModel` stored in `.mal` files as `aux/tokenizer.bin`
-/// (`Formats/MAL.md` §7): loads without parsing the (large) vocabulary and merges as JSON.
+/// (`Formats/MAL.md` §7.2): loads without parsing the (large) vocabulary and merges as JSON.
 ///
 /// Layout (little-endian): magic `MALTOK\0\x01`; u32 token count; per token u32 length
 /// (0xFFFFFFFF: no entry) + bytes; u32 merge count; per merge three u32 ids (left, right, merged);

@@ -184,32 +184,32 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
             }
         }
         let from = o.hf.dtype, to = ct.dtype
-        let src = SendableBytes(srcStorage.bytes)
+        let src = SharedPointer(srcStorage.bytes)
         let keep = srcStorage
         let outES = to.byteSize ?? 1
         let count = (elementCount(ct.shape) ?? 0)
         let byteCount = to.byteCount(elements: count) ?? 0
         let base = o.hf.fileOffset
-        let mapping = SendableMapping(sourceFile)
+        let mapping = sourceFile        // MappedFile is Sendable: no wrapper
         let check = checkFinite && NonFiniteScan.covered.contains(to)
         let origin = o, canonical = ct
         let fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void = { off, n, dst in
             _ = keep
             let e0 = off / outES, ne = n / outES
             if from == to {
-                dst.copyMemory(from: src.buffer.baseAddress! + off, byteCount: n)
+                dst.copyMemory(from: src.pointer.baseAddress! + off, byteCount: n)
             } else {
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(ne, 1))
                 defer { scratch.deallocate() }
-                FloatCast.cast(src.buffer.baseAddress! + e0 * es, from: from, dst, to: to, count: ne, scratch: scratch)
+                FloatCast.cast(src.pointer.baseAddress! + e0 * es, from: from, dst, to: to, count: ne, scratch: scratch)
             }
             if check, let bad = NonFiniteScan.firstIndex(UnsafeRawPointer(dst), dtype: to, count: ne) {
                 throw HFCanonicalModel.nonFinite(element: e0 + bad, canonical: canonical, origin: origin,
-                                                 source: UnsafeRawPointer(src.buffer.baseAddress!))
+                                                 source: UnsafeRawPointer(src.pointer.baseAddress!))
             }
         }
         let release: @Sendable (Range<Int>) -> Void = { r in
-            guard let m = mapping.file else { return }
+            guard let m = mapping else { return }
             // Output range → source range (same element count).
             let lo = r.lowerBound / outES * es, hi = r.upperBound / outES * es
             m.release((base + lo)..<(base + hi))
@@ -256,10 +256,6 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
     }
 }
 
-struct SendableMapping: @unchecked Sendable {
-    let file: MappedFile?
-    init(_ f: MappedFile?) { file = f }
-}
 
 #if canImport(Glibc)
 import Glibc

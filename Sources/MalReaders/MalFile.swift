@@ -22,7 +22,8 @@ public final class MalFile: @unchecked Sendable {
     public var spec: ModelSpec { metadata.spec }
 
     /// Whether `path` should be read as a container: named `.mal` (so a damaged one reports the
-    /// container's error) or starting with the magic bytes whatever its name.
+    /// container's error) or starting with the magic bytes whatever its name. The one rule every
+    /// command and the runtime use to tell a container from an HF checkpoint.
     public static func isContainer(_ path: String) -> Bool { path.hasSuffix(".mal") || hasMagic(path) }
 
     /// Whether `path` is a regular file starting with the `.mal` magic bytes, so commands can tell
@@ -39,6 +40,40 @@ public final class MalFile: @unchecked Sendable {
         mapping = try MappedFile(path: path)
         let b = mapping.bytes
         let file = path
+        func corrupt(_ msg: String, tensor: String? = nil, at off: Int?) -> MalError {
+            MalError(.corruptStructure, msg, file: file, tensor: tensor, offset: off)
+        }
+        let h = try MalFile.readHeader(b, file: file)
+        header = h
+        let metaBytes = UnsafeRawBufferPointer(rebasing: b[Int(h.metadataOffset)..<Int(h.tableOffset)])
+        if xxh64(metaBytes) != h.metadataHash {
+            throw MalError(.checksumMismatch, "metadata checksum mismatch", file: file, offset: Int(h.metadataOffset))
+        }
+        let tableBytes = UnsafeRawBufferPointer(rebasing: b[Int(h.tableOffset)..<b.count])
+        if xxh64(tableBytes) != h.tableHash {
+            throw MalError(.checksumMismatch, "tensor table checksum mismatch", file: file, offset: Int(h.tableOffset))
+        }
+        do {
+            metadata = try JSONDecoder().decode(MalMetadata.self, from: Data(metaBytes))
+        } catch {
+            throw corrupt("metadata is not a valid metadata document: \(error)", at: Int(h.metadataOffset))
+        }
+        try MalFile.checkMetadata(metadata, file: file, offset: Int(h.metadataOffset))
+        entries = try MalFile.parseTable(tableBytes, base: Int(h.tableOffset), dataEnd: Int(h.metadataOffset), file: file)
+        var map: [String: Int] = [:]
+        for (i, e) in entries.enumerated() {
+            if map[e.name] != nil { throw corrupt("tensor name appears twice in the table", tensor: e.name, at: Int(h.tableOffset)) }
+            map[e.name] = i
+        }
+        byName = map
+        try MalFile.checkLinks(entries, file: file, tableOffset: Int(h.tableOffset))
+        try MalFile.checkScaleGrids(entries, metadata: metadata, file: file, tableOffset: Int(h.tableOffset))
+        try MalFile.checkLayout(entries, bytes: b, dataEnd: Int(h.metadataOffset), file: file)
+    }
+
+    /// The header (`Formats/MAL.md` §3), checked: size, magic, checksum, version, flags, reserved
+    /// bytes, the file length and the layout of §2 (metadata then table, ending the file).
+    static func readHeader(_ b: UnsafeRawBufferPointer, file: String) throws -> MalFormat.Header {
         func corrupt(_ msg: String, tensor: String? = nil, at off: Int?) -> MalError {
             MalError(.corruptStructure, msg, file: file, tensor: tensor, offset: off)
         }
@@ -86,217 +121,8 @@ public final class MalFile: @unchecked Sendable {
             throw corrupt("metadata [\(h.metadataOffset), +\(h.metadataLength)) and table [\(h.tableOffset), +\(h.tableLength)) do not tile the end of the file",
                           at: 24)
         }
-        header = h
-        let metaBytes = UnsafeRawBufferPointer(rebasing: b[Int(h.metadataOffset)..<Int(h.tableOffset)])
-        if xxh64(metaBytes) != h.metadataHash {
-            throw MalError(.checksumMismatch, "metadata checksum mismatch", file: file, offset: Int(h.metadataOffset))
-        }
-        let tableBytes = UnsafeRawBufferPointer(rebasing: b[Int(h.tableOffset)..<b.count])
-        if xxh64(tableBytes) != h.tableHash {
-            throw MalError(.checksumMismatch, "tensor table checksum mismatch", file: file, offset: Int(h.tableOffset))
-        }
-        do {
-            metadata = try JSONDecoder().decode(MalMetadata.self, from: Data(metaBytes))
-        } catch {
-            throw corrupt("metadata is not a valid metadata document: \(error)", at: Int(h.metadataOffset))
-        }
-        try MalFile.checkMetadata(metadata, file: file, offset: Int(h.metadataOffset))
-        entries = try MalFile.parseTable(tableBytes, base: Int(h.tableOffset), dataEnd: Int(h.metadataOffset), file: file)
-        var map: [String: Int] = [:]
-        for (i, e) in entries.enumerated() {
-            if map[e.name] != nil { throw corrupt("tensor name appears twice in the table", tensor: e.name, at: Int(h.tableOffset)) }
-            map[e.name] = i
-        }
-        byName = map
-        try MalFile.checkLinks(entries, file: file, tableOffset: Int(h.tableOffset))
-        try MalFile.checkScaleGrids(entries, metadata: metadata, file: file, tableOffset: Int(h.tableOffset))
-        try MalFile.checkLayout(entries, bytes: b, dataEnd: Int(h.metadataOffset), file: file)
+        return h
     }
-
-    /// Checksums prove integrity, not sense: the spec's values (`ModelSpec.firstProblem`), its
-    /// architecture and the recorded blocks must hold before anything is built from them.
-    static func checkMetadata(_ m: MalMetadata, file: String, offset: Int) throws {
-        if let problem = m.spec.firstProblem ?? m.firstBlockProblem {
-            throw MalError(.corruptStructure, "metadata spec: \(problem)", file: file, offset: offset)
-        }
-        if ArchitectureRegistry.architecture(modelType: m.spec.modelType) == nil {
-            throw MalError(.unknownArchitecture, "metadata spec: unknown architecture '\(m.spec.modelType)' (supported: "
-                           + "\(ArchitectureRegistry.modelTypes.joined(separator: ", ")))", file: file, offset: offset)
-        }
-    }
-
-    /// A quantised weight is 2-D and its scale grid has the shape its block gives
-    /// (`Formats/MAL.md` §8), so the runtime, `export` and `verify` read every file `check` accepts.
-    public static func checkScaleGrids(_ entries: [MalFormat.Entry], metadata: MalMetadata, file: String, tableOffset: Int) throws {
-        for e in entries where e.flags & MalFormat.flagQuantized != 0 {
-            let grid = entries[Int(e.link)].shape, block = metadata.block(of: e.name)
-            guard e.shape.count == 2, grid == block.scaleShape(e.shape) else {
-                throw MalError(.corruptStructure, "quantised weight of shape \(e.shape) has a scale grid \(grid), not the "
-                               + "\(e.shape.count == 2 ? "\(block.scaleShape(e.shape))" : "2-D grid") its \(block) blocks give",
-                               file: file, tensor: e.name, offset: tableOffset)
-            }
-        }
-    }
-
-    static func parseTable(_ t: UnsafeRawBufferPointer, base: Int, dataEnd: Int, file: String) throws -> [MalFormat.Entry] {
-        var r = ByteReader(t, file: file, base: base)
-        let count = Int(try r.u32("tensor count"))
-        _ = try r.u32("reserved")
-        // Every record takes at least `fixedSize` bytes: bound the count before allocating.
-        guard count <= r.remaining / MalFormat.Entry.fixedSize else {
-            throw MalError(.corruptStructure, "table claims \(count) tensors but has room for at most \(r.remaining / MalFormat.Entry.fixedSize)",
-                           file: file, offset: base)
-        }
-        var out: [MalFormat.Entry] = []
-        out.reserveCapacity(count)
-        for _ in 0..<count {
-            let at = base + r.position
-            func bad(_ m: String, _ name: String? = nil) -> MalError { MalError(.corruptStructure, m, file: file, tensor: name, offset: at) }
-            let nameLength = Int(try r.u16("name length"))
-            let dcode = try r.u8("dtype")
-            let ccode = try r.u8("codec")
-            let rank = Int(try r.u8("rank"))
-            let flags = try r.u8("flags")
-            let reserved = try r.u16("reserved")
-            let chunkSize = try r.u32("chunk size")
-            let link = try r.u32("link")
-            let rawLength = try r.u64("raw length")
-            let hash = try r.u64("tensor hash")
-            let chunkCount = Int(try r.u32("chunk count"))
-            let reserved2 = try r.u32("reserved")
-            guard rank <= MalFormat.maxRank else { throw bad("rank \(rank) exceeds \(MalFormat.maxRank)") }
-            var shape: [Int] = []
-            for _ in 0..<rank {
-                let d = try r.u64("dimension")
-                guard d < UInt64(1) << 48 else { throw bad("dimension \(d) is too large") }
-                shape.append(Int(d))
-            }
-            guard nameLength > 0, nameLength <= MalFormat.maxNameLength else { throw bad("name length \(nameLength) out of range") }
-            guard let name = String(validating: try r.raw(nameLength, "name"), as: UTF8.self) else {
-                throw bad("tensor name is not valid UTF-8")
-            }
-            guard let dtype = MalFormat.dtypeByCode[dcode] else {
-                throw MalError(.unknownDType, "unknown dtype code \(dcode)", file: file, tensor: name, offset: at + 2)
-            }
-            guard let codec = MalFormat.Codec(rawValue: ccode) else {
-                throw MalError(.unsupported, "unknown codec \(ccode) (this reader knows raw, zstd, zstd+planes, alias)",
-                               file: file, tensor: name, offset: at + 3)
-            }
-            guard flags & ~MalFormat.knownFlags == 0 else { throw bad("unknown tensor flags 0x\(String(flags, radix: 16))", name) }
-            guard reserved == 0, reserved2 == 0 else { throw bad("reserved fields are not zero", name) }
-            guard let elements = elementCount(shape), let bytes = dtype.byteCount(elements: elements), UInt64(bytes) == rawLength else {
-                throw bad("raw length \(rawLength) does not match shape \(shape) of \(dtype.rawValue)", name)
-            }
-            guard chunkCount <= r.remaining / MalFormat.Entry.chunkRecordSize else {
-                throw bad("\(chunkCount) chunks do not fit in the rest of the table", name)
-            }
-            var chunks: [MalFormat.Chunk] = []
-            chunks.reserveCapacity(chunkCount)
-            for _ in 0..<chunkCount {
-                let off = try r.u64("chunk offset")
-                let len = try r.u32("chunk length")
-                let res = try r.u32("reserved")
-                let h = try r.u64("chunk hash")
-                guard res == 0 else { throw bad("reserved chunk field is not zero", name) }
-                chunks.append(MalFormat.Chunk(offset: off, storedLength: len, hash: h))
-            }
-            if codec == .alias {
-                guard chunkCount == 0 else { throw bad("an alias has no chunks", name) }
-            } else {
-                let cs = Int(chunkSize)
-                guard cs >= MalFormat.minChunkSize, cs <= MalFormat.maxChunkSize, cs % 8 == 0 else {
-                    throw bad("chunk size \(chunkSize) out of range", name)
-                }
-                let expected = (bytes + cs - 1) / cs
-                guard chunkCount == expected else { throw bad("\(chunkCount) chunks for \(bytes) bytes in \(cs)-byte chunks (expected \(expected))", name) }
-                if codec == .zstdBytePlanes && (dtype.byteSize ?? 0) < 2 {
-                    throw bad("byte planes need an element of 2 or more bytes, not \(dtype.rawValue)", name)
-                }
-                for (i, c) in chunks.enumerated() {
-                    let want = min(cs, bytes - i * cs)
-                    let maxStored = codec == .raw ? want : MalFormat.maxStoredChunk(want)
-                    guard c.storedLength > 0, Int(c.storedLength) <= maxStored, c.offset >= UInt64(MalFormat.headerSize),
-                          c.offset <= UInt64(dataEnd), UInt64(c.storedLength) <= UInt64(dataEnd) - c.offset else {
-                        throw MalError(.corruptStructure, "chunk \(i) [\(c.offset), +\(c.storedLength)) lies outside the data region or is too long",
-                                       file: file, tensor: name, offset: at)
-                    }
-                    if codec == .raw {
-                        guard Int(c.storedLength) == want, c.offset == chunks[0].offset + UInt64(i * cs) else {
-                            throw bad("raw chunks must be contiguous", name)
-                        }
-                    }
-                }
-                if codec == .raw, let first = chunks.first, first.offset % UInt64(MalFormat.rawAlignment) != 0 {
-                    throw bad("raw data is not \(MalFormat.rawAlignment)-byte aligned", name)
-                }
-                var hs = [UInt64](); hs.reserveCapacity(chunks.count)
-                for c in chunks { hs.append(c.hash) }
-                guard MalFormat.tensorHash(hs) == hash else {
-                    throw MalError(.checksumMismatch, "tensor checksum does not match its chunk checksums", file: file, tensor: name, offset: at)
-                }
-            }
-            out.append(MalFormat.Entry(name: name, dtype: dtype, codec: codec, flags: flags, shape: shape, chunkSize: chunkSize,
-                                       link: link, rawLength: rawLength, hash: hash, chunks: chunks))
-        }
-        guard r.remaining == 0 else {
-            throw MalError(.corruptStructure, "\(r.remaining) unexpected bytes after the last table record", file: file, offset: base + r.position)
-        }
-        return out
-    }
-
-    static func checkLinks(_ entries: [MalFormat.Entry], file: String, tableOffset: Int) throws {
-        for e in entries {
-            let needsLink = e.codec == .alias || e.flags & MalFormat.flagQuantized != 0
-            if !needsLink {
-                guard e.link == MalFormat.noLink else {
-                    throw MalError(.corruptStructure, "unexpected link \(e.link)", file: file, tensor: e.name, offset: tableOffset)
-                }
-                continue
-            }
-            guard Int(e.link) < entries.count else {
-                throw MalError(.corruptStructure, "link \(e.link) is not a tensor index", file: file, tensor: e.name, offset: tableOffset)
-            }
-            let t = entries[Int(e.link)]
-            if e.codec == .alias {
-                guard t.codec != .alias, t.dtype == e.dtype, t.shape == e.shape, t.hash == e.hash else {
-                    throw MalError(.corruptStructure, "alias target '\(t.name)' differs in dtype, shape or checksum",
-                                   file: file, tensor: e.name, offset: tableOffset)
-                }
-            } else {
-                guard t.codec != .alias, t.dtype.isFloatingPoint, !t.dtype.isFP8 else {
-                    throw MalError(.corruptStructure, "scale tensor '\(t.name)' is not a float tensor", file: file, tensor: e.name,
-                                   offset: tableOffset)
-                }
-            }
-        }
-    }
-
-    /// Chunks must not overlap, and every byte of the data region that no chunk covers must be
-    /// zero alignment padding (at most 63 bytes at a time), so that no byte of the file escapes a check.
-    static func checkLayout(_ entries: [MalFormat.Entry], bytes: UnsafeRawBufferPointer, dataEnd: Int, file: String) throws {
-        var regions: [(start: Int, end: Int, tensor: Int)] = []
-        for (ti, e) in entries.enumerated() { for c in e.chunks { regions.append((Int(c.offset), Int(c.offset) + Int(c.storedLength), ti)) } }
-        regions.sort { $0.start < $1.start }
-        var pos = MalFormat.headerSize
-        func checkGap(_ from: Int, _ to: Int, before: String?) throws {
-            guard to - from < MalFormat.rawAlignment else {
-                throw MalError(.corruptStructure, "\(to - from) bytes at [\(from), \(to)) belong to no tensor", file: file, tensor: before, offset: from)
-            }
-            for i in from..<to where bytes[i] != 0 {
-                throw MalError(.checksumMismatch, "padding byte is not zero (corrupt)", file: file, tensor: before, offset: i)
-            }
-        }
-        for r in regions {
-            if r.start < pos {
-                throw MalError(.corruptStructure, "chunk overlaps the previous one", file: file, tensor: entries[r.tensor].name, offset: r.start)
-            }
-            try checkGap(pos, r.start, before: entries[r.tensor].name)
-            pos = r.end
-        }
-        try checkGap(pos, dataEnd, before: nil)
-    }
-
-    // MARK: access
 
     public func entry(_ name: String) -> MalFormat.Entry? { byName[name].map { entries[$0] } }
     public func index(of name: String) -> Int? { byName[name] }
@@ -321,7 +147,7 @@ public final class MalFile: @unchecked Sendable {
 
     func decode(_ e: MalFormat.Entry, verify: Bool, threads: Int) throws -> TensorStorage {
         let total = Int(e.rawLength)
-        let sb = SendableBytes(mapping.bytes)
+        let sb = SharedPointer(mapping.bytes)
         let b = mapping.bytes
         let file = path
         if e.codec == .raw {
@@ -332,7 +158,7 @@ public final class MalFile: @unchecked Sendable {
                 try parallelFor(chunks.count, threads: threads) { i in
                     let c = chunks[i]
                     let s = Int(c.offset)
-                    if xxh64(UnsafeRawBufferPointer(rebasing: sb.buffer[s..<(s + Int(c.storedLength))])) != c.hash {
+                    if xxh64(UnsafeRawBufferPointer(rebasing: sb.pointer[s..<(s + Int(c.storedLength))])) != c.hash {
                         throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: file, tensor: e.name, offset: s)
                     }
                 }
@@ -343,7 +169,7 @@ public final class MalFile: @unchecked Sendable {
         do { storage = try TensorStorage.allocate(count: total) } catch let err as MalError {
             throw MalError(err.kind, "decodes to \(total) bytes: " + err.message, file: path, tensor: e.name)
         }
-        let dst = SendableRawPointer(UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!))
+        let dst = SharedPointer(UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!))
         let pool = BufferPool(size: Int(e.chunkSize))
         try parallelFor(e.chunks.count, threads: threads) { i in
             try self.decodeChunk(e, i, into: dst.pointer + i * Int(e.chunkSize), pool: pool, verify: verify)

@@ -25,6 +25,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         try self.init(mapping: MappedFile(path: path), displayName: path)
     }
 
+    /// Checks the file as the reference reader does. Long because it applies the rules of
+    /// `safetensors`' `validate` one after another in their order, each with its own error.
     /// - Parameter displayName: the name errors and `TensorInfo.file` use (a shard's file name).
     public init(mapping: MappedFile, displayName: String) throws {
         let file = displayName

@@ -6,8 +6,8 @@ import MalCore
 /// `{"dtype": STRING, "shape": [UINT...], "data_offsets": [UINT, UINT]}` plus an optional
 /// `"__metadata__": {STRING: STRING}` (or null), JSON whitespace anywhere, trailing padding.
 /// Duplicate names, unknown fields, negative or fractional numbers and trailing data are errors.
-/// It is 4-8× faster than a generic JSON parser on 90k-tensor headers and never allocates more
-/// than the header's own size.
+/// It is faster than a generic JSON parser on 90k-tensor headers (`Docs/ARCHITECTURE.md`, JSON)
+/// and never allocates more than the header's own size.
 struct SafetensorsHeaderScanner {
     struct Entry {
         var name: String

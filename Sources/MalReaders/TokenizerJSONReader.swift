@@ -61,17 +61,7 @@ public enum TokenizerJSONReader {
         }
         var maxId = -1
         for (_, v) in vocab { maxId = max(maxId, v) }
-        let added = try (json["added_tokens"]?.arrayValue ?? []).map { a -> TokenizerModel.AddedToken in
-            guard let id = a["id"]?.intValue, let content = a["content"]?.stringValue else {
-                throw MalError(.invalidField, "added token without id or content: \(a.serialized)", file: file)
-            }
-            guard (0..<TokenizerJSONReader.maxTokenId).contains(id) else {
-                throw MalError(.invalidField, "added token \(content.debugDescription) has id \(id), outside 0..<\(TokenizerJSONReader.maxTokenId)", file: file)
-            }
-            return .init(id: Int32(id), content: content, special: a["special"]?.boolValue ?? false, lstrip: a["lstrip"]?.boolValue ?? false,
-                         rstrip: a["rstrip"]?.boolValue ?? false, singleWord: a["single_word"]?.boolValue ?? false,
-                         normalized: a["normalized"]?.boolValue ?? false)
-        }
+        let added = try addedTokens(json, file: file)
         for a in added { maxId = max(maxId, Int(a.id)) }
         guard maxId < TokenizerJSONReader.maxTokenId else { throw MalError(.invalidField, "token id \(maxId) is implausibly large", file: file) }
         var tokens = [[UInt8]?](repeating: nil, count: maxId + 1)
@@ -96,31 +86,51 @@ public enum TokenizerJSONReader {
         }
         let list = try fastMerges ?? mergeList(model["merges"]?.arrayValue ?? [], file: file)
         let merges = try resolve(list, index, keyIds, file: file)
-        // tokenizer_config.json: bos/eos, and LlamaTokenizerFast's add_bos_token/add_eos_token,
-        // which transformers turns into the post-processor (overriding tokenizer.json's).
         func tokenString(_ v: JSONValue?) -> String? { v?.stringValue ?? v?["content"]?.stringValue }
         let bos = tokenString(config?["bos_token"]), eos = tokenString(config?["eos_token"])
-        var post = try json["post_processor"].flatMap { $0.isNull ? nil : try postProcessor($0, file: file) }
-        let cls = config?["tokenizer_class"]?.stringValue ?? ""
-        if cls.hasPrefix("LlamaTokenizer"), let config {
-            let addBos = config["add_bos_token"]?.boolValue ?? true, addEos = config["add_eos_token"]?.boolValue ?? false
-            var pieces: [TokenizerModel.TemplatePiece] = []
-            func id(_ s: String?) throws -> Int32 {
-                guard let s, let a = added.first(where: { $0.content == s }) else {
-                    throw MalError(.invalidField, "special token \(s ?? "nil") of tokenizer_config.json is not an added token", file: file)
-                }
-                return a.id
-            }
-            if addBos { pieces.append(.special([try id(bos)])) }
-            pieces.append(.sequence)
-            if addEos { pieces.append(.special([try id(eos)])) }
-            post = .template(pieces)
-        }
+        let fromJSON = try json["post_processor"].flatMap { $0.isNull ? nil : try postProcessor($0, file: file) }
+        let post = try config.flatMap { try llamaPostProcessor($0, added: added, bos: bos, eos: eos, file: file) } ?? fromJSON
         if let d = json["decoder"], !d.isNull { try checkDecoder(d, file: file) }
         return TokenizerModel(tokens: TokenTable(tokens), merges: merges, addedTokens: added,
                               normalizer: try json["normalizer"].flatMap { $0.isNull ? nil : try normalizer($0, file: file) },
                               preTokenizer: try json["pre_tokenizer"].flatMap { $0.isNull ? nil : try preTokenizer($0, file: file) },
                               postProcessor: post, ignoreMerges: model["ignore_merges"]?.boolValue ?? false, bosToken: bos, eosToken: eos)
+    }
+
+    /// `added_tokens`, each with an id in range.
+    static func addedTokens(_ json: JSONValue, file: String) throws -> [TokenizerModel.AddedToken] {
+        try (json["added_tokens"]?.arrayValue ?? []).map { a -> TokenizerModel.AddedToken in
+            guard let id = a["id"]?.intValue, let content = a["content"]?.stringValue else {
+                throw MalError(.invalidField, "added token without id or content: \(a.serialized)", file: file)
+            }
+            guard (0..<TokenizerJSONReader.maxTokenId).contains(id) else {
+                throw MalError(.invalidField, "added token \(content.debugDescription) has id \(id), outside 0..<\(TokenizerJSONReader.maxTokenId)",
+                               file: file)
+            }
+            return .init(id: Int32(id), content: content, special: a["special"]?.boolValue ?? false, lstrip: a["lstrip"]?.boolValue ?? false,
+                         rstrip: a["rstrip"]?.boolValue ?? false, singleWord: a["single_word"]?.boolValue ?? false,
+                         normalized: a["normalized"]?.boolValue ?? false)
+        }
+    }
+
+    /// LlamaTokenizerFast's `add_bos_token` / `add_eos_token` of `tokenizer_config.json`, which
+    /// transformers turns into the post-processor (overriding tokenizer.json's); nil for other
+    /// tokenizer classes.
+    static func llamaPostProcessor(_ config: JSONValue, added: [TokenizerModel.AddedToken], bos: String?, eos: String?,
+                                   file: String) throws -> TokenizerModel.PostProcessor? {
+        guard (config["tokenizer_class"]?.stringValue ?? "").hasPrefix("LlamaTokenizer") else { return nil }
+        let addBos = config["add_bos_token"]?.boolValue ?? true, addEos = config["add_eos_token"]?.boolValue ?? false
+        func id(_ s: String?) throws -> Int32 {
+            guard let s, let a = added.first(where: { $0.content == s }) else {
+                throw MalError(.invalidField, "special token \(s ?? "nil") of tokenizer_config.json is not an added token", file: file)
+            }
+            return a.id
+        }
+        var pieces: [TokenizerModel.TemplatePiece] = []
+        if addBos { pieces.append(.special([try id(bos)])) }
+        pieces.append(.sequence)
+        if addEos { pieces.append(.special([try id(eos)])) }
+        return .template(pieces)
     }
 
     /// The merges' ids (left, right, merged), in two halves side by side (three lookups each, a

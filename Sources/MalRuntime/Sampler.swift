@@ -13,8 +13,8 @@ import MalCore
 /// were batched or resumed, and speculative decoding, which verifies several positions in one
 /// step, yields exactly the tokens of plain decoding, sampled as well as greedy.
 ///
-/// Nothing sorts the whole vocabulary: sorting 128K logits per token cost 13–15 ms, as much as a
-/// Llama-383M decoding step. Top-k keeps a k-element heap; top-p finds its nucleus from a
+/// Nothing sorts the whole vocabulary: sorting 128K logits per token cost as much as a decoding
+/// step (`Docs/PERFORMANCE.md`, sampling). Top-k keeps a k-element heap; top-p finds its nucleus from a
 /// histogram of the weights' mass; plain temperature sampling and min-p need no order at all.
 public struct Sampler {
     public var temperature: Float = 0
@@ -133,9 +133,9 @@ public struct Sampler {
     /// in two linear passes: a histogram of the weights' mass by the top 16 bits of their float
     /// pattern (monotonic for positive floats: 8 exponent and 7 mantissa bits), then the bins
     /// above the one where the cumulative mass crosses `need` are kept whole and only that bin's
-    /// tokens are sorted. For a flat 128K-token distribution (a random model, a high temperature)
-    /// a full sort cost 13 ms per token, a mass-carrying quickselect 0.8 ms (its partitions
-    /// mispredict), this about 0.2 ms.
+    /// tokens are sorted. A flat 128K-token distribution (a random model, a high temperature) is
+    /// its worst case; a full sort and a mass-carrying quickselect (whose partitions mispredict)
+    /// were both slower there (`Docs/PERFORMANCE.md`, sampling).
     /// Returns indices into `w`.
     static func nucleus(_ w: [Float], need: Double) -> [Int32] {
         if w.count <= 4096 {                      // small vocabularies: a plain sort is cheaper
@@ -177,35 +177,18 @@ public struct Sampler {
     /// Indices of the `k` largest values, largest first (ties: lower index first), with a
     /// k-element min-heap: O(n log k) instead of a full sort.
     static func largest(_ k: Int, of v: [Float]) -> [Int] {
-        // "a before b" in the final order.
-        func better(_ a: Int, _ b: Int) -> Bool { v[a] > v[b] || (v[a] == v[b] && a < b) }
-        var heap: [Int] = []   // heap[0] is the worst kept
+        var heap = BinaryHeap<Ranked>()      // its minimum is the worst value kept
         heap.reserveCapacity(k)
-        func siftDown(_ i0: Int) {
-            var i = i0
-            while true {
-                let a = 2 * i + 1, b = a + 1
-                var m = i
-                if a < heap.count && better(heap[m], heap[a]) { m = a }
-                if b < heap.count && better(heap[m], heap[b]) { m = b }
-                if m == i { return }
-                heap.swapAt(i, m)
-                i = m
-            }
+        for (i, x) in v.enumerated() {
+            let r = Ranked(value: x, index: i)
+            if heap.count < k { heap.insert(r) } else if heap.first! < r { heap.replaceMin(with: r) }
         }
-        for i in v.indices {
-            if heap.count < k {
-                heap.append(i)
-                var c = heap.count - 1
-                while c > 0 {
-                    let p = (c - 1) / 2
-                    if better(heap[p], heap[c]) { heap.swapAt(p, c); c = p } else { break }
-                }
-            } else if better(i, heap[0]) {
-                heap[0] = i
-                siftDown(0)
-            }
-        }
-        return heap.sorted(by: better)
+        return heap.elements.sorted { $1 < $0 }.map(\.index)
+    }
+
+    /// A logit and its token id, ordered worst first: a lower value, or on ties a higher id.
+    struct Ranked: Comparable {
+        let value: Float, index: Int
+        static func < (a: Ranked, b: Ranked) -> Bool { a.value < b.value || (a.value == b.value && a.index > b.index) }
     }
 }

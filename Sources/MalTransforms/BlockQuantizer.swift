@@ -24,16 +24,16 @@ public enum BlockQuantizer {
         let sshape = block.scaleShape(t.shape)
         let q = try TensorStorage.allocate(count: rows * cols)
         let scales = try TensorStorage.allocate(count: sshape[0] * sshape[1] * 4)
-        let qp = SendableRawPointer(UnsafeMutableRawPointer(mutating: q.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!))
-        let sp = SendableRawPointer(UnsafeMutableRawPointer(mutating: scales.bytes.baseAddress!))
-        let src = SendableBytes(t.bytes)
+        let qp = SharedPointer(UnsafeMutableRawPointer(mutating: q.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!))
+        let sp = SharedPointer(UnsafeMutableRawPointer(mutating: scales.bytes.baseAddress!))
+        let src = SharedPointer(t.bytes)
         let es = t.dtype.byteSize ?? 4
         let dtype = t.dtype, name = t.name, pow2: Int32 = scale == .ue8m0 ? 1 : 0
         let pool = BufferPool(size: block.rows * cols * 4)
         try withExtendedLifetime(t.storage) {
             try parallelFor(sshape[0], threads: threads) { band in
                 let r0 = band * block.rows, nr = min(block.rows, rows - r0)
-                let raw = src.buffer.baseAddress! + r0 * cols * es
+                let raw = src.pointer.baseAddress! + r0 * cols * es
                 // F32 bands are read in place; other dtypes are widened into a pooled band buffer
                 // (fresh multi-MB allocations would page-fault on every band).
                 var pooled: UnsafeMutableRawPointer?
@@ -73,14 +73,14 @@ public enum BlockQuantizer {
         }
         let rows = q.shape[0], cols = q.shape[1], bc = block.width(cols)
         let out = try TensorStorage.allocate(count: rows * cols * 4)
-        let op = SendableRawPointer(UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!))
-        let qb = SendableBytes(q.bytes), sb = SendableBytes(scales.bytes)
+        let op = SharedPointer(UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!))
+        let qb = SharedPointer(q.bytes), sb = SharedPointer(scales.bytes)
         try withExtendedLifetime((q.storage, scales.storage)) {
             try parallelFor(want[0], threads: threads) { band in
                 let r0 = band * block.rows, nr = min(block.rows, rows - r0)
                 mal_dequantize_band_e4m3(op.pointer.assumingMemoryBound(to: Float.self) + r0 * cols,
-                                         qb.buffer.baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * cols,
-                                         sb.buffer.baseAddress!.assumingMemoryBound(to: Float.self) + band * want[1], nr, cols, bc)
+                                         qb.pointer.baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * cols,
+                                         sb.pointer.baseAddress!.assumingMemoryBound(to: Float.self) + band * want[1], nr, cols, bc)
             }
         }
         return out

@@ -26,33 +26,39 @@ public enum HFFolderWriter {
         public var bytes: Int
     }
 
-    /// Puts the finished folder `tmp` at `dir`, where a folder exists, and removes the old one.
-    static func replaceFolder(_ dir: String, with tmp: String) throws {
-        if mal_rename_exchange(tmp, dir) == 0 {
-            // `tmp` now names the old folder (still registered for removal on an interrupt); it
-            // holds files only (checked before writing).
-            for f in (try? listDirectory(tmp)) ?? [] { unlink(joinPath(tmp, f)) }
-            rmdir(tmp)
-            mal_unregister_temp(tmp)
-            return
-        }
-        let aside = joinPath(parentDirectory(dir), ".\(baseName(dir)).old-\(getpid())")
-        guard rename(dir, aside) == 0 else {
-            throw MalError(.ioError, "cannot move the existing folder aside: \(String(cString: strerror(errno)))", file: dir)
-        }
-        guard rename(tmp, dir) == 0 else {
-            let e = errno
-            rename(aside, dir)
-            throw MalError(.ioError, "cannot rename into place: \(String(cString: strerror(e)))", file: dir)
-        }
-        mal_unregister_temp(tmp)
-        for f in (try? listDirectory(aside)) ?? [] { unlink(joinPath(aside, f)) }
-        rmdir(aside)
-    }
-
     public static func write(_ model: CanonicalModel, to dir: String, maxShardBytes: Int? = nil, force: Bool = false,
                              progress: ((Int, Int, String) -> Void)? = nil) throws -> Summary {
         let plan = try planTensors(model)
+        try checkDestination(dir, force: force)
+        let folder = try TemporaryFolder(beside: dir)
+        do {
+            let shards = shardPlan(plan, maxShardBytes: maxShardBytes)
+            var done = 0
+            for (name, shard) in shards {
+                try writeSafetensors(shard, model: model, path: folder.add(name)) { t in
+                    progress?(done, plan.count, t)
+                    done += 1
+                }
+            }
+            if shards.count > 1 { try writeText(shardIndex(shards).prettySerialized, to: folder.add(HFFileNames.shardIndex)) }
+            for aux in model.auxNames where HFFileNames.auxiliary.contains(aux) {
+                guard let bytes = try auxiliaryFile(aux, of: model, plan: plan) else { continue }
+                let f = try OutputFile(path: folder.add(aux))
+                try f.write(bytes)
+                try f.commit()
+            }
+            try folder.moveIntoPlace(dir)
+        } catch {
+            folder.remove()
+            throw error
+        }
+        progress?(plan.count, plan.count, "")
+        return Summary(files: folder.files, tensors: plan.count, bytes: plan.reduce(0) { $0 + $1.byteCount })
+    }
+
+    /// An existing destination must be an empty folder, or a model folder (no subfolders) that
+    /// `--force` replaces.
+    static func checkDestination(_ dir: String, force: Bool) throws {
         if isDirectory(dir) {
             let existing = try listDirectory(dir)
             if !existing.isEmpty && !force {
@@ -65,91 +71,42 @@ public enum HFFolderWriter {
         } else if fileExists(dir) {
             throw MalError(.invalidArgument, "output exists and is a file, not a folder", file: dir)
         }
-        let tmp = joinPath(parentDirectory(dir), ".\(baseName(dir)).tmp-\(getpid())")
-        mal_install_cleanup_handlers()
-        mal_register_temp(tmp)
-        guard mkdir(tmp, 0o755) == 0 else {
-            mal_unregister_temp(tmp)
-            throw MalError(.ioError, "cannot create folder: \(String(cString: strerror(errno)))", file: tmp)
+    }
+
+    /// Shards: consecutive groups of the sorted plan of at most `maxShardBytes` (one file without
+    /// a limit), named as transformers names them.
+    static func shardPlan(_ plan: [Planned], maxShardBytes: Int?) -> [(name: String, tensors: [Planned])] {
+        var shards: [[Planned]] = [[]]
+        var size = 0
+        for p in plan {
+            if let m = maxShardBytes, size > 0, size + p.byteCount > m { shards.append([]); size = 0 }
+            shards[shards.count - 1].append(p)
+            size += p.byteCount
         }
-        // Every file of the folder is registered too (after the folder, so a signal removes the
-        // files first and then the folder) and unregistered once the folder is in place.
-        var written: [String] = []
-        func add(_ name: String) {
-            written.append(name)
-            mal_register_temp(joinPath(tmp, name))
-        }
-        func unregisterFiles() { for f in written { mal_unregister_temp(joinPath(tmp, f)) } }
-        func cleanup() {
-            for f in written { unlink(joinPath(tmp, f)) }
-            unregisterFiles()
-            rmdir(tmp)
-            mal_unregister_temp(tmp)
-        }
-        do {
-            // Shards: consecutive groups of the sorted plan.
-            var shards: [[Planned]] = [[]]
-            var size = 0
-            for p in plan {
-                if let m = maxShardBytes, size > 0, size + p.byteCount > m { shards.append([]); size = 0 }
-                shards[shards.count - 1].append(p)
-                size += p.byteCount
-            }
-            let n = shards.count
-            let names = n == 1 ? ["model.safetensors"] : (1...n).map { "model-\(pad5($0))-of-\(pad5(n)).safetensors" }
-            var done = 0
-            for (shard, name) in zip(shards, names) {
-                add(name)
-                try writeSafetensors(shard, model: model, path: joinPath(tmp, name)) { t in
-                    progress?(done, plan.count, t)
-                    done += 1
-                }
-            }
-            if n > 1 {
-                var map: [(String, JSONValue)] = []
-                for (shard, name) in zip(shards, names) { for p in shard { map.append((p.name, .string(name))) } }
-                map.sort { $0.0 < $1.0 }
-                let total = plan.reduce(0) { $0 + $1.byteCount }
-                let index = JSONValue.object([("metadata", .object([("total_size", .int(Int64(total)))])), ("weight_map", .object(map))])
-                add(HFFileNames.shardIndex)
-                try writeText(index.prettySerialized, to: joinPath(tmp, HFFileNames.shardIndex))
-            }
-            for aux in model.auxNames where HFFileNames.auxiliary.contains(aux) {
-                guard var bytes = try model.aux(aux) else { continue }
-                if aux == "config.json" {
-                    let cfg = try bytes.withUnsafeBytes { try JSONValue.parse($0, file: "config.json") }
-                    let dtypes = Set(plan.map(\.dtype).filter { FloatCast.supported.contains($0) })
-                    let main = dtypes.count == 1 ? HubConfig.torchName(dtypes.first!) : nil
-                    bytes = Array(HubConfig.rewrite(cfg, dtype: main ?? model.spec.declaredDType,
-                                                    quantization: model.spec.quantization).prettySerialized.utf8)
-                }
-                add(aux)
-                let f = try OutputFile(path: joinPath(tmp, aux))
-                try f.write(bytes)
-                try f.commit()
-            }
-            // Into place. An existing folder is swapped with the new one in one atomic step
-            // (RENAME_EXCHANGE) and only then removed, so every moment shows the old or the new
-            // folder whole; where the filesystem cannot swap, it is moved aside first.
-            if isDirectory(dir) {
-                try replaceFolder(dir, with: tmp)
-            } else {
-                guard mal_rename_noreplace(tmp, dir) == 0 else {
-                    let e = errno
-                    throw MalError(e == EEXIST ? .invalidArgument : .ioError,
-                                   e == EEXIST ? "output appeared while writing (use --force to replace it)"
-                                               : "cannot rename into place: \(String(cString: strerror(e)))", file: dir)
-                }
-                mal_unregister_temp(tmp)
-            }
-            unregisterFiles()
-            fsyncDirectory(parentDirectory(dir))
-        } catch {
-            cleanup()
-            throw error
-        }
-        progress?(plan.count, plan.count, "")
-        return Summary(files: written, tensors: plan.count, bytes: plan.reduce(0) { $0 + $1.byteCount })
+        let n = shards.count
+        let names = n == 1 ? ["model.safetensors"] : (1...n).map { "model-\(pad5($0))-of-\(pad5(n)).safetensors" }
+        return Array(zip(names, shards))
+    }
+
+    /// `model.safetensors.index.json`: the total size and each tensor's shard.
+    static func shardIndex(_ shards: [(name: String, tensors: [Planned])]) -> JSONValue {
+        var map: [(String, JSONValue)] = []
+        for (name, shard) in shards { for p in shard { map.append((p.name, .string(name))) } }
+        map.sort { $0.0 < $1.0 }
+        let total = shards.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
+        return .object([("metadata", .object([("total_size", .int(Int64(total)))])), ("weight_map", .object(map))])
+    }
+
+    /// An auxiliary file as it is written: `config.json` in the Hub key style, with the dtype the
+    /// tensors now have and the model's quantisation; the others verbatim.
+    static func auxiliaryFile(_ name: String, of model: CanonicalModel, plan: [Planned]) throws -> [UInt8]? {
+        guard let bytes = try model.aux(name) else { return nil }
+        guard name == "config.json" else { return bytes }
+        let cfg = try bytes.withUnsafeBytes { try JSONValue.parse($0, file: "config.json") }
+        let dtypes = Set(plan.map(\.dtype).filter { FloatCast.supported.contains($0) })
+        let main = dtypes.count == 1 ? HubConfig.torchName(dtypes.first!) : nil
+        return Array(HubConfig.rewrite(cfg, dtype: main ?? model.spec.declaredDType, quantization: model.spec.quantization)
+            .prettySerialized.utf8)
     }
 
     static func pad5(_ i: Int) -> String { let s = String(i); return String(repeating: "0", count: max(0, 5 - s.count)) + s }
@@ -210,27 +167,30 @@ public enum HFFolderWriter {
             byHF[hf] = Planned(name: hf, dtype: t.dtype, shape: shape, parts: [(t.name, layout)], byteCount: bytes)
             order.append(hf)
         }
-        var out: [Planned] = []
-        for name in order {
-            var p = byHF[name]!
-            if case .splitQKV = p.parts[0].layout {
-                guard p.parts.count == 3 else {
-                    throw MalError(.invalidArgument, "fused tensor needs its q, k and v parts, found \(p.parts.count)", tensor: name)
-                }
-                p.parts.sort { partIndex($0.layout) < partIndex($1.layout) }
-                let shapes = p.parts.map { part in model.tensors.first { $0.name == part.canonical }?.shape ?? [] }
-                guard Set(p.parts.map { partIndex($0.layout) }).count == 3, shapes.allSatisfy({ $0 == shapes[0] }) else {
-                    throw MalError(.invalidShape, "the q, k and v parts of a fused tensor must have one shape, found \(shapes)", tensor: name)
-                }
-                if case let .splitQKV(_, weight) = p.parts[0].layout {
-                    let first = shapes[0]
-                    p.shape = weight ? [first[1], first[0] * 3] : [first[0] * 3]
-                }
-            }
-            out.append(p)
-        }
+        var out = try order.map { try fused(byHF[$0]!, model: model) }
         out.sort { ($0.dtype.bitSize, $1.name) > ($1.dtype.bitSize, $0.name) }
         return out
+    }
+
+    /// A planned tensor with GPT-2's q, k and v parts put back in order (all three, one shape) and
+    /// the fused shape; other tensors as they are.
+    static func fused(_ planned: Planned, model: CanonicalModel) throws -> Planned {
+        var p = planned
+        let name = p.name
+        guard case .splitQKV = p.parts[0].layout else { return p }
+        guard p.parts.count == 3 else {
+            throw MalError(.invalidArgument, "fused tensor needs its q, k and v parts, found \(p.parts.count)", tensor: name)
+        }
+        p.parts.sort { partIndex($0.layout) < partIndex($1.layout) }
+        let shapes = p.parts.map { part in model.tensors.first { $0.name == part.canonical }?.shape ?? [] }
+        guard Set(p.parts.map { partIndex($0.layout) }).count == 3, shapes.allSatisfy({ $0 == shapes[0] }) else {
+            throw MalError(.invalidShape, "the q, k and v parts of a fused tensor must have one shape, found \(shapes)", tensor: name)
+        }
+        if case let .splitQKV(_, weight) = p.parts[0].layout {
+            let first = shapes[0]
+            p.shape = weight ? [first[1], first[0] * 3] : [first[0] * 3]
+        }
+        return p
     }
 
     static func partIndex(_ l: NameLayout) -> Int { if case let .splitQKV(k, _) = l { return k }; return 0 }

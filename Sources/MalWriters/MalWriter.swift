@@ -20,11 +20,11 @@ public struct ByteSource: @unchecked Sendable {
 
     /// The bytes of an in-memory tensor.
     public static func tensor(_ t: Tensor) -> ByteSource {
-        let b = SendableBytes(t.bytes)
+        let b = SharedPointer(t.bytes)
         let keep = t.storage
-        return ByteSource(byteCount: b.buffer.count) { off, n, dst in
+        return ByteSource(byteCount: b.pointer.count) { off, n, dst in
             _ = keep
-            dst.copyMemory(from: b.buffer.baseAddress! + off, byteCount: n)
+            dst.copyMemory(from: b.pointer.baseAddress! + off, byteCount: n)
         }
     }
 
@@ -83,11 +83,11 @@ public final class MalWriter {
     private var logicalPosition = 0
 
     final class BufferSet: @unchecked Sendable {
-        let input: [SendableRawPointer], planes: [SendableRawPointer], output: [SendableRawPointer]
+        let input: [SharedPointer<UnsafeMutableRawPointer>], planes: [SharedPointer<UnsafeMutableRawPointer>], output: [SharedPointer<UnsafeMutableRawPointer>]
         init(slots: Int, chunk: Int, capacity: Int) {
-            input = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: chunk, alignment: 64)) }
-            planes = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: chunk, alignment: 64)) }
-            output = (0..<slots).map { _ in SendableRawPointer(.allocate(byteCount: capacity, alignment: 64)) }
+            input = (0..<slots).map { _ in SharedPointer(.allocate(byteCount: chunk, alignment: 64)) }
+            planes = (0..<slots).map { _ in SharedPointer(.allocate(byteCount: chunk, alignment: 64)) }
+            output = (0..<slots).map { _ in SharedPointer(.allocate(byteCount: capacity, alignment: 64)) }
         }
         deinit { for p in input + planes + output { p.pointer.deallocate() } }
     }
@@ -121,7 +121,7 @@ public final class MalWriter {
     }
 
     /// Queues `chunks` of `set` (or zero padding) for writing, in order.
-    private func enqueueWrite(set: Int, buffers: [SendableRawPointer], lengths: [Int], padding: Int) {
+    private func enqueueWrite(set: Int, buffers: [SharedPointer<UnsafeMutableRawPointer>], lengths: [Int], padding: Int) {
         let out = self.out, errors = writeError
         pending[set].enter()
         writerQueue.async { [pending] in
@@ -136,6 +136,9 @@ public final class MalWriter {
         }
     }
 
+    /// Long because it is one pipelined loop: fill and compress a batch of chunks on all threads,
+    /// pick the codec from the first batch, hand the batch to the writer thread; its state (the
+    /// buffer sets, the codec, the offsets) would otherwise be passed between pieces.
     /// Adds a tensor. `link` names its scale tensor when `flags` has `flagQuantized`.
     @discardableResult
     public func add(name: String, dtype: DType, shape: [Int], source: ByteSource, flags: UInt8 = 0, link: String? = nil,
@@ -165,7 +168,7 @@ public final class MalWriter {
             let box = LockedBox(([UInt64](repeating: 0, count: batch), [Int](repeating: 0, count: batch)))
             let compress = codec != .raw
             let planes = codec == .zstdBytePlanes ? elem : 0
-            let contexts = SendableContexts(self.contexts)
+            let contexts = SharedPointer(self.contexts)     // each slot's zstd context is used by one task
             let cap = outCapacity, base = start
             try parallelFor(batch, threads: options.threads) { i in
                 let n = sizes[i]
@@ -184,7 +187,7 @@ public final class MalWriter {
                     }
                     len = 0
                     for (src, size) in parts {
-                        let r = ZSTD_compress2(contexts.items[i], set.output[i].pointer + len, cap - len, src, size)
+                        let r = ZSTD_compress2(contexts.pointer[i], set.output[i].pointer + len, cap - len, src, size)
                         if ZSTD_isError(r) != 0 {
                             throw MalError(.ioError, "zstd: \(String(cString: ZSTD_getErrorName(r)))", tensor: nil)
                         }
@@ -278,7 +281,3 @@ public final class MalWriter {
     public var bytesWritten: Int { out.position }
 }
 
-struct SendableContexts: @unchecked Sendable {
-    let items: [OpaquePointer]
-    init(_ c: [OpaquePointer]) { items = c }
-}

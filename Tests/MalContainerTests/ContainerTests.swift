@@ -74,6 +74,22 @@ struct ContainerTests {
         }
     }
 
+    /// A conversion is reproducible: two runs (two processes, so nothing carries over in memory)
+    /// write the same bytes, the binary tokenizer included (its JSON tail once had an unstable key
+    /// order), and so do two quantisations.
+    @Test(arguments: ["llama3-tiny", "deepseek-v3-tiny"])
+    func conversionIsReproducible(model: String) throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        for command in ["convert", "quantize"] {
+            for i in 1...2 {
+                let r = try runTool("malconv", [command, Fixtures.model(model), "-o", "\(dir)/\(command)\(i).mal"])
+                #expect(r.status == 0, "\(r.stderr)")
+            }
+            let a = FileManager.default.contents(atPath: "\(dir)/\(command)1.mal"), b = FileManager.default.contents(atPath: "\(dir)/\(command)2.mal")
+            #expect(a != nil && a == b, "\(command): two runs wrote different files")
+        }
+    }
+
     @Test func shardedExportRoundTrips() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         _ = try convert(Fixtures.model("deepseek-v3-tiny"), to: dir + "/m.mal")

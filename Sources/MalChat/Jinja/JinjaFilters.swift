@@ -4,6 +4,8 @@ import Foundation
 /// `tojson` (`json.dumps(x, ensure_ascii=False, indent=…, separators=…, sort_keys=…)`, no HTML
 /// escaping). An unknown filter is an error naming it.
 enum JinjaFilters {
+    /// Long because it is the filter table: one short case per filter, found by name in one
+    /// place (a table of closures would hide the argument checks that each case makes).
     static func apply(_ name: String, _ v: JinjaValue, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws -> JinjaValue {
         var a = ArgumentList(filter: name, args, kwargs)
         switch name {
@@ -168,6 +170,7 @@ struct ArgumentList {
 
 /// The filters over sequences: sorting, selection by a test, mapping to an attribute or filter.
 enum SequenceFilters {
+    /// Long because it is a table: one case per sequence filter.
     static func apply(_ name: String, _ v: JinjaValue, _ a: inout ArgumentList) throws -> JinjaValue {
         let items = try JinjaInterpreter().iterate(v, line: 0)
         switch name {

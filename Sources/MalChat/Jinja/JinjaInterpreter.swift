@@ -168,6 +168,8 @@ struct JinjaInterpreter {
         }
     }
 
+    /// The value of an expression. Long because it is the evaluator's table: one case per kind
+    /// of expression (`JinjaSyntax.Expr`), each a few lines.
     mutating func eval(_ e: Expr, _ scope: Scope) throws -> JinjaValue {
         switch e {
         case .literal(let v): return v

@@ -33,6 +33,8 @@ enum JinjaMethods {
         }
     }
 
+    /// Python's `str` methods that templates call. Long because it is the method table: one case
+    /// per method, each a line or two.
     private static func stringMethod(_ s: String, _ name: String) -> JinjaFunction? {
         func f(_ body: @escaping ([JinjaValue], [(String, JinjaValue)]) throws -> JinjaValue) -> JinjaFunction {
             JinjaFunction(name: name, call: body)

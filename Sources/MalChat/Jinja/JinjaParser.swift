@@ -65,6 +65,8 @@ struct JinjaParser {
         return 1
     }
 
+    /// The statement a `{% keyword … %}` tag opens. Long because it is the statement table: one
+    /// case per keyword, each parsing its own tag and body.
     private mutating func statement(_ keyword: String, _ tp: inout TokenParser, line: Int) throws -> Node {
         switch keyword {
         case "if":

@@ -74,7 +74,7 @@ struct LatentAttention {
     /// (latent query and rope query per head), k [T, r+rope] (`c_kv`, `k_pe`), v unused.
     func project(_ x: UnsafeMutablePointer<Float>, count T: Int, q out: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
                  v: UnsafeMutablePointer<Float>, rotary: Rotary?, start: Int, threads: Int) {
-        let nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, dv = mla.vHeadDim, r = mla.kvLoraRank, dk = nope + rope
+        let rope = mla.qkRopeHeadDim, r = mla.kvLoraRank
         // Query input: the normed q-LoRA latent, or x itself.
         var qIn = x
         let qa: UnsafeMutablePointer<Float>? = qA.map { .allocate(capacity: T * $0.rows) }
@@ -94,39 +94,10 @@ struct LatentAttention {
         }
         switch mode {
         case let .naive(kvB, _):
-            q!.apply(batch: qIn, out, count: T, threads: threads)
-            let latent = UnsafeMutablePointer<Float>.allocate(capacity: T * r)
-            let kvb = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * (nope + dv))
-            defer { latent.deallocate(); kvb.deallocate() }
-            for t in 0..<T { latent.advanced(by: t * r).update(from: kva + t * (r + rope), count: r) }
-            kvB.apply(batch: latent, kvb, count: T, threads: threads)
-            for t in 0..<T {
-                rotary?.apply(out + t * heads * dk, heads: heads, stride: dk, offset: nope, position: start + t)
-                let pe = kva + t * (r + rope) + r
-                for h in 0..<heads {
-                    let src = kvb + t * heads * (nope + dv) + h * (nope + dv)
-                    let kh = k + t * heads * dk + h * dk
-                    kh.update(from: src, count: nope)
-                    (kh + nope).update(from: pe, count: rope)
-                    (v + t * heads * dv + h * dv).update(from: src + nope, count: dv)
-                }
-            }
+            naiveQueriesKeysValues(qIn, kva, kvB: kvB, count: T, q: out, k: k, v: v, rotary: rotary, start: start, threads: threads)
             return
         case let .split(kB, _, _):
-            let qf = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * dk)
-            defer { qf.deallocate() }
-            q!.apply(batch: qIn, qf, count: T, threads: threads)
-            for t in 0..<T {
-                rotary?.apply(qf + t * heads * dk, heads: heads, stride: dk, offset: nope, position: start + t)
-                let lat = UnsafeMutablePointer<Float>.allocate(capacity: heads * r)
-                defer { lat.deallocate() }
-                for h in 0..<heads { kB.applyRows(qf + t * heads * dk + h * dk, lat, h * r, (h + 1) * r) }
-                for h in 0..<heads {
-                    let dst = out + t * heads * (r + rope) + h * (r + rope)
-                    dst.update(from: lat + h * r, count: r)
-                    (dst + r).update(from: qf + t * heads * dk + h * dk + nope, count: rope)
-                }
-            }
+            latentQueries(qIn, kB: kB, count: T, q: out, rotary: rotary, start: start, threads: threads)
         case let .merged(qLat, qRope, _):
             let lat = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * r)
             let pe = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * rope)
@@ -144,6 +115,52 @@ struct LatentAttention {
         }
         // Absorbed cache rows: [c_kv (normed), k_pe (roped)].
         k.update(from: kva, count: T * (r + rope))
+    }
+
+    /// Naive MLA: the full queries, and `kv_b` expanding the latent `c_kv` to per-head no-rope
+    /// keys and values; each head's key ends with the shared rope key `k_pe`.
+    private func naiveQueriesKeysValues(_ qIn: UnsafeMutablePointer<Float>, _ kva: UnsafeMutablePointer<Float>, kvB: LinearWeight, count T: Int,
+                                        q out: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                                        rotary: Rotary?, start: Int, threads: Int) {
+        let nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, dv = mla.vHeadDim, r = mla.kvLoraRank, dk = nope + rope
+        q!.apply(batch: qIn, out, count: T, threads: threads)
+        let latent = UnsafeMutablePointer<Float>.allocate(capacity: T * r)
+        let kvb = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * (nope + dv))
+        defer { latent.deallocate(); kvb.deallocate() }
+        for t in 0..<T { latent.advanced(by: t * r).update(from: kva + t * (r + rope), count: r) }
+        kvB.apply(batch: latent, kvb, count: T, threads: threads)
+        for t in 0..<T {
+            rotary?.apply(out + t * heads * dk, heads: heads, stride: dk, offset: nope, position: start + t)
+            let pe = kva + t * (r + rope) + r
+            for h in 0..<heads {
+                let src = kvb + t * heads * (nope + dv) + h * (nope + dv)
+                let kh = k + t * heads * dk + h * dk
+                kh.update(from: src, count: nope)
+                (kh + nope).update(from: pe, count: rope)
+                (v + t * heads * dv + h * dv).update(from: src + nope, count: dv)
+            }
+        }
+    }
+
+    /// Split absorption: each head's no-rope query moved into the latent space
+    /// (`q_lat[h] = W_UK[h]ᵀ q_nope[h]`), followed by its rope query.
+    private func latentQueries(_ qIn: UnsafeMutablePointer<Float>, kB: LinearWeight, count T: Int, q out: UnsafeMutablePointer<Float>,
+                               rotary: Rotary?, start: Int, threads: Int) {
+        let nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, r = mla.kvLoraRank, dk = nope + rope
+        let qf = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * dk)
+        defer { qf.deallocate() }
+        q!.apply(batch: qIn, qf, count: T, threads: threads)
+        for t in 0..<T {
+            rotary?.apply(qf + t * heads * dk, heads: heads, stride: dk, offset: nope, position: start + t)
+            let lat = UnsafeMutablePointer<Float>.allocate(capacity: heads * r)
+            defer { lat.deallocate() }
+            for h in 0..<heads { kB.applyRows(qf + t * heads * dk + h * dk, lat, h * r, (h + 1) * r) }
+            for h in 0..<heads {
+                let dst = out + t * heads * (r + rope) + h * (r + rope)
+                dst.update(from: lat + h * r, count: r)
+                (dst + r).update(from: qf + t * heads * dk + h * dk + nope, count: rope)
+            }
+        }
     }
 
     /// Attention output [T, h·(v | r)] → the layer's output [T, H].

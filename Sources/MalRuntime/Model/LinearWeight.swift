@@ -66,10 +66,10 @@ public struct LinearWeight: @unchecked Sendable {
     public func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, threads: Int) {
         let chunks = Swift.min(threads, Swift.max(1, rows / 64))
         let per = (rows + chunks - 1) / chunks
-        let me = self, xs = SendableConstPointer(x), ys = SendableMutablePointer(y)
+        let me = self, xs = SharedPointer(x), ys = SharedPointer(y)
         WorkerPool.run(chunks, threads: threads) { k in
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
-            if r0 < r1 { me.applyRows(xs.p, ys.p, r0, r1) }
+            if r0 < r1 { me.applyRows(xs.pointer, ys.pointer, r0, r1) }
         }
         if let bias { for r in 0..<rows { y[r] += bias[r] } }
     }
@@ -121,9 +121,8 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// Prompts are multiplied in chunks of tokens whose inputs fill 512 KiB (128 tokens at 1024
     /// columns, 32 at 4096), at least `minTokenChunk` tokens. The kernel reads the inputs once per 4
-    /// weight rows, and a whole 2048-token input (8–32 MB) came from L3 or DRAM each time.
-    /// Llama-383M pp2048: 187–194 → 235–270 tok/s; pp128 and pp512 unchanged (PERFORMANCE.md).
-    /// The floor bounds how often very wide matrices (18432 columns in DeepSeek-V3) are streamed
+    /// weight rows, and a whole 2048-token input (8–32 MB) came from L3 or DRAM each time
+    /// (`Docs/PERFORMANCE.md`, prompt processing). The floor bounds how often very wide matrices (18432 columns in DeepSeek-V3) are streamed
     /// again: once per chunk.
     static let tokenChunkBytes = 512 << 10, minTokenChunk = 32
 
@@ -135,23 +134,23 @@ public struct LinearWeight: @unchecked Sendable {
             // A verify step: the one-token partition and kernels, each row group read once.
             let chunks = Swift.min(threads, Swift.max(1, rows / 64))
             let per = (rows + chunks - 1) / chunks
-            let me = self, xs = SendableConstPointer(X), ys = SendableMutablePointer(Y)
+            let me = self, xs = SharedPointer(X), ys = SharedPointer(Y)
             WorkerPool.run(chunks, threads: threads) { k in
                 let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
-                if r0 < r1 { me.applyRows(batch: xs.p, ys.p, count: T, outputStride: me.rows, r0, r1) }
+                if r0 < r1 { me.applyRows(batch: xs.pointer, ys.pointer, count: T, outputStride: me.rows, r0, r1) }
             }
             if let bias { for t in 0..<T { for r in 0..<rows { Y[t * rows + r] += bias[r] } } }
             return
         }
         let chunks = Swift.min(threads * 4, Swift.max(1, rows / 16))
         let per = ((rows + chunks - 1) / chunks + 3) / 4 * 4
-        let me = self, xs = SendableConstPointer(X), ys = SendableMutablePointer(Y)
+        let me = self, xs = SharedPointer(X), ys = SharedPointer(Y)
         let tc = Swift.max(LinearWeight.minTokenChunk, LinearWeight.tokenChunkBytes / (cols * 4))
         WorkerPool.run(chunks, threads: threads) { k in
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
             if r0 >= r1 { return }
             for t0 in stride(from: 0, to: T, by: tc) {
-                mal_matmul(ys.p + t0 * me.rows, me.data, me.kernelType, me.scales, xs.p + t0 * me.cols, Swift.min(tc, T - t0), me.rows,
+                mal_matmul(ys.pointer + t0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + t0 * me.cols, Swift.min(tc, T - t0), me.rows,
                            me.cols, me.blockRows, me.blockCols, r0, r1)
             }
         }
@@ -173,14 +172,14 @@ extension LinearWeight {
         }
         let offsets = ws.reduce(into: [0]) { $0.append($0.last! + $1.rows) }, total = offsets.last!
         let chunks = Swift.max(1, Swift.min(threads, total / 64)), per = (total + chunks - 1) / chunks
-        let xs = SendableConstPointer(x), outs = ys.map { SendableMutablePointer($0) }
+        let xs = SharedPointer(x), outs = ys.map { SharedPointer($0) }
         WorkerPool.run(chunks, threads: threads) { c in
             var r = c * per
             let end = Swift.min(total, r + per)
             while r < end {
                 let i = offsets.lastIndex { $0 <= r }!, row0 = r - offsets[i], row1 = Swift.min(ws[i].rows, row0 + (end - r))
-                if T == 1 { ws[i].applyRows(xs.p, outs[i].p, row0, row1) } else {
-                    ws[i].applyRows(batch: xs.p, outs[i].p, count: T, outputStride: ws[i].rows, row0, row1)
+                if T == 1 { ws[i].applyRows(xs.pointer, outs[i].pointer, row0, row1) } else {
+                    ws[i].applyRows(batch: xs.pointer, outs[i].pointer, count: T, outputStride: ws[i].rows, row0, row1)
                 }
                 r += row1 - row0
             }
@@ -189,5 +188,3 @@ extension LinearWeight {
     }
 }
 
-struct SendableConstPointer: @unchecked Sendable { let p: UnsafePointer<Float>; init(_ p: UnsafePointer<Float>) { self.p = p } }
-struct SendableMutablePointer: @unchecked Sendable { let p: UnsafeMutablePointer<Float>; init(_ p: UnsafeMutablePointer<Float>) { self.p = p } }

@@ -112,7 +112,7 @@ struct MixtureOfExperts {
         let gate = UnsafeMutablePointer<Float>.allocate(capacity: total), up = UnsafeMutablePointer<Float>.allocate(capacity: total)
         let parts = UnsafeMutablePointer<Float>.allocate(capacity: units.count * h)
         defer { gate.deallocate(); up.deallocate(); parts.deallocate() }
-        let gs = SendableMutablePointer(gate), ps = SendableMutablePointer(parts)
+        let gs = SharedPointer(gate), ps = SharedPointer(parts)
         // Region 1: the gate and up rows of every unit in equal shares.
         LinearWeight.apply(group: units.flatMap { [$0.f.gate, $0.f.up] }, x,
                            offsets.dropLast().flatMap { [gate + $0, up + $0] }, threads: threads)
@@ -122,7 +122,7 @@ struct MixtureOfExperts {
         WorkerPool.run(chunks2, threads: threads) { c in
             let r0 = c * per2, r1 = Swift.min(h, r0 + per2)
             if r0 >= r1 { return }
-            for (u, unit) in units.enumerated() { unit.f.down.applyRows(UnsafePointer(gs.p + offsets[u]), ps.p + u * h, r0, r1) }
+            for (u, unit) in units.enumerated() { unit.f.down.applyRows(UnsafePointer(gs.pointer + offsets[u]), ps.pointer + u * h, r0, r1) }
         }
         for i in 0..<h {
             var s: Float = 0

@@ -5,7 +5,7 @@ import MalReaders
 /// `.safetensors` file / shard index), seen through canonical names either way.
 public enum ModelLoader {
     public static func open(_ path: String) throws -> CanonicalModel {
-        if fileExists(path) && !path.hasSuffix(".safetensors") && !path.hasSuffix(".json") { return try MalFile(path: path) }
+        if MalFile.isContainer(path) { return try MalFile(path: path) }
         return try HFCanonicalModel(model: try HFModel(path: path))
     }
 }

@@ -38,8 +38,8 @@ public final class Transformer: @unchecked Sendable {
     /// Absorbed MLA: values are read from the key cache (`c_kv` is both), no value cache.
     let latentCache: Bool
     // KV cache: per layer and cache head, its positions contiguous ([head][contextLength][headK],
-    // values likewise): the attention kernel then streams each head's keys and values (4x faster
-    // than position-major rows from 1024 positions on; Docs/PERFORMANCE.md). In huge pages.
+    // values likewise): the attention kernel then streams each head's keys and values, which
+    // position-major rows do not let it (Docs/PERFORMANCE.md, the KV cache). In huge pages.
     var keys: [UnsafeMutablePointer<Float>]
     var values: [UnsafeMutablePointer<Float>]
     public private(set) var position = 0
@@ -214,14 +214,15 @@ public final class Transformer: @unchecked Sendable {
         return logits
     }
 
-    /// Causal attention of the T new queries over all cached positions. A job is a range of heads
-    /// that shares one KV group (a whole group when there are enough groups for the threads, else
-    /// a slice of heads); it runs every query row in turn, so its group's keys and values stay in
-    /// cache from one row to the next instead of being fetched again for each.
+    /// Causal attention of the T new queries over all cached positions. A job is a range of heads:
+    /// one whole KV group when there are at least as many groups as threads, else ⌈heads/threads⌉
+    /// heads, which may span two groups (`mal_attention` takes any range; with one KV head, as in
+    /// MQA and absorbed MLA, every slice is in the one group). A job runs every query row in turn,
+    /// so its keys and values stay in cache from one row to the next instead of being fetched again.
     func attend(cache l: Int, scale: Float, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int, start: Int) {
         let heads = spec.heads, kvh = cacheHeads, dk = headK, dv = headV
-        let K = SendableConstPointer(keys[l]), V = SendableConstPointer(latentCache ? keys[l] : values[l])
-        let qs = SendableMutablePointer(q), os = SendableMutablePointer(out)
+        let K = SharedPointer(keys[l]), V = SharedPointer(latentCache ? keys[l] : values[l])
+        let qs = SharedPointer(q), os = SharedPointer(out)
         let qd = qDim, od = heads * headV, ctx = contextLength
         // Absorbed MLA reads its values from the key rows (the first kv_lora_rank floats of each).
         let vRow = latentCache ? dk : dv
@@ -234,7 +235,7 @@ public final class Transformer: @unchecked Sendable {
             let raw = pool.get()
             defer { pool.put(raw) }
             for t in 0..<T {
-                mal_attention(os.p + t * od, qs.p + t * qd, K.p, V.p, start + t + 1, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow,
+                mal_attention(os.pointer + t * od, qs.pointer + t * qd, K.pointer, V.pointer, start + t + 1, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow,
                               scale, raw.assumingMemoryBound(to: Float.self), h0, h1)
             }
         }

@@ -54,7 +54,15 @@ struct MergeTable {
 struct BPEMerger {
     // Reused scratch (one merger per encode call).
     var prev: [Int32] = [], next: [Int32] = [], ids: [Int32] = [], version: [UInt32] = []
-    var heap: [(rank: Int32, pos: Int32, version: UInt32)] = []
+    var heap = BinaryHeap<Candidate>()
+
+    /// A possible merge of the symbol at `pos` with its right neighbour; the lowest rank first,
+    /// the leftmost on ties.
+    struct Candidate: Comparable {
+        let rank: Int32, pos: Int32, version: UInt32
+        static func < (a: Candidate, b: Candidate) -> Bool { a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos) }
+        static func == (a: Candidate, b: Candidate) -> Bool { a.rank == b.rank && a.pos == b.pos }
+    }
 
     mutating func merge(_ symbols: inout [Int32], _ table: MergeTable) {
         let n = symbols.count
@@ -64,9 +72,9 @@ struct BPEMerger {
         prev = (0..<n).map { Int32($0) - 1 }
         next = (0..<n).map { $0 + 1 < n ? Int32($0 + 1) : -1 }
         version = [UInt32](repeating: 0, count: n)
-        heap.removeAll(keepingCapacity: true)
+        heap.removeAll()
         for i in 0..<(n - 1) { push(Int32(i), table) }
-        while let top = pop() {
+        while let top = heap.popMin() {
             let i = Int(top.pos)
             // Stale entry: the left symbol changed, or its right neighbour did.
             guard top.version == version[i], ids[i] >= 0, next[i] >= 0 else { continue }
@@ -92,36 +100,7 @@ struct BPEMerger {
         guard j >= 0 else { return }
         let m = table.lookup(ids[Int(i)], ids[Int(j)])
         guard m.rank != Int32.max else { return }
-        heap.append((m.rank, i, version[Int(i)]))
-        var c = heap.count - 1
-        while c > 0 {
-            let p = (c - 1) / 2
-            if less(heap[c], heap[p]) { heap.swapAt(c, p); c = p } else { break }
-        }
-    }
-
-    @inline(__always)
-    func less(_ a: (rank: Int32, pos: Int32, version: UInt32), _ b: (rank: Int32, pos: Int32, version: UInt32)) -> Bool {
-        a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos)
-    }
-
-    mutating func pop() -> (rank: Int32, pos: Int32, version: UInt32)? {
-        guard let top = heap.first else { return nil }
-        let last = heap.removeLast()
-        if !heap.isEmpty {
-            heap[0] = last
-            var c = 0
-            while true {
-                let l = 2 * c + 1, r = l + 1
-                var m = c
-                if l < heap.count && less(heap[l], heap[m]) { m = l }
-                if r < heap.count && less(heap[r], heap[m]) { m = r }
-                if m == c { break }
-                heap.swapAt(c, m)
-                c = m
-            }
-        }
-        return top
+        heap.insert(Candidate(rank: m.rank, pos: i, version: version[Int(i)]))
     }
 
     func linear(_ ids: inout [Int32], _ table: MergeTable) {

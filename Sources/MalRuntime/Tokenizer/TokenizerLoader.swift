@@ -5,7 +5,7 @@ import MalReaders
 /// from the tokenizer files of an HF folder (or the folder of a `.safetensors` file).
 public enum TokenizerLoader {
     public static func load(_ path: String) throws -> Tokenizer {
-        if fileExists(path) && !path.hasSuffix(".safetensors") && !path.hasSuffix(".json") {
+        if MalFile.isContainer(path) {
             let mal = try MalFile(path: path)
             guard let blob = try mal.aux("tokenizer.bin") else {
                 throw MalError(.notFound, "the container holds no tokenizer (aux/tokenizer.bin)", file: path)
