@@ -8,7 +8,11 @@ BIN := .build/release
 SAMPLES := Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes
 DEBIAN_PACKAGES := libzstd-dev libjson-c-dev pkg-config
 
-.PHONY: tokenizer-real deps build demo test fixtures-check fuzz sanitize bench report-check chat-templates chat-templates-real clean
+.PHONY: format tokenizer-real deps build demo test fixtures-check fuzz sanitize bench report-check chat-templates chat-templates-real clean
+
+## Formats the code as .swift-format says (what `make test` lints).
+format:
+	$(SWIFT) format -i -r --configuration .swift-format $(FORMAT_PATHS)
 
 ## Install the Debian packages the build needs, if they are missing.
 deps:
@@ -67,8 +71,13 @@ FORMAT_PY ?= $(shell python3 -c "import xxhash, zstandard" 2>/dev/null && echo p
 ## malrun serve is driven by the official openai client (PyPI): the first python3 that has it,
 ## else it is installed with pip.
 SERVE_PY ?= python3
+## The code's shape first (Tests/Scripts/structure_check.py: module graph, architecture names,
+## sizes) and its format (.swift-format, swift-format ships with the toolchain).
+FORMAT_PATHS := Sources Tests Benchmarks/MalBench Fuzz/Sources Package.swift
 test: deps
 	python3 Tests/Scripts/structure_check.py
+	@if $(SWIFT) format --version >/dev/null 2>&1; then $(SWIFT) format lint -r --strict --configuration .swift-format $(FORMAT_PATHS) \
+		&& echo "swift format lint: ok"; else echo "swift format is not in this toolchain: format lint skipped"; fi
 	$(SWIFT) test
 	@$(NUMPY_PY) -c "import numpy" 2>/dev/null || { echo "installing python3-numpy"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-numpy; }

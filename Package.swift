@@ -29,26 +29,36 @@ let package = Package(
         .target(name: "MalRuntime", dependencies: ["MalCore", "MalArchitectures", "MalReaders", "CMalKernels"]),
         .target(name: "MalChat", dependencies: ["MalCore", "MalReaders", "MalRuntime"]),
         .target(name: "MalCommandLine", dependencies: ["MalCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .target(name: "MalServe", dependencies: [
-            "MalCore", "MalRuntime", "MalChat",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "MalServe",
+            dependencies: [
+                "MalCore", "MalRuntime", "MalChat",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(name: "MalVerify", dependencies: ["MalCore", "MalTransforms", "MalRuntime", "CMalKernels"]),
-        .executableTarget(name: "malconv", dependencies: [
-            "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime", "MalCommandLine",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "malrun", dependencies: [
-            "MalCore", "MalReaders", "MalRuntime", "MalWriters", "MalChat", "MalServe", "MalCommandLine",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "malbench", dependencies: ["MalCore", "MalArchitectures", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],
-                         path: "Benchmarks/MalBench"),
+        .executableTarget(
+            name: "malconv",
+            dependencies: [
+                "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime", "MalCommandLine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "malrun",
+            dependencies: [
+                "MalCore", "MalReaders", "MalRuntime", "MalWriters", "MalChat", "MalServe", "MalCommandLine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "malbench", dependencies: ["MalCore", "MalArchitectures", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"],
+            path: "Benchmarks/MalBench"),
         .target(name: "MalTestSupport", path: "Tests/MalTestSupport"),
-        .testTarget(name: "MalRuntimeTests", dependencies: ["MalTestSupport", "CMalKernels", "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
+        .testTarget(
+            name: "MalRuntimeTests", dependencies: ["MalTestSupport", "CMalKernels", "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
         .testTarget(name: "MalReadersTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders"]),
-        .testTarget(name: "MalQuantTests", dependencies: ["MalTestSupport", "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
+        .testTarget(
+            name: "MalQuantTests",
+            dependencies: ["MalTestSupport", "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters", "MalVerify", "MalRuntime"]),
         .testTarget(name: "MalChatTests", dependencies: ["MalTestSupport", "MalCore", "MalChat", "MalRuntime"]),
         .testTarget(name: "MalContainerTests", dependencies: ["MalTestSupport", "MalCore", "MalArchitectures", "MalReaders", "MalTransforms", "MalWriters"]),
     ]
@@ -59,8 +69,10 @@ let package = Package(
 /// fuzz`) does with its own scratch folder and `--sanitize=fuzzer --sanitize=address`; being in this
 /// package, every library they call is instrumented for coverage too.
 if ProcessInfo.processInfo.environment["MAL_FUZZ"] != nil {
-    package.targets.append(.target(name: "FuzzTargets", dependencies: ["MalCore", "MalReaders", "MalRuntime"],
-                                   path: "Fuzz/Sources/FuzzTargets"))
+    package.targets.append(
+        .target(
+            name: "FuzzTargets", dependencies: ["MalCore", "MalReaders", "MalRuntime"],
+            path: "Fuzz/Sources/FuzzTargets"))
     for name in ["safetensors", "index", "config", "tokenizer-json", "tokenizer-config", "mal"] {
         package.targets.append(.executableTarget(name: "fuzz-\(name)", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-\(name)"))
     }

@@ -16,10 +16,13 @@ enum TokenizerBench {
         let (best, ids) = try bestEncode(tok, text, threads: 1)
         print(String(format: "malrun encode (1 thread): %.2f MB/s, %d tokens", Double(bytes) / best / 1e6, ids.count))
         let (bestN, idsN) = try bestEncode(tok, text, threads: availableCores)
-        print(String(format: "malrun encode (%d threads): %.2f MB/s, same ids as 1 thread: %@", availableCores, Double(bytes) / bestN / 1e6,
-                     idsN == ids ? "true" : "false"))
+        print(
+            String(
+                format: "malrun encode (%d threads): %.2f MB/s, same ids as 1 thread: %@", availableCores, Double(bytes) / bestN / 1e6,
+                idsN == ids ? "true" : "false"))
         if let ref = try? Data(contentsOf: URL(fileURLWithPath: path + ".ids.json")),
-           let refIds = try JSONSerialization.jsonObject(with: ref) as? [Int] {
+            let refIds = try JSONSerialization.jsonObject(with: ref) as? [Int]
+        {
             print("same ids as HF tokenizers: \(refIds.map(Int32.init) == ids)")
         }
         // The vocabulary stored in a .mal (aux/tokenizer.bin), loaded as malrun does.
@@ -57,14 +60,18 @@ enum TokenizerBench {
         let blob = try TokenizerBinary.encode(tok.model)
         let w = try MalWriter(path: path)
         try w.add(name: "aux/tokenizer.bin", dtype: .u8, shape: [blob.count], source: .bytes(blob), codec: .zstd)
-        let spec = ModelSpec(modelType: ArchitectureRegistry.modelTypes[0], vocabSize: tok.vocabularySize, hiddenSize: 1, layers: 1,
-                             heads: 1, kvHeads: 1, headDim: 1, intermediateSize: 1, maxPositions: 1, norm: .layerNorm, normEps: 1e-5,
-                             activation: "gelu_new", positions: .learned, rope: nil, tiedEmbeddings: true, attentionBias: true,
-                             mlpBias: true, bosTokenId: nil, eosTokenIds: [], declaredDType: nil, mla: nil, moe: nil, mtpLayers: 0,
-                             quantization: nil)
-        try w.finish(metadata: MalMetadata(spec: spec, hfNamePrefix: nil, quantization: nil,
-                                           provenance: .init(converter: "malbench", converterVersion: malconvVersion, command: "bench",
-                                                             options: [:], sources: [], droppedTensors: [])))
+        let spec = ModelSpec(
+            modelType: ArchitectureRegistry.modelTypes[0], vocabSize: tok.vocabularySize, hiddenSize: 1, layers: 1,
+            heads: 1, kvHeads: 1, headDim: 1, intermediateSize: 1, maxPositions: 1, norm: .layerNorm, normEps: 1e-5,
+            activation: "gelu_new", positions: .learned, rope: nil, tiedEmbeddings: true, attentionBias: true,
+            mlpBias: true, bosTokenId: nil, eosTokenIds: [], declaredDType: nil, mla: nil, moe: nil, mtpLayers: 0,
+            quantization: nil)
+        try w.finish(
+            metadata: MalMetadata(
+                spec: spec, hfNamePrefix: nil, quantization: nil,
+                provenance: .init(
+                    converter: "malbench", converterVersion: malconvVersion, command: "bench",
+                    options: [:], sources: [], droppedTensors: [])))
     }
 
     /// The fastest of three encodes, each with a fresh tokenizer (no word cache carried over).

@@ -74,8 +74,11 @@ for threads in [1, 2] {
         let qt = Tensor(name: "q", dtype: .f8e4m3, shape: [rows, cols], storage: q.q)
         let st = Tensor(name: "s", dtype: .f32, shape: q.scaleShape, storage: q.scales)
         let deq = try best { _ = try BlockQuantizer.dequantize(q: qt, scales: st, block: .deepseek, threads: threads) }
-        print("threads \(threads) \(name): copy \(gbs(bytes.count, copy)) | quantize \(gbs(bytes.count, quant)) of \(name) input (\(String(format: "%.2f", quant / copy))x copy time)"
-              + " | dequantize \(gbs(n, deq)) of FP8 input, \(gbs(n * 4, deq)) of F32 output (copy of the F32 output bytes: \(String(format: "%.2f", deq / (copy * Double(n * 4) / Double(bytes.count))))x its time)")
+        print(
+            "threads \(threads) \(name): copy \(gbs(bytes.count, copy)) | quantize \(gbs(bytes.count, quant)) of \(name) input "
+                + "(\(String(format: "%.2f", quant / copy))x copy time) | dequantize \(gbs(n, deq)) of FP8 input, \(gbs(n * 4, deq)) of F32 output "
+                + "(copy of the F32 output bytes: \(String(format: "%.2f", deq / (copy * Double(n * 4) / Double(bytes.count))))x its time)"
+        )
         withExtendedLifetime((t, dst)) {}
     }
 }

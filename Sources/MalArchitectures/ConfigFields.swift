@@ -117,8 +117,9 @@ public struct ConfigFields {
         }
         let theta = try optDouble("rope_theta", in: params) ?? optDouble("rope_theta") ?? 10000
         try require(theta.isFinite && theta > 0, "must be a positive number, found \(theta)", key: "rope_theta")
-        try require(dimensions >= 2 && dimensions % 2 == 0, "rotary dimensions must be even and at least 2, found \(dimensions)",
-                    key: dimensionsKey)
+        try require(
+            dimensions >= 2 && dimensions % 2 == 0, "rotary dimensions must be even and at least 2, found \(dimensions)",
+            key: dimensionsKey)
         // The scaling parameters live in rope_parameters (t5 style) or rope_scaling (Hub style).
         let src = params ?? scaling
         let typeName = (src?["rope_type"] ?? src?["type"])?.stringValue ?? "default"
@@ -138,23 +139,27 @@ public struct ConfigFields {
                 return i
             }
             if let def { return def }
-            throw MalError(.missingField, "missing required field 'original_max_position_embeddings' of rope type '\(typeName)'",
-                           file: file)
+            throw MalError(
+                .missingField, "missing required field 'original_max_position_embeddings' of rope type '\(typeName)'",
+                file: file)
         }
         let kind: RopeScaling
         switch typeName {
         case "default": kind = .none
         case "linear": kind = .linear(factor: try num("factor"))
         case "llama3":
-            kind = .llama3(factor: try num("factor"), lowFreqFactor: try num("low_freq_factor"),
-                           highFreqFactor: try num("high_freq_factor"), originalMaxPositions: try orig(nil))
+            kind = .llama3(
+                factor: try num("factor"), lowFreqFactor: try num("low_freq_factor"),
+                highFreqFactor: try num("high_freq_factor"), originalMaxPositions: try orig(nil))
         case "yarn":
-            kind = .yarn(factor: try num("factor"), betaFast: try num("beta_fast", 32), betaSlow: try num("beta_slow", 1),
-                         mscale: try num("mscale", 1), mscaleAllDim: try num("mscale_all_dim", 0),
-                         originalMaxPositions: try orig(4096))
+            kind = .yarn(
+                factor: try num("factor"), betaFast: try num("beta_fast", 32), betaSlow: try num("beta_slow", 1),
+                mscale: try num("mscale", 1), mscaleAllDim: try num("mscale_all_dim", 0),
+                originalMaxPositions: try orig(4096))
         default:
-            throw MalError(.unsupported, "rope type '\(typeName)' is not supported (supported: default, linear, llama3, yarn)",
-                           file: file)
+            throw MalError(
+                .unsupported, "rope type '\(typeName)' is not supported (supported: default, linear, llama3, yarn)",
+                file: file)
         }
         return RopeSpec(theta: theta, scaling: kind, dimensions: dimensions, interleaved: interleaved)
     }
@@ -168,13 +173,15 @@ public struct ConfigFields {
         if let b = q["weight_block_size"], !b.isNull {
             // [rows, cols]; malconv writes [1, 0] for per-channel scales.
             guard let a = b.arrayValue, a.count == 2, let r = a[0].intValue, let cl = a[1].intValue, r > 0, cl >= 0, cl > 0 || r == 1 else {
-                throw MalError(.invalidField, "field 'quantization_config.weight_block_size': expected [rows, cols], found \(b.serialized)",
-                               file: file)
+                throw MalError(
+                    .invalidField, "field 'quantization_config.weight_block_size': expected [rows, cols], found \(b.serialized)",
+                    file: file)
             }
             block = [r, cl]
         }
-        return QuantizationSpec(method: q["quant_method"]?.stringValue ?? "unknown", format: q["fmt"]?.stringValue ?? "",
-                                activationScheme: q["activation_scheme"]?.stringValue ?? "", weightBlockSize: block,
-                                scaleFormat: q["scale_fmt"]?.stringValue)
+        return QuantizationSpec(
+            method: q["quant_method"]?.stringValue ?? "unknown", format: q["fmt"]?.stringValue ?? "",
+            activationScheme: q["activation_scheme"]?.stringValue ?? "", weightBlockSize: block,
+            scaleFormat: q["scale_fmt"]?.stringValue)
     }
 }

@@ -12,12 +12,14 @@ public struct DeepSeekArchitecture: ModelArchitecture {
     public func spec(_ c: ConfigFields, modelType: String) throws -> ModelSpec {
         let v3 = modelType == "deepseek_v3"
         let heads = try c.size("num_attention_heads")
-        let mla = MLASpec(qLoraRank: try c.optInt("q_lora_rank"), kvLoraRank: try c.size("kv_lora_rank"),
-                          qkNopeHeadDim: try c.size("qk_nope_head_dim"), qkRopeHeadDim: try c.size("qk_rope_head_dim"),
-                          vHeadDim: try c.size("v_head_dim"))
+        let mla = MLASpec(
+            qLoraRank: try c.optInt("q_lora_rank"), kvLoraRank: try c.size("kv_lora_rank"),
+            qkNopeHeadDim: try c.size("qk_nope_head_dim"), qkRopeHeadDim: try c.size("qk_rope_head_dim"),
+            vHeadDim: try c.size("v_head_dim"))
         if let qk = try c.optSize("qk_head_dim") {
-            try c.require(qk == mla.qkHeadDim, "qk_head_dim \(qk) != qk_nope_head_dim + qk_rope_head_dim (\(mla.qkHeadDim))",
-                          key: "qk_head_dim")
+            try c.require(
+                qk == mla.qkHeadDim, "qk_head_dim \(qk) != qk_nope_head_dim + qk_rope_head_dim (\(mla.qkHeadDim))",
+                key: "qk_head_dim")
         }
         return ModelSpec(
             modelType: modelType, vocabSize: try c.size("vocab_size"), hiddenSize: try c.size("hidden_size"),
@@ -42,30 +44,36 @@ public struct DeepSeekArchitecture: ModelArchitecture {
         guard let experts = try c.optInt("n_routed_experts"), experts > 0 else { return nil }
         let method = try c.optString("topk_method") ?? (v3 ? "noaux_tc" : "greedy")
         let known = ["greedy", "group_limited_greedy", "noaux_tc"]
-        try c.require(known.contains(method), "unknown topk_method '\(method)' (supported: \(known.joined(separator: ", ")))",
-                      key: "topk_method")
+        try c.require(
+            known.contains(method), "unknown topk_method '\(method)' (supported: \(known.joined(separator: ", ")))",
+            key: "topk_method")
         let scoringName = try c.optString("scoring_func") ?? (v3 ? "sigmoid" : "softmax")
         guard let scoring = ScoringFunction(rawValue: scoringName) else {
-            throw MalError(.invalidField, "field 'scoring_func': unknown value '\(scoringName)' (supported: softmax, sigmoid)",
-                           file: c.file)
+            throw MalError(
+                .invalidField, "field 'scoring_func': unknown value '\(scoringName)' (supported: softmax, sigmoid)",
+                file: c.file)
         }
         let groups = try c.optInt("n_group") ?? 1
         let topkGroups = try c.optInt("topk_group") ?? 1
         let perToken = try c.size("num_experts_per_tok")
-        try c.require(groups > 0 && experts % groups == 0, "n_routed_experts \(experts) is not a multiple of n_group \(groups)",
-                      key: "n_group")
-        try c.require(topkGroups >= 1 && topkGroups <= groups, "topk_group \(topkGroups) not in 1...n_group (\(groups))",
-                      key: "topk_group")
-        try c.require(perToken >= 1 && perToken <= experts, "num_experts_per_tok \(perToken) not in 1...\(experts)",
-                      key: "num_experts_per_tok")
-        return MoESpec(routedExperts: experts, sharedExperts: try c.optInt("n_shared_experts") ?? 0,
-                       expertsPerToken: perToken, expertIntermediateSize: try c.size("moe_intermediate_size"),
-                       groups: groups, topkGroups: topkGroups, scoring: scoring, topkMethod: method,
-                       routedScalingFactor: try c.optDouble("routed_scaling_factor") ?? 1.0,
-                       normTopkProb: try c.optBool("norm_topk_prob") ?? v3,
-                       firstDenseLayers: try c.optInt("first_k_dense_replace") ?? 0,
-                       layerFrequency: try c.optSize("moe_layer_freq") ?? 1,
-                       correctionBias: method == "noaux_tc")
+        try c.require(
+            groups > 0 && experts % groups == 0, "n_routed_experts \(experts) is not a multiple of n_group \(groups)",
+            key: "n_group")
+        try c.require(
+            topkGroups >= 1 && topkGroups <= groups, "topk_group \(topkGroups) not in 1...n_group (\(groups))",
+            key: "topk_group")
+        try c.require(
+            perToken >= 1 && perToken <= experts, "num_experts_per_tok \(perToken) not in 1...\(experts)",
+            key: "num_experts_per_tok")
+        return MoESpec(
+            routedExperts: experts, sharedExperts: try c.optInt("n_shared_experts") ?? 0,
+            expertsPerToken: perToken, expertIntermediateSize: try c.size("moe_intermediate_size"),
+            groups: groups, topkGroups: topkGroups, scoring: scoring, topkMethod: method,
+            routedScalingFactor: try c.optDouble("routed_scaling_factor") ?? 1.0,
+            normTopkProb: try c.optBool("norm_topk_prob") ?? v3,
+            firstDenseLayers: try c.optInt("first_k_dense_replace") ?? 0,
+            layerFrequency: try c.optSize("moe_layer_freq") ?? 1,
+            correctionBias: method == "noaux_tc")
     }
 
     public func expectedTensors(_ s: ModelSpec, hfNamePrefix: String?) -> [ExpectedTensor] {
@@ -85,8 +93,10 @@ public struct DeepSeekArchitecture: ModelArchitecture {
                 .init(name: b + "eh_proj.weight", shape: [h, 2 * h]),
             ]
             out += block(s, layer: l)
-            out += [.init(name: b + "shared_head.norm.weight", shape: [h]),
-                    .init(name: b + "shared_head.head.weight", shape: [s.vocabSize, h])]
+            out += [
+                .init(name: b + "shared_head.norm.weight", shape: [h]),
+                .init(name: b + "shared_head.head.weight", shape: [s.vocabSize, h]),
+            ]
         }
         return out
     }
@@ -97,9 +107,11 @@ public struct DeepSeekArchitecture: ModelArchitecture {
         let b = "model.layers.\(l)."
         var out: [ExpectedTensor] = [.init(name: b + "input_layernorm.weight", shape: [h])]
         if let r = mla.qLoraRank {
-            out += [.init(name: b + "self_attn.q_a_proj.weight", shape: [r, h]),
-                    .init(name: b + "self_attn.q_a_layernorm.weight", shape: [r]),
-                    .init(name: b + "self_attn.q_b_proj.weight", shape: [n * mla.qkHeadDim, r])]
+            out += [
+                .init(name: b + "self_attn.q_a_proj.weight", shape: [r, h]),
+                .init(name: b + "self_attn.q_a_layernorm.weight", shape: [r]),
+                .init(name: b + "self_attn.q_b_proj.weight", shape: [n * mla.qkHeadDim, r]),
+            ]
         } else {
             out.append(.init(name: b + "self_attn.q_proj.weight", shape: [n * mla.qkHeadDim, h]))
         }
@@ -121,8 +133,9 @@ public struct DeepSeekArchitecture: ModelArchitecture {
             out += LlamaArchitecture.gatedFeedForward(b + "mlp.experts.\(e).", width: moe.expertIntermediateSize, hidden: h)
         }
         if moe.sharedExperts > 0 {
-            out += LlamaArchitecture.gatedFeedForward(b + "mlp.shared_experts.", width: moe.expertIntermediateSize * moe.sharedExperts,
-                                                      hidden: h)
+            out += LlamaArchitecture.gatedFeedForward(
+                b + "mlp.shared_experts.", width: moe.expertIntermediateSize * moe.sharedExperts,
+                hidden: h)
         }
         return out
     }
@@ -157,8 +170,9 @@ public struct DeepSeekArchitecture: ModelArchitecture {
 
     /// Attention biases are not read: neither DeepSeek release sets `attention_bias`.
     public func components(_ s: ModelSpec) throws -> LayerComponents {
-        LayerComponents(norm: s.norm, normBias: false, positions: s.positions, activation: try s.requireActivation(),
-                        attention: .latent, feedForward: .gated, biases: [])
+        LayerComponents(
+            norm: s.norm, normBias: false, positions: s.positions, activation: try s.requireActivation(),
+            attention: .latent, feedForward: .gated, biases: [])
     }
 
     public let hubConfig = HubConfigStyle(ropeScalingTypeKey: "type", derivedKeys: ["head_dim", "qk_head_dim"])

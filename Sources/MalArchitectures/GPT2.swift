@@ -12,8 +12,9 @@ public struct GPT2Architecture: ModelArchitecture {
         try c.require(hidden % heads == 0, "n_embd \(hidden) is not a multiple of n_head \(heads)", key: "n_head")
         let positions = try c.optSize("n_positions") ?? c.size("n_ctx")
         // `reorder_and_upcast_attn` only changes torch's float precision, which is float32 here anyway.
-        let scaling = AttentionScaling(byHeadDim: try c.optBool("scale_attn_weights") ?? true,
-                                       byInverseLayer: try c.optBool("scale_attn_by_inverse_layer_idx") ?? false)
+        let scaling = AttentionScaling(
+            byHeadDim: try c.optBool("scale_attn_weights") ?? true,
+            byInverseLayer: try c.optBool("scale_attn_by_inverse_layer_idx") ?? false)
         return ModelSpec(
             modelType: modelType, vocabSize: try c.size("vocab_size"), hiddenSize: hidden,
             layers: try c.size("n_layer"), heads: heads, kvHeads: heads, headDim: hidden / heads,
@@ -33,8 +34,10 @@ public struct GPT2Architecture: ModelArchitecture {
     public func expectedTensors(_ s: ModelSpec, hfNamePrefix: String?) -> [ExpectedTensor] {
         let p = hfNamePrefix ?? "transformer."
         let h = s.hiddenSize, i = s.intermediateSize
-        var out = [ExpectedTensor(name: p + "wte.weight", shape: [s.vocabSize, h]),
-                   ExpectedTensor(name: p + "wpe.weight", shape: [s.maxPositions, h])]
+        var out = [
+            ExpectedTensor(name: p + "wte.weight", shape: [s.vocabSize, h]),
+            ExpectedTensor(name: p + "wpe.weight", shape: [s.maxPositions, h]),
+        ]
         for l in 0..<s.layers {
             let b = "\(p)h.\(l)."
             out += [
@@ -80,8 +83,9 @@ public struct GPT2Architecture: ModelArchitecture {
     }()
 
     public func components(_ s: ModelSpec) throws -> LayerComponents {
-        LayerComponents(norm: s.norm, normBias: true, positions: s.positions, activation: try s.requireActivation(),
-                        attention: .multiHead, feedForward: .mlp, biases: [.attention, .feedForward])
+        LayerComponents(
+            norm: s.norm, normBias: true, positions: s.positions, activation: try s.requireActivation(),
+            attention: .multiHead, feedForward: .mlp, biases: [.attention, .feedForward])
     }
 
     public let hubConfig = HubConfigStyle(ropeScalingTypeKey: "rope_type")

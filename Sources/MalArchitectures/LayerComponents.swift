@@ -37,8 +37,10 @@ public struct LayerComponents: Equatable, Sendable {
     public var feedForward: FeedForward
     public var biases: Biases
 
-    public init(norm: NormKind, normBias: Bool, positions: PositionKind, activation: Activation, attention: Attention,
-                feedForward: FeedForward, biases: Biases) {
+    public init(
+        norm: NormKind, normBias: Bool, positions: PositionKind, activation: Activation, attention: Attention,
+        feedForward: FeedForward, biases: Biases
+    ) {
         self.norm = norm
         self.normBias = normBias
         self.positions = positions

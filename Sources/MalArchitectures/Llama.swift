@@ -11,9 +11,10 @@ public struct LlamaArchitecture: ModelArchitecture {
         let hidden = try c.size("hidden_size")
         let heads = try c.size("num_attention_heads")
         let kvHeads = try c.optSize("num_key_value_heads") ?? heads
-        try c.require(kvHeads > 0 && heads % kvHeads == 0,
-                      "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)",
-                      key: "num_key_value_heads")
+        try c.require(
+            kvHeads > 0 && heads % kvHeads == 0,
+            "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)",
+            key: "num_key_value_heads")
         let headDim = try c.optSize("head_dim") ?? hidden / heads
         return ModelSpec(
             modelType: modelType, vocabSize: try c.size("vocab_size"), hiddenSize: hidden,
@@ -44,12 +45,16 @@ public struct LlamaArchitecture: ModelArchitecture {
             ]
             out += Self.gatedFeedForward(b + "mlp.", width: i, hidden: h)
             if s.attentionBias {
-                out += [.init(name: b + "self_attn.q_proj.bias", shape: [q]), .init(name: b + "self_attn.k_proj.bias", shape: [kv]),
-                        .init(name: b + "self_attn.v_proj.bias", shape: [kv]), .init(name: b + "self_attn.o_proj.bias", shape: [h])]
+                out += [
+                    .init(name: b + "self_attn.q_proj.bias", shape: [q]), .init(name: b + "self_attn.k_proj.bias", shape: [kv]),
+                    .init(name: b + "self_attn.v_proj.bias", shape: [kv]), .init(name: b + "self_attn.o_proj.bias", shape: [h]),
+                ]
             }
             if s.mlpBias {
-                out += [.init(name: b + "mlp.gate_proj.bias", shape: [i]), .init(name: b + "mlp.up_proj.bias", shape: [i]),
-                        .init(name: b + "mlp.down_proj.bias", shape: [h])]
+                out += [
+                    .init(name: b + "mlp.gate_proj.bias", shape: [i]), .init(name: b + "mlp.up_proj.bias", shape: [i]),
+                    .init(name: b + "mlp.down_proj.bias", shape: [h]),
+                ]
             }
         }
         out.append(.init(name: "model.norm.weight", shape: [h]))
@@ -60,8 +65,10 @@ public struct LlamaArchitecture: ModelArchitecture {
     /// `gate_proj`, `up_proj` `[width, hidden]` and `down_proj` `[hidden, width]` under `prefix`
     /// (Llama's MLP, and DeepSeek's dense layers and experts).
     static func gatedFeedForward(_ prefix: String, width i: Int, hidden h: Int) -> [ExpectedTensor] {
-        [.init(name: prefix + "gate_proj.weight", shape: [i, h]), .init(name: prefix + "up_proj.weight", shape: [i, h]),
-         .init(name: prefix + "down_proj.weight", shape: [h, i])]
+        [
+            .init(name: prefix + "gate_proj.weight", shape: [i, h]), .init(name: prefix + "up_proj.weight", shape: [i, h]),
+            .init(name: prefix + "down_proj.weight", shape: [h, i]),
+        ]
     }
 
     /// The names Llama shares with the families built on it (DeepSeek).
@@ -77,25 +84,27 @@ public struct LlamaArchitecture: ModelArchitecture {
         .init(hf: "model.layers.{N}.mlp.down_proj.weight", canonical: "blk.{N}.ffn_down.weight"),
     ]
 
-    public let nameRules: [NameRule] = LlamaArchitecture.sharedRules + [
-        .init(hf: "model.layers.{N}.self_attn.q_proj.weight", canonical: "blk.{N}.attn_q.weight"),
-        .init(hf: "model.layers.{N}.self_attn.k_proj.weight", canonical: "blk.{N}.attn_k.weight"),
-        .init(hf: "model.layers.{N}.self_attn.v_proj.weight", canonical: "blk.{N}.attn_v.weight"),
-        .init(hf: "model.layers.{N}.self_attn.q_proj.bias", canonical: "blk.{N}.attn_q.bias"),
-        .init(hf: "model.layers.{N}.self_attn.k_proj.bias", canonical: "blk.{N}.attn_k.bias"),
-        .init(hf: "model.layers.{N}.self_attn.v_proj.bias", canonical: "blk.{N}.attn_v.bias"),
-        .init(hf: "model.layers.{N}.self_attn.o_proj.bias", canonical: "blk.{N}.attn_output.bias"),
-        .init(hf: "model.layers.{N}.mlp.gate_proj.bias", canonical: "blk.{N}.ffn_gate.bias"),
-        .init(hf: "model.layers.{N}.mlp.up_proj.bias", canonical: "blk.{N}.ffn_up.bias"),
-        .init(hf: "model.layers.{N}.mlp.down_proj.bias", canonical: "blk.{N}.ffn_down.bias"),
-    ]
+    public let nameRules: [NameRule] =
+        LlamaArchitecture.sharedRules + [
+            .init(hf: "model.layers.{N}.self_attn.q_proj.weight", canonical: "blk.{N}.attn_q.weight"),
+            .init(hf: "model.layers.{N}.self_attn.k_proj.weight", canonical: "blk.{N}.attn_k.weight"),
+            .init(hf: "model.layers.{N}.self_attn.v_proj.weight", canonical: "blk.{N}.attn_v.weight"),
+            .init(hf: "model.layers.{N}.self_attn.q_proj.bias", canonical: "blk.{N}.attn_q.bias"),
+            .init(hf: "model.layers.{N}.self_attn.k_proj.bias", canonical: "blk.{N}.attn_k.bias"),
+            .init(hf: "model.layers.{N}.self_attn.v_proj.bias", canonical: "blk.{N}.attn_v.bias"),
+            .init(hf: "model.layers.{N}.self_attn.o_proj.bias", canonical: "blk.{N}.attn_output.bias"),
+            .init(hf: "model.layers.{N}.mlp.gate_proj.bias", canonical: "blk.{N}.ffn_gate.bias"),
+            .init(hf: "model.layers.{N}.mlp.up_proj.bias", canonical: "blk.{N}.ffn_up.bias"),
+            .init(hf: "model.layers.{N}.mlp.down_proj.bias", canonical: "blk.{N}.ffn_down.bias"),
+        ]
 
     public func components(_ s: ModelSpec) throws -> LayerComponents {
         var biases: LayerComponents.Biases = []
         if s.attentionBias { biases.formUnion(.attention) }
         if s.mlpBias { biases.formUnion(.feedForward) }
-        return LayerComponents(norm: s.norm, normBias: false, positions: s.positions, activation: try s.requireActivation(),
-                               attention: .multiHead, feedForward: .gated, biases: biases)
+        return LayerComponents(
+            norm: s.norm, normBias: false, positions: s.positions, activation: try s.requireActivation(),
+            attention: .multiHead, feedForward: .gated, biases: biases)
     }
 
     public let hubConfig = HubConfigStyle(ropeScalingTypeKey: "rope_type")

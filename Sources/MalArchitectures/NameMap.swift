@@ -42,7 +42,8 @@ public enum NameMap {
         if hfName.hasSuffix(hfScaleSuffix) {
             let base = String(hfName.dropLast(hfScaleSuffix.count))
             guard let m = toCanonical(base, rules: rules, prefix: prefix), m.count == 1, m[0].layout == .identity,
-                  m[0].canonical.hasSuffix(".weight") else { return nil }
+                m[0].canonical.hasSuffix(".weight")
+            else { return nil }
             return [NameMapping(canonical: String(m[0].canonical.dropLast(".weight".count)) + scaleSuffix, layout: .identity)]
         }
         var out: [NameMapping] = []

@@ -47,8 +47,9 @@ public final class ChatSession {
     /// `apply_chat_template(…, tokenize=True)` gives them, except where the text extends the last
     /// prompt and answer (`tokens(forText:)`).
     public func tokens(for messages: [JinjaValue], addGenerationPrompt: Bool = true) throws -> [Int32] {
-        try tokens(forText: try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt),
-                   addSpecial: template.addsSpecialTokens)
+        try tokens(
+            forText: try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt),
+            addSpecial: template.addsSpecialTokens)
     }
 
     /// The tokens of a prompt. A prompt that begins with the last prompt and its answer keeps
@@ -58,7 +59,8 @@ public final class ChatSession {
     public func tokens(forText text: String, addSpecial: Bool) -> [Int32] {
         let bytes = Array(text.utf8)
         if !heldIds.isEmpty, bytes.count >= heldText.count, bytes.starts(with: heldText),
-           bytes.count == heldText.count || bytes[heldText.count] & 0xC0 != 0x80 {
+            bytes.count == heldText.count || bytes[heldText.count] & 0xC0 != 0x80
+        {
             return heldIds + tokenizer.encode(String(decoding: bytes[heldText.count...], as: UTF8.self), addSpecial: false)
         }
         return tokenizer.encode(text, addSpecial: addSpecial)
@@ -95,8 +97,10 @@ public final class ChatSession {
     /// text it makes showable: empty while held back as the start of a character or of a stop
     /// string; id -1 for what is left at the end. Generation ends at the first stop string,
     /// which is not part of the text; the callback may end it too by returning false.
-    public static func complete(_ generator: Generator, history: [Int32], settings: Generator.Settings, stop: [String],
-                                onToken: (Int32, String) -> Bool) throws -> Turn {
+    public static func complete(
+        _ generator: Generator, history: [Int32], settings: Generator.Settings, stop: [String],
+        onToken: (Int32, String) -> Bool
+    ) throws -> Turn {
         var matcher = StopMatcher(stops: stop)
         var text = ""
         let result = try generator.generate(history: history, settings: settings) { id, piece in

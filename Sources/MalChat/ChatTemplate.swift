@@ -36,10 +36,11 @@ public struct ChatTemplate {
     /// The template for models that have none.
     public static func plain(specialTokens: [(String, JinjaValue)] = []) -> ChatTemplate {
         // swiftlint:disable:next force_try
-        try! ChatTemplate(source: "{% for m in messages %}{% if not loop.first and m['role'] != 'assistant' %}{{ '\n' }}{% endif %}"
-                          + "{{ m['content'] }}{% endfor %}",
-                          origin: "the plain template (the model has no chat template)", specialTokens: specialTokens,
-                          addsSpecialTokens: true)
+        try! ChatTemplate(
+            source: "{% for m in messages %}{% if not loop.first and m['role'] != 'assistant' %}{{ '\n' }}{% endif %}"
+                + "{{ m['content'] }}{% endfor %}",
+            origin: "the plain template (the model has no chat template)", specialTokens: specialTokens,
+            addsSpecialTokens: true)
     }
 
     public var isPlain: Bool { addsSpecialTokens }
@@ -54,8 +55,10 @@ public struct ChatTemplate {
     ///   - variables: more template variables (`tools`, `enable_thinking`, …), as the keyword
     ///     arguments of `apply_chat_template`.
     ///   - now: the clock of `strftime_now`.
-    public func render(messages: [JinjaValue], addGenerationPrompt: Bool, variables: [(String, JinjaValue)] = [],
-                       now: @escaping () -> Date = Date.init) throws -> String {
+    public func render(
+        messages: [JinjaValue], addGenerationPrompt: Bool, variables: [(String, JinjaValue)] = [],
+        now: @escaping () -> Date = Date.init
+    ) throws -> String {
         let scope = Scope(parent: JinjaGlobals.scope(now: now))
         for (k, v) in specialTokens { scope.values[k] = v }
         for (k, v) in variables { scope.values[k] = v }
@@ -137,13 +140,17 @@ extension ChatTemplate {
                 let m = try MappedFile(path: p)
                 return withExtendedLifetime(m) { Array(m.bytes) }
             }
-            return (try read("chat_template.jinja"), try read("tokenizer_config.json"),
-                    (joinPath(folder, "chat_template.jinja"), joinPath(folder, "tokenizer_config.json")))
+            return (
+                try read("chat_template.jinja"), try read("tokenizer_config.json"),
+                (joinPath(folder, "chat_template.jinja"), joinPath(folder, "tokenizer_config.json"))
+            )
         }
         guard fileExists(path) else { throw MalError(.fileNotFound, "no such file or folder", file: path) }
         let mal = try MalFile(path: path)
-        return (try mal.aux("chat_template.jinja"), try mal.aux("tokenizer_config.json"),
-                (path + ":aux/chat_template.jinja", path + ":aux/tokenizer_config.json"))
+        return (
+            try mal.aux("chat_template.jinja"), try mal.aux("tokenizer_config.json"),
+            (path + ":aux/chat_template.jinja", path + ":aux/tokenizer_config.json")
+        )
     }
 
     private static func utf8(_ bytes: [UInt8], _ file: String) throws -> String {

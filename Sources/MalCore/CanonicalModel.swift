@@ -1,4 +1,3 @@
-
 /// A tensor of a model under its canonical name, before its bytes are read.
 public struct CanonicalTensor: Sendable {
     public var name: String
@@ -34,8 +33,10 @@ public struct TensorStream: @unchecked Sendable {
     public let fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void
     public let release: @Sendable (Range<Int>) -> Void
 
-    public init(dtype: DType, byteCount: Int, fill: @escaping @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void,
-                release: @escaping @Sendable (Range<Int>) -> Void) {
+    public init(
+        dtype: DType, byteCount: Int, fill: @escaping @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void,
+        release: @escaping @Sendable (Range<Int>) -> Void
+    ) {
         self.dtype = dtype
         self.byteCount = byteCount
         self.fill = fill

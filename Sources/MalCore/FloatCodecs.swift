@@ -8,8 +8,10 @@ public enum FloatCast {
 
     /// Converts `count` elements from `src` (dtype `from`) into `dst` (dtype `to`).
     /// `scratch` must hold `count` floats when neither side is F32.
-    public static func cast(_ src: UnsafeRawPointer, from: DType, _ dst: UnsafeMutableRawPointer, to: DType, count: Int,
-                            scratch: UnsafeMutablePointer<Float>?) {
+    public static func cast(
+        _ src: UnsafeRawPointer, from: DType, _ dst: UnsafeMutableRawPointer, to: DType, count: Int,
+        scratch: UnsafeMutablePointer<Float>?
+    ) {
         if from == to { dst.copyMemory(from: src, byteCount: count * (from.byteSize ?? 1)); return }
         let f32: UnsafePointer<Float>
         switch from {

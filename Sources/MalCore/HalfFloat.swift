@@ -11,8 +11,10 @@ public enum HalfFloat {
 /// Runs an element-wise C codec over an array.
 func convertArray<A, B>(_ x: [A], fill: B, _ codec: (UnsafePointer<A>, UnsafeMutablePointer<B>, Int) -> Void) -> [B] {
     var out = [B](repeating: fill, count: x.count)
-    x.withUnsafeBufferPointer { s in out.withUnsafeMutableBufferPointer { d in
-        if let sp = s.baseAddress, let dp = d.baseAddress { codec(sp, dp, x.count) }
-    } }
+    x.withUnsafeBufferPointer { s in
+        out.withUnsafeMutableBufferPointer { d in
+            if let sp = s.baseAddress, let dp = d.baseAddress { codec(sp, dp, x.count) }
+        }
+    }
     return out
 }

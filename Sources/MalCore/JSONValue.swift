@@ -47,7 +47,9 @@ public indirect enum JSONValue: Equatable, Sendable {
         let err = json_tokener_get_error(tok)
         let end = Int(json_tokener_get_parse_end(tok))
         guard let obj, err == json_tokener_success else {
-            let reason = err == json_tokener_continue ? "unexpected end of document"
+            let reason =
+                err == json_tokener_continue
+                ? "unexpected end of document"
                 : String(cString: json_tokener_error_desc(err))
             throw MalError(.invalidJSON, "invalid JSON: \(reason)", file: file, offset: end)
         }
@@ -213,7 +215,9 @@ public indirect enum JSONValue: Equatable, Sendable {
                     if u.value > 0xFFFF {
                         hex4(0xD800 + ((u.value - 0x10000) >> 10))
                         hex4(0xDC00 + ((u.value - 0x10000) & 0x3FF))
-                    } else { hex4(u.value) }
+                    } else {
+                        hex4(u.value)
+                    }
                 } else {
                     out.unicodeScalars.append(u)
                 }

@@ -4,7 +4,7 @@
 /// the metadata JSON, the tensor table. The header points at the metadata and the table and holds
 /// their XXH64 checksums and its own.
 public enum MalFormat {
-    public static let magic: [UInt8] = [0x89, 0x4D, 0x41, 0x4C, 0x0D, 0x0A, 0x1A, 0x0A] // \x89 M A L \r \n \x1a \n
+    public static let magic: [UInt8] = [0x89, 0x4D, 0x41, 0x4C, 0x0D, 0x0A, 0x1A, 0x0A]  // \x89 M A L \r \n \x1a \n
     public static let versionMajor: UInt16 = 1
     public static let versionMinor: UInt16 = 0
     public static let headerSize = 96
@@ -114,8 +114,10 @@ public enum MalFormat {
         public var hash: UInt64
         public var chunks: [Chunk]
 
-        public init(name: String, dtype: DType, codec: Codec, flags: UInt8 = 0, shape: [Int], chunkSize: UInt32,
-                    link: UInt32 = MalFormat.noLink, rawLength: UInt64, hash: UInt64, chunks: [Chunk]) {
+        public init(
+            name: String, dtype: DType, codec: Codec, flags: UInt8 = 0, shape: [Int], chunkSize: UInt32,
+            link: UInt32 = MalFormat.noLink, rawLength: UInt64, hash: UInt64, chunks: [Chunk]
+        ) {
             self.name = name
             self.dtype = dtype
             self.codec = codec
@@ -190,8 +192,9 @@ public struct ByteReader {
 
     mutating func need(_ n: Int, _ what: String) throws {
         if n < 0 || n > remaining {
-            throw MalError(.invalidHeaderLength, "truncated: \(what) needs \(n) bytes, \(remaining) left", file: file,
-                           offset: base + position)
+            throw MalError(
+                .invalidHeaderLength, "truncated: \(what) needs \(n) bytes, \(remaining) left", file: file,
+                offset: base + position)
         }
     }
 

@@ -20,8 +20,10 @@ public struct MalMetadata: Codable, Sendable, Equatable {
         public var sources: [SourceFile]
         /// Tensors of the source that carry no parameters and were not stored (causal-mask buffers).
         public var droppedTensors: [String]
-        public init(converter: String, converterVersion: String, command: String, options: [String: String],
-                    sources: [SourceFile], droppedTensors: [String]) {
+        public init(
+            converter: String, converterVersion: String, command: String, options: [String: String],
+            sources: [SourceFile], droppedTensors: [String]
+        ) {
             self.converter = converter
             self.converterVersion = converterVersion
             self.command = command

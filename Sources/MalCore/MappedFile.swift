@@ -19,8 +19,9 @@ public final class MappedFile: @unchecked Sendable {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             let e = errno
-            throw MalError(e == ENOENT ? .fileNotFound : .ioError,
-                           "cannot open: \(String(cString: strerror(e)))", file: path)
+            throw MalError(
+                e == ENOENT ? .fileNotFound : .ioError,
+                "cannot open: \(String(cString: strerror(e)))", file: path)
         }
         defer { close(fd) }
         var st = stat()

@@ -29,8 +29,10 @@ public enum Activation: String, CaseIterable, Sendable {
     }
 
     /// The names `init(hfName:)` accepts, for error messages.
-    public static let hfNames = ["gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate", "gelu", "gelu_python",
-                                 "silu", "swish", "relu", "quick_gelu"]
+    public static let hfNames = [
+        "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate", "gelu", "gelu_python",
+        "silu", "swish", "relu", "quick_gelu",
+    ]
 
     /// The error text for a name `init(hfName:)` refuses.
     public static func unsupported(_ name: String) -> String {
@@ -59,8 +61,9 @@ public enum RopeScaling: Equatable, Sendable, Codable {
     case llama3(factor: Double, lowFreqFactor: Double, highFreqFactor: Double, originalMaxPositions: Int)
     /// YaRN as DeepSeek uses it: ramp between `betaFast`/`betaSlow` rotations, softmax scale from
     /// `mscale`/`mscaleAllDim` (`0.1 * m * ln(factor) + 1`).
-    case yarn(factor: Double, betaFast: Double, betaSlow: Double, mscale: Double, mscaleAllDim: Double,
-              originalMaxPositions: Int)
+    case yarn(
+        factor: Double, betaFast: Double, betaSlow: Double, mscale: Double, mscaleAllDim: Double,
+        originalMaxPositions: Int)
     /// Plain position interpolation (`rope_type: linear`).
     case linear(factor: Double)
 }
@@ -126,10 +129,12 @@ public struct MoESpec: Equatable, Sendable, Codable {
     /// V3's `e_score_correction_bias`, added to the scores for selection only.
     public var correctionBias: Bool
 
-    public init(routedExperts: Int, sharedExperts: Int, expertsPerToken: Int, expertIntermediateSize: Int,
-                groups: Int, topkGroups: Int, scoring: ScoringFunction, topkMethod: String,
-                routedScalingFactor: Double, normTopkProb: Bool, firstDenseLayers: Int,
-                layerFrequency: Int, correctionBias: Bool) {
+    public init(
+        routedExperts: Int, sharedExperts: Int, expertsPerToken: Int, expertIntermediateSize: Int,
+        groups: Int, topkGroups: Int, scoring: ScoringFunction, topkMethod: String,
+        routedScalingFactor: Double, normTopkProb: Bool, firstDenseLayers: Int,
+        layerFrequency: Int, correctionBias: Bool
+    ) {
         self.routedExperts = routedExperts
         self.sharedExperts = sharedExperts
         self.expertsPerToken = expertsPerToken
@@ -205,12 +210,14 @@ public struct ModelSpec: Equatable, Sendable, Codable {
     public var mtpLayers: Int
     public var quantization: QuantizationSpec?
 
-    public init(modelType: String, vocabSize: Int, hiddenSize: Int, layers: Int, heads: Int,
-                kvHeads: Int, headDim: Int, intermediateSize: Int, maxPositions: Int, norm: NormKind,
-                normEps: Double, activation: String, positions: PositionKind, rope: RopeSpec?,
-                tiedEmbeddings: Bool, attentionBias: Bool, mlpBias: Bool, bosTokenId: Int?,
-                eosTokenIds: [Int], declaredDType: String?, mla: MLASpec?, moe: MoESpec?,
-                mtpLayers: Int, quantization: QuantizationSpec?, attentionScaling: AttentionScaling? = nil) {
+    public init(
+        modelType: String, vocabSize: Int, hiddenSize: Int, layers: Int, heads: Int,
+        kvHeads: Int, headDim: Int, intermediateSize: Int, maxPositions: Int, norm: NormKind,
+        normEps: Double, activation: String, positions: PositionKind, rope: RopeSpec?,
+        tiedEmbeddings: Bool, attentionBias: Bool, mlpBias: Bool, bosTokenId: Int?,
+        eosTokenIds: [Int], declaredDType: String?, mla: MLASpec?, moe: MoESpec?,
+        mtpLayers: Int, quantization: QuantizationSpec?, attentionScaling: AttentionScaling? = nil
+    ) {
         self.modelType = modelType
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
@@ -265,9 +272,11 @@ public struct ModelSpec: Equatable, Sendable, Codable {
     /// read; this is the backstop for specs that arrive whole (a `.mal` file's metadata), so that a
     /// zero dimension or a negative epsilon is an error, not a division by zero in the runtime.
     public var firstProblem: String? {
-        let sizes: [(String, Int)] = [("vocabSize", vocabSize), ("hiddenSize", hiddenSize), ("layers", layers), ("heads", heads),
-                                      ("kvHeads", kvHeads), ("headDim", headDim), ("intermediateSize", intermediateSize),
-                                      ("maxPositions", maxPositions)]
+        let sizes: [(String, Int)] = [
+            ("vocabSize", vocabSize), ("hiddenSize", hiddenSize), ("layers", layers), ("heads", heads),
+            ("kvHeads", kvHeads), ("headDim", headDim), ("intermediateSize", intermediateSize),
+            ("maxPositions", maxPositions),
+        ]
         if let (name, v) = sizes.first(where: { $0.1 < 1 }) { return "\(name) must be at least 1, found \(v)" }
         if let (name, v) = sizes.first(where: { $0.1 > ($0.0 == "maxPositions" ? ModelSpec.maxPositionsLimit : ModelSpec.maxSize) }) {
             return "\(name) must be at most \(name == "maxPositions" ? ModelSpec.maxPositionsLimit : ModelSpec.maxSize), found \(v)"
@@ -285,7 +294,7 @@ public struct ModelSpec: Equatable, Sendable, Codable {
         if let r = rope {
             if !(r.theta.isFinite && r.theta > 0) { return "rope theta must be positive, found \(r.theta)" }
             if r.dimensions < 2 || r.dimensions % 2 != 0 { return "rope dimensions must be even and at least 2, found \(r.dimensions)" }
-            let rotated = mla?.qkRopeHeadDim ?? headDim    // the per-head width the rotation runs over
+            let rotated = mla?.qkRopeHeadDim ?? headDim  // the per-head width the rotation runs over
             if r.dimensions > rotated { return "rope dimensions \(r.dimensions) exceed the rotated head width \(rotated)" }
             let factors: [Double]
             switch r.scaling {
@@ -307,7 +316,8 @@ public struct ModelSpec: Equatable, Sendable, Codable {
                 return "MoE expert counts, widths and layer frequency must be positive"
             }
             if e.routedExperts > ModelSpec.maxExperts || e.sharedExperts > ModelSpec.maxExperts
-                || [e.expertIntermediateSize, e.firstDenseLayers, e.layerFrequency].contains(where: { $0 > ModelSpec.maxSize }) {
+                || [e.expertIntermediateSize, e.firstDenseLayers, e.layerFrequency].contains(where: { $0 > ModelSpec.maxSize })
+            {
                 return "MoE expert counts must be at most \(ModelSpec.maxExperts) and widths at most \(ModelSpec.maxSize)"
             }
             let moeLayers = (0..<(layers + max(mtpLayers, 0))).lazy.filter { isMoELayer($0) }.count

@@ -60,14 +60,15 @@ public func parallelFor(_ count: Int, threads: Int = availableCores, _ body: @Se
     let failure = LockedBox<Error?>(nil)
     DispatchQueue.concurrentPerform(iterations: workers) { _ in
         while true {
-            let i = next.withLock { v -> Int in defer { v += 1 }; return v }
+            let i = next.withLock { v -> Int in
+                defer { v += 1 }; return v
+            }
             if i >= count || failure.withLock({ $0 != nil }) { return }
             do { try body(i) } catch { failure.withLock { if $0 == nil { $0 = error } } }
         }
     }
     if let e = failure.withLock({ $0 }) { throw e }
 }
-
 
 /// Reusable equal-sized buffers shared by parallel workers (fresh multi-MB allocations would
 /// page-fault on every use).

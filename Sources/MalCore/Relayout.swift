@@ -3,8 +3,10 @@
 public enum Relayout {
     /// Columns [colStart, colStart+colCount) of a row-major `[rows, cols]` matrix, transposed:
     /// the result is `[colCount, rows]`. With colStart 0 and colCount cols this is a transpose.
-    public static func transposedColumns(_ src: UnsafeRawBufferPointer, rows: Int, cols: Int, colStart: Int, colCount: Int,
-                                         elementSize es: Int) -> TensorStorage {
+    public static func transposedColumns(
+        _ src: UnsafeRawBufferPointer, rows: Int, cols: Int, colStart: Int, colCount: Int,
+        elementSize es: Int
+    ) -> TensorStorage {
         let out = UnsafeMutableRawPointer.allocate(byteCount: max(colCount * rows * es, 1), alignment: 64)
         let s = src.baseAddress!
         // Blocked to stay in cache on both sides.

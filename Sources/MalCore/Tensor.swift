@@ -104,7 +104,10 @@ public func allocateLarge(_ count: Int) throws -> UnsafeMutableRawPointer {
     let huge = 2 << 20
     var p: UnsafeMutableRawPointer?
     guard count >= 0, posix_memalign(&p, count >= huge ? huge : 64, max(count, 1)) == 0, let p else {
-        throw MalError(.outOfMemory, "cannot allocate \(count) bytes (\(gibibytes(count))); this process may use \(gibibytes(physicalMemoryBytes)) (physical memory or its cgroup limit)")
+        throw MalError(
+            .outOfMemory,
+            "cannot allocate \(count) bytes (\(gibibytes(count))); this process may use \(gibibytes(physicalMemoryBytes)) (physical memory or its cgroup limit)"
+        )
     }
     if count >= huge { _ = madvise(p, count, MADV_HUGEPAGE) }
     return p

@@ -24,7 +24,9 @@ public enum TokenizerBinary {
         w.bytes(magic)
         w.u32(UInt32(m.tokens.count))
         for i in m.tokens.indices {
-            if m.tokens.missing[i] { w.u32(0xFFFF_FFFF) } else {
+            if m.tokens.missing[i] {
+                w.u32(0xFFFF_FFFF)
+            } else {
                 let r = m.tokens.range(i)
                 w.u32(UInt32(r.count))
                 w.bytes(Array(m.tokens.arena[r]))
@@ -32,8 +34,9 @@ public enum TokenizerBinary {
         }
         w.u32(UInt32(m.merges.count))
         for (a, b, c) in m.merges { w.u32(UInt32(bitPattern: a)); w.u32(UInt32(bitPattern: b)); w.u32(UInt32(bitPattern: c)) }
-        let rest = Rest(addedTokens: m.addedTokens, normalizer: m.normalizer, preTokenizer: m.preTokenizer, postProcessor: m.postProcessor,
-                        ignoreMerges: m.ignoreMerges, bosToken: m.bosToken, eosToken: m.eosToken)
+        let rest = Rest(
+            addedTokens: m.addedTokens, normalizer: m.normalizer, preTokenizer: m.preTokenizer, postProcessor: m.postProcessor,
+            ignoreMerges: m.ignoreMerges, bosToken: m.bosToken, eosToken: m.eosToken)
         // Sorted keys: the same tokenizer gives the same bytes (JSONEncoder's key order is not
         // stable from one process to the next), so a conversion is reproducible.
         let encoder = JSONEncoder()
@@ -94,11 +97,13 @@ public enum TokenizerBinary {
             throw MalError(.corruptStructure, "tokenizer settings are not valid: \(error)", file: file, offset: r.position - jl)
         }
         if let a = rest.addedTokens.first(where: { !(0..<Int32(TokenizerModel.maxTokenId)).contains($0.id) }) {
-            throw MalError(.corruptStructure, "added token \(a.content.debugDescription) has id \(a.id), outside 0..<\(TokenizerModel.maxTokenId)",
-                           file: file, offset: r.position - jl)
+            throw MalError(
+                .corruptStructure, "added token \(a.content.debugDescription) has id \(a.id), outside 0..<\(TokenizerModel.maxTokenId)",
+                file: file, offset: r.position - jl)
         }
-        return TokenizerModel(tokens: tokens, merges: merges, addedTokens: rest.addedTokens, normalizer: rest.normalizer,
-                              preTokenizer: rest.preTokenizer, postProcessor: rest.postProcessor, ignoreMerges: rest.ignoreMerges,
-                              bosToken: rest.bosToken, eosToken: rest.eosToken)
+        return TokenizerModel(
+            tokens: tokens, merges: merges, addedTokens: rest.addedTokens, normalizer: rest.normalizer,
+            preTokenizer: rest.preTokenizer, postProcessor: rest.postProcessor, ignoreMerges: rest.ignoreMerges,
+            bosToken: rest.bosToken, eosToken: rest.eosToken)
     }
 }

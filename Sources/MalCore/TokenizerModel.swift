@@ -73,8 +73,10 @@ public struct TokenizerModel: Sendable, Equatable {
     public var bosToken: String?
     public var eosToken: String?
 
-    public init(tokens: TokenTable, merges: [(Int32, Int32, Int32)], addedTokens: [AddedToken], normalizer: Normalizer?,
-                preTokenizer: PreTokenizer?, postProcessor: PostProcessor?, ignoreMerges: Bool, bosToken: String?, eosToken: String?) {
+    public init(
+        tokens: TokenTable, merges: [(Int32, Int32, Int32)], addedTokens: [AddedToken], normalizer: Normalizer?,
+        preTokenizer: PreTokenizer?, postProcessor: PostProcessor?, ignoreMerges: Bool, bosToken: String?, eosToken: String?
+    ) {
         self.tokens = tokens
         self.merges = merges
         self.addedTokens = addedTokens

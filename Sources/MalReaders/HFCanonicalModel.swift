@@ -37,8 +37,9 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
             if !inv.misshaped.isEmpty {
                 parts.append("mis-shaped: " + inv.misshaped.prefix(5).map { "\($0.name) \($0.found) (expected \($0.expected))" }.joined(separator: ", "))
             }
-            throw MalError(.unmappedTensor, "the checkpoint does not match its config (\(parts.joined(separator: "; "))); see `malconv inspect`",
-                           file: model.path, tensor: inv.unexpected.first ?? inv.missing.first ?? inv.misshaped.first?.name)
+            throw MalError(
+                .unmappedTensor, "the checkpoint does not match its config (\(parts.joined(separator: "; "))); see `malconv inspect`",
+                file: model.path, tensor: inv.unexpected.first ?? inv.missing.first ?? inv.misshaped.first?.name)
         }
         var s = model.spec
         if let d = target.dtype { s.declaredDType = d == .bf16 ? "bfloat16" : d == .f16 ? "float16" : "float32" }
@@ -92,9 +93,10 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         }
         for (copy, main) in pairs {
             guard let ci = tensors.firstIndex(where: { $0.name == copy }), tensors[ci].aliasOf == nil,
-                  let mi = tensors.firstIndex(where: { $0.name == main }),
-                  let a = origins[copy], let b = origins[main], a.layout == .identity, b.layout == .identity,
-                  a.hf.dtype == b.hf.dtype, a.hf.shape == b.hf.shape, tensors[ci].dtype == tensors[mi].dtype else { continue }
+                let mi = tensors.firstIndex(where: { $0.name == main }),
+                let a = origins[copy], let b = origins[main], a.layout == .identity, b.layout == .identity,
+                a.hf.dtype == b.hf.dtype, a.hf.shape == b.hf.shape, tensors[ci].dtype == tensors[mi].dtype
+            else { continue }
             if try sameBytes(a.hf, b.hf) { tensors[ci].aliasOf = tensors[mi].aliasOf ?? main }
         }
     }
@@ -158,31 +160,12 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
 
     /// Streaming source of the canonical tensor's bytes (cast chunk by chunk; pages dropped as
     /// they are consumed). Transposed and split tensors are materialised first.
-    public func source(_ name: String) throws -> (dtype: DType, byteCount: Int, fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void,
-                                                  release: @Sendable (Range<Int>) -> Void) {
+    public func source(_ name: String) throws -> TensorStream {
         guard let o = origins[name], let ct = tensors.first(where: { $0.name == name }) else {
             throw MalError(.notFound, "no such tensor", file: model.path, tensor: name)
         }
-        let hf = try model.checkpoint.tensor(named: o.hf.name)
         let es = o.hf.dtype.byteSize ?? 1
-        let srcStorage: TensorStorage
-        var sourceFile: MappedFile?
-        defer { withExtendedLifetime(hf) {} }
-        switch o.layout {
-        case .identity:
-            srcStorage = hf.storage
-            sourceFile = hf.storage.isZeroCopy ? model.checkpoint.files.first { $0.path == o.hf.file || $0.mapping.path == o.hf.file }?.mapping : nil
-        case .transposed:
-            srcStorage = Relayout.transposedColumns(hf.bytes, rows: o.hf.shape[0], cols: o.hf.shape[1], colStart: 0, colCount: o.hf.shape[1], elementSize: es)
-        case let .splitQKV(part, weight):
-            if weight {
-                let w = o.hf.shape[1] / 3
-                srcStorage = Relayout.transposedColumns(hf.bytes, rows: o.hf.shape[0], cols: o.hf.shape[1], colStart: part * w, colCount: w, elementSize: es)
-            } else {
-                let n = o.hf.shape[0] / 3 * es
-                srcStorage = TensorStorage(copying: UnsafeRawBufferPointer(rebasing: hf.bytes[(part * n)..<((part + 1) * n)]))
-            }
-        }
+        let (srcStorage, sourceFile) = try canonicalBytes(o)
         let from = o.hf.dtype, to = ct.dtype
         let src = SharedPointer(srcStorage.bytes)
         let keep = srcStorage
@@ -190,7 +173,7 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         let count = (elementCount(ct.shape) ?? 0)
         let byteCount = to.byteCount(elements: count) ?? 0
         let base = o.hf.fileOffset
-        let mapping = sourceFile        // MappedFile is Sendable: no wrapper
+        let mapping = sourceFile  // MappedFile is Sendable: no wrapper
         let check = checkFinite && NonFiniteScan.covered.contains(to)
         let origin = o, canonical = ct
         let fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void = { off, n, dst in
@@ -204,8 +187,9 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
                 FloatCast.cast(src.pointer.baseAddress! + e0 * es, from: from, dst, to: to, count: ne, scratch: scratch)
             }
             if check, let bad = NonFiniteScan.firstIndex(UnsafeRawPointer(dst), dtype: to, count: ne) {
-                throw HFCanonicalModel.nonFinite(element: e0 + bad, canonical: canonical, origin: origin,
-                                                 source: UnsafeRawPointer(src.pointer.baseAddress!))
+                throw HFCanonicalModel.nonFinite(
+                    element: e0 + bad, canonical: canonical, origin: origin,
+                    source: UnsafeRawPointer(src.pointer.baseAddress!))
             }
         }
         let release: @Sendable (Range<Int>) -> Void = { r in
@@ -214,7 +198,30 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
             let lo = r.lowerBound / outES * es, hi = r.upperBound / outES * es
             m.release((base + lo)..<(base + hi))
         }
-        return (to, byteCount, fill, release)
+        return TensorStream(dtype: to, byteCount: byteCount, fill: fill, release: release)
+    }
+
+    /// The HF tensor's bytes in the canonical layout (a view of the mapping for the identity, a
+    /// copy for GPT-2's transposes and q/k/v parts), and the mapped file when they are a view.
+    func canonicalBytes(_ o: Origin) throws -> (TensorStorage, MappedFile?) {
+        let hf = try model.checkpoint.tensor(named: o.hf.name)
+        let es = o.hf.dtype.byteSize ?? 1, rows = o.hf.shape.first ?? 0, cols = o.hf.shape.count > 1 ? o.hf.shape[1] : 0
+        return withExtendedLifetime(hf) {
+            switch o.layout {
+            case .identity:
+                let file = model.checkpoint.files.first { $0.path == o.hf.file || $0.mapping.path == o.hf.file }?.mapping
+                return (hf.storage, hf.storage.isZeroCopy ? file : nil)
+            case .transposed:
+                return (Relayout.transposedColumns(hf.bytes, rows: rows, cols: cols, colStart: 0, colCount: cols, elementSize: es), nil)
+            case let .splitQKV(part, weight):
+                if weight {
+                    let w = cols / 3
+                    return (Relayout.transposedColumns(hf.bytes, rows: rows, cols: cols, colStart: part * w, colCount: w, elementSize: es), nil)
+                }
+                let n = rows / 3 * es
+                return (TensorStorage(copying: UnsafeRawBufferPointer(rebasing: hf.bytes[(part * n)..<((part + 1) * n)])), nil)
+            }
+        }
     }
 
     /// The error for a NaN or infinity at canonical element `e`: the HF tensor, its file and the
@@ -223,26 +230,25 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         let hf = o.hf, es = hf.dtype.byteSize ?? 1
         let cols = ct.shape.count == 2 ? ct.shape[1] : max(ct.shape.last ?? 1, 1)
         let (r, c) = (e / cols, e % cols)
-        let srcIndex: Int                      // element index in the HF tensor
+        let srcIndex: Int  // element index in the HF tensor
         switch o.layout {
         case .identity: srcIndex = e
         case .transposed: srcIndex = c * hf.shape[1] + r
         case let .splitQKV(part, weight): srcIndex = weight ? c * hf.shape[1] + part * ct.shape[0] + r : part * ct.shape[0] + e
         }
-        var value = Float.nan                          // `source` is in the canonical layout, HF dtype
+        var value = Float.nan  // `source` is in the canonical layout, HF dtype
         try? widenToFloat32(source + e * es, dtype: hf.dtype, count: 1, into: &value)
         let position = ct.shape.count == 2 ? "row \(r), column \(c)" : "element \(e)"
-        let what = value.isFinite
+        let what =
+            value.isFinite
             ? "\(value) overflows \(ct.dtype.rawValue) in the cast"
             : "\(value.isNaN ? "NaN" : "infinity") in the checkpoint"
-        return MalError(.nonFiniteValue, "\(what) at \(position) of \(ct.name) (HF \(hf.name), element \(srcIndex))",
-                        file: hf.file, tensor: hf.name, offset: hf.fileOffset + srcIndex * es)
+        return MalError(
+            .nonFiniteValue, "\(what) at \(position) of \(ct.name) (HF \(hf.name), element \(srcIndex))",
+            file: hf.file, tensor: hf.name, offset: hf.fileOffset + srcIndex * es)
     }
 
-    public func stream(_ name: String) throws -> TensorStream? {
-        let s = try source(name)
-        return TensorStream(dtype: s.dtype, byteCount: s.byteCount, fill: s.fill, release: s.release)
-    }
+    public func stream(_ name: String) throws -> TensorStream? { try source(name) }
 
     public func load(_ name: String) throws -> Tensor {
         let s = try source(name)
@@ -255,7 +261,6 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
         return Tensor(name: name, dtype: s.dtype, shape: ct.shape, storage: storage)
     }
 }
-
 
 #if canImport(Glibc)
 import Glibc

@@ -24,9 +24,10 @@ public enum HFConfigReader {
             throw MalError(.missingField, "missing required field 'model_type' (supported: \(supported.joined(separator: ", ")))", file: file)
         }
         guard let type = typeValue.stringValue, let arch = ArchitectureRegistry.architecture(modelType: type) else {
-            throw MalError(.unknownArchitecture,
-                           "unknown model_type \(typeValue.serialized) (supported: \(supported.joined(separator: ", ")))",
-                           file: file)
+            throw MalError(
+                .unknownArchitecture,
+                "unknown model_type \(typeValue.serialized) (supported: \(supported.joined(separator: ", ")))",
+                file: file)
         }
         let spec = try arch.spec(c, modelType: type)
         if let problem = spec.firstProblem { throw MalError(.invalidField, problem, file: file) }

@@ -7,9 +7,10 @@ extension MalFile: CanonicalModel {
     public var tensors: [CanonicalTensor] {
         modelEntries.map { e in
             let quantized = e.flags & MalFormat.flagQuantized != 0
-            return CanonicalTensor(name: e.name, dtype: e.dtype, shape: e.shape, scale: quantized ? entries[Int(e.link)].name : nil,
-                                   aliasOf: e.codec == .alias ? entries[Int(e.link)].name : nil,
-                                   block: quantized ? metadata.block(of: e.name) : nil)
+            return CanonicalTensor(
+                name: e.name, dtype: e.dtype, shape: e.shape, scale: quantized ? entries[Int(e.link)].name : nil,
+                aliasOf: e.codec == .alias ? entries[Int(e.link)].name : nil,
+                block: quantized ? metadata.block(of: e.name) : nil)
         }
     }
     public func load(_ name: String) throws -> Tensor { try tensor(named: name) }

@@ -13,8 +13,10 @@ extension MalFile {
             throw MalError(.corruptStructure, "metadata spec: \(problem)", file: file, offset: offset)
         }
         if ArchitectureRegistry.architecture(modelType: m.spec.modelType) == nil {
-            throw MalError(.unknownArchitecture, "metadata spec: unknown architecture '\(m.spec.modelType)' (supported: "
-                           + "\(ArchitectureRegistry.modelTypes.joined(separator: ", ")))", file: file, offset: offset)
+            throw MalError(
+                .unknownArchitecture,
+                "metadata spec: unknown architecture '\(m.spec.modelType)' (supported: "
+                    + "\(ArchitectureRegistry.modelTypes.joined(separator: ", ")))", file: file, offset: offset)
         }
     }
 
@@ -24,9 +26,11 @@ extension MalFile {
         for e in entries where e.flags & MalFormat.flagQuantized != 0 {
             let grid = entries[Int(e.link)].shape, block = metadata.block(of: e.name)
             guard e.shape.count == 2, grid == block.scaleShape(e.shape) else {
-                throw MalError(.corruptStructure, "quantised weight of shape \(e.shape) has a scale grid \(grid), not the "
-                               + "\(e.shape.count == 2 ? "\(block.scaleShape(e.shape))" : "2-D grid") its \(block) blocks give",
-                               file: file, tensor: e.name, offset: tableOffset)
+                throw MalError(
+                    .corruptStructure,
+                    "quantised weight of shape \(e.shape) has a scale grid \(grid), not the "
+                        + "\(e.shape.count == 2 ? "\(block.scaleShape(e.shape))" : "2-D grid") its \(block) blocks give",
+                    file: file, tensor: e.name, offset: tableOffset)
             }
         }
     }
@@ -39,8 +43,9 @@ extension MalFile {
         _ = try r.u32("reserved")
         // Every record takes at least `fixedSize` bytes: bound the count before allocating.
         guard count <= r.remaining / MalFormat.Entry.fixedSize else {
-            throw MalError(.corruptStructure, "table claims \(count) tensors but has room for at most \(r.remaining / MalFormat.Entry.fixedSize)",
-                           file: file, offset: base)
+            throw MalError(
+                .corruptStructure, "table claims \(count) tensors but has room for at most \(r.remaining / MalFormat.Entry.fixedSize)",
+                file: file, offset: base)
         }
         var out: [MalFormat.Entry] = []
         out.reserveCapacity(count)
@@ -74,8 +79,9 @@ extension MalFile {
                 throw MalError(.unknownDType, "unknown dtype code \(dcode)", file: file, tensor: name, offset: at + 2)
             }
             guard let codec = MalFormat.Codec(rawValue: ccode) else {
-                throw MalError(.unsupported, "unknown codec \(ccode) (this reader knows raw, zstd, zstd+planes, alias)",
-                               file: file, tensor: name, offset: at + 3)
+                throw MalError(
+                    .unsupported, "unknown codec \(ccode) (this reader knows raw, zstd, zstd+planes, alias)",
+                    file: file, tensor: name, offset: at + 3)
             }
             guard flags & ~MalFormat.knownFlags == 0 else { throw bad("unknown tensor flags 0x\(String(flags, radix: 16))", name) }
             guard reserved == 0, reserved2 == 0 else { throw bad("reserved fields are not zero", name) }
@@ -111,9 +117,11 @@ extension MalFile {
                     let want = min(cs, bytes - i * cs)
                     let maxStored = codec == .raw ? want : MalFormat.maxStoredChunk(want)
                     guard c.storedLength > 0, Int(c.storedLength) <= maxStored, c.offset >= UInt64(MalFormat.headerSize),
-                          c.offset <= UInt64(dataEnd), UInt64(c.storedLength) <= UInt64(dataEnd) - c.offset else {
-                        throw MalError(.corruptStructure, "chunk \(i) [\(c.offset), +\(c.storedLength)) lies outside the data region or is too long",
-                                       file: file, tensor: name, offset: at)
+                        c.offset <= UInt64(dataEnd), UInt64(c.storedLength) <= UInt64(dataEnd) - c.offset
+                    else {
+                        throw MalError(
+                            .corruptStructure, "chunk \(i) [\(c.offset), +\(c.storedLength)) lies outside the data region or is too long",
+                            file: file, tensor: name, offset: at)
                     }
                     if codec == .raw {
                         guard Int(c.storedLength) == want, c.offset == chunks[0].offset + UInt64(i * cs) else {
@@ -130,8 +138,10 @@ extension MalFile {
                     throw MalError(.checksumMismatch, "tensor checksum does not match its chunk checksums", file: file, tensor: name, offset: at)
                 }
             }
-            out.append(MalFormat.Entry(name: name, dtype: dtype, codec: codec, flags: flags, shape: shape, chunkSize: chunkSize,
-                                       link: link, rawLength: rawLength, hash: hash, chunks: chunks))
+            out.append(
+                MalFormat.Entry(
+                    name: name, dtype: dtype, codec: codec, flags: flags, shape: shape, chunkSize: chunkSize,
+                    link: link, rawLength: rawLength, hash: hash, chunks: chunks))
         }
         guard r.remaining == 0 else {
             throw MalError(.corruptStructure, "\(r.remaining) unexpected bytes after the last table record", file: file, offset: base + r.position)
@@ -154,13 +164,15 @@ extension MalFile {
             let t = entries[Int(e.link)]
             if e.codec == .alias {
                 guard t.codec != .alias, t.dtype == e.dtype, t.shape == e.shape, t.hash == e.hash else {
-                    throw MalError(.corruptStructure, "alias target '\(t.name)' differs in dtype, shape or checksum",
-                                   file: file, tensor: e.name, offset: tableOffset)
+                    throw MalError(
+                        .corruptStructure, "alias target '\(t.name)' differs in dtype, shape or checksum",
+                        file: file, tensor: e.name, offset: tableOffset)
                 }
             } else {
                 guard t.codec != .alias, t.dtype.isFloatingPoint, !t.dtype.isFP8 else {
-                    throw MalError(.corruptStructure, "scale tensor '\(t.name)' is not a float tensor", file: file, tensor: e.name,
-                                   offset: tableOffset)
+                    throw MalError(
+                        .corruptStructure, "scale tensor '\(t.name)' is not a float tensor", file: file, tensor: e.name,
+                        offset: tableOffset)
                 }
             }
         }

@@ -78,8 +78,9 @@ public final class MalFile: @unchecked Sendable {
             MalError(.corruptStructure, msg, file: file, tensor: tensor, offset: off)
         }
         guard b.count >= MalFormat.headerSize else {
-            throw MalError(.headerTooSmall, "file is \(b.count) bytes, smaller than the \(MalFormat.headerSize)-byte header",
-                           file: file, offset: 0)
+            throw MalError(
+                .headerTooSmall, "file is \(b.count) bytes, smaller than the \(MalFormat.headerSize)-byte header",
+                file: file, offset: 0)
         }
         guard Array(b[0..<8]) == MalFormat.magic else {
             throw MalError(.badMagic, "not a .mal file (bad magic bytes)", file: file, offset: 0)
@@ -103,23 +104,27 @@ public final class MalFile: @unchecked Sendable {
             throw MalError(.checksumMismatch, "header checksum mismatch: the header is corrupt", file: file, offset: 88)
         }
         if h.versionMajor != MalFormat.versionMajor {
-            throw MalError(.unsupportedVersion,
-                           "format version \(h.versionMajor).\(h.versionMinor) is not supported (this reader reads \(MalFormat.versionMajor).x)",
-                           file: file, offset: 8)
+            throw MalError(
+                .unsupportedVersion,
+                "format version \(h.versionMajor).\(h.versionMinor) is not supported (this reader reads \(MalFormat.versionMajor).x)",
+                file: file, offset: 8)
         }
         if h.flags != 0 { throw MalError(.unsupportedVersion, "unknown header flags 0x\(String(h.flags, radix: 16))", file: file, offset: 12) }
         if reserved.contains(where: { $0 != 0 }) { throw corrupt("reserved header bytes are not zero", at: 72) }
         guard h.fileLength == UInt64(b.count) else {
-            throw MalError(.invalidHeaderLength, "header says the file has \(h.fileLength) bytes but it has \(b.count) (truncated or extended)",
-                           file: file, offset: 16)
+            throw MalError(
+                .invalidHeaderLength, "header says the file has \(h.fileLength) bytes but it has \(b.count) (truncated or extended)",
+                file: file, offset: 16)
         }
         // Layout: header | data | metadata | table, table ending at the end of the file.
         let size = UInt64(b.count)
         guard h.metadataOffset >= UInt64(MalFormat.headerSize), h.metadataLength <= size, h.tableLength <= size,
-              h.metadataOffset <= size - h.metadataLength, h.metadataOffset + h.metadataLength == h.tableOffset,
-              h.tableOffset <= size - h.tableLength, h.tableOffset + h.tableLength == size else {
-            throw corrupt("metadata [\(h.metadataOffset), +\(h.metadataLength)) and table [\(h.tableOffset), +\(h.tableLength)) do not tile the end of the file",
-                          at: 24)
+            h.metadataOffset <= size - h.metadataLength, h.metadataOffset + h.metadataLength == h.tableOffset,
+            h.tableOffset <= size - h.tableLength, h.tableOffset + h.tableLength == size
+        else {
+            throw corrupt(
+                "metadata [\(h.metadataOffset), +\(h.metadataLength)) and table [\(h.tableOffset), +\(h.tableLength)) do not tile the end of the file",
+                at: 24)
         }
         return h
     }

@@ -54,9 +54,11 @@ public struct MalSummary: Codable, Sendable {
         var rows: [TensorRow] = []
         for e in model {
             let stored = e.codec == .alias ? 0 : e.chunks.reduce(0) { $0 + Int($1.storedLength) }
-            rows.append(TensorRow(name: e.name, dtype: e.dtype.rawValue, shape: e.shape, codec: e.codec.description,
-                                  rawBytes: e.codec == .alias ? 0 : Int(e.rawLength), storedBytes: stored,
-                                  aliasOf: e.codec == .alias ? m.entries[Int(e.link)].name : nil))
+            rows.append(
+                TensorRow(
+                    name: e.name, dtype: e.dtype.rawValue, shape: e.shape, codec: e.codec.description,
+                    rawBytes: e.codec == .alias ? 0 : Int(e.rawLength), storedBytes: stored,
+                    aliasOf: e.codec == .alias ? m.entries[Int(e.link)].name : nil))
         }
         tensors = rows
         tensorCount = rows.count
@@ -91,7 +93,9 @@ extension SummaryText {
     public static func render(_ s: MalSummary, tensors: Bool = false) -> String {
         func ratio(_ raw: Int, _ stored: Int) -> String { stored > 0 ? "x" + String(format2(Double(raw) / Double(stored))) : "-" }
         var o = "\(s.path)\n"
-        o += "  container      MAL \(s.formatVersion), \(s.fileBytes) bytes: \(s.rawBytes) bytes of tensors stored in \(s.storedBytes) (\(ratio(s.rawBytes, s.storedBytes)))\n"
+        o +=
+            "  container      MAL \(s.formatVersion), \(s.fileBytes) bytes: \(s.rawBytes) bytes of tensors stored in \(s.storedBytes) "
+            + "(\(ratio(s.rawBytes, s.storedBytes)))\n"
         o += "  architecture   \(s.architecture)\n"
         o += specLines(s.spec)
         if let q = s.quantization {
@@ -104,7 +108,8 @@ extension SummaryText {
         o += s.scaleElements > 0 ? "; \(s.scaleElements) scale values" : ""
         o += "; \(s.tensorCount) tensors" + (s.aliases > 0 ? ", \(s.aliases) of them aliases (\(s.uniqueParameters) distinct parameters)" : "") + "\n"
         func line(_ g: MalSummary.Group) -> String {
-            "    \(g.name.padding(12))\(String(g.tensors).leftPad(6)) tensors \(String(g.rawBytes).leftPad(14)) -> \(String(g.storedBytes).leftPad(14))  \(ratio(g.rawBytes, g.storedBytes))\n"
+            "    \(g.name.padding(12))\(String(g.tensors).leftPad(6)) tensors \(String(g.rawBytes).leftPad(14)) -> "
+                + "\(String(g.storedBytes).leftPad(14))  \(ratio(g.rawBytes, g.storedBytes))\n"
         }
         o += "  by dtype       raw bytes -> stored bytes\n" + s.byDType.map(line).joined()
         o += "  by codec\n" + s.byCodec.map(line).joined()

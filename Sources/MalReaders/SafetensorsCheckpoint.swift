@@ -30,8 +30,9 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             } else {
                 let all = try listDirectory(path).filter { $0.hasSuffix(".safetensors") }.sorted()
                 guard !all.isEmpty else {
-                    throw MalError(.fileNotFound, "no model.safetensors, \(SafetensorsCheckpoint.indexName) or *.safetensors in the folder",
-                                   file: path)
+                    throw MalError(
+                        .fileNotFound, "no model.safetensors, \(SafetensorsCheckpoint.indexName) or *.safetensors in the folder",
+                        file: path)
                 }
                 let files = try all.map { try SafetensorsFile(mapping: MappedFile(path: joinPath(path, $0)), displayName: joinPath(path, $0)) }
                 try self.init(files: files, indexPath: nil)
@@ -59,8 +60,9 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
                 throw MalError(.indexInvalid, "weight_map value is not a file name: \(v.serialized)", file: indexPath, tensor: tensor)
             }
             guard !shard.isEmpty, !shard.contains("/"), shard != ".", shard != "..", !shard.contains("\0") else {
-                throw MalError(.indexInvalid, "shard name '\(shard)' is not a plain file name in the index's folder",
-                               file: indexPath, tensor: tensor)
+                throw MalError(
+                    .indexInvalid, "shard name '\(shard)' is not a plain file name in the index's folder",
+                    file: indexPath, tensor: tensor)
             }
             if !seen.insert(tensor).inserted {
                 throw MalError(.duplicateTensor, "tensor listed twice in weight_map", file: indexPath, tensor: tensor)
@@ -69,15 +71,17 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             wanted[shard]!.append(tensor)
         }
         for shard in shardOrder where !fileExists(joinPath(folder, shard)) {
-            throw MalError(.indexMissingShard, "the index names shard '\(shard)', which does not exist",
-                           file: indexPath, tensor: wanted[shard]!.first)
+            throw MalError(
+                .indexMissingShard, "the index names shard '\(shard)', which does not exist",
+                file: indexPath, tensor: wanted[shard]!.first)
         }
         let files = try shardOrder.map { try SafetensorsFile(mapping: MappedFile(path: joinPath(folder, $0)), displayName: joinPath(folder, $0)) }
         // Index → shards first, then shards → index, so the error does not depend on shard order.
         for (shard, f) in zip(shardOrder, files) {
             for t in wanted[shard]! where f.info(t) == nil {
-                throw MalError(.indexMissingTensor, "the index maps this tensor to '\(shard)', which does not contain it",
-                               file: indexPath, tensor: t)
+                throw MalError(
+                    .indexMissingTensor, "the index maps this tensor to '\(shard)', which does not contain it",
+                    file: indexPath, tensor: t)
             }
         }
         for (shard, f) in zip(shardOrder, files) {
@@ -85,8 +89,9 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
             for t in f.tensors where !listed.contains(t.name) {
                 let elsewhere = map.first(where: { $0.0 == t.name })?.1.stringValue
                 let why = elsewhere.map { "the index maps it to '\($0)'" } ?? "the index does not list it"
-                throw MalError(.indexUnlistedTensor, "tensor found in this shard but \(why)", file: f.path, tensor: t.name,
-                               offset: t.fileOffset)
+                throw MalError(
+                    .indexUnlistedTensor, "tensor found in this shard but \(why)", file: f.path, tensor: t.name,
+                    offset: t.fileOffset)
             }
         }
         try self.init(files: files, indexPath: indexPath)
@@ -100,8 +105,9 @@ public final class SafetensorsCheckpoint: @unchecked Sendable {
         for (fi, f) in files.enumerated() {
             for (ti, t) in f.tensors.enumerated() {
                 if loc[t.name] != nil {
-                    throw MalError(.duplicateTensor, "tensor appears in two files (also in \(files[loc[t.name]!.0].path))",
-                                   file: f.path, tensor: t.name, offset: t.fileOffset)
+                    throw MalError(
+                        .duplicateTensor, "tensor appears in two files (also in \(files[loc[t.name]!.0].path))",
+                        file: f.path, tensor: t.name, offset: t.fileOffset)
                 }
                 loc[t.name] = (fi, ti)
                 all.append(t)

@@ -38,13 +38,15 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         let n = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
         guard n <= UInt64(SafetensorsFile.maxHeaderSize) else {
-            throw MalError(.headerTooLarge, "header length \(n) exceeds the \(SafetensorsFile.maxHeaderSize)-byte limit",
-                           file: file, offset: 0)
+            throw MalError(
+                .headerTooLarge, "header length \(n) exceeds the \(SafetensorsFile.maxHeaderSize)-byte limit",
+                file: file, offset: 0)
         }
         let headerLen = Int(n)
         guard 8 + headerLen <= bytes.count else {
-            throw MalError(.invalidHeaderLength, "header length \(n) runs past the end of the \(bytes.count)-byte file",
-                           file: file, offset: 0)
+            throw MalError(
+                .invalidHeaderLength, "header length \(n) runs past the end of the \(bytes.count)-byte file",
+                file: file, offset: 0)
         }
         headerSize = headerLen
         let header = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + headerLen)])
@@ -60,40 +62,49 @@ public final class SafetensorsFile: @unchecked Sendable {
         ranges.reserveCapacity(parsed.entries.count)
         for e in parsed.entries {
             guard let dtype = DType(rawValue: e.dtypeName) else {
-                throw MalError(.unknownDType, "unknown dtype '\(e.dtypeName)' (known: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))",
-                               file: file, tensor: e.name, offset: e.dtypeOffset)
+                throw MalError(
+                    .unknownDType, "unknown dtype '\(e.dtypeName)' (known: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))",
+                    file: file, tensor: e.name, offset: e.dtypeOffset)
             }
             guard let count = elementCount(e.shape) else {
-                throw MalError(.shapeOverflow, "shape \(e.shape) has more elements than fit in 64 bits",
-                               file: file, tensor: e.name, offset: e.entryOffset)
+                throw MalError(
+                    .shapeOverflow, "shape \(e.shape) has more elements than fit in 64 bits",
+                    file: file, tensor: e.name, offset: e.entryOffset)
             }
             let (bits, overflow) = count.multipliedReportingOverflow(by: dtype.bitSize)
             if overflow {
-                throw MalError(.shapeOverflow, "shape \(e.shape) of \(dtype.rawValue) has a byte size that does not fit in 64 bits",
-                               file: file, tensor: e.name, offset: e.entryOffset)
+                throw MalError(
+                    .shapeOverflow, "shape \(e.shape) of \(dtype.rawValue) has a byte size that does not fit in 64 bits",
+                    file: file, tensor: e.name, offset: e.entryOffset)
             }
             if bits % 8 != 0 {
-                throw MalError(.misalignedSlice, "\(count) elements of \(dtype.bitSize)-bit \(dtype.rawValue) do not end on a byte boundary",
-                               file: file, tensor: e.name, offset: e.entryOffset)
+                throw MalError(
+                    .misalignedSlice, "\(count) elements of \(dtype.bitSize)-bit \(dtype.rawValue) do not end on a byte boundary",
+                    file: file, tensor: e.name, offset: e.entryOffset)
             }
             if e.end < e.begin {
-                throw MalError(.offsetsReversed, "data_offsets [\(e.begin), \(e.end)] end before they begin",
-                               file: file, tensor: e.name, offset: e.entryOffset)
+                throw MalError(
+                    .offsetsReversed, "data_offsets [\(e.begin), \(e.end)] end before they begin",
+                    file: file, tensor: e.name, offset: e.entryOffset)
             }
             let size = e.end - e.begin
             if size != bits / 8 {
-                throw MalError(.tensorSizeMismatch,
-                               "data_offsets span \(size) bytes but shape \(e.shape) of \(dtype.rawValue) needs \(bits / 8)",
-                               file: file, tensor: e.name, offset: e.entryOffset)
+                throw MalError(
+                    .tensorSizeMismatch,
+                    "data_offsets span \(size) bytes but shape \(e.shape) of \(dtype.rawValue) needs \(bits / 8)",
+                    file: file, tensor: e.name, offset: e.entryOffset)
             }
             if e.end > dataLength {
-                throw MalError(.offsetOutOfFile,
-                               "data_offsets [\(e.begin), \(e.end)] run past the end of the \(dataLength)-byte data section",
-                               file: file, tensor: e.name, offset: dataStart + min(e.begin, dataLength))
+                throw MalError(
+                    .offsetOutOfFile,
+                    "data_offsets [\(e.begin), \(e.end)] run past the end of the \(dataLength)-byte data section",
+                    file: file, tensor: e.name, offset: dataStart + min(e.begin, dataLength))
             }
             ranges.append((e.begin, e.end, infos.count))
-            infos.append(TensorInfo(name: e.name, dtype: dtype, shape: e.shape, byteCount: size,
-                                    fileOffset: dataStart + e.begin, file: file))
+            infos.append(
+                TensorInfo(
+                    name: e.name, dtype: dtype, shape: e.shape, byteCount: size,
+                    fileOffset: dataStart + e.begin, file: file))
         }
         ranges.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
         var expected = 0
@@ -101,22 +112,25 @@ public final class SafetensorsFile: @unchecked Sendable {
         for r in ranges {
             let name = infos[r.index].name
             if r.begin < expected {
-                throw MalError(.overlappingTensors,
-                               "data [\(r.begin), \(r.end)) overlaps tensor '\(previous ?? "?")' which ends at \(expected)",
-                               file: file, tensor: name, offset: dataStart + r.begin)
+                throw MalError(
+                    .overlappingTensors,
+                    "data [\(r.begin), \(r.end)) overlaps tensor '\(previous ?? "?")' which ends at \(expected)",
+                    file: file, tensor: name, offset: dataStart + r.begin)
             }
             if r.begin > expected {
-                throw MalError(.holeInData,
-                               "bytes [\(expected), \(r.begin)) of the data section belong to no tensor (a hole before this tensor)",
-                               file: file, tensor: name, offset: dataStart + expected)
+                throw MalError(
+                    .holeInData,
+                    "bytes [\(expected), \(r.begin)) of the data section belong to no tensor (a hole before this tensor)",
+                    file: file, tensor: name, offset: dataStart + expected)
             }
             expected = r.end
             previous = name
         }
         if expected != dataLength {
-            throw MalError(.incompleteData,
-                           "the data section has \(dataLength) bytes but the tensors cover \(expected): the file is not fully indexed",
-                           file: file, offset: dataStart + expected)
+            throw MalError(
+                .incompleteData,
+                "the data section has \(dataLength) bytes but the tensors cover \(expected): the file is not fully indexed",
+                file: file, offset: dataStart + expected)
         }
         tensors = ranges.map { infos[$0.index] }
         var map: [String: Int] = [:]

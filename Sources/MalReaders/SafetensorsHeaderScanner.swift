@@ -107,8 +107,9 @@ struct SafetensorsHeaderScanner {
         out.append(contentsOf: bytes[plainStart..<i])
         i += 1
         guard let s = String(validating: out, as: UTF8.self) else {
-            throw MalError(.invalidHeaderUTF8, "header string is not valid UTF-8", file: file, tensor: tensor,
-                           offset: base + start)
+            throw MalError(
+                .invalidHeaderUTF8, "header string is not valid UTF-8", file: file, tensor: tensor,
+                offset: base + start)
         }
         return s
     }
@@ -206,7 +207,8 @@ struct SafetensorsHeaderScanner {
     private mutating func parseMetadata() throws -> [(String, String)] {
         skipWhitespace()
         if i + 4 <= bytes.count, bytes[i] == UInt8(ascii: "n"), bytes[i + 1] == UInt8(ascii: "u"),
-           bytes[i + 2] == UInt8(ascii: "l"), bytes[i + 3] == UInt8(ascii: "l") {
+            bytes[i + 2] == UInt8(ascii: "l"), bytes[i + 3] == UInt8(ascii: "l")
+        {
             i += 4
             return []
         }
@@ -264,8 +266,9 @@ struct SafetensorsHeaderScanner {
                     let o = base + i
                     offsets = try unsignedArray(tensor: name, what: "a data offset")
                     if offsets!.count != 2 {
-                        throw MalError(.invalidHeaderJSON, "data_offsets must hold exactly [begin, end]", file: file,
-                                       tensor: name, offset: o)
+                        throw MalError(
+                            .invalidHeaderJSON, "data_offsets must hold exactly [begin, end]", file: file,
+                            tensor: name, offset: o)
                     }
                 default:
                     throw MalError(.invalidHeaderJSON, "unknown field '\(key)' in tensor entry", file: file, tensor: name, offset: at)
@@ -278,7 +281,8 @@ struct SafetensorsHeaderScanner {
                 .compactMap { $0 }.joined(separator: ", ")
             throw MalError(.invalidHeaderJSON, "tensor entry lacks \(missing)", file: file, tensor: name, offset: keyOffset)
         }
-        return Entry(name: name, dtypeName: dtype, dtypeOffset: dtypeOffset, shape: shape, begin: offsets[0],
-                     end: offsets[1], entryOffset: keyOffset)
+        return Entry(
+            name: name, dtypeName: dtype, dtypeOffset: dtypeOffset, shape: shape, begin: offsets[0],
+            end: offsets[1], entryOffset: keyOffset)
     }
 }

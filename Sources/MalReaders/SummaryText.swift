@@ -10,7 +10,9 @@ public enum SummaryText {
         o += "  files          \(s.files.joined(separator: ", "))\n"
         o += specLines(spec)
         if let q = s.quantization {
-            o += "  quantization   \(q.method) \(q.format), blocks \(q.weightBlockSize.map { "\($0[0])x\($0[1])" } ?? "?"), activations \(q.activationScheme), \(s.fp8Tensors) FP8 tensors\n"
+            o +=
+                "  quantization   \(q.method) \(q.format), blocks \(q.weightBlockSize.map { "\($0[0])x\($0[1])" } ?? "?"), "
+                + "activations \(q.activationScheme), \(s.fp8Tensors) FP8 tensors\n"
         } else if s.fp8Tensors > 0 {
             o += "  quantization   \(s.fp8Tensors) FP8 tensors (no quantization_config)\n"
         } else {
@@ -55,7 +57,9 @@ public enum SummaryText {
         o += "  positions      \(spec.positions.rawValue), max \(spec.maxPositions)\n"
         if let r = spec.rope { o += "  rope           theta \(r.theta), \(describe(r.scaling)), \(r.dimensions) dims\(r.interleaved ? " interleaved" : "")\n" }
         if let m = spec.mla {
-            o += "  mla            q_lora \(m.qLoraRank.map(String.init) ?? "none (q_proj)"), kv_lora \(m.kvLoraRank), nope \(m.qkNopeHeadDim), rope \(m.qkRopeHeadDim), v \(m.vHeadDim)\n"
+            o +=
+                "  mla            q_lora \(m.qLoraRank.map(String.init) ?? "none (q_proj)"), kv_lora \(m.kvLoraRank), "
+                + "nope \(m.qkNopeHeadDim), rope \(m.qkRopeHeadDim), v \(m.vHeadDim)\n"
         }
         if let m = spec.moe {
             o += "  moe            \(m.routedExperts) experts (ffn \(m.expertIntermediateSize)) + \(m.sharedExperts) shared, top-\(m.expertsPerToken)"

@@ -41,7 +41,7 @@ public struct TensorInventory: Sendable, Codable, Equatable {
             known.insert(scaleName)
             guard let s = byName[scaleName] else { report.missing.append(scaleName); continue }
             report.scaleTensors += 1
-            let bc = block[1] == 0 ? max(t.shape[1], 1) : block[1]   // [1, 0]: per channel
+            let bc = block[1] == 0 ? max(t.shape[1], 1) : block[1]  // [1, 0]: per channel
             let want = [(t.shape[0] + block[0] - 1) / block[0], (t.shape[1] + bc - 1) / bc]
             if s.shape != want { report.misshaped.append(.init(name: scaleName, expected: want, found: s.shape)) }
         }

@@ -129,7 +129,9 @@ struct TokenizerJSONFastPath {
                     sawModel = true
                     found = modelParts()
                     guard found != nil else { return nil }
-                } else if !skipValue() { return nil }
+                } else if !skipValue() {
+                    return nil
+                }
                 if eat(0x2C) { continue }
                 guard eat(0x7D) else { return nil }
                 break
@@ -188,7 +190,9 @@ struct TokenizerJSONFastPath {
                         i += 2
                         guard let lo = hex4(), (0xDC00...0xDFFF).contains(lo) else { return false }
                         v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
-                    } else if (0xDC00...0xDFFF).contains(v) { return false }
+                    } else if (0xDC00...0xDFFF).contains(v) {
+                        return false
+                    }
                     out.append(contentsOf: String(Unicode.Scalar(v)!).utf8)
                 default: return false
                 }

@@ -45,8 +45,10 @@ public enum TokenizerJSONReader {
 
     /// - Parameters: vocab, merges: `model.vocab` and `model.merges` when the fast path read
     ///   them (the tree then holds `{}` and `[]` there).
-    static func parse(_ json: JSONValue, config: JSONValue?, file: String, vocab fastVocab: [(String, Int)]?,
-                      merges fastMerges: MergeList?) throws -> TokenizerModel {
+    static func parse(
+        _ json: JSONValue, config: JSONValue?, file: String, vocab fastVocab: [(String, Int)]?,
+        merges fastMerges: MergeList?
+    ) throws -> TokenizerModel {
         guard let model = json["model"] else { throw MalError(.missingField, "tokenizer.json has no 'model'", file: file) }
         let type = model["type"]?.stringValue ?? "BPE"
         guard type == "BPE" else { throw fail("tokenizer model '\(type)' is not supported (supported: BPE)", file) }
@@ -55,10 +57,12 @@ public enum TokenizerJSONReader {
             if let s = model[key]?.stringValue, !s.isEmpty { throw fail("BPE \(key) '\(s)' is not supported", file) }
         }
         guard let treeVocab = model["vocab"]?.objectPairs else { throw MalError(.missingField, "model.vocab is missing", file: file) }
-        let vocab = try fastVocab ?? treeVocab.map { tok, v in
-            guard let id = v.intValue, id >= 0 else { throw MalError(.invalidField, "vocab entry '\(tok)' has no valid id", file: file) }
-            return (tok, id)
-        }
+        let vocab =
+            try fastVocab
+            ?? treeVocab.map { tok, v in
+                guard let id = v.intValue, id >= 0 else { throw MalError(.invalidField, "vocab entry '\(tok)' has no valid id", file: file) }
+                return (tok, id)
+            }
         var maxId = -1
         for (_, v) in vocab { maxId = max(maxId, v) }
         let added = try addedTokens(json, file: file)
@@ -74,7 +78,7 @@ public enum TokenizerJSONReader {
         for (tok, id) in vocab {
             keys.append(Array(tok.utf8))
             keyIds.append(Int32(id))
-            if addedContents.contains(tok) { continue }     // special tokens may sit in the vocab too
+            if addedContents.contains(tok) { continue }  // special tokens may sit in the vocab too
             guard let b = TokenizerModel.bytes(ofByteLevel: tok) else {
                 throw fail("vocab entry '\(tok)' is not in the byte-level alphabet (only byte-level BPE is supported)", file)
             }
@@ -91,10 +95,11 @@ public enum TokenizerJSONReader {
         let fromJSON = try json["post_processor"].flatMap { $0.isNull ? nil : try postProcessor($0, file: file) }
         let post = try config.flatMap { try llamaPostProcessor($0, added: added, bos: bos, eos: eos, file: file) } ?? fromJSON
         if let d = json["decoder"], !d.isNull { try checkDecoder(d, file: file) }
-        return TokenizerModel(tokens: TokenTable(tokens), merges: merges, addedTokens: added,
-                              normalizer: try json["normalizer"].flatMap { $0.isNull ? nil : try normalizer($0, file: file) },
-                              preTokenizer: try json["pre_tokenizer"].flatMap { $0.isNull ? nil : try preTokenizer($0, file: file) },
-                              postProcessor: post, ignoreMerges: model["ignore_merges"]?.boolValue ?? false, bosToken: bos, eosToken: eos)
+        return TokenizerModel(
+            tokens: TokenTable(tokens), merges: merges, addedTokens: added,
+            normalizer: try json["normalizer"].flatMap { $0.isNull ? nil : try normalizer($0, file: file) },
+            preTokenizer: try json["pre_tokenizer"].flatMap { $0.isNull ? nil : try preTokenizer($0, file: file) },
+            postProcessor: post, ignoreMerges: model["ignore_merges"]?.boolValue ?? false, bosToken: bos, eosToken: eos)
     }
 
     /// `added_tokens`, each with an id in range.
@@ -104,20 +109,24 @@ public enum TokenizerJSONReader {
                 throw MalError(.invalidField, "added token without id or content: \(a.serialized)", file: file)
             }
             guard (0..<TokenizerJSONReader.maxTokenId).contains(id) else {
-                throw MalError(.invalidField, "added token \(content.debugDescription) has id \(id), outside 0..<\(TokenizerJSONReader.maxTokenId)",
-                               file: file)
+                throw MalError(
+                    .invalidField, "added token \(content.debugDescription) has id \(id), outside 0..<\(TokenizerJSONReader.maxTokenId)",
+                    file: file)
             }
-            return .init(id: Int32(id), content: content, special: a["special"]?.boolValue ?? false, lstrip: a["lstrip"]?.boolValue ?? false,
-                         rstrip: a["rstrip"]?.boolValue ?? false, singleWord: a["single_word"]?.boolValue ?? false,
-                         normalized: a["normalized"]?.boolValue ?? false)
+            return .init(
+                id: Int32(id), content: content, special: a["special"]?.boolValue ?? false, lstrip: a["lstrip"]?.boolValue ?? false,
+                rstrip: a["rstrip"]?.boolValue ?? false, singleWord: a["single_word"]?.boolValue ?? false,
+                normalized: a["normalized"]?.boolValue ?? false)
         }
     }
 
     /// LlamaTokenizerFast's `add_bos_token` / `add_eos_token` of `tokenizer_config.json`, which
     /// transformers turns into the post-processor (overriding tokenizer.json's); nil for other
     /// tokenizer classes.
-    static func llamaPostProcessor(_ config: JSONValue, added: [TokenizerModel.AddedToken], bos: String?, eos: String?,
-                                   file: String) throws -> TokenizerModel.PostProcessor? {
+    static func llamaPostProcessor(
+        _ config: JSONValue, added: [TokenizerModel.AddedToken], bos: String?, eos: String?,
+        file: String
+    ) throws -> TokenizerModel.PostProcessor? {
         guard (config["tokenizer_class"]?.stringValue ?? "").hasPrefix("LlamaTokenizer") else { return nil }
         let addBos = config["add_bos_token"]?.boolValue ?? true, addEos = config["add_eos_token"]?.boolValue ?? false
         func id(_ s: String?) throws -> Int32 {
@@ -167,8 +176,10 @@ public enum TokenizerJSONReader {
         }
         if let i = out.bad.compactMap({ $0 }).min() {
             let (l, r) = list.pairs[i]
-            throw MalError(.invalidField, "merge \(i) (\(String(decoding: list.bytes[l], as: UTF8.self)), \(String(decoding: list.bytes[r], as: UTF8.self))) "
-                           + "uses tokens missing from the vocabulary", file: file)
+            throw MalError(
+                .invalidField,
+                "merge \(i) (\(String(decoding: list.bytes[l], as: UTF8.self)), \(String(decoding: list.bytes[r], as: UTF8.self))) "
+                    + "uses tokens missing from the vocabulary", file: file)
         }
         return out.ids[0] + out.ids[1]
     }
@@ -217,11 +228,17 @@ public enum TokenizerJSONReader {
         case "Digits": return .digits(individual: j["individual_digits"]?.boolValue ?? false)
         case "Split":
             let pattern: String, regex: Bool
-            if let r = j["pattern"]?["Regex"]?.stringValue { pattern = r; regex = true } else if let s = j["pattern"]?["String"]?.stringValue {
+            if let r = j["pattern"]?["Regex"]?.stringValue {
+                pattern = r; regex = true
+            } else if let s = j["pattern"]?["String"]?.stringValue {
                 pattern = s; regex = false
-            } else { throw MalError(.invalidField, "Split pre-tokenizer without a pattern", file: file) }
-            let names: [String: TokenizerModel.SplitBehavior] = ["Removed": .removed, "Isolated": .isolated, "MergedWithPrevious": .mergedWithPrevious,
-                                                                 "MergedWithNext": .mergedWithNext, "Contiguous": .contiguous]
+            } else {
+                throw MalError(.invalidField, "Split pre-tokenizer without a pattern", file: file)
+            }
+            let names: [String: TokenizerModel.SplitBehavior] = [
+                "Removed": .removed, "Isolated": .isolated, "MergedWithPrevious": .mergedWithPrevious,
+                "MergedWithNext": .mergedWithNext, "Contiguous": .contiguous,
+            ]
             let b = j["behavior"]?.stringValue ?? "Isolated"
             guard let behavior = names[b] else { throw fail("Split behavior '\(b)' is not supported", file) }
             return .split(pattern: pattern, regex: regex, behavior: behavior, invert: j["invert"]?.boolValue ?? false)
@@ -236,16 +253,17 @@ public enum TokenizerJSONReader {
         case "ByteLevel": return .byteLevel
         case "TemplateProcessing":
             let specials = j["special_tokens"]
-            return .template(try (j["single"]?.arrayValue ?? []).map { p in
-                if let s = p["SpecialToken"] {
-                    guard let key = s["id"]?.stringValue, let ids = specials?[key]?["ids"]?.arrayValue?.compactMap(\.intValue) else {
-                        throw MalError(.invalidField, "TemplateProcessing names unknown special token \(s.serialized)", file: file)
+            return .template(
+                try (j["single"]?.arrayValue ?? []).map { p in
+                    if let s = p["SpecialToken"] {
+                        guard let key = s["id"]?.stringValue, let ids = specials?[key]?["ids"]?.arrayValue?.compactMap(\.intValue) else {
+                            throw MalError(.invalidField, "TemplateProcessing names unknown special token \(s.serialized)", file: file)
+                        }
+                        return .special(ids.map { Int32($0) })
                     }
-                    return .special(ids.map { Int32($0) })
-                }
-                if p["Sequence"] != nil { return .sequence }
-                throw MalError(.invalidField, "TemplateProcessing piece \(p.serialized) is not understood", file: file)
-            })
+                    if p["Sequence"] != nil { return .sequence }
+                    throw MalError(.invalidField, "TemplateProcessing piece \(p.serialized) is not understood", file: file)
+                })
         default: throw fail("post-processor '\(t)' is not supported (supported: Sequence, ByteLevel, TemplateProcessing)", file)
         }
     }

@@ -87,17 +87,21 @@ public struct Sampler {
         /// The survivor at fraction `u` ∈ [0, 1) of their total weight (two passes, no copies).
         func pick(_ u: Double) -> Int {
             var total = 0.0
-            survivors { _, v in total += Double(v); return true }
+            survivors { _, v in
+                total += Double(v); return true
+            }
             let r = u * total
             var acc = 0.0, last = 0
-            survivors { i, v in acc += Double(v); last = i; return r >= acc }
+            survivors { i, v in
+                acc += Double(v); last = i; return r >= acc
+            }
             return tokenId(last)
         }
     }
 
     func filtered(_ l: [Float]) -> Filtered {
         let maxL = l.isEmpty ? 0 : mal_max_f32(l, l.count)
-        let ids = topK > 0 && topK < l.count ? Sampler.largest(topK, of: l) : nil   // heaviest first
+        let ids = topK > 0 && topK < l.count ? Sampler.largest(topK, of: l) : nil  // heaviest first
         let logits = ids.map { $0.map { l[$0] } } ?? l
         var w = [Float](repeating: 0, count: logits.count)
         w.withUnsafeMutableBufferPointer { mal_exp_scaled($0.baseAddress!, logits, logits.count, maxL, 1 / temperature) }
@@ -117,7 +121,9 @@ public struct Sampler {
     func candidates(_ l: [Float]) -> (ids: [Int], weights: [Float]) {
         let f = filtered(l)
         var ids: [Int] = [], w: [Float] = []
-        f.survivors { i, v in ids.append(f.tokenId(i)); w.append(v); return true }
+        f.survivors { i, v in
+            ids.append(f.tokenId(i)); w.append(v); return true
+        }
         return (ids, w)
     }
 
@@ -138,14 +144,14 @@ public struct Sampler {
     /// were both slower there (`Docs/PERFORMANCE.md`, sampling).
     /// Returns indices into `w`.
     static func nucleus(_ w: [Float], need: Double) -> [Int32] {
-        if w.count <= 4096 {                      // small vocabularies: a plain sort is cheaper
+        if w.count <= 4096 {  // small vocabularies: a plain sort is cheaper
             let order: [Int32] = (0..<Int32(w.count)).sorted { a, b in
                 let wa = w[Int(a)], wb = w[Int(b)]
                 return wa > wb || (wa == wb && a < b)
             }
             return Array(order.prefix(prefixLength(reaching: need, order.lazy.map { w[Int($0)] })))
         }
-        let bins = 1 << 15                        // non-negative floats: sign bit 0
+        let bins = 1 << 15  // non-negative floats: sign bit 0
         var mass = [Double](repeating: 0, count: bins)
         w.withUnsafeBufferPointer { w in
             mass.withUnsafeMutableBufferPointer { m in
@@ -177,7 +183,7 @@ public struct Sampler {
     /// Indices of the `k` largest values, largest first (ties: lower index first), with a
     /// k-element min-heap: O(n log k) instead of a full sort.
     static func largest(_ k: Int, of v: [Float]) -> [Int] {
-        var heap = BinaryHeap<Ranked>()      // its minimum is the worst value kept
+        var heap = BinaryHeap<Ranked>()  // its minimum is the worst value kept
         heap.reserveCapacity(k)
         for (i, x) in v.enumerated() {
             let r = Ranked(value: x, index: i)

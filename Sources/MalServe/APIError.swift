@@ -22,8 +22,15 @@ public struct APIError: Error, Sendable {
     static func invalid(_ param: String, _ message: String) -> APIError { APIError(.badRequest, message, param: param) }
 
     var json: JSONValue {
-        .object([("error", .object([("message", .string(message)), ("type", .string(type)),
-                                    ("param", param.map(JSONValue.string) ?? .null), ("code", code.map(JSONValue.string) ?? .null)]))])
+        .object([
+            (
+                "error",
+                .object([
+                    ("message", .string(message)), ("type", .string(type)),
+                    ("param", param.map(JSONValue.string) ?? .null), ("code", code.map(JSONValue.string) ?? .null),
+                ])
+            )
+        ])
     }
 
     var response: Response { jsonResponse(json, status: status) }
@@ -44,8 +51,12 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         if let apiKey, request.uri.path != "/health" {
             let given = request.headers[.authorization]
             guard given == "Bearer " + apiKey else {
-                return APIError(.unauthorized, given == nil ? "missing the Authorization: Bearer header (the server has an API key)"
-                                : "incorrect API key", type: "invalid_request_error", code: "invalid_api_key").response
+                return APIError(
+                    .unauthorized,
+                    given == nil
+                        ? "missing the Authorization: Bearer header (the server has an API key)"
+                        : "incorrect API key", type: "invalid_request_error", code: "invalid_api_key"
+                ).response
             }
         }
         do {

@@ -60,8 +60,11 @@ struct APIRequest: Sendable {
         }
         r.stop = try stops(f.take("stop"))
         if chat {
-            if try f.bool("logprobs") == true { r.logprobs = try f.int("top_logprobs", 0...20) ?? 0 }
-            else if f.has("top_logprobs") { throw APIError.invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true") }
+            if try f.bool("logprobs") == true {
+                r.logprobs = try f.int("top_logprobs", 0...20) ?? 0
+            } else if f.has("top_logprobs") {
+                throw APIError.invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true")
+            }
             var variables: [(String, JSONValue)] = []
             if let tools = f.take("tools"), !tools.isNull { variables.append(("tools", tools)) }
             if let kw = f.take("chat_template_kwargs"), !kw.isNull {
@@ -71,6 +74,15 @@ struct APIRequest: Sendable {
             if case .chat(let m, _) = input { r.input = .chat(messages: m, variables: variables) }
         } else {
             r.logprobs = try f.int("logprobs", 0...20)
+        }
+        try refuseUnsupported(&f, chat: chat)
+        return r
+    }
+
+    /// Fields a client may send that this server does not implement: refused with the field
+    /// named (never silently ignored), except at their neutral values.
+    fileprivate static func refuseUnsupported(_ f: inout Fields, chat: Bool) throws {
+        if !chat {
             if try f.bool("echo") == true { throw APIError.invalid("echo", "'echo' is not supported") }
             if let s = try f.string("suffix"), !s.isEmpty { throw APIError.invalid("suffix", "'suffix' is not supported") }
             if let b = try f.int("best_of", 1...), b != 1 { throw APIError.invalid("best_of", "only best_of = 1 is supported") }
@@ -85,7 +97,6 @@ struct APIRequest: Sendable {
         if let rf = f.take("response_format"), !rf.isNull, rf["type"]?.stringValue != "text" {
             throw APIError.invalid("response_format", "only response_format {\"type\": \"text\"} is supported")
         }
-        return r
     }
 
     /// A chat message: a role and a content that is a string, null, or a list of text parts
@@ -119,10 +130,13 @@ struct APIRequest: Sendable {
         case .array(let a)? where a.count == 1 && a[0].stringValue != nil: return .text(a[0].stringValue!)
         case .array(let a)? where a.count == 1 && a[0].arrayValue != nil: return try prompt(a[0])
         case .array(let a)? where !a.isEmpty && a.allSatisfy({ $0.intValue != nil }):
-            return .tokens(try a.map { v in
-                guard let i = v.intValue, let id = Int32(exactly: i), id >= 0 else { throw APIError.invalid("prompt", "token id \(v.serialized) is out of range") }
-                return id
-            })
+            return .tokens(
+                try a.map { v in
+                    guard let i = v.intValue, let id = Int32(exactly: i), id >= 0 else {
+                        throw APIError.invalid("prompt", "token id \(v.serialized) is out of range")
+                    }
+                    return id
+                })
         case nil, .null?: throw APIError.invalid("prompt", "'prompt' is required")
         default: throw APIError.invalid("prompt", "'prompt' must be a string, a list of one string, or a list of token ids (one prompt per request)")
         }

@@ -59,8 +59,10 @@ final class GenerationWorker: @unchecked Sendable {
 
     /// Queues `request`. `ready` is called once the prompt is tokenized and fits (with its token
     /// count) or with the error that refuses it; then `events` gets the answer.
-    func submit(_ request: APIRequest, cancel: Cancellation, events: AsyncStream<Event>.Continuation,
-                ready: @escaping @Sendable (Result<Int, APIError>) -> Void) {
+    func submit(
+        _ request: APIRequest, cancel: Cancellation, events: AsyncStream<Event>.Continuation,
+        ready: @escaping @Sendable (Result<Int, APIError>) -> Void
+    ) {
         lock.withLock { waiting += 1 }
         queue.async {
             defer { self.lock.withLock { self.waiting -= 1 } }
@@ -107,8 +109,9 @@ final class GenerationWorker: @unchecked Sendable {
             ids = t
         case .chat(let messages, let variables):
             do {
-                let rendered = try session.template.render(messages: messages.map(JinjaValue.init(json:)), addGenerationPrompt: true,
-                                                           variables: variables.map { ($0.0, JinjaValue(json: $0.1)) })
+                let rendered = try session.template.render(
+                    messages: messages.map(JinjaValue.init(json:)), addGenerationPrompt: true,
+                    variables: variables.map { ($0.0, JinjaValue(json: $0.1)) })
                 ids = session.tokens(forText: rendered, addSpecial: session.template.addsSpecialTokens)
                 text = rendered
             } catch let e as TemplateError {
@@ -117,15 +120,19 @@ final class GenerationWorker: @unchecked Sendable {
         }
         guard !ids.isEmpty else { throw APIError.invalid(request.inputParam, "the prompt is empty (and the tokenizer adds no BOS token)") }
         guard ids.count < contextLength else {
-            throw APIError(.badRequest, "this model's context length is \(contextLength) tokens (serve --context raises it up to the model's "
-                           + "\(session.generator.transformer.spec.maxPositions)); the prompt has \(ids.count), leaving none to generate",
-                           param: request.inputParam, code: "context_length_exceeded")
+            throw APIError(
+                .badRequest,
+                "this model's context length is \(contextLength) tokens (serve --context raises it up to the model's "
+                    + "\(session.generator.transformer.spec.maxPositions)); the prompt has \(ids.count), leaving none to generate",
+                param: request.inputParam, code: "context_length_exceeded")
         }
         return (text, ids)
     }
 
-    private func run(_ request: APIRequest, _ history: [Int32], _ cancel: Cancellation,
-                     _ events: AsyncStream<Event>.Continuation) throws -> (Summary, [Int32]) {
+    private func run(
+        _ request: APIRequest, _ history: [Int32], _ cancel: Cancellation,
+        _ events: AsyncStream<Event>.Continuation
+    ) throws -> (Summary, [Int32]) {
         var settings = request.settings
         settings.maxTokens = request.maxTokens ?? contextLength
         settings.logprobs = request.logprobs
@@ -133,9 +140,11 @@ final class GenerationWorker: @unchecked Sendable {
         let turn = try ChatSession.complete(generator, history: history, settings: settings, stop: request.stop) { id, ready in
             // One event per token when log-probabilities are asked for (its text may be empty:
             // held back as the start of a character or a stop string); else one per text piece.
-            let lp = id >= 0 && request.logprobs != nil ? generator.lastLogprob.map { lp in
-                LogprobEntry(token: tokenizer.decode([id]), logprob: lp.logprob, top: lp.top.map { (tokenizer.decode([$0.id]), $0.logprob) })
-            } : nil
+            let lp =
+                id >= 0 && request.logprobs != nil
+                ? generator.lastLogprob.map { lp in
+                    LogprobEntry(token: tokenizer.decode([id]), logprob: lp.logprob, top: lp.top.map { (tokenizer.decode([$0.id]), $0.logprob) })
+                } : nil
             if lp != nil || !ready.isEmpty { events.yield(.text(ready, logprob: lp)) }
             return !cancel.isCancelled
         }
@@ -147,8 +156,11 @@ final class GenerationWorker: @unchecked Sendable {
         case .cancelled: reason = turn.stoppedByString ? "stop" : "cancelled"
         }
         if reason == "cancelled" { lock.withLock { cancelledCount += 1 } }
-        return (Summary(promptTokens: history.count, promptTokensRun: r.promptTokens, completionTokens: r.generated.count,
-                        finishReason: reason, promptSeconds: r.promptSeconds, generationSeconds: r.generationSeconds), r.generated)
+        return (
+            Summary(
+                promptTokens: history.count, promptTokensRun: r.promptTokens, completionTokens: r.generated.count,
+                finishReason: reason, promptSeconds: r.promptSeconds, generationSeconds: r.generationSeconds), r.generated
+        )
     }
 }
 

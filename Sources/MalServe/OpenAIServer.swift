@@ -38,9 +38,12 @@ public struct OpenAIServer: Sendable {
         let router = Router()
         router.add(middleware: APIErrorMiddleware(apiKey: configuration.apiKey))
         router.get("/health") { _, _ in
-            jsonResponse(.object([("status", .string("ok")), ("model", .string(configuration.modelName)),
-                                  ("requests_in_progress", .int(Int64(worker.queued))),
-                                  ("requests_cancelled", .int(Int64(worker.cancelled)))]))
+            jsonResponse(
+                .object([
+                    ("status", .string("ok")), ("model", .string(configuration.modelName)),
+                    ("requests_in_progress", .int(Int64(worker.queued))),
+                    ("requests_cancelled", .int(Int64(worker.cancelled))),
+                ]))
         }
         router.get("/v1/models") { _, _ in
             jsonResponse(.object([("object", .string("list")), ("data", .array([modelObject]))]))
@@ -53,23 +56,29 @@ public struct OpenAIServer: Sendable {
         router.post("/v1/chat/completions") { request, _ in try await complete(request, chat: true) }
         var logger = Logger(label: "malrun.serve")
         logger.logLevel = .warning
-        let app = Application(router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port),
-                                                                   serverName: "malrun"),
-                              onServerRunning: { channel in onListening(channel.localAddress?.port ?? configuration.port) },
-                              logger: logger)
+        let app = Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: "malrun"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? configuration.port) },
+            logger: logger)
         try await app.runService()
     }
 
     private var modelObject: JSONValue {
-        .object([("id", .string(configuration.modelName)), ("object", .string("model")), ("created", .int(Int64(startTime))),
-                 ("owned_by", .string("malrun")), ("context_length", .int(Int64(worker.contextLength)))])
+        .object([
+            ("id", .string(configuration.modelName)), ("object", .string("model")), ("created", .int(Int64(startTime))),
+            ("owned_by", .string("malrun")), ("context_length", .int(Int64(worker.contextLength))),
+        ])
     }
 
     private var startTime: Int { Int(Date().timeIntervalSince1970) }
 
     private func unknownModel(_ name: String) -> APIError {
-        APIError(.notFound, "the model '\(name)' does not exist; this server serves '\(configuration.modelName)'",
-                 param: "model", code: "model_not_found")
+        APIError(
+            .notFound, "the model '\(name)' does not exist; this server serves '\(configuration.modelName)'",
+            param: "model", code: "model_not_found")
     }
 
     private func complete(_ request: Request, chat: Bool) async throws -> Response {
@@ -86,7 +95,9 @@ public struct OpenAIServer: Sendable {
             try await withCheckedThrowingContinuation { (k: CheckedContinuation<Int, Error>) in
                 worker.submit(req, cancel: cancel, events: continuation) { k.resume(with: $0.mapError { $0 as Error }) }
             }
-        } onCancel: { cancel.cancel() }
+        } onCancel: {
+            cancel.cancel()
+        }
         let shape = ResponseShape(chat: chat, model: configuration.modelName, logprobs: req.logprobs != nil)
         if req.stream { return stream(events, shape, includeUsage: req.includeUsage, cancel: cancel) }
         var text = "", logprobs: [GenerationWorker.LogprobEntry] = []
@@ -101,37 +112,43 @@ public struct OpenAIServer: Sendable {
                 case .failed(let err): throw err
                 }
             }
-        } onCancel: { cancel.cancel() }
+        } onCancel: {
+            cancel.cancel()
+        }
         guard let summary else { throw APIError(.internalServerError, "generation ended without a result (\(promptTokens) prompt tokens)") }
         return jsonResponse(shape.complete(text: text, logprobs: logprobs, summary: summary))
     }
 
     /// Server-sent events: one chunk per piece of text, the finish reason, usage if asked, `[DONE]`.
     /// A failed write (the client went away) cancels the generation.
-    private func stream(_ events: AsyncStream<GenerationWorker.Event>, _ shape: ResponseShape, includeUsage: Bool,
-                        cancel: GenerationWorker.Cancellation) -> Response {
+    private func stream(
+        _ events: AsyncStream<GenerationWorker.Event>, _ shape: ResponseShape, includeUsage: Bool,
+        cancel: GenerationWorker.Cancellation
+    ) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            func send(_ v: JSONValue) async throws { try await writer.write(ByteBuffer(string: "data: " + v.serialized + "\n\n")) }
-            do {
-                if shape.chat { try await send(shape.chunk(delta: .object([("role", .string("assistant")), ("content", .string(""))]))) }
-                for await e in events {
-                    switch e {
-                    case .text(let t, let lp): try await send(shape.chunk(text: t, logprob: lp))
-                    case .finished(let s):
-                        try await send(shape.chunk(finish: s.finishReason))
-                        if includeUsage { try await send(shape.usageChunk(s)) }
-                    case .failed(let err): try await send(err.json)
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                func send(_ v: JSONValue) async throws { try await writer.write(ByteBuffer(string: "data: " + v.serialized + "\n\n")) }
+                do {
+                    if shape.chat { try await send(shape.chunk(delta: .object([("role", .string("assistant")), ("content", .string(""))]))) }
+                    for await e in events {
+                        switch e {
+                        case .text(let t, let lp): try await send(shape.chunk(text: t, logprob: lp))
+                        case .finished(let s):
+                            try await send(shape.chunk(finish: s.finishReason))
+                            if includeUsage { try await send(shape.usageChunk(s)) }
+                        case .failed(let err): try await send(err.json)
+                        }
                     }
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    try await writer.finish(nil)
+                } catch {
+                    cancel.cancel()
+                    throw error
                 }
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
-            } catch {
-                cancel.cancel()
-                throw error
-            }
-        })
+            })
     }
 }

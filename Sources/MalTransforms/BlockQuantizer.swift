@@ -15,7 +15,8 @@ public enum BlockQuantizer {
     /// Quantises a 2-D float tensor. Returns the E4M3 bytes and the float32 scale grid.
     /// Runs one 128-row band per task on `threads` threads; memory is one float32 band per thread.
     public static func quantize(_ t: Tensor, block: BlockShape, scale: ScaleFormat, threads: Int = availableCores) throws
-        -> (q: TensorStorage, scales: TensorStorage, scaleShape: [Int]) {
+        -> (q: TensorStorage, scales: TensorStorage, scaleShape: [Int])
+    {
         guard t.shape.count == 2 else {
             throw MalError(.invalidArgument, "only 2-D weights are block-quantised, not shape \(t.shape)", tensor: t.name)
         }
@@ -46,13 +47,15 @@ public enum BlockQuantizer {
                     try widenToFloat32(raw, dtype: dtype, count: nr * cols, into: pooled!.assumingMemoryBound(to: Float.self))
                     buf = UnsafePointer(pooled!.assumingMemoryBound(to: Float.self))
                 }
-                let bad = mal_quantize_band_e4m3(qp.pointer.assumingMemoryBound(to: UInt8.self) + r0 * cols,
-                                                 sp.pointer.assumingMemoryBound(to: Float.self) + band * sshape[1],
-                                                 buf, nr, cols, bc, pow2)
+                let bad = mal_quantize_band_e4m3(
+                    qp.pointer.assumingMemoryBound(to: UInt8.self) + r0 * cols,
+                    sp.pointer.assumingMemoryBound(to: Float.self) + band * sshape[1],
+                    buf, nr, cols, bc, pow2)
                 if bad >= 0 {
                     let i = r0 * cols + bad
-                    throw MalError(.nonFiniteValue, "non-finite value \(buf[Int(bad)]) at element \(i) (row \(i / cols), column \(i % cols))",
-                                   tensor: name)
+                    throw MalError(
+                        .nonFiniteValue, "non-finite value \(buf[Int(bad)]) at element \(i) (row \(i / cols), column \(i % cols))",
+                        tensor: name)
                 }
             }
         }
@@ -68,8 +71,9 @@ public enum BlockQuantizer {
         }
         let want = block.scaleShape(q.shape)
         guard scales.shape == want, scales.dtype == .f32 else {
-            throw MalError(.invalidShape, "scale \(scales.name) is \(scales.dtype.rawValue) \(scales.shape); \(block) blocks of \(q.shape) need F32 \(want)",
-                           tensor: q.name)
+            throw MalError(
+                .invalidShape, "scale \(scales.name) is \(scales.dtype.rawValue) \(scales.shape); \(block) blocks of \(q.shape) need F32 \(want)",
+                tensor: q.name)
         }
         let rows = q.shape[0], cols = q.shape[1], bc = block.width(cols)
         let out = try TensorStorage.allocate(count: rows * cols * 4)
@@ -78,9 +82,10 @@ public enum BlockQuantizer {
         try withExtendedLifetime((q.storage, scales.storage)) {
             try parallelFor(want[0], threads: threads) { band in
                 let r0 = band * block.rows, nr = min(block.rows, rows - r0)
-                mal_dequantize_band_e4m3(op.pointer.assumingMemoryBound(to: Float.self) + r0 * cols,
-                                         qb.pointer.baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * cols,
-                                         sb.pointer.baseAddress!.assumingMemoryBound(to: Float.self) + band * want[1], nr, cols, bc)
+                mal_dequantize_band_e4m3(
+                    op.pointer.assumingMemoryBound(to: Float.self) + r0 * cols,
+                    qb.pointer.baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * cols,
+                    sb.pointer.baseAddress!.assumingMemoryBound(to: Float.self) + band * want[1], nr, cols, bc)
             }
         }
         return out

@@ -93,7 +93,9 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
             return withExtendedLifetime(f) { Array(f.bytes.bindMemory(to: Float.self)) }
         }
         var out = [Float](repeating: 0, count: t.elementCount)
-        try t.withBytes { b in try out.withUnsafeMutableBufferPointer { try widenToFloat32(b.baseAddress!, dtype: t.dtype, count: t.elementCount, into: $0.baseAddress!) } }
+        try t.withBytes { b in
+            try out.withUnsafeMutableBufferPointer { try widenToFloat32(b.baseAddress!, dtype: t.dtype, count: t.elementCount, into: $0.baseAddress!) }
+        }
         return out
     }
 
@@ -104,18 +106,18 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
         let h = spec.heads, r = mla.kvLoraRank, nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, v = mla.vHeadDim
         let H = spec.hiddenSize, qk = nope + rope
         let b = "blk.\(l)."
-        let kvb = try float32(b + "attn_kv_b.weight")           // [h·(nope+v), r]
+        let kvb = try float32(b + "attn_kv_b.weight")  // [h·(nope+v), r]
         var out: [Float]
         switch kind {
-        case "k_b":   // per head W_UKᵀ: [r, nope]
+        case "k_b":  // per head W_UKᵀ: [r, nope]
             out = [Float](repeating: 0, count: h * r * nope)
             for hd in 0..<h { for d in 0..<nope { for c in 0..<r { out[(hd * r + c) * nope + d] = kvb[(hd * (nope + v) + d) * r + c] } } }
-        case "v_b":   // per head W_UV: [v, r]
+        case "v_b":  // per head W_UV: [v, r]
             out = [Float](repeating: 0, count: h * v * r)
             for hd in 0..<h { for d in 0..<v { for c in 0..<r { out[(hd * v + d) * r + c] = kvb[(hd * (nope + v) + nope + d) * r + c] } } }
         case "q_lat", "q_rope":
             let qName = mla.qLoraRank != nil ? b + "attn_q_b.weight" : b + "attn_q.weight"
-            let wq = try float32(qName)                          // [h·qk, qIn]
+            let wq = try float32(qName)  // [h·qk, qIn]
             let qIn = wq.count / (h * qk)
             if kind == "q_rope" {
                 out = [Float](repeating: 0, count: h * rope * qIn)
@@ -135,8 +137,8 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
                     }
                 }
             }
-        default:      // o_lat: O'[:, h·r + c] = Σ_d W_O[:, h·v + d] · W_UV[h][d][c]
-            let wo = try float32(b + "attn_output.weight")     // [H, h·v]
+        default:  // o_lat: O'[:, h·r + c] = Σ_d W_O[:, h·v + d] · W_UV[h][d][c]
+            let wo = try float32(b + "attn_output.weight")  // [H, h·v]
             out = [Float](repeating: 0, count: H * h * r)
             for i in 0..<H {
                 for hd in 0..<h {

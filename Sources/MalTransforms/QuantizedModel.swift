@@ -35,7 +35,7 @@ public enum QuantizationPolicy {
 public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
     public struct Decision: Sendable, Codable {
         public var name: String
-        public var action: String      // "quantized", "kept", "already FP8"
+        public var action: String  // "quantized", "kept", "already FP8"
         public var reason: String
     }
 
@@ -46,15 +46,17 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
     public let spec: ModelSpec
     public private(set) var tensors: [CanonicalTensor] = []
     public private(set) var decisions: [Decision] = []
-    private var quantized: [String: (weight: String, shape: [Int])] = [:]   // scale name -> weight
+    private var quantized: [String: (weight: String, shape: [Int])] = [:]  // scale name -> weight
     private var cache: (name: String, q: TensorStorage, scales: TensorStorage, shape: [Int])?
 
     /// - Parameter block: the block of the weights it quantises; nil: the block of the input's FP8
     ///   weights when it has some (a file keeps one block), else DeepSeek-V3's 128×128. Weights
     ///   that are FP8 already pass through with their own block, which must then be `block`:
     ///   re-quantising them would round twice, so that is refused.
-    public init(base: CanonicalModel, block requested: BlockShape? = nil, scale: ScaleFormat = .f32, include: [String] = [],
-                exclude: [String] = [], threads: Int = availableCores) throws {
+    public init(
+        base: CanonicalModel, block requested: BlockShape? = nil, scale: ScaleFormat = .f32, include: [String] = [],
+        exclude: [String] = [], threads: Int = availableCores
+    ) throws {
         let inputBlock = base.tensors.first { $0.scale != nil }?.block
         let block = requested ?? inputBlock ?? .deepseek
         self.base = base
@@ -62,15 +64,17 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
         self.scale = scale
         self.threads = threads
         var s = base.spec
-        s.quantization = QuantizationSpec(method: "fp8", format: "e4m3", activationScheme: "dynamic",
-                                          weightBlockSize: [block.rows, block.cols], scaleFormat: scale == .ue8m0 ? "ue8m0" : nil)
+        s.quantization = QuantizationSpec(
+            method: "fp8", format: "e4m3", activationScheme: "dynamic",
+            weightBlockSize: [block.rows, block.cols], scaleFormat: scale == .ue8m0 ? "ue8m0" : nil)
         spec = s
         let names = Set(base.tensors.map(\.name))
         for t in base.tensors {
             if t.scale != nil, let own = t.block ?? inputBlock, own != block {
-                throw MalError(.invalidArgument,
-                               "is already FP8 in \(own) blocks, not the \(block) blocks asked for (--block \(block)); re-quantising would round "
-                               + "twice: leave --block out to keep the input's blocks, or dequantize first (malconv dequantize)", tensor: t.name)
+                throw MalError(
+                    .invalidArgument,
+                    "is already FP8 in \(own) blocks, not the \(block) blocks asked for (--block \(block)); re-quantising would round "
+                        + "twice: leave --block out to keep the input's blocks, or dequantize first (malconv dequantize)", tensor: t.name)
             }
             if t.scale != nil || t.dtype.isFP8 {
                 decisions.append(Decision(name: t.name, action: "already FP8", reason: "passed through untouched"))
@@ -188,8 +192,9 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
         if dtype == .f32 { return Tensor(name: name, dtype: .f32, shape: q.shape, storage: f) }
         let n = q.elementCount
         let out = try TensorStorage.allocate(count: n * 2)
-        FloatCast.cast(f.bytes.baseAddress!, from: .f32, UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!), to: .bf16, count: n,
-                       scratch: nil)
+        FloatCast.cast(
+            f.bytes.baseAddress!, from: .f32, UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!), to: .bf16, count: n,
+            scratch: nil)
         return withExtendedLifetime(f) { Tensor(name: name, dtype: .bf16, shape: q.shape, storage: out) }
     }
 }

@@ -11,15 +11,19 @@ public enum HTMLReport {
     static func f(_ x: Double, _ digits: Int = 4) -> String { x.isInfinite ? "∞" : String(format: "%.\(digits)g", x) }
 
     public static func render(reference: String, candidate: String, tensors: ModelComparison.Report, evaluation e: EvaluationReport?) -> String {
-        var rows: [(String, String)] = [("reference", esc(reference)), ("candidate", esc(candidate)),
-                                       ("tensors compared", "\(tensors.tensors.count)"),
-                                       ("total SNR (dB)", f(tensors.total.snrDB)), ("total relative RMSE", f(tensors.total.relativeRMSE)),
-                                       ("max |error|", f(tensors.total.maxAbsError))]
+        var rows: [(String, String)] = [
+            ("reference", esc(reference)), ("candidate", esc(candidate)),
+            ("tensors compared", "\(tensors.tensors.count)"),
+            ("total SNR (dB)", f(tensors.total.snrDB)), ("total relative RMSE", f(tensors.total.relativeRMSE)),
+            ("max |error|", f(tensors.total.maxAbsError)),
+        ]
         if let e {
-            rows += [("windows × length", "\(e.windows) × \(e.windowLength) (\(e.predictedTokens) predicted tokens)"),
-                     ("perplexity reference / candidate", "\(f(e.referencePerplexity, 6)) / \(f(e.candidatePerplexity, 6))"),
-                     ("KL mean / max (nats)", "\(f(e.meanKL)) / \(f(e.maxKL))"), ("top-1 agreement", f(e.top1Agreement, 6)),
-                     ("|Δlogit| max / mean", "\(f(e.maxAbsLogitDiff)) / \(f(e.meanAbsLogitDiff))")]
+            rows += [
+                ("windows × length", "\(e.windows) × \(e.windowLength) (\(e.predictedTokens) predicted tokens)"),
+                ("perplexity reference / candidate", "\(f(e.referencePerplexity, 6)) / \(f(e.candidatePerplexity, 6))"),
+                ("KL mean / max (nats)", "\(f(e.meanKL)) / \(f(e.maxKL))"), ("top-1 agreement", f(e.top1Agreement, 6)),
+                ("|Δlogit| max / mean", "\(f(e.maxAbsLogitDiff)) / \(f(e.meanAbsLogitDiff))"),
+            ]
             if e.routerDecisions > 0 { rows.append(("router decisions changed", "\(f(e.routerChanged * 100))% of \(e.routerDecisions)")) }
         }
         // Chart 1: SNR of every tensor by layer (finite values; identical tensors drawn at the top).
@@ -28,28 +32,31 @@ public enum HTMLReport {
             let layer = parts.first == "blk" && parts.count > 1 ? Double(parts[1]) ?? -1 : -1
             return (layer, t.snrDB.isInfinite ? 60 : min(t.snrDB, 60), t.name)
         }
-        let snrChart = scatter(points: points, xLabel: "layer (−1: embeddings and head)", yLabel: "SNR dB (60 = identical or better)",
-                               title: "Per-tensor SNR by layer")
+        let snrChart = scatter(
+            points: points, xLabel: "layer (−1: embeddings and head)", yLabel: "SNR dB (60 = identical or better)",
+            title: "Per-tensor SNR by layer")
         let klChart = line(values: e?.klByPosition ?? [], xLabel: "position in window", yLabel: "mean KL (nats)", title: "KL divergence per token position")
         let table = rows.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined(separator: "\n")
         return """
-        <!DOCTYPE html>
-        <html lang="en"><head><meta charset="utf-8"><title>malconv verify</title>
-        <style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
-        th{background:#f4f4f4}svg.chart{border:1px solid #ddd;margin:1em 0;display:block}</style></head>
-        <body><h1>malconv verify</h1>
-        <table>\(table)</table>
-        \(snrChart)
-        \(klChart)
-        </body></html>
-        """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><title>malconv verify</title>
+            <style>body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}
+            th{background:#f4f4f4}svg.chart{border:1px solid #ddd;margin:1em 0;display:block}</style></head>
+            <body><h1>malconv verify</h1>
+            <table>\(table)</table>
+            \(snrChart)
+            \(klChart)
+            </body></html>
+            """
     }
 
     static let W = 720.0, H = 300.0, L = 60.0, B = 40.0, T = 30.0, R = 20.0
 
     static func frame(_ title: String, _ xLabel: String, _ yLabel: String, xr: (Double, Double), yr: (Double, Double)) -> String {
         var s = "<text x=\"\(W / 2)\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">\(esc(title))</text>"
-        s += "<line x1=\"\(L)\" y1=\"\(H - B)\" x2=\"\(W - R)\" y2=\"\(H - B)\" stroke=\"#333\"/><line x1=\"\(L)\" y1=\"\(T)\" x2=\"\(L)\" y2=\"\(H - B)\" stroke=\"#333\"/>"
+        s +=
+            "<line x1=\"\(L)\" y1=\"\(H - B)\" x2=\"\(W - R)\" y2=\"\(H - B)\" stroke=\"#333\"/>"
+            + "<line x1=\"\(L)\" y1=\"\(T)\" x2=\"\(L)\" y2=\"\(H - B)\" stroke=\"#333\"/>"
         s += "<text x=\"\(W / 2)\" y=\"\(H - 6)\" text-anchor=\"middle\" font-size=\"12\">\(esc(xLabel))</text>"
         s += "<text x=\"14\" y=\"\(H / 2)\" transform=\"rotate(-90 14 \(H / 2))\" text-anchor=\"middle\" font-size=\"12\">\(esc(yLabel))</text>"
         for k in 0...4 {

@@ -38,8 +38,10 @@ public enum ModelComparison {
         public var total: TensorMetrics
     }
 
-    public static func compare(reference: CanonicalModel, candidate: CanonicalModel, threads: Int = availableCores,
-                               progress: ((Int, Int, String) -> Void)? = nil) throws -> Report {
+    public static func compare(
+        reference: CanonicalModel, candidate: CanonicalModel, threads: Int = availableCores,
+        progress: ((Int, Int, String) -> Void)? = nil
+    ) throws -> Report {
         let refScales = Set(reference.tensors.compactMap(\.scale)), candScales = Set(candidate.tensors.compactMap(\.scale))
         let refNames = reference.tensors.filter { !refScales.contains($0.name) && !$0.name.hasPrefix("aux/") }
         let candByName = Dictionary(candidate.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -53,8 +55,10 @@ public enum ModelComparison {
             let candBlock = c.block ?? .modelDefault(candidate.spec)
             let a = try floatValues(reference, r, block: r.block ?? .modelDefault(reference.spec), threads: threads)
             let (b, scales) = try floatValuesAndScales(candidate, c, block: candBlock, threads: threads)
-            out.append(metrics(name: r.name, shape: r.shape, refType: r.dtype, candType: c.dtype, a: a, b: b, scales: scales,
-                               block: candBlock))
+            out.append(
+                metrics(
+                    name: r.name, shape: r.shape, refType: r.dtype, candType: c.dtype, a: a, b: b, scales: scales,
+                    block: candBlock))
         }
         progress?(refNames.count, refNames.count, "")
         let onlyRef = refNames.map(\.name).filter { candByName[$0] == nil }
@@ -68,7 +72,8 @@ public enum ModelComparison {
 
     /// The tensor as float32 (dequantised when it has a scale) and its scale grid, if any.
     static func floatValuesAndScales(_ m: CanonicalModel, _ t: CanonicalTensor, block: BlockShape, threads: Int) throws
-        -> (values: [Float], scales: [Float]?) {
+        -> (values: [Float], scales: [Float]?)
+    {
         let x = try m.load(t.name)
         if let s = t.scale {
             let st = try m.load(s)
@@ -83,8 +88,10 @@ public enum ModelComparison {
         return (out, nil)
     }
 
-    static func metrics(name: String, shape: [Int], refType: DType, candType: DType, a: [Float], b: [Float], scales: [Float]?,
-                        block: BlockShape) -> TensorMetrics {
+    static func metrics(
+        name: String, shape: [Int], refType: DType, candType: DType, a: [Float], b: [Float], scales: [Float]?,
+        block: BlockShape
+    ) -> TensorMetrics {
         var maxErr = 0.0, see = 0.0, srr = 0.0, scc = 0.0, sab = 0.0
         var over = 0
         let cols = shape.count == 2 ? shape[1] : max(a.count, 1)
@@ -107,13 +114,14 @@ public enum ModelComparison {
         }
         let n = Double(max(a.count, 1))
         let rmse = (see / n).squareRoot()
-        return TensorMetrics(name: name, shape: shape, referenceDType: refType.rawValue, candidateDType: candType.rawValue,
-                             elements: a.count, maxAbsError: maxErr, rmse: rmse,
-                             relativeRMSE: srr > 0 ? rmse / (srr / n).squareRoot() : (see > 0 ? .infinity : 0),
-                             snrDB: see > 0 ? 10 * log10(srr / see) : .infinity,
-                             cosine: srr > 0 && scc > 0 ? sab / (srr.squareRoot() * scc.squareRoot()) : (see == 0 ? 1 : 0),
-                             overE4M3Bound: scales != nil && shape.count == 2 ? Double(over) / n : nil,
-                             sumSquaredError: see, sumSquaredReference: srr)
+        return TensorMetrics(
+            name: name, shape: shape, referenceDType: refType.rawValue, candidateDType: candType.rawValue,
+            elements: a.count, maxAbsError: maxErr, rmse: rmse,
+            relativeRMSE: srr > 0 ? rmse / (srr / n).squareRoot() : (see > 0 ? .infinity : 0),
+            snrDB: see > 0 ? 10 * log10(srr / see) : .infinity,
+            cosine: srr > 0 && scc > 0 ? sab / (srr.squareRoot() * scc.squareRoot()) : (see == 0 ? 1 : 0),
+            overE4M3Bound: scales != nil && shape.count == 2 ? Double(over) / n : nil,
+            sumSquaredError: see, sumSquaredReference: srr)
     }
 
     static func totals(_ t: [TensorMetrics]) -> TensorMetrics {
@@ -123,10 +131,11 @@ public enum ModelComparison {
         let quantised = t.filter { $0.overE4M3Bound != nil }
         let overCount = quantised.reduce(0.0) { $0 + ($1.overE4M3Bound ?? 0) * Double($1.elements) }
         let qn = quantised.reduce(0) { $0 + $1.elements }
-        return TensorMetrics(name: "TOTAL", shape: [], referenceDType: "", candidateDType: "", elements: n,
-                             maxAbsError: t.map(\.maxAbsError).max() ?? 0, rmse: rmse,
-                             relativeRMSE: srr > 0 ? (see / srr).squareRoot() : 0, snrDB: see > 0 ? 10 * log10(srr / see) : .infinity,
-                             cosine: t.isEmpty ? 1 : t.map(\.cosine).min()!, overE4M3Bound: qn > 0 ? overCount / Double(qn) : nil,
-                             sumSquaredError: see, sumSquaredReference: srr)
+        return TensorMetrics(
+            name: "TOTAL", shape: [], referenceDType: "", candidateDType: "", elements: n,
+            maxAbsError: t.map(\.maxAbsError).max() ?? 0, rmse: rmse,
+            relativeRMSE: srr > 0 ? (see / srr).squareRoot() : 0, snrDB: see > 0 ? 10 * log10(srr / see) : .infinity,
+            cosine: t.isEmpty ? 1 : t.map(\.cosine).min()!, overE4M3Bound: qn > 0 ? overCount / Double(qn) : nil,
+            sumSquaredError: see, sumSquaredReference: srr)
     }
 }

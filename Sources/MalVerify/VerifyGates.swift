@@ -27,8 +27,9 @@ public struct VerifyGates: Sendable {
             }
         }
         if !report.onlyInReference.isEmpty || !report.onlyInCandidate.isEmpty || !report.shapeMismatches.isEmpty {
-            out.append("tensors differ: \(report.onlyInReference.count) only in the reference, \(report.onlyInCandidate.count) only in the "
-                       + "candidate, \(report.shapeMismatches.count) with other shapes")
+            out.append(
+                "tensors differ: \(report.onlyInReference.count) only in the reference, \(report.onlyInCandidate.count) only in the "
+                    + "candidate, \(report.shapeMismatches.count) with other shapes")
         }
         return out
     }
@@ -37,8 +38,10 @@ public struct VerifyGates: Sendable {
 extension ModelEvaluation {
     /// Evaluates each prompt as its own window: prompts are padded (with their last token) to the
     /// longest, so no window straddles two; prompts of one token predict nothing and are skipped.
-    public static func evaluate(reference: CanonicalModel, candidate: CanonicalModel, prompts: [[Int32]], threads: Int = availableCores,
-                                progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationReport {
+    public static func evaluate(
+        reference: CanonicalModel, candidate: CanonicalModel, prompts: [[Int32]], threads: Int = availableCores,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> EvaluationReport {
         let longest = prompts.map(\.count).max() ?? 1
         var ids: [Int32] = []
         for p in prompts where p.count > 1 { ids += p + [Int32](repeating: p.last!, count: longest - p.count) }

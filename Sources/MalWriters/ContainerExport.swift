@@ -11,9 +11,11 @@ public enum ContainerExport {
         public var seconds: Double
     }
 
-    public static func write(_ model: CanonicalModel, to path: String, options: MalWriter.Options, command: String,
-                             optionValues: [String: String], quantization: MalMetadata.Quantization? = nil,
-                             progress: ((Int, Int, String) -> Void)? = nil) throws -> Summary {
+    public static func write(
+        _ model: CanonicalModel, to path: String, options: MalWriter.Options, command: String,
+        optionValues: [String: String], quantization: MalMetadata.Quantization? = nil,
+        progress: ((Int, Int, String) -> Void)? = nil
+    ) throws -> Summary {
         let start = monotonicSeconds()
         let origin = model.provenance
         let sources = try origin.recorded + hashSources(origin.unhashedFiles)
@@ -25,8 +27,9 @@ public enum ContainerExport {
                 progress?(i, all.count, t.name)
                 let flags: UInt8 = t.scale != nil ? MalFormat.flagQuantized : 0
                 if let s = try model.stream(t.name) {
-                    try writer.add(name: t.name, dtype: s.dtype, shape: t.shape,
-                                   source: ByteSource(byteCount: s.byteCount, release: s.release, fill: s.fill), flags: flags, link: t.scale)
+                    try writer.add(
+                        name: t.name, dtype: s.dtype, shape: t.shape,
+                        source: ByteSource(byteCount: s.byteCount, release: s.release, fill: s.fill), flags: flags, link: t.scale)
                 } else {
                     let tensor = try model.load(t.name)
                     try writer.add(name: t.name, dtype: tensor.dtype, shape: tensor.shape, source: .tensor(tensor), flags: flags, link: t.scale)
@@ -37,21 +40,25 @@ public enum ContainerExport {
             let aux = model.auxNames
             for name in aux.filter({ $0 != MalFormat.tokenizerBinaryName }) + aux.filter({ $0 == MalFormat.tokenizerBinaryName }) {
                 guard let bytes = try model.aux(name) else { continue }
-                try writer.add(name: MalFormat.auxPrefix + name, dtype: .u8, shape: [bytes.count], source: .bytes(bytes),
-                               codec: bytes.isEmpty ? nil : .zstd)
+                try writer.add(
+                    name: MalFormat.auxPrefix + name, dtype: .u8, shape: [bytes.count], source: .bytes(bytes),
+                    codec: bytes.isEmpty ? nil : .zstd)
             }
             progress?(all.count, all.count, "")
-            var meta = MalMetadata(spec: model.spec, hfNamePrefix: model.hfNamePrefix, quantization: quantization,
-                                   provenance: .init(converter: "malconv", converterVersion: malconvVersion, command: command,
-                                                     options: optionValues, sources: sources, droppedTensors: origin.droppedTensors))
+            var meta = MalMetadata(
+                spec: model.spec, hfNamePrefix: model.hfNamePrefix, quantization: quantization,
+                provenance: .init(
+                    converter: "malconv", converterVersion: malconvVersion, command: command,
+                    options: optionValues, sources: sources, droppedTensors: origin.droppedTensors))
             meta.blockShapes = blockExceptions(model)
             try writer.finish(metadata: meta)
         } catch {
             writer.abandon()
             throw error
         }
-        return Summary(records: writer.records, fileBytes: writer.bytesWritten, sourceBytes: sources.reduce(0) { $0 + $1.bytes },
-                       seconds: monotonicSeconds() - start)
+        return Summary(
+            records: writer.records, fileBytes: writer.bytesWritten, sourceBytes: sources.reduce(0) { $0 + $1.bytes },
+            seconds: monotonicSeconds() - start)
     }
 
     /// The quantised weights whose block is not the model's, by name (nil when there are none, so

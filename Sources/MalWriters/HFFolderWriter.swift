@@ -26,8 +26,10 @@ public enum HFFolderWriter {
         public var bytes: Int
     }
 
-    public static func write(_ model: CanonicalModel, to dir: String, maxShardBytes: Int? = nil, force: Bool = false,
-                             progress: ((Int, Int, String) -> Void)? = nil) throws -> Summary {
+    public static func write(
+        _ model: CanonicalModel, to dir: String, maxShardBytes: Int? = nil, force: Bool = false,
+        progress: ((Int, Int, String) -> Void)? = nil
+    ) throws -> Summary {
         let plan = try planTensors(model)
         try checkDestination(dir, force: force)
         let folder = try TemporaryFolder(beside: dir)
@@ -105,8 +107,9 @@ public enum HFFolderWriter {
         let cfg = try bytes.withUnsafeBytes { try JSONValue.parse($0, file: "config.json") }
         let dtypes = Set(plan.map(\.dtype).filter { FloatCast.supported.contains($0) })
         let main = dtypes.count == 1 ? HubConfig.torchName(dtypes.first!) : nil
-        return Array(HubConfig.rewrite(cfg, dtype: main ?? model.spec.declaredDType, quantization: model.spec.quantization)
-            .prettySerialized.utf8)
+        return Array(
+            HubConfig.rewrite(cfg, dtype: main ?? model.spec.declaredDType, quantization: model.spec.quantization)
+                .prettySerialized.utf8)
     }
 
     static func pad5(_ i: Int) -> String { let s = String(i); return String(repeating: "0", count: max(0, 5 - s.count)) + s }
@@ -121,7 +124,8 @@ public enum HFFolderWriter {
     /// (descending dtype alignment, then name).
     static func planTensors(_ model: CanonicalModel) throws -> [Planned] {
         if let a = model.spec.mla?.absorbed {
-            throw MalError(.unsupported, "this model's MLA weights are absorbed (\(a)); that layout has no HF tensor names. Export the model before `absorb-mla`")
+            throw MalError(
+                .unsupported, "this model's MLA weights are absorbed (\(a)); that layout has no HF tensor names. Export the model before `absorb-mla`")
         }
         let arch = try ArchitectureRegistry.architecture(of: model.spec)
         let prefix = model.hfNamePrefix
@@ -132,12 +136,16 @@ public enum HFFolderWriter {
                 throw MalError(.unmappedTensor, "no HF name for this canonical tensor", tensor: t.name)
             }
             if t.scale != nil, let b = t.block, b != .modelDefault(model.spec) {
-                throw MalError(.unsupported, "has \(b) blocks, not the model's \(BlockShape.modelDefault(model.spec)): an HF config has one "
-                               + "weight_block_size for every FP8 weight; write a .mal file (-o OUT.mal)", tensor: t.name)
+                throw MalError(
+                    .unsupported,
+                    "has \(b) blocks, not the model's \(BlockShape.modelDefault(model.spec)): an HF config has one "
+                        + "weight_block_size for every FP8 weight; write a .mal file (-o OUT.mal)", tensor: t.name)
             }
             if t.scale != nil && layout != .identity {
-                throw MalError(.unsupported, "this quantised weight is stored fused or transposed in HF checkpoints (\(hf), GPT-2's Conv1D), "
-                               + "which has no FP8 safetensors layout; write a .mal file (-o OUT.mal)", tensor: t.name)
+                throw MalError(
+                    .unsupported,
+                    "this quantised weight is stored fused or transposed in HF checkpoints (\(hf), GPT-2's Conv1D), "
+                        + "which has no FP8 safetensors layout; write a .mal file (-o OUT.mal)", tensor: t.name)
             }
             let bytes = t.byteCount ?? 0
             if var p = byHF[hf] {
@@ -159,8 +167,9 @@ public enum HFFolderWriter {
                 shape = [t.shape[1], t.shape[0]]
             case let .splitQKV(_, weight):
                 guard t.shape.count == (weight ? 2 : 1) else {
-                    throw MalError(.invalidShape, "a q/k/v \(weight ? "weight" : "bias") must have rank \(weight ? 2 : 1), found shape \(t.shape)",
-                                   tensor: t.name)
+                    throw MalError(
+                        .invalidShape, "a q/k/v \(weight ? "weight" : "bias") must have rank \(weight ? 2 : 1), found shape \(t.shape)",
+                        tensor: t.name)
                 }
                 shape = t.shape
             }
@@ -225,7 +234,9 @@ public enum HFFolderWriter {
         case let .splitQKV(_, weight):
             let parts = try t.parts.map { try model.load($0.canonical) }
             if weight {
-                let s = withExtendedLifetime(parts) { Relayout.concatTransposed(parts.map { ($0.bytes, $0.shape[0]) }, rows: parts[0].shape[1], elementSize: es) }
+                let s = withExtendedLifetime(parts) {
+                    Relayout.concatTransposed(parts.map { ($0.bytes, $0.shape[0]) }, rows: parts[0].shape[1], elementSize: es)
+                }
                 return Tensor(name: t.name, dtype: t.dtype, shape: t.shape, storage: s)
             }
             var all: [UInt8] = []

@@ -9,7 +9,8 @@ public enum HubConfig {
     /// `quantization` replaces `quantization_config` (nil removes it: a dequantised model has none).
     public static func rewrite(_ config: JSONValue, dtype: String? = nil, quantization: QuantizationSpec?) -> JSONValue {
         guard var pairs = config.objectPairs else { return config }
-        let style = ArchitectureRegistry.architecture(modelType: config["model_type"]?.stringValue ?? "")?.hubConfig
+        let style =
+            ArchitectureRegistry.architecture(modelType: config["model_type"]?.stringValue ?? "")?.hubConfig
             ?? HubConfigStyle(ropeScalingTypeKey: "rope_type")
         if let i = pairs.firstIndex(where: { $0.0 == "rope_parameters" }) {
             let params = pairs[i].1
@@ -39,8 +40,10 @@ public enum HubConfig {
         pairs.removeAll { style.derivedKeys.contains($0.0) }
         pairs.removeAll { $0.0 == "quantization_config" }
         if let q = quantization {
-            var qc: [(String, JSONValue)] = [("activation_scheme", .string(q.activationScheme)), ("fmt", .string(q.format)),
-                                             ("quant_method", .string(q.method))]
+            var qc: [(String, JSONValue)] = [
+                ("activation_scheme", .string(q.activationScheme)), ("fmt", .string(q.format)),
+                ("quant_method", .string(q.method)),
+            ]
             if let s = q.scaleFormat { qc.append(("scale_fmt", .string(s))) }
             if let b = q.weightBlockSize { qc.append(("weight_block_size", .array(b.map { .int(Int64($0)) }))) }
             pairs.append(("quantization_config", .object(qc)))

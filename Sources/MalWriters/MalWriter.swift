@@ -11,8 +11,10 @@ public struct ByteSource: @unchecked Sendable {
     public let fill: @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void
     public let release: (@Sendable (Range<Int>) -> Void)?
 
-    public init(byteCount: Int, release: (@Sendable (Range<Int>) -> Void)? = nil,
-                fill: @escaping @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void) {
+    public init(
+        byteCount: Int, release: (@Sendable (Range<Int>) -> Void)? = nil,
+        fill: @escaping @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void
+    ) {
         self.byteCount = byteCount
         self.fill = fill
         self.release = release
@@ -97,8 +99,11 @@ public final class MalWriter {
         out = try OutputFile(path: path, replace: options.replaceExisting)
         slots = max(1, options.threads) * 2
         outCapacity = MalFormat.maxStoredChunk(options.chunkSize)
-        sets = (0..<2).map { _ in BufferSet(slots: max(1, options.threads) * 2, chunk: options.chunkSize,
-                                            capacity: MalFormat.maxStoredChunk(options.chunkSize)) }
+        sets = (0..<2).map { _ in
+            BufferSet(
+                slots: max(1, options.threads) * 2, chunk: options.chunkSize,
+                capacity: MalFormat.maxStoredChunk(options.chunkSize))
+        }
         contexts = (0..<slots).map { _ in
             let c = ZSTD_createCCtx()!
             ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, options.level)
@@ -141,8 +146,10 @@ public final class MalWriter {
     /// buffer sets, the codec, the offsets) would otherwise be passed between pieces.
     /// Adds a tensor. `link` names its scale tensor when `flags` has `flagQuantized`.
     @discardableResult
-    public func add(name: String, dtype: DType, shape: [Int], source: ByteSource, flags: UInt8 = 0, link: String? = nil,
-                    codec forced: MalFormat.Codec? = nil) throws -> Int {
+    public func add(
+        name: String, dtype: DType, shape: [Int], source: ByteSource, flags: UInt8 = 0, link: String? = nil,
+        codec forced: MalFormat.Codec? = nil
+    ) throws -> Int {
         guard names.insert(name).inserted else { throw MalError(.invalidArgument, "tensor written twice", file: out.finalPath, tensor: name) }
         guard let n = elementCount(shape), let bytes = dtype.byteCount(elements: n), bytes == source.byteCount else {
             throw MalError(.invalidArgument, "shape \(shape) of \(dtype.rawValue) does not match \(source.byteCount) bytes", file: out.finalPath, tensor: name)
@@ -160,7 +167,7 @@ public final class MalWriter {
         var batchIndex = 0
         while start < chunkCount {
             let setIndex = batchIndex % 2
-            pending[setIndex].wait()          // the set's previous batch is on disk
+            pending[setIndex].wait()  // the set's previous batch is on disk
             try checkWrites()
             let set = sets[setIndex]
             let batch = min(slots, chunkCount - start)
@@ -168,7 +175,7 @@ public final class MalWriter {
             let box = LockedBox(([UInt64](repeating: 0, count: batch), [Int](repeating: 0, count: batch)))
             let compress = codec != .raw
             let planes = codec == .zstdBytePlanes ? elem : 0
-            let contexts = SharedPointer(self.contexts)     // each slot's zstd context is used by one task
+            let contexts = SharedPointer(self.contexts)  // each slot's zstd context is used by one task
             let cap = outCapacity, base = start
             try parallelFor(batch, threads: options.threads) { i in
                 let n = sizes[i]
@@ -194,7 +201,9 @@ public final class MalWriter {
                         len += r
                     }
                 }
-                box.withLock { $0.0[i] = h; $0.1[i] = len }
+                box.withLock {
+                    $0.0[i] = h; $0.1[i] = len
+                }
             }
             var (hashes, lengths) = box.withLock { $0 }
             source.release?((start * cs)..<min(bytes, (start + batch) * cs))
@@ -217,16 +226,18 @@ public final class MalWriter {
                 logicalPosition += lengths[i]
                 stored += lengths[i]
             }
-            enqueueWrite(set: setIndex, buffers: codec == .raw ? Array(set.input[0..<batch]) : Array(set.output[0..<batch]),
-                         lengths: lengths, padding: padding)
+            enqueueWrite(
+                set: setIndex, buffers: codec == .raw ? Array(set.input[0..<batch]) : Array(set.output[0..<batch]),
+                lengths: lengths, padding: padding)
             start += batch
             batchIndex += 1
         }
         drain()
         try checkWrites()
         if chunkCount == 0 { codec = .raw }
-        let entry = MalFormat.Entry(name: name, dtype: dtype, codec: codec, flags: flags, shape: shape, chunkSize: UInt32(cs),
-                                    rawLength: UInt64(bytes), hash: MalFormat.tensorHash(chunks.map(\.hash)), chunks: chunks)
+        let entry = MalFormat.Entry(
+            name: name, dtype: dtype, codec: codec, flags: flags, shape: shape, chunkSize: UInt32(cs),
+            rawLength: UInt64(bytes), hash: MalFormat.tensorHash(chunks.map(\.hash)), chunks: chunks)
         entries.append(entry)
         if let link { pendingLinks.append((entries.count - 1, link)) }
         records.append(Record(name: name, dtype: dtype, codec: codec, rawBytes: bytes, storedBytes: stored))
@@ -240,8 +251,10 @@ public final class MalWriter {
             throw MalError(.invalidArgument, "alias target '\(target)' has not been written", file: out.finalPath, tensor: name)
         }
         let e = entries[t]
-        entries.append(MalFormat.Entry(name: name, dtype: e.dtype, codec: .alias, shape: e.shape, chunkSize: 0, link: UInt32(t),
-                                       rawLength: e.rawLength, hash: e.hash, chunks: []))
+        entries.append(
+            MalFormat.Entry(
+                name: name, dtype: e.dtype, codec: .alias, shape: e.shape, chunkSize: 0, link: UInt32(t),
+                rawLength: e.rawLength, hash: e.hash, chunks: []))
         records.append(Record(name: name, dtype: e.dtype, codec: .alias, rawBytes: Int(e.rawLength), storedBytes: 0))
     }
 
@@ -280,4 +293,3 @@ public final class MalWriter {
 
     public var bytesWritten: Int { out.position }
 }
-

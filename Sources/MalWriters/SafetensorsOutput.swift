@@ -7,8 +7,14 @@ public func safetensorsHeader(_ tensors: [(name: String, dtype: DType, shape: [I
     var header: [(String, JSONValue)] = [("__metadata__", .object([("format", .string("pt"))]))]
     var offset = 0
     for t in tensors {
-        header.append((t.name, .object([("dtype", .string(t.dtype.rawValue)), ("shape", .array(t.shape.map { .int(Int64($0)) })),
-                                        ("data_offsets", .array([.int(Int64(offset)), .int(Int64(offset + t.byteCount))]))])))
+        header.append(
+            (
+                t.name,
+                .object([
+                    ("dtype", .string(t.dtype.rawValue)), ("shape", .array(t.shape.map { .int(Int64($0)) })),
+                    ("data_offsets", .array([.int(Int64(offset)), .int(Int64(offset + t.byteCount))])),
+                ])
+            ))
         offset += t.byteCount
     }
     var text = Array(JSONValue.object(header).serialized.utf8)

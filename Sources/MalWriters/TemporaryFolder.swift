@@ -39,9 +39,11 @@ final class TemporaryFolder {
         } else {
             guard mal_rename_noreplace(path, dir) == 0 else {
                 let e = errno
-                throw MalError(e == EEXIST ? .invalidArgument : .ioError,
-                               e == EEXIST ? "output appeared while writing (use --force to replace it)"
-                                           : "cannot rename into place: \(String(cString: strerror(e)))", file: dir)
+                throw MalError(
+                    e == EEXIST ? .invalidArgument : .ioError,
+                    e == EEXIST
+                        ? "output appeared while writing (use --force to replace it)"
+                        : "cannot rename into place: \(String(cString: strerror(e)))", file: dir)
             }
             mal_unregister_temp(path)
         }

@@ -66,9 +66,10 @@ struct CheckCommand: ParsableCommand {
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try enc.encode(result), as: UTF8.self))
         } else if result.ok {
-            print("\(file): ok (\(result.tensors) tensors, \(result.chunks) chunks, \(result.bytes) bytes, all checksums match; "
-                  + "decoded \(result.decodedBytes) bytes in \(String(format: "%.3f", result.seconds)) s = "
-                  + "\(String(format: "%.2f", Double(result.decodedBytes) / max(result.seconds, 1e-9) / 1e9)) GB/s on \(threads) threads)")
+            print(
+                "\(file): ok (\(result.tensors) tensors, \(result.chunks) chunks, \(result.bytes) bytes, all checksums match; "
+                    + "decoded \(result.decodedBytes) bytes in \(String(format: "%.3f", result.seconds)) s = "
+                    + "\(String(format: "%.2f", Double(result.decodedBytes) / max(result.seconds, 1e-9) / 1e9)) GB/s on \(threads) threads)")
         } else {
             printError("error: \(result.error ?? "")")
         }

@@ -11,12 +11,12 @@ struct ConvertCommand: ParsableCommand {
         commandName: "convert",
         abstract: "Convert an HF checkpoint to a .mal container (or an HF folder), streaming tensor by tensor.",
         discussion: """
-        IN is a model folder, a .safetensors file or a shard index (config.json beside it). Tensors are renamed \
-        to the canonical scheme (Formats/NAMES.md), compressed with zstd in 1 MiB chunks (byte planes for 16/32-bit \
-        floats) on all cores, and written to a temporary file renamed into place at the end. Nothing is left \
-        behind on failure or Ctrl-C; the input is never overwritten. A NaN or infinity, in the checkpoint or made \
-        by the cast (F16 overflows beyond 65504), stops the conversion with its tensor and file offset.
-        """)
+            IN is a model folder, a .safetensors file or a shard index (config.json beside it). Tensors are renamed \
+            to the canonical scheme (Formats/NAMES.md), compressed with zstd in 1 MiB chunks (byte planes for 16/32-bit \
+            floats) on all cores, and written to a temporary file renamed into place at the end. Nothing is left \
+            behind on failure or Ctrl-C; the input is never overwritten. A NaN or infinity, in the checkpoint or made \
+            by the cast (F16 overflows beyond 65504), stops the conversion with its tensor and file offset.
+            """)
 
     @Argument(help: "HF model folder, .safetensors file or shard index.")
     var input: String
@@ -31,7 +31,6 @@ struct ConvertCommand: ParsableCommand {
 
     @Option(help: "Threads (default: all cores).")
     var threads: Int = availableCores
-
 
     @Flag(help: "Carry NaN and infinite values over instead of stopping at the first one.")
     var allowNonfinite = false
@@ -53,10 +52,11 @@ struct ConvertCommand: ParsableCommand {
             let canon = try HFCanonicalModel(model: model, target: dtype)
             canon.checkFinite = !allowNonfinite
             let (written, extra) = MTPOption.apply(dropMtp, to: canon, json: json)
-            try ModelIO.write(written, output: out.output, to: out.to, inputs: [input] + model.checkpoint.files.map(\.path),
-                              command: "convert", options: ["dtype": dtype.rawValue, "level": String(level), "drop-mtp": String(dropMtp)],
-                              level: Int32(level), threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json,
-                              extra: extra)
+            try ModelIO.write(
+                written, output: out.output, to: out.to, inputs: [input] + model.checkpoint.files.map(\.path),
+                command: "convert", options: ["dtype": dtype.rawValue, "level": String(level), "drop-mtp": String(dropMtp)],
+                level: Int32(level), threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json,
+                extra: extra)
         }
     }
 }

@@ -10,16 +10,15 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Export a .mal container back to an HF model folder (transformers and safetensors load it).",
         discussion: """
-        Writes config.json in the Hub key style, model.safetensors (or shards with an index when --max-shard-size \
-        is given) with HF tensor names, and the tokenizer files stored in the container. A lossless conversion \
-        exports byte-identical tensors.
-        """)
+            Writes config.json in the Hub key style, model.safetensors (or shards with an index when --max-shard-size \
+            is given) with HF tensor names, and the tokenizer files stored in the container. A lossless conversion \
+            exports byte-identical tensors.
+            """)
 
     @Argument(help: "A .mal file.")
     var input: String
 
     @OptionGroup var out: WriteOptions
-
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
@@ -28,8 +27,9 @@ struct ExportCommand: ParsableCommand {
         try runReporting {
             let mal = try MalFile(path: input)
             do {
-                try ModelIO.write(mal, output: out.output, to: out.to, inputs: [input], command: "export", options: [:],
-                                  quantization: mal.metadata.quantization, maxShardSize: out.maxShardSize, force: out.force, json: json)
+                try ModelIO.write(
+                    mal, output: out.output, to: out.to, inputs: [input], command: "export", options: [:],
+                    quantization: mal.metadata.quantization, maxShardSize: out.maxShardSize, force: out.force, json: json)
             } catch let e as MalError where e.tensor != nil && e.file == nil { throw e.inFile(input) }
         }
     }

@@ -9,10 +9,10 @@ struct InspectCommand: ParsableCommand {
         commandName: "inspect",
         abstract: "Show a checkpoint's architecture, hyper-parameters, tensors and problems.",
         discussion: """
-        PATH is a model folder, a .safetensors file or a model.safetensors.index.json (config.json is read \
-        from the same folder), or a .mal file (its spec, per-dtype and per-codec sizes, provenance). Exits \
-        with 1 when the file is malformed, 2 when tensors are missing, unexpected or mis-shaped.
-        """)
+            PATH is a model folder, a .safetensors file or a model.safetensors.index.json (config.json is read \
+            from the same folder), or a .mal file (its spec, per-dtype and per-codec sizes, provenance). Exits \
+            with 1 when the file is malformed, 2 when tensors are missing, unexpected or mis-shaped.
+            """)
 
     @Argument(help: "Model folder, .safetensors file, shard index or .mal file.")
     var path: String

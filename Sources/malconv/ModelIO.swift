@@ -16,10 +16,12 @@ enum ModelIO {
 
     /// Writes `model` to `output` following the output convention (`.mal` → container, else HF
     /// folder; `--to` overrides). Prints the summary.
-    static func write(_ model: CanonicalModel, output: String, to: OutputFormat?, inputs: [String], command: String,
-                      options: [String: String], quantization: MalMetadata.Quantization? = nil, level: Int32 = 1,
-                      threads: Int = availableCores, maxShardSize: ByteCount? = nil, force: Bool = false, json: Bool = false,
-                      extra: [String: Any] = [:]) throws {
+    static func write(
+        _ model: CanonicalModel, output: String, to: OutputFormat?, inputs: [String], command: String,
+        options: [String: String], quantization: MalMetadata.Quantization? = nil, level: Int32 = 1,
+        threads: Int = availableCores, maxShardSize: ByteCount? = nil, force: Bool = false, json: Bool = false,
+        extra: [String: Any] = [:]
+    ) throws {
         try refuseOverwritingInput(output: output, inputs: inputs)
         let progress = Progress(command)
         switch OutputFormat.resolve(path: output, explicit: to) {
@@ -28,13 +30,15 @@ enum ModelIO {
             opts.level = level
             opts.threads = threads
             opts.replaceExisting = force
-            let s = try ContainerExport.write(model, to: output, options: opts, command: command, optionValues: options,
-                                              quantization: quantization, progress: progress.update)
+            let s = try ContainerExport.write(
+                model, to: output, options: opts, command: command, optionValues: options,
+                quantization: quantization, progress: progress.update)
             Report.container(s, path: output, json: json, extra: extra)
         case .safetensors:
             let start = monotonicSeconds()
-            let s = try HFFolderWriter.write(model, to: output, maxShardBytes: maxShardSize?.bytes, force: force,
-                                             progress: progress.update)
+            let s = try HFFolderWriter.write(
+                model, to: output, maxShardBytes: maxShardSize?.bytes, force: force,
+                progress: progress.update)
             Report.folder(s, path: output, seconds: monotonicSeconds() - start, json: json, extra: extra)
         }
     }
@@ -47,8 +51,10 @@ enum MTPOption {
         guard drop else { return (model, [:]) }
         let w = WithoutMTP(base: model)
         if !json {
-            printError(w.droppedTensors == 0 ? "--drop-mtp: the model has no multi-token-prediction layer; nothing left out"
-                       : "left out the multi-token-prediction layer: \(w.droppedTensors) tensors, \(w.droppedBytes) bytes")
+            printError(
+                w.droppedTensors == 0
+                    ? "--drop-mtp: the model has no multi-token-prediction layer; nothing left out"
+                    : "left out the multi-token-prediction layer: \(w.droppedTensors) tensors, \(w.droppedBytes) bytes")
         }
         return (w, ["dropped_mtp": ["tensors": w.droppedTensors, "bytes": w.droppedBytes]])
     }

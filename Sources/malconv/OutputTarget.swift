@@ -13,8 +13,10 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 /// Parses sizes such as `5GB`, `500MB`, `2GiB` or a plain byte count.
 func parseSize(_ s: String) throws -> Int {
-    let units: [(String, Int)] = [("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000),
-                                  ("KB", 1000), ("B", 1)]
+    let units: [(String, Int)] = [
+        ("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000),
+        ("KB", 1000), ("B", 1),
+    ]
     let u = s.uppercased()
     for (suffix, mult) in units where u.hasSuffix(suffix) {
         if let v = Double(u.dropLast(suffix.count)), v > 0 { return Int(v * Double(mult)) }

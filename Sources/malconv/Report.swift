@@ -25,8 +25,9 @@ enum Report {
             print(String(decoding: try! JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
             return
         }
-        print("wrote \(path): \(s.records.count) tensors, \(s.fileBytes) bytes (source \(s.sourceBytes) bytes) in \(fmt(s.seconds)) s, "
-              + "\(fmt(Double(s.sourceBytes) / max(s.seconds, 1e-9) / 1e6)) MB/s")
+        print(
+            "wrote \(path): \(s.records.count) tensors, \(s.fileBytes) bytes (source \(s.sourceBytes) bytes) in \(fmt(s.seconds)) s, "
+                + "\(fmt(Double(s.sourceBytes) / max(s.seconds, 1e-9) / 1e6)) MB/s")
         for (d, v) in byDType.sorted(by: { $0.key < $1.key }) {
             print("  \(d): \(v.n) tensors, \(v.raw) -> \(v.stored) bytes (x\(fmt(Double(v.raw) / Double(max(v.stored, 1)))))")
         }

@@ -14,13 +14,13 @@ struct VerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Compare two models tensor by tensor: max abs error, RMSE, relative RMSE, SNR, cosine, E4M3-bound violations.",
         discussion: """
-        A and B are .mal files or HF folders of the same architecture. Tensors are matched by canonical name; \
-        block-quantised tensors are dequantised (float32(q) x scale_inv) first. With --text (or --prompts) both models \
-        also run through malrun on that text (tokenised once with the reference's tokenizer, windows of 256 tokens, \
-        each from scratch, as the samples' README computes perplexity): perplexity of each, mean and max KL divergence \
-        of the candidate's next-token distribution from the reference's, top-1 agreement, max and mean |Δlogit|, and \
-        for MoE models the share of changed router decisions. Exit 1 when a threshold is crossed or tensors differ.
-        """)
+            A and B are .mal files or HF folders of the same architecture. Tensors are matched by canonical name; \
+            block-quantised tensors are dequantised (float32(q) x scale_inv) first. With --text (or --prompts) both models \
+            also run through malrun on that text (tokenised once with the reference's tokenizer, windows of 256 tokens, \
+            each from scratch, as the samples' README computes perplexity): perplexity of each, mean and max KL divergence \
+            of the candidate's next-token distribution from the reference's, top-1 agreement, max and mean |Δlogit|, and \
+            for MoE models the share of changed router decisions. Exit 1 when a threshold is crossed or tensors differ.
+            """)
 
     @Argument(help: "Reference model (.mal or HF folder).")
     var reference: String
@@ -98,13 +98,15 @@ struct VerifyCommand: ParsableCommand {
                 if let text {
                     guard let data = FileManager.default.contents(atPath: text) else { throw MalError(.fileNotFound, "cannot read", file: text) }
                     let ids = tok.encode(String(decoding: data, as: UTF8.self), addSpecial: true)
-                    evaluation = try ModelEvaluation.evaluate(reference: a, candidate: b, ids: ids, window: window, threads: threads,
-                                                              maxWindows: maxWindows, progress: { evalProgress.update($0, $1, "") })
+                    evaluation = try ModelEvaluation.evaluate(
+                        reference: a, candidate: b, ids: ids, window: window, threads: threads,
+                        maxWindows: maxWindows, progress: { evalProgress.update($0, $1, "") })
                 } else if let prompts {
                     guard let data = FileManager.default.contents(atPath: prompts) else { throw MalError(.fileNotFound, "cannot read", file: prompts) }
                     let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map { tok.encode(String($0), addSpecial: true) }
-                    evaluation = try ModelEvaluation.evaluate(reference: a, candidate: b, prompts: lines, threads: threads,
-                                                              progress: { evalProgress.update($0, $1, "") })
+                    evaluation = try ModelEvaluation.evaluate(
+                        reference: a, candidate: b, prompts: lines, threads: threads,
+                        progress: { evalProgress.update($0, $1, "") })
                 }
             }
             if let reportDir {
@@ -122,12 +124,16 @@ struct VerifyCommand: ParsableCommand {
         } else {
             print(render(report))
             if let e = evaluation {
-                print(String(format: "model: %d windows of %d tokens, %d predicted | perplexity %.3f (reference) vs %.3f (candidate), %+.3f%%",
-                             e.windows, e.windowLength, e.predictedTokens, e.referencePerplexity, e.candidatePerplexity,
-                             (e.candidatePerplexity / e.referencePerplexity - 1) * 100))
-                print(String(format: "       KL mean %.3g max %.3g nats | top-1 agreement %.4f | |Δlogit| max %.4g mean %.3g%@", e.meanKL, e.maxKL,
-                             e.top1Agreement, e.maxAbsLogitDiff, e.meanAbsLogitDiff,
-                             e.routerDecisions > 0 ? String(format: " | router decisions changed %.4f%% of %d", e.routerChanged * 100, e.routerDecisions) : ""))
+                print(
+                    String(
+                        format: "model: %d windows of %d tokens, %d predicted | perplexity %.3f (reference) vs %.3f (candidate), %+.3f%%",
+                        e.windows, e.windowLength, e.predictedTokens, e.referencePerplexity, e.candidatePerplexity,
+                        (e.candidatePerplexity / e.referencePerplexity - 1) * 100))
+                print(
+                    String(
+                        format: "       KL mean %.3g max %.3g nats | top-1 agreement %.4f | |Δlogit| max %.4g mean %.3g%@", e.meanKL, e.maxKL,
+                        e.top1Agreement, e.maxAbsLogitDiff, e.meanAbsLogitDiff,
+                        e.routerDecisions > 0 ? String(format: " | router decisions changed %.4f%% of %d", e.routerChanged * 100, e.routerDecisions) : ""))
             }
         }
         let failures = VerifyGates(maxRelativeRMSE: maxRelRmse, maxMeanKL: maxKl, minTop1Agreement: minTop1).failures(report, evaluation)
@@ -141,13 +147,16 @@ struct VerifyCommand: ParsableCommand {
         func f(_ x: Double, _ d: Int = 3) -> String { x.isInfinite ? "inf" : String(format: "%.\(d)g", x) }
         var rows = r.tensors.sorted { $0.snrDB < $1.snrDB }
         if !all { rows = Array(rows.prefix(20)) }
-        var o = "tensor".padding(toLength: 44, withPad: " ", startingAt: 0)
+        var o =
+            "tensor".padding(toLength: 44, withPad: " ", startingAt: 0)
             + "dtypes            max|err|    RMSE     relRMSE  SNR dB   cosine     >E4M3 bound\n"
         for m in rows + [r.total] {
             let name = m.name.count > 43 ? String(m.name.prefix(40)) + "..." : m.name
             o += name.padding(toLength: 44, withPad: " ", startingAt: 0)
             o += "\(m.referenceDType)->\(m.candidateDType)".padding(toLength: 16, withPad: " ", startingAt: 0)
-            o += "  " + [f(m.maxAbsError), f(m.rmse), f(m.relativeRMSE), f(m.snrDB, 4), f(m.cosine, 6)]
+            o +=
+                "  "
+                + [f(m.maxAbsError), f(m.rmse), f(m.relativeRMSE), f(m.snrDB, 4), f(m.cosine, 6)]
                 .map { $0.padding(toLength: 9, withPad: " ", startingAt: 0) }.joined(separator: " ")
             o += "  " + (m.overE4M3Bound.map { String(format: "%.4f%%", $0 * 100) } ?? "-") + "\n"
         }

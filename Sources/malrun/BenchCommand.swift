@@ -31,7 +31,11 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print a JSON list of records with llama-bench's field names.")
     var json = false
 
-    @Option(help: "mtp: also measure generation with MTP drafting (greedy, from a 16-token random prompt) beside the same without, and the cost of verifying k + 1 tokens in one step against one.")
+    @Option(
+        help:
+            ArgumentHelp(
+                "mtp: also measure generation with MTP drafting (greedy, from a 16-token random prompt) beside the same without, "
+                    + "and the cost of verifying k + 1 tokens in one step against one."))
     var speculative: SpeculativeMode?
 
     @Option(help: "With --speculative mtp: drafts per step.")
@@ -42,7 +46,9 @@ struct BenchCommand: ParsableCommand {
         guard d >= 0 else { throw ValidationError("-d must be >= 0") }
         guard p + n > 0 else { throw ValidationError("-p 0 and -n 0 leave nothing to measure") }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
-        guard (1...3).contains(draft) else { throw ValidationError("--draft must be in 1...3 (a verify step of up to 4 tokens keeps the one-token kernels, so the output is exact)") }
+        guard (1...3).contains(draft) else {
+            throw ValidationError("--draft must be in 1...3 (a verify step of up to 4 tokens keeps the one-token kernels, so the output is exact)")
+        }
         if speculative != nil && n == 0 { throw ValidationError("--speculative measures generation: give -n > 0") }
     }
 
@@ -94,38 +100,45 @@ struct BenchCommand: ParsableCommand {
     /// The tests asked for, as llama-bench records.
     func measure() throws -> [Record] {
         let model = try ModelLoader.open(options.model)
-        let tr = try options.transformer(model, context: max(d + max(p, n), 1) + (speculative == nil ? 0 : 16 + draft + 1),
-                                         mtp: speculative == .mtp)
+        let tr = try options.transformer(
+            model, context: max(d + max(p, n), 1) + (speculative == nil ? 0 : 16 + draft + 1),
+            mtp: speculative == .mtp)
         guard d + max(p, n) <= tr.contextLength else {
             throw MalError(.invalidArgument, "-d \(d) plus the longest test (\(max(p, n)) tokens) exceed the context length \(tr.contextLength)")
         }
-        var rng = SplitMix64(seed: seed)    // seeded: a run is reproducible
+        var rng = SplitMix64(seed: seed)  // seeded: a run is reproducible
         let types = Set(model.weightTensors.filter { $0.shape.count == 2 }.map(\.dtype.rawValue)).sorted()
         let startTime = ISO8601DateFormatter().string(from: Date()), cpuInfo = Self.cpuModelName()
         func record(_ s: ThroughputSamples, prompt: Int, gen: Int, depth: Int) -> Record {
-            Record(test_time: startTime, cpu_info: cpuInfo, model_filename: options.model,
-                   model_type: "\(model.spec.modelType) \(types.joined(separator: "+"))", model_size: model.weightBytes,
-                   model_n_params: model.parameterCount ?? 0, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: depth,
-                   n_prompt: prompt, n_gen: gen, avg_ns: s.meanNanoseconds, stddev_ns: s.deviationNanoseconds, avg_ts: s.mean,
-                   stddev_ts: s.standardDeviation, samples_ns: s.nanoseconds, samples_ts: s.tokensPerSecond,
-                   weight_bytes_per_token: tr.weightBytesPerToken)
+            Record(
+                test_time: startTime, cpu_info: cpuInfo, model_filename: options.model,
+                model_type: "\(model.spec.modelType) \(types.joined(separator: "+"))", model_size: model.weightBytes,
+                model_n_params: model.parameterCount ?? 0, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: depth,
+                n_prompt: prompt, n_gen: gen, avg_ns: s.meanNanoseconds, stddev_ns: s.deviationNanoseconds, avg_ts: s.mean,
+                stddev_ts: s.standardDeviation, samples_ns: s.nanoseconds, samples_ts: s.tokensPerSecond,
+                weight_bytes_per_token: tr.weightBytesPerToken)
         }
         var records: [Record] = []
         if p > 0 {
-            records.append(record(try Throughput.measure(tr, prompt: p, generate: 0, depth: d, repetitions: repetitions, random: &rng),
-                                  prompt: p, gen: 0, depth: d))
+            records.append(
+                record(
+                    try Throughput.measure(tr, prompt: p, generate: 0, depth: d, repetitions: repetitions, random: &rng),
+                    prompt: p, gen: 0, depth: d))
         }
         if n > 0 {
-            records.append(record(try Throughput.measure(tr, prompt: 0, generate: n, depth: d, repetitions: repetitions, random: &rng),
-                                  prompt: 0, gen: n, depth: d))
+            records.append(
+                record(
+                    try Throughput.measure(tr, prompt: 0, generate: n, depth: d, repetitions: repetitions, random: &rng),
+                    prompt: 0, gen: n, depth: d))
         }
         guard speculative == .mtp else { return records }
-        let tok = try? TokenizerLoader.load(options.model)     // random-weight models have none
+        let tok = try? TokenizerLoader.load(options.model)  // random-weight models have none
         let prompt = (0..<16).map { _ in Int32.random(in: 0..<Int32(model.spec.vocabSize), using: &rng) }
         let ratio = try Throughput.verifyStepRatio(tr, k: draft, repetitions: max(repetitions, 5) * 4)
         for k in [0, draft] {
-            let r = try Throughput.speculativeGeneration(tr, tokenizer: tok, path: options.model, prompt: prompt, n: n, drafts: k,
-                                                         repetitions: repetitions)
+            let r = try Throughput.speculativeGeneration(
+                tr, tokenizer: tok, path: options.model, prompt: prompt, n: n, drafts: k,
+                repetitions: repetitions)
             var rec = record(r.samples, prompt: 0, gen: n, depth: 16)
             rec.speculative = "mtp"
             rec.n_draft = k
@@ -144,13 +157,19 @@ struct BenchCommand: ParsableCommand {
         for r in records {
             var test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
             if let k = r.n_draft {
-                test += k == 0 ? " greedy, no drafts" : String(format: " greedy, mtp x%d: %.1f%% accepted, %.2f tok/step, verify %d+1 = %.2fx a 1-token step",
-                                                               k, 100 * (r.draft_acceptance ?? 0), r.tokens_per_main_step ?? 0, k, r.verify_step_ratio ?? 0)
+                test +=
+                    k == 0
+                    ? " greedy, no drafts"
+                    : String(
+                        format: " greedy, mtp x%d: %.1f%% accepted, %.2f tok/step, verify %d+1 = %.2fx a 1-token step",
+                        k, 100 * (r.draft_acceptance ?? 0), r.tokens_per_main_step ?? 0, k, r.verify_step_ratio ?? 0)
             }
             let read = r.n_prompt > 0 ? "-" : String(format: "%.1f GB/s", r.avg_ts * Double(r.weight_bytes_per_token) / 1e9)
-            print(String(format: "| %@ | %.2f MiB | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
-                         Double(r.weight_bytes_per_token) / 1048576,
-                         Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))
+            print(
+                String(
+                    format: "| %@ | %.2f MiB | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
+                    Double(r.weight_bytes_per_token) / 1048576,
+                    Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))
         }
     }
 
@@ -163,4 +182,3 @@ struct BenchCommand: ParsableCommand {
         return "unknown"
     }
 }
-

@@ -19,8 +19,9 @@ struct TemplateOptions: ParsableArguments {
         if let chatTemplate { return try ChatTemplate.load(file: chatTemplate, model: model) }
         let t = try ChatTemplate.loadOrPlain(model: model)
         if announce && t.isPlain {
-            printError("note: \(model) has no chat template (a base model): each message is sent as plain text on a new line, and answers continue the text; "
-                       + "--chat-template FILE gives one")
+            printError(
+                "note: \(model) has no chat template (a base model): each message is sent as plain text on a new line, and answers continue the text; "
+                    + "--chat-template FILE gives one")
         }
         return t
     }
@@ -35,7 +36,7 @@ enum Interrupt {
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in Interrupt.requested = 1 }
         sigemptyset(&action.sa_mask)
-        action.sa_flags = 0               // no SA_RESTART: a read at the prompt returns
+        action.sa_flags = 0  // no SA_RESTART: a read at the prompt returns
         sigaction(SIGINT, &action, nil)
     }
 
@@ -122,10 +123,12 @@ struct ChatCommand: ParsableCommand {
                 if Interrupt.take() { notes.append("stopped") }
                 if r.stop == .contextFull { notes.append("the context is full: /reset to go on") }
                 if r.stop == .maxTokens { notes.append("-n \(n) reached") }
-                printError(String(format: "[prompt %d new tokens, %.1f tok/s | answer %d tokens, %.1f tok/s%@%@]", r.promptTokens,
-                                  r.promptTokensPerSecond, r.generated.count, r.tokensPerSecond,
-                                  sampling.speculative == nil ? "" : String(format: " | %.0f%% of drafts accepted", 100 * r.acceptanceRate),
-                                  notes.isEmpty ? "" : " | " + notes.joined(separator: "; ")))
+                printError(
+                    String(
+                        format: "[prompt %d new tokens, %.1f tok/s | answer %d tokens, %.1f tok/s%@%@]", r.promptTokens,
+                        r.promptTokensPerSecond, r.generated.count, r.tokensPerSecond,
+                        sampling.speculative == nil ? "" : String(format: " | %.0f%% of drafts accepted", 100 * r.acceptanceRate),
+                        notes.isEmpty ? "" : " | " + notes.joined(separator: "; ")))
             } catch let e as MalError {
                 // A turn that cannot run (too long for the context) is reported; the chat goes on.
                 printError("error: \(e)")

@@ -28,7 +28,7 @@ struct ModelOptions: ParsableArguments {
     /// (`generate`, `chat` and `serve` start the same way).
     func generator(_ sampling: SamplingOptions) throws -> Generator {
         let loaded = try ModelLoader.open(model)
-        let tok = try TokenizerLoader.load(model)      // before the weights load: a missing tokenizer fails fast
+        let tok = try TokenizerLoader.load(model)  // before the weights load: a missing tokenizer fails fast
         let tr = try transformer(loaded, context: context, mtp: sampling.speculative == .mtp)
         return try Generator(transformer: tr, tokenizer: tok, modelPath: model, draftTokens: sampling.draftTokens)
     }
@@ -38,7 +38,6 @@ struct ModelOptions: ParsableArguments {
         if let context, context < 1 { throw ValidationError("--context must be at least 1") }
     }
 }
-
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -68,8 +67,10 @@ struct GenerateCommand: ParsableCommand {
             let ids = generator.tokenizer!.encode(prompt, addSpecial: true)
             if ids.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
             guard ids.count <= tr.contextLength else {
-                throw MalError(.invalidArgument, "the prompt (\(ids.count) tokens) is longer than the context length \(tr.contextLength)"
-                               + (options.context == nil ? " (--context raises it up to the model's \(maxPositions))" : ""))
+                throw MalError(
+                    .invalidArgument,
+                    "the prompt (\(ids.count) tokens) is longer than the context length \(tr.contextLength)"
+                        + (options.context == nil ? " (--context raises it up to the model's \(maxPositions))" : ""))
             }
             let settings = sampling.settings(maxTokens: n)
             writeOut(prompt)
@@ -79,17 +80,19 @@ struct GenerateCommand: ParsableCommand {
             }
             writeOut("\n")
             if r.stop == .contextFull {
-                printError("stopped after \(r.generated.count) tokens: the context length \(tr.contextLength) is full (--context raises it up to \(maxPositions))")
+                printError(
+                    "stopped after \(r.generated.count) tokens: the context length \(tr.contextLength) is full (--context raises it up to \(maxPositions))")
             }
-            printError(String(format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads | KV cache %d B/token%@",
-                              loadTime, r.promptTokens, r.promptTokensPerSecond, r.generated.count, r.tokensPerSecond, options.threads,
-                              tr.kvCacheBytesPerToken,
-                              tr.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
+            printError(
+                String(
+                    format: "load %.2f s | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads | KV cache %d B/token%@",
+                    loadTime, r.promptTokens, r.promptTokensPerSecond, r.generated.count, r.tokensPerSecond, options.threads,
+                    tr.kvCacheBytesPerToken,
+                    tr.spec.mla.map { $0.absorbed != nil ? " (absorbed MLA: latent cache)" : " (naive MLA)" } ?? ""))
             if let line = sampling.speculativeSummary(r) { printError(line) }
         }
     }
 }
-
 
 struct LogitsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -107,10 +110,11 @@ struct LogitsCommand: ParsableCommand {
     @Flag(help: "Replace an existing output file (only once the new one is complete).")
     var force = false
 
-    @Flag(help: """
-        Also write `mtp_logits` [T, vocab] from the multi-token-prediction layer: row i predicts token i+2 from token \
-        i+1 and the main hidden state at i (for the last row, the main model's greedy next token).
-        """)
+    @Flag(
+        help: """
+            Also write `mtp_logits` [T, vocab] from the multi-token-prediction layer: row i predicts token i+2 from token \
+            i+1 and the main hidden state at i (for the last row, the main model's greedy next token).
+            """)
     var mtp = false
 
     func run() throws {

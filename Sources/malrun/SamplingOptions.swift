@@ -37,7 +37,9 @@ struct SamplingOptions: ParsableArguments {
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
         guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be > 0") }
-        guard (1...3).contains(draft) else { throw ValidationError("--draft must be in 1...3 (a verify step of up to 4 tokens keeps the one-token kernels, so the output is exact)") }
+        guard (1...3).contains(draft) else {
+            throw ValidationError("--draft must be in 1...3 (a verify step of up to 4 tokens keeps the one-token kernels, so the output is exact)")
+        }
     }
 
     /// MTP drafts per step (0 without `--speculative`).
@@ -58,7 +60,8 @@ struct SamplingOptions: ParsableArguments {
     /// The acceptance line printed after speculative decoding.
     func speculativeSummary(_ r: Generator.Result) -> String? {
         guard speculative != nil else { return nil }
-        return String(format: "speculative (mtp, %d draft%@): %d of %d drafts accepted (%.1f%%), %.2f tokens per main-model step",
-                      draft, draft == 1 ? "" : "s", r.accepted, r.drafted, 100 * r.acceptanceRate, r.tokensPerStep)
+        return String(
+            format: "speculative (mtp, %d draft%@): %d of %d drafts accepted (%.1f%%), %.2f tokens per main-model step",
+            draft, draft == 1 ? "" : "s", r.accepted, r.drafted, 100 * r.acceptanceRate, r.tokensPerStep)
     }
 }

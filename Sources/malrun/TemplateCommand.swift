@@ -14,7 +14,10 @@ struct TemplateCommand: ParsableCommand {
     @Argument(help: "Model: a .mal file or an HF folder.")
     var model: String
 
-    @Option(help: ArgumentHelp("JSON file with the messages: [{\"role\": …, \"content\": …}, …], or {\"messages\": […], more template variables}; - for standard input.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "JSON file with the messages: [{\"role\": …, \"content\": …}, …], or {\"messages\": […], more template variables}; - for standard input.",
+            valueName: "file"))
     var messages: String
 
     @Flag(help: "End with the assistant's header, as for generation.")
@@ -32,8 +35,9 @@ struct TemplateCommand: ParsableCommand {
             let list = doc.arrayValue ?? doc["messages"]?.arrayValue
             guard let list else { throw MalError(.invalidField, "expected a list of messages or an object with 'messages'", file: messages) }
             let variables = (doc.objectPairs ?? []).filter { $0.0 != "messages" }.map { ($0.0, JinjaValue(json: $0.1)) }
-            let text = try template.render(messages: list.map(JinjaValue.init(json:)), addGenerationPrompt: addGenerationPrompt,
-                                           variables: variables)
+            let text = try template.render(
+                messages: list.map(JinjaValue.init(json:)), addGenerationPrompt: addGenerationPrompt,
+                variables: variables)
             guard json else { writeOut(text); return }
             let tok = try TokenizerLoader.load(model)
             let ids = tok.encode(text, addSpecial: template.addsSpecialTokens)

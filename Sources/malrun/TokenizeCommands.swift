@@ -88,13 +88,15 @@ enum TextInput {
     static func read(_ path: String, lossy: Bool) throws -> String {
         let handle = path == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: path)
         guard let handle else {
-            throw MalError(fileExists(path) || isDirectory(path) ? .ioError : .fileNotFound,
-                           isDirectory(path) ? "is a folder, not a file" : fileExists(path) ? "cannot read" : "no such file", file: path)
+            throw MalError(
+                fileExists(path) || isDirectory(path) ? .ioError : .fileNotFound,
+                isDirectory(path) ? "is a folder, not a file" : fileExists(path) ? "cannot read" : "no such file", file: path)
         }
         let bytes = [UInt8](handle.readDataToEndOfFile())
         if !lossy, let bad = firstInvalidUTF8(bytes) {
-            throw MalError(.invalidArgument, "invalid UTF-8 (--lossy replaces it with U+FFFD)",
-                           file: path == "-" ? "standard input" : path, offset: bad)
+            throw MalError(
+                .invalidArgument, "invalid UTF-8 (--lossy replaces it with U+FFFD)",
+                file: path == "-" ? "standard input" : path, offset: bad)
         }
         return String(decoding: bytes, as: UTF8.self)
     }

@@ -45,8 +45,9 @@ import Testing
     @Test("a turn runs only its new tokens; one BOS from the template")
     func turns() throws {
         let g = try Self.generator("llama3-fortunes")
-        let template = try ChatTemplate.load(file: Fixtures.packageRoot + "/Tests/ChatTemplates/templates/llama3-style.jinja",
-                                             model: Fixtures.samples + "/llama3-fortunes")
+        let template = try ChatTemplate.load(
+            file: Fixtures.packageRoot + "/Tests/ChatTemplates/templates/llama3-style.jinja",
+            model: Fixtures.samples + "/llama3-fortunes")
         let chat = try ChatSession(generator: g, template: template, system: "Be brief.")
         let bos = g.tokenizer!.id(of: "<|begin_of_text|>")!
         let ids = try chat.tokens(for: chat.messages + [ChatTemplate.message(role: "user", content: "Hi")])

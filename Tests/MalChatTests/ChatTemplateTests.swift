@@ -74,7 +74,9 @@ import Testing
                     if got != want || Array(got.utf8) != Array(want.utf8) {
                         let g = got.components(separatedBy: "\n"), w = want.components(separatedBy: "\n")
                         let k = (0..<min(g.count, w.count)).first { g[$0] != w[$0] } ?? min(g.count, w.count)
-                        Issue.record("\(label): output line \(k + 1) differs\n got: \(k < g.count ? g[k].debugDescription : "(end)")\nwant: \(k < w.count ? w[k].debugDescription : "(end)")")
+                        Issue.record(
+                            "\(label): output line \(k + 1) differs\n got: \(k < g.count ? g[k].debugDescription : "(end)")\nwant: \(k < w.count ? w[k].debugDescription : "(end)")"
+                        )
                     }
                     rendered += 1
                 case .failure(let e): Issue.record("\(label): \(e)")
@@ -89,11 +91,13 @@ import Testing
     @Test("errors name the template line")
     func errorLines() throws {
         let m = [ChatTemplate.message(role: "user", content: "hi")]
-        for (file, line, text) in [("error-undefined.jinja", 2, "has no attribute 'missing'"), ("error-type.jinja", 3, "unsupported operand"),
-                                   ("error-include.jinja", 1, "unsupported: the '{% include %}' statement"),
-                                   ("error-syntax.jinja", 3, "unexpected '{% endfor %}'"),
-                                   ("error-filter.jinja", 1, "unsupported: the filter 'nosuchfilter'"),
-                                   ("error-raise.jinja", 1, "raised an exception: This template needs a system message first")] {
+        for (file, line, text) in [
+            ("error-undefined.jinja", 2, "has no attribute 'missing'"), ("error-type.jinja", 3, "unsupported operand"),
+            ("error-include.jinja", 1, "unsupported: the '{% include %}' statement"),
+            ("error-syntax.jinja", 3, "unexpected '{% endfor %}'"),
+            ("error-filter.jinja", 1, "unsupported: the filter 'nosuchfilter'"),
+            ("error-raise.jinja", 1, "raised an exception: This template needs a system message first"),
+        ] {
             do {
                 _ = try Self.template(file, tokenizer: "llama3-tiny").render(messages: m, addGenerationPrompt: true)
                 Issue.record("\(file) rendered")
@@ -108,12 +112,14 @@ import Testing
     @Test("hostile templates stop with an error, never hang")
     func limits() throws {
         let m = [ChatTemplate.message(role: "user", content: "hi")]
-        for source in ["{% for i in range(100000000) %}x{% endfor %}", "{{ 'x' * 100000000000 }}",
-                       "{% for i in range(600) %}{% for j in range(600) %}{% endfor %}{% endfor %}",
-                       "{{ 9223372036854775807 + 1 }}", "{{ 1 // 0 }}", "{{ messages.__class__ }}{{ ns._x }}",
-                       // a macro's loops count against the same budget; doubling a string stops at the limit
-                       "{% macro m() %}{% for i in range(200000) %}{% endfor %}{% endmacro %}{% for i in range(5) %}{{ m() }}{% endfor %}",
-                       "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"] {
+        for source in [
+            "{% for i in range(100000000) %}x{% endfor %}", "{{ 'x' * 100000000000 }}",
+            "{% for i in range(600) %}{% for j in range(600) %}{% endfor %}{% endfor %}",
+            "{{ 9223372036854775807 + 1 }}", "{{ 1 // 0 }}", "{{ messages.__class__ }}{{ ns._x }}",
+            // a macro's loops count against the same budget; doubling a string stops at the limit
+            "{% macro m() %}{% for i in range(200000) %}{% endfor %}{% endmacro %}{% for i in range(5) %}{{ m() }}{% endfor %}",
+            "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        ] {
             #expect(throws: TemplateError.self, "\(source)") {
                 _ = try ChatTemplate(source: source, origin: "t").render(messages: m, addGenerationPrompt: true)
             }

@@ -49,7 +49,11 @@ final class SwappedNamesModel: CanonicalModel {
     func other(_ n: String) -> String { n == a ? b : n == b ? a : n }
     var spec: ModelSpec { base.spec }
     var hfNamePrefix: String? { base.hfNamePrefix }
-    var tensors: [CanonicalTensor] { base.tensors.map { var t = $0; t.name = other(t.name); return t } }
+    var tensors: [CanonicalTensor] {
+        base.tensors.map {
+            var t = $0; t.name = other(t.name); return t
+        }
+    }
     func load(_ name: String) throws -> Tensor { try base.load(other(name)) }
     var auxNames: [String] { base.auxNames }
     func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
@@ -177,9 +181,11 @@ struct ContainerTests {
         try w.add(name: "noise", dtype: .u8, shape: [noise.count], source: .bytes(noise))
         let zeros = [UInt8](repeating: 0, count: 200_000)
         try w.add(name: "zeros", dtype: .f32, shape: [50_000], source: .bytes(zeros))
-        try w.finish(metadata: MalMetadata(spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
-                                           hfNamePrefix: nil, quantization: nil,
-                                           provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+        try w.finish(
+            metadata: MalMetadata(
+                spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
+                hfNamePrefix: nil, quantization: nil,
+                provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
         let mal = try MalFile(path: dir + "/r.mal")
         let n = try #require(mal.entry("noise"))
         #expect(n.codec == .raw && n.chunks[0].offset % 64 == 0)
@@ -197,9 +203,11 @@ struct ContainerTests {
         let values = (0..<10_001).map { Float(sin(Double($0) * 0.01)) }
         let bytes = values.withUnsafeBytes { Array($0) }
         try w.add(name: "sine", dtype: .f32, shape: [10_001], source: .bytes(bytes))
-        try w.finish(metadata: MalMetadata(spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
-                                           hfNamePrefix: nil, quantization: nil,
-                                           provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+        try w.finish(
+            metadata: MalMetadata(
+                spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
+                hfNamePrefix: nil, quantization: nil,
+                provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
         let mal = try MalFile(path: dir + "/c.mal")
         #expect(mal.entry("sine")?.chunks.count == 10)
         #expect(try mal.tensor(named: "sine", threads: 2).byteArray == bytes)
@@ -304,12 +312,14 @@ struct CorruptionTests {
 
     /// A sensible spec that disagrees with the tensors (FFN width, vocabulary, layer count) is
     /// refused by the runtime with the tensor and both shapes, never read out of bounds.
-    @Test("spec and tensor shapes that disagree", arguments: [
-        ("ffn", "blk.0.ffn_gate.weight': has shape [176, 64], but the model's spec implies [88, 64]"),
-        ("vocab", "token_embd.weight': has shape [2016, 64], but the model's spec implies [2023, 64]"),
-        ("layers", "the model has no tensor 'blk.2.attn_q.weight'"),
-        ("heads", "rope dimensions 16 exceed the rotated head width 8"),
-    ])
+    @Test(
+        "spec and tensor shapes that disagree",
+        arguments: [
+            ("ffn", "blk.0.ffn_gate.weight': has shape [176, 64], but the model's spec implies [88, 64]"),
+            ("vocab", "token_embd.weight': has shape [2016, 64], but the model's spec implies [2023, 64]"),
+            ("layers", "the model has no tensor 'blk.2.attn_q.weight'"),
+            ("heads", "rope dimensions 16 exceed the rotated head width 8"),
+        ])
     func specDisagreesWithTensors(edit: String, message: String) throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let hf = try HFModel(path: Fixtures.model("llama3-tiny"))
@@ -334,8 +344,9 @@ struct CorruptionTests {
         var replace = MalWriter.Options()
         replace.replaceExisting = true
         for (a, b) in [("blk.1.ffn_up.weight", "blk.1.ffn_norm.weight"), ("blk.0.attn_q.weight", "blk.0.attn_q.bias")] {
-            _ = try ContainerExport.write(SwappedNamesModel(base, a, b), to: dir + "/m.mal", options: replace, command: "test",
-                                          optionValues: [:])
+            _ = try ContainerExport.write(
+                SwappedNamesModel(base, a, b), to: dir + "/m.mal", options: replace, command: "test",
+                optionValues: [:])
             let r = try runTool("malconv", ["export", dir + "/m.mal", "-o", dir + "/out"])
             #expect(r.status == 1 && r.stderr.contains("m.mal") && r.stderr.contains("must have rank"), "\(r.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/out"))
@@ -366,7 +377,9 @@ struct CorruptionTests {
             let doc = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
             #expect(r.status == 0 && doc != nil, "\(tool) \(args.joined(separator: " ")): \(r.status) \(r.stdout.prefix(200)) \(r.stderr)")
         }
-        let q = try #require(try JSONSerialization.jsonObject(with: Data(try runTool("malconv", ["quantize", dir + "/g.mal", "-o", dir + "/q2.mal", "--json"]).stdout.utf8)) as? [String: Any])
+        let q = try #require(
+            try JSONSerialization.jsonObject(with: Data(try runTool("malconv", ["quantize", dir + "/g.mal", "-o", dir + "/q2.mal", "--json"]).stdout.utf8))
+                as? [String: Any])
         #expect((q["decisions"] as? [Any])?.isEmpty == false && q["output"] as? String == dir + "/q2.mal")
     }
 
@@ -412,10 +425,12 @@ struct ConvertCommandTests {
     /// Out-of-range or contradictory flags stop before any work (exit 64, the flag named).
     @Test func badFlagsAreRefused() throws {
         let m = Fixtures.model("gpt2-tiny")
-        for (args, flag) in [(["check", m, "--threads", "0"], "--threads"), (["dequantize", m, "-o", "/tmp/x.mal", "--threads", "0"], "--threads"),
-                             (["verify", m, m, "--threads", "0"], "--threads"), (["verify", m, m, "--min-top1", "0.9"], "--text or --prompts"),
-                             (["verify", m, m, "--text", "a", "--prompts", "b"], "at most one"), (["convert", m, "-o", "/tmp/x.mal", "--level", "99"], "--level"),
-                             (["verify", m, m, "--text", "a", "--window", "1"], "--window")] {
+        for (args, flag) in [
+            (["check", m, "--threads", "0"], "--threads"), (["dequantize", m, "-o", "/tmp/x.mal", "--threads", "0"], "--threads"),
+            (["verify", m, m, "--threads", "0"], "--threads"), (["verify", m, m, "--min-top1", "0.9"], "--text or --prompts"),
+            (["verify", m, m, "--text", "a", "--prompts", "b"], "at most one"), (["convert", m, "-o", "/tmp/x.mal", "--level", "99"], "--level"),
+            (["verify", m, m, "--text", "a", "--window", "1"], "--window"),
+        ] {
             let r = try runTool("malconv", args)
             #expect(r.status == 64 && r.stderr.contains(flag), "\(args): \(r.status) \(r.stderr)")
         }
@@ -454,7 +469,7 @@ struct ConvertCommandTests {
         _ = try poke(dir + "/l", tensor: "model.layers.1.mlp.down_proj.weight", element: 3, bytes: [0xC3, 0x47])
         let f16 = try runTool("malconv", ["convert", dir + "/l", "-o", dir + "/l16.mal", "--dtype", "f16"])
         #expect(f16.status == 1 && f16.stderr.contains("99840.0 overflows F16 in the cast at row 0, column 3 of blk.1.ffn_down.weight"), "\(f16.stderr)")
-        #expect(try runTool("malconv", ["convert", dir + "/l", "-o", dir + "/l16.mal"]).status == 0)   // BF16 holds it
+        #expect(try runTool("malconv", ["convert", dir + "/l", "-o", dir + "/l16.mal"]).status == 0)  // BF16 holds it
     }
 
     @Test func interruptedConversionLeavesNothing() throws {
@@ -465,8 +480,10 @@ struct ConvertCommandTests {
         for delay in [150_000, 300_000, 600_000] as [UInt32] {
             let p = Process()
             p.executableURL = exe
-            p.arguments = ["convert", Fixtures.samples + "/deepseek-v3-fortunes", "-o", dir + "/out.mal",
-                           "--level", "19", "--threads", "1"]
+            p.arguments = [
+                "convert", Fixtures.samples + "/deepseek-v3-fortunes", "-o", dir + "/out.mal",
+                "--level", "19", "--threads", "1",
+            ]
             try p.run()
             usleep(delay)
             p.interrupt()

@@ -127,7 +127,8 @@ import Testing
 
     @Test("MoE layers × experts beyond the bound are refused before anything is listed")
     func expertInstances() throws {
-        var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.model("deepseek-v3-tiny") + "/config.json")))
+        var cfg =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.model("deepseek-v3-tiny") + "/config.json")))
             as! [String: Any]
         cfg["num_hidden_layers"] = 65535
         cfg["n_routed_experts"] = 65536

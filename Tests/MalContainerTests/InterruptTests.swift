@@ -33,28 +33,36 @@ import Glibc
     }
 
     static let writers: [Writer] = [
-        Writer(name: "convert to .mal", tool: "malconv", args: { out, _ in ["convert", Fixtures.model("deepseek-v3-tiny"), "-o", out] },
-               output: "out.mal", check: mal),
-        Writer(name: "convert to HF shards", tool: "malconv",
-               args: { out, _ in ["convert", Fixtures.model("llama3-tiny"), "-o", out, "--max-shard-size", "100KB"] }, output: "out", check: folder),
-        Writer(name: "quantize", tool: "malconv", args: { out, _ in ["quantize", Fixtures.model("deepseek-v3-tiny"), "-o", out] },
-               output: "out.mal", check: mal),
-        Writer(name: "dequantize", tool: "malconv", args: { out, _ in ["dequantize", Fixtures.model("deepseek-v3-fp8"), "-o", out] },
-               output: "out", check: folder),
+        Writer(
+            name: "convert to .mal", tool: "malconv", args: { out, _ in ["convert", Fixtures.model("deepseek-v3-tiny"), "-o", out] },
+            output: "out.mal", check: mal),
+        Writer(
+            name: "convert to HF shards", tool: "malconv",
+            args: { out, _ in ["convert", Fixtures.model("llama3-tiny"), "-o", out, "--max-shard-size", "100KB"] }, output: "out", check: folder),
+        Writer(
+            name: "quantize", tool: "malconv", args: { out, _ in ["quantize", Fixtures.model("deepseek-v3-tiny"), "-o", out] },
+            output: "out.mal", check: mal),
+        Writer(
+            name: "dequantize", tool: "malconv", args: { out, _ in ["dequantize", Fixtures.model("deepseek-v3-fp8"), "-o", out] },
+            output: "out", check: folder),
         Writer(name: "absorb-mla", tool: "malconv", args: { ["absorb-mla", $1, "-o", $0] }, output: "out.mal", check: mal),
         Writer(name: "export", tool: "malconv", args: { ["export", $1, "-o", $0] }, output: "out", check: folder),
-        Writer(name: "logits", tool: "malrun", args: { ["logits", $1, "--ids", "1,2,3,4,5,6,7,8", "-o", $0] },
-               output: "out.safetensors", check: { p in
-                   guard try SafetensorsFile(path: p).info("logits") != nil else { throw MalError(.notFound, "no logits", file: p) }
-               }),
-        Writer(name: "verify --report", tool: "malconv", args: { ["verify", Fixtures.model("deepseek-v3-tiny"), $1, "--report", $0] },
-               output: "report", check: { p in
-                   // The report folder itself is made at the start; what must be whole is its page.
-                   guard let html = try? String(contentsOfFile: p + "/index.html", encoding: .utf8) else { return }
-                   guard html.hasSuffix("</html>\n") || html.hasSuffix("</html>") else {
-                       throw MalError(.corruptStructure, "partial report", file: p)
-                   }
-               }),
+        Writer(
+            name: "logits", tool: "malrun", args: { ["logits", $1, "--ids", "1,2,3,4,5,6,7,8", "-o", $0] },
+            output: "out.safetensors",
+            check: { p in
+                guard try SafetensorsFile(path: p).info("logits") != nil else { throw MalError(.notFound, "no logits", file: p) }
+            }),
+        Writer(
+            name: "verify --report", tool: "malconv", args: { ["verify", Fixtures.model("deepseek-v3-tiny"), $1, "--report", $0] },
+            output: "report",
+            check: { p in
+                // The report folder itself is made at the start; what must be whole is its page.
+                guard let html = try? String(contentsOfFile: p + "/index.html", encoding: .utf8) else { return }
+                guard html.hasSuffix("</html>\n") || html.hasSuffix("</html>") else {
+                    throw MalError(.corruptStructure, "partial report", file: p)
+                }
+            }),
     ]
 
     /// Starts `tool args`, waits `delay` seconds, sends `signal` (unless it already ended) and returns
@@ -96,7 +104,9 @@ import Glibc
             let signal = k % 2 == 0 ? SIGINT : SIGKILL
             let replacing = (k / 2) % 2 == 1
             if !replacing { try? FileManager.default.removeItem(atPath: out) }
-            if replacing && !FileManager.default.fileExists(atPath: out) { _ = try InterruptTests.run(w.tool, w.args(out, prepared), killAfter: nil, signal: 0) }
+            if replacing && !FileManager.default.fileExists(atPath: out) {
+                _ = try InterruptTests.run(w.tool, w.args(out, prepared), killAfter: nil, signal: 0)
+            }
             let args = w.args(out, prepared) + (replacing ? ["--force"] : [])
             let r = try InterruptTests.run(w.tool, args, killAfter: seconds * Double(k) / 13, signal: signal)
             let moment = "\(w.name), moment \(k)/12, \(signal == SIGINT ? "SIGINT" : "SIGKILL"), replacing \(replacing): status \(r.status)"

@@ -55,9 +55,11 @@ struct BlockShapeTests {
     @Test func gridThatIsNotTheBlocksIsRefused() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let q = try QuantizedModel(base: try hf(Fixtures.model("deepseek-v3-tiny")), block: .deepseek)
-        var meta = MalMetadata(spec: q.spec, hfNamePrefix: nil, quantization: nil,
-                               provenance: .init(converter: "test", converterVersion: "0", command: "test", options: [:], sources: [],
-                                                 droppedTensors: []))
+        var meta = MalMetadata(
+            spec: q.spec, hfNamePrefix: nil, quantization: nil,
+            provenance: .init(
+                converter: "test", converterVersion: "0", command: "test", options: [:], sources: [],
+                droppedTensors: []))
         let weight = try #require(q.tensors.first { $0.scale != nil })
         meta.blockShapes = [weight.name: [1, 16]]
         let e = try #require(throws: MalError.self) { try MalFile.checkScaleGrids(try entries(of: q, dir: dir), metadata: meta, file: "f", tableOffset: 0) }

@@ -99,7 +99,7 @@ struct CodecTests {
         let f = HalfFloat.decodeF16(all)
         let back = HalfFloat.encodeF16(f)
         for i in all.indices where !f[i].isNaN { #expect(back[i] == all[i]) }
-        #expect(HalfFloat.encodeF16([65520])[0] == 0x7C00)      // overflow rounds to inf
+        #expect(HalfFloat.encodeF16([65520])[0] == 0x7C00)  // overflow rounds to inf
         #expect(HalfFloat.encodeF16([65519])[0] == 0x7BFF)
     }
 
@@ -109,7 +109,7 @@ struct CodecTests {
         let back = FP8.encodeE5M2(f)
         for i in all.indices where !f[i].isNaN { #expect(back[i] == all[i], "code \(i)") }
         #expect(f[0x7B] == 57344 && f[0x7C] == .infinity && f[0x01] == Float(sign: .plus, exponent: -16, significand: 1))
-        #expect(FP8.encodeE5M2([61440])[0] == 0x7C)              // tie above max: to inf (even)
+        #expect(FP8.encodeE5M2([61440])[0] == 0x7C)  // tie above max: to inf (even)
         #expect(FP8.encodeE5M2([61439])[0] == 0x7B)
         #expect(FP8.encodeE5M2([1e6], saturate: true)[0] == 0x7B)
     }
@@ -130,7 +130,9 @@ struct CodecTests {
             }
             xs.withUnsafeBytes { src in
                 scratch.withUnsafeMutableBufferPointer { sc in
-                    got.withUnsafeMutableBytes { FloatCast.cast(src.baseAddress!, from: .f64, $0.baseAddress!, to: to, count: xs.count, scratch: sc.baseAddress!) }
+                    got.withUnsafeMutableBytes {
+                        FloatCast.cast(src.baseAddress!, from: .f64, $0.baseAddress!, to: to, count: xs.count, scratch: sc.baseAddress!)
+                    }
                 }
             }
             #expect(got == want, "F64 -> \(to)")
@@ -148,8 +150,10 @@ struct CodecTests {
         for (d, decoded) in [(DType.f8e4m3, FP8.decodeE4M3(codes8)), (.f8e5m2, FP8.decodeE5M2(codes8))] {
             for i in codes8.indices { #expect((scan([codes8[i]], d) == 0) == !decoded[i].isFinite, "\(d) code \(i)") }
         }
-        for (v, bad) in [(Float.nan, true), (.infinity, true), (-.infinity, true), (.greatestFiniteMagnitude, false),
-                         (-.leastNonzeroMagnitude, false), (0, false)] {
+        for (v, bad) in [
+            (Float.nan, true), (.infinity, true), (-.infinity, true), (.greatestFiniteMagnitude, false),
+            (-.leastNonzeroMagnitude, false), (0, false),
+        ] {
             #expect((scan([v], .f32) == 0) == bad && (scan([Double(v)], .f64) == 0) == bad)
         }
         for at in [0, 1023, 1024, 2999] {

@@ -21,8 +21,9 @@ struct ModelVerifyTests {
     /// DeepSeek sample on heldout.txt with 256-token windows: reproduced here to ±0.005.
     @Test func deepseekHeldoutPerplexities() throws {
         let bf16 = Fixtures.samples + "/deepseek-v3-fortunes"
-        let e = try ModelEvaluation.evaluate(reference: try hf(bf16), candidate: try hf(Fixtures.samples + "/deepseek-v3-fortunes-fp8"),
-                                             ids: try heldoutIds(bf16), threads: 2)
+        let e = try ModelEvaluation.evaluate(
+            reference: try hf(bf16), candidate: try hf(Fixtures.samples + "/deepseek-v3-fortunes-fp8"),
+            ids: try heldoutIds(bf16), threads: 2)
         #expect(e.predictedTokens == 40_527 && e.windows == 159)
         #expect(abs(e.referencePerplexity - 78.289) < 0.005, "\(e.referencePerplexity)")
         #expect(abs(e.candidatePerplexity - 78.320) < 0.005, "\(e.candidatePerplexity)")
@@ -41,8 +42,9 @@ struct ModelVerifyTests {
         let model = try HFModel(path: src)
         let canon = try HFCanonicalModel(model: model)
         _ = try ContainerExport.write(canon, to: dir + "/m.mal", options: MalWriter.Options(), command: "test", optionValues: [:])
-        let e = try ModelEvaluation.evaluate(reference: canon, candidate: try MalFile(path: dir + "/m.mal"), ids: try heldoutIds(src),
-                                             threads: 2, maxWindows: 4)
+        let e = try ModelEvaluation.evaluate(
+            reference: canon, candidate: try MalFile(path: dir + "/m.mal"), ids: try heldoutIds(src),
+            threads: 2, maxWindows: 4)
         #expect(e.maxKL == 0 && e.maxAbsLogitDiff == 0 && e.top1Agreement == 1)
         #expect(e.referencePerplexity == e.candidatePerplexity)
         if sample.hasPrefix("deepseek") { #expect(e.routerDecisions > 0 && e.routerChanged == 0) }
@@ -55,8 +57,9 @@ struct ModelVerifyTests {
     func fp8(sample: String, klBound: Double) throws {
         let src = Fixtures.samples + "/" + sample
         let base = try hf(src)
-        let e = try ModelEvaluation.evaluate(reference: base, candidate: try QuantizedModel(base: base), ids: try heldoutIds(src),
-                                             threads: 2, maxWindows: 8)
+        let e = try ModelEvaluation.evaluate(
+            reference: base, candidate: try QuantizedModel(base: base), ids: try heldoutIds(src),
+            threads: 2, maxWindows: 8)
         #expect(e.meanKL > 0 && e.meanKL < klBound, "\(e.meanKL)")
         #expect(e.top1Agreement > 0.95, "\(e.top1Agreement)")
         #expect(abs(e.candidatePerplexity / e.referencePerplexity - 1) < 0.005)
@@ -84,8 +87,12 @@ struct VerifyGateTests {
         let sample = Fixtures.samples + "/llama3-fortunes"
         #expect(try runTool("malconv", ["quantize", sample, "-o", dir + "/q.mal"]).status == 0)
         let text = Fixtures.samples + "/heldout.txt"
-        let ok = try runTool("malconv", ["verify", sample, dir + "/q.mal", "--text", text, "--max-windows", "2", "--max-kl", "0.01",
-                                         "--min-top1", "0.9", "--report", dir + "/rep"])
+        let ok = try runTool(
+            "malconv",
+            [
+                "verify", sample, dir + "/q.mal", "--text", text, "--max-windows", "2", "--max-kl", "0.01",
+                "--min-top1", "0.9", "--report", dir + "/rep",
+            ])
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(ok.stdout.contains("perplexity") && FileManager.default.fileExists(atPath: dir + "/rep/index.html"))
         let strict = try runTool("malconv", ["verify", sample, dir + "/q.mal", "--text", text, "--max-windows", "2", "--min-top1", "0.9999"])
@@ -123,6 +130,8 @@ struct VerifyGateTests {
         }
         #expect(cont.positions == want["greedy_continuation_positions"] as? Int)
         #expect(abs(cont.acceptance - (want["greedy_continuation_acceptance"] as! Double)) <= 0.02, "continuations \(cont.acceptance)")
-        print("MTP acceptance: held-out \(held.agreesWithMain)/\(held.positions) = \(held.acceptance), continuations \(cont.agreesWithMain)/\(cont.positions) = \(cont.acceptance)")
+        print(
+            "MTP acceptance: held-out \(held.agreesWithMain)/\(held.positions) = \(held.acceptance), continuations \(cont.agreesWithMain)/\(cont.positions) = \(cont.acceptance)"
+        )
     }
 }

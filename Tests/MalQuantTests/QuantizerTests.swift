@@ -64,10 +64,12 @@ struct QuantizerTests {
             let canonical = DeepSeekArchitecture().toCanonical(t.name)![0].canonical
             let got = try d.load(canonical).withBytes { Array($0.bindMemory(to: Float.self)) }
             var mismatches = 0
-            for r in 0..<rows { for c in 0..<cols {
-                let want = table[Int(q[r * cols + c])] * s[(r / 128) * sc + c / 128]
-                if got[r * cols + c].bitPattern != want.bitPattern { mismatches += 1 }
-            } }
+            for r in 0..<rows {
+                for c in 0..<cols {
+                    let want = table[Int(q[r * cols + c])] * s[(r / 128) * sc + c / 128]
+                    if got[r * cols + c].bitPattern != want.bitPattern { mismatches += 1 }
+                }
+            }
             #expect(mismatches == 0, "\(t.name)")
             checked += 1
         }
@@ -84,9 +86,10 @@ struct QuantizerTests {
         #expect(mine.inventory().isClean)
         // Same quantised tensor kinds (layer and expert numbers aside), F8 weights with F32 scale_inv.
         func kinds(_ m: HFModel, _ d: DType) -> Set<String> {
-            Set(m.tensors.filter { $0.dtype == d }.map {
-                $0.name.replacing(/\.\d+\./, with: ".N.").replacing(/\.\d+\./, with: ".N.")
-            })
+            Set(
+                m.tensors.filter { $0.dtype == d }.map {
+                    $0.name.replacing(/\.\d+\./, with: ".N.").replacing(/\.\d+\./, with: ".N.")
+                })
         }
         #expect(kinds(mine, .f8e4m3) == kinds(ref, .f8e4m3))
         #expect(Set(mine.tensors.filter { $0.name.hasSuffix("_scale_inv") }.map(\.dtype)) == [.f32])

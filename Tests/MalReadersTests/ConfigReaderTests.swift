@@ -32,9 +32,14 @@ struct ConfigReaderTests {
         #expect(s.heads == 4 && s.kvHeads == 2 && s.headDim == 16 && s.intermediateSize == 176)
         #expect(s.eosTokenIds == [2001, 2008, 2009] && s.bosTokenId == 2000)
         #expect(s.tiedEmbeddings)
-        #expect(s.rope == RopeSpec(theta: 500000, scaling: .llama3(factor: 32, lowFreqFactor: 1, highFreqFactor: 4,
-                                                                     originalMaxPositions: 8192),
-                                   dimensions: 16, interleaved: false))
+        #expect(
+            s.rope
+                == RopeSpec(
+                    theta: 500000,
+                    scaling: .llama3(
+                        factor: 32, lowFreqFactor: 1, highFreqFactor: 4,
+                        originalMaxPositions: 8192),
+                    dimensions: 16, interleaved: false))
     }
 
     @Test func deepseekV3Spec() throws {
@@ -49,8 +54,11 @@ struct ConfigReaderTests {
         #expect(moe.routedScalingFactor == 2.5 && moe.normTopkProb && moe.firstDenseLayers == 1)
         #expect(s.mtpLayers == 1)
         #expect(!s.isMoELayer(0) && s.isMoELayer(1) && s.isMoELayer(2) && s.isMoELayer(3))
-        #expect(s.rope?.scaling == .yarn(factor: 40, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 1,
-                                         originalMaxPositions: 4096))
+        #expect(
+            s.rope?.scaling
+                == .yarn(
+                    factor: 40, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 1,
+                    originalMaxPositions: 4096))
         #expect(s.rope?.interleaved == true && s.rope?.dimensions == 8)
     }
 
@@ -68,8 +76,11 @@ struct ConfigReaderTests {
 
     @Test func fp8Quantization() throws {
         let s = try HFConfigReader.read(path: Fixtures.model("deepseek-v3-fp8") + "/config.json")
-        #expect(s.quantization == QuantizationSpec(method: "fp8", format: "e4m3", activationScheme: "dynamic",
-                                                   weightBlockSize: [128, 128]))
+        #expect(
+            s.quantization
+                == QuantizationSpec(
+                    method: "fp8", format: "e4m3", activationScheme: "dynamic",
+                    weightBlockSize: [128, 128]))
     }
 
     static let published: [(String, Double)] = [
@@ -128,32 +139,50 @@ struct ConfigReaderTests {
 
     @Test func unsupportedRopeType() throws {
         let e = try #require(throws: MalError.self) {
-            try parse(#"{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "rope_scaling": {"rope_type": "longrope", "factor": 2}}"#)
+            try parse(
+                #"{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "rope_scaling": {"rope_type": "longrope", "factor": 2}}"#
+            )
         }
         #expect(e.kind == .unsupported && e.description.contains("longrope"))
     }
 
     /// Values that would divide by zero or compute NaN in the runtime are refused by key:
     /// zero dimensions, a negative epsilon, odd rotary dimensions, a non-positive rope factor.
-    @Test("out-of-range values name their key", arguments: [
-        (#""n_embd": 64, "n_head": 0, "n_layer": 2, "vocab_size": 10, "n_positions": 8"#, "gpt2", "'n_head': must be at least 1"),
-        (#""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 0"#, "gpt2", "'n_positions': must be at least 1"),
-        (#""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8, "layer_norm_epsilon": -1e-5"#, "gpt2",
-         "'layer_norm_epsilon': must be a finite number >= 0"),
-        (#""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 0, "vocab_size": 10, "intermediate_size": 8"#, "llama",
-         "'num_hidden_layers': must be at least 1"),
-        (#""hidden_size": 64, "num_attention_heads": 4, "head_dim": 15, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8"#,
-         "llama", "rotary dimensions must be even"),
-        (#""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "rope_scaling": {"rope_type": "linear", "factor": 0}"#,
-         "llama", "'factor': must be a positive number"),
-        (#""n_embd": 16777217, "n_head": 1, "n_layer": 2, "vocab_size": 10, "n_positions": 8"#, "gpt2", "'n_embd': must be at most 16777216"),
-        (#""n_embd": 64, "n_head": 4, "n_layer": 70000, "vocab_size": 10, "n_positions": 8"#, "gpt2",
-         "layers + mtpLayers must be at most 65536"),
-        (#""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8, "activation_function": "gelu_10""#, "gpt2",
-         "'activation_function': activation 'gelu_10' is not supported"),
-        (#""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "hidden_act": "mish""#,
-         "llama", "'hidden_act': activation 'mish' is not supported"),
-    ])
+    @Test(
+        "out-of-range values name their key",
+        arguments: [
+            (#""n_embd": 64, "n_head": 0, "n_layer": 2, "vocab_size": 10, "n_positions": 8"#, "gpt2", "'n_head': must be at least 1"),
+            (#""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 0"#, "gpt2", "'n_positions': must be at least 1"),
+            (
+                #""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8, "layer_norm_epsilon": -1e-5"#, "gpt2",
+                "'layer_norm_epsilon': must be a finite number >= 0"
+            ),
+            (
+                #""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 0, "vocab_size": 10, "intermediate_size": 8"#, "llama",
+                "'num_hidden_layers': must be at least 1"
+            ),
+            (
+                #""hidden_size": 64, "num_attention_heads": 4, "head_dim": 15, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8"#,
+                "llama", "rotary dimensions must be even"
+            ),
+            (
+                #""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "rope_scaling": {"rope_type": "linear", "factor": 0}"#,
+                "llama", "'factor': must be a positive number"
+            ),
+            (#""n_embd": 16777217, "n_head": 1, "n_layer": 2, "vocab_size": 10, "n_positions": 8"#, "gpt2", "'n_embd': must be at most 16777216"),
+            (
+                #""n_embd": 64, "n_head": 4, "n_layer": 70000, "vocab_size": 10, "n_positions": 8"#, "gpt2",
+                "layers + mtpLayers must be at most 65536"
+            ),
+            (
+                #""n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8, "activation_function": "gelu_10""#, "gpt2",
+                "'activation_function': activation 'gelu_10' is not supported"
+            ),
+            (
+                #""hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 10, "intermediate_size": 8, "hidden_act": "mish""#,
+                "llama", "'hidden_act': activation 'mish' is not supported"
+            ),
+        ])
     func outOfRangeValues(fields: String, type: String, message: String) throws {
         let e = try #require(throws: MalError.self) { try parse("{\"model_type\": \"\(type)\", \(fields)}") }
         #expect(e.kind == .invalidField && e.description.contains(message), "\(e)")
@@ -163,15 +192,19 @@ struct ConfigReaderTests {
     /// score-scaling switches are kept (the default pair as nil, so older specs compare equal).
     @Test func activationsAndGPT2ScoreScaling() throws {
         let base = #""model_type": "gpt2", "n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 10, "n_positions": 8"#
-        for (name, kind) in [("gelu_new", Activation.geluTanh), ("gelu_pytorch_tanh", .geluTanh), ("gelu", .geluErf),
-                             ("relu", .relu), ("silu", .silu), ("swish", .silu), ("quick_gelu", .quickGelu)] {
+        for (name, kind) in [
+            ("gelu_new", Activation.geluTanh), ("gelu_pytorch_tanh", .geluTanh), ("gelu", .geluErf),
+            ("relu", .relu), ("silu", .silu), ("swish", .silu), ("quick_gelu", .quickGelu),
+        ] {
             #expect(try parse("{\(base), \"activation_function\": \"\(name)\"}").activationKind == kind)
         }
         #expect(try parse("{\(base)}").attentionScaling == nil)
         #expect(try parse("{\(base), \"scale_attn_weights\": true, \"scale_attn_by_inverse_layer_idx\": false}").attentionScaling == nil)
-        #expect(try parse("{\(base), \"scale_attn_by_inverse_layer_idx\": true}").attentionScaling
+        #expect(
+            try parse("{\(base), \"scale_attn_by_inverse_layer_idx\": true}").attentionScaling
                 == AttentionScaling(byHeadDim: true, byInverseLayer: true))
-        #expect(try parse("{\(base), \"scale_attn_weights\": false}").attentionScaling
+        #expect(
+            try parse("{\(base), \"scale_attn_weights\": false}").attentionScaling
                 == AttentionScaling(byHeadDim: false, byInverseLayer: false))
         var s = try parse("{\(base)}")
         s.activation = "gelu_10"

@@ -6,8 +6,10 @@ import MalReaders
 
 @Suite("malconv inspect")
 struct InspectCommandTests {
-    static let expectedArch = ["gpt2-tiny": "gpt2", "llama3-tiny": "llama", "deepseek-v3-tiny": "deepseek_v3",
-                               "deepseek-v3-fp8": "deepseek_v3", "deepseek-v2-lite-tiny": "deepseek_v2"]
+    static let expectedArch = [
+        "gpt2-tiny": "gpt2", "llama3-tiny": "llama", "deepseek-v3-tiny": "deepseek_v3",
+        "deepseek-v3-fp8": "deepseek_v3", "deepseek-v2-lite-tiny": "deepseek_v2",
+    ]
 
     @Test("--json reports the architecture and the sum of tensor element counts", arguments: Fixtures.models)
     func inspectJSON(model: String) throws {
@@ -49,7 +51,9 @@ struct InspectCommandTests {
         let r = try runTool("malconv", ["inspect", mal, "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        let hf = try #require(try JSONSerialization.jsonObject(with: Data(try runTool("malconv", ["inspect", Fixtures.model("deepseek-v3-fp8"), "--json"]).stdout.utf8)) as? [String: Any])
+        let hf = try #require(
+            try JSONSerialization.jsonObject(with: Data(try runTool("malconv", ["inspect", Fixtures.model("deepseek-v3-fp8"), "--json"]).stdout.utf8))
+                as? [String: Any])
         #expect(doc["parameters"] as? Int == hf["parameters"] as? Int)
         #expect(doc["architecture"] as? String == "deepseek_v3")
         let stored = try #require(doc["storedBytes"] as? Int), file = try #require(doc["fileBytes"] as? Int)

@@ -14,7 +14,8 @@ import Testing
     static let root = Fixtures.packageRoot + "/Tests/Malformed"
     static let cases: [Case] = {
         guard let data = FileManager.default.contents(atPath: root + "/cases.json"),
-              let doc = try? JSONDecoder().decode([String: [Case]].self, from: data) else { return [] }
+            let doc = try? JSONDecoder().decode([String: [Case]].self, from: data)
+        else { return [] }
         return doc["cases"] ?? []
     }()
 
@@ -28,11 +29,12 @@ import Testing
     @Test("each case fails with its status, kind and message", arguments: cases)
     func malformed(_ c: Case) throws {
         let path = MalformedCorpusTests.root + "/" + c.path
-        let (tool, args): (String, [String]) = switch c.command {
-        case "check": ("malconv", ["check", path])
-        case "tokenize": ("malrun", ["tokenize", path, "--text", "hi"])
-        default: ("malconv", ["inspect", path])
-        }
+        let (tool, args): (String, [String]) =
+            switch c.command {
+            case "check": ("malconv", ["check", path])
+            case "tokenize": ("malrun", ["tokenize", path, "--text", "hi"])
+            default: ("malconv", ["inspect", path])
+            }
         let r = try runTool(tool, args)
         let text = r.stderr + r.stdout
         #expect(r.status == c.status, "\(c.name): status \(r.status): \(text)")

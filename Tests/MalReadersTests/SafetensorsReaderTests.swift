@@ -18,8 +18,9 @@ struct SafetensorsReaderTests {
         }
     }
 
-    @Test("tensor names, dtypes, shapes and parameter count agree with an independent JSON parse",
-          arguments: Fixtures.models)
+    @Test(
+        "tensor names, dtypes, shapes and parameter count agree with an independent JSON parse",
+        arguments: Fixtures.models)
     func headerAgreesWithOracle(model: String) throws {
         let m = try HFModel(path: Fixtures.model(model))
         var oracle: [String: (dtype: String, shape: [Int])] = [:]
@@ -82,7 +83,8 @@ struct SafetensorsReaderTests {
 
     @Test func emptyAndScalarTensorsAreValid() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
-        let header = #"{"__metadata__":{"format":"pt"},"s":{"dtype":"F64","shape":[],"data_offsets":[0,8]},"e":{"dtype":"F32","shape":[0,4],"data_offsets":[8,8]}}"#
+        let header =
+            #"{"__metadata__":{"format":"pt"},"s":{"dtype":"F64","shape":[],"data_offsets":[0,8]},"e":{"dtype":"F32","shape":[0,4],"data_offsets":[8,8]}}"#
         writeFile(dir + "/m.safetensors", safetensorsBytes(header: header, data: [UInt8](repeating: 0, count: 8)))
         let f = try SafetensorsFile(path: dir + "/m.safetensors")
         #expect(f.tensors.count == 2)
@@ -98,8 +100,11 @@ struct SafetensorsReaderTests {
             entries.append(#""t_\#(d.rawValue)":{"dtype":"\#(d.rawValue)","shape":[2,2],"data_offsets":[\#(offset),\#(offset + bytes)]}"#)
             offset += bytes
         }
-        writeFile(dir + "/m.safetensors", safetensorsBytes(header: "{" + entries.joined(separator: ",") + "}",
-                                                           data: [UInt8](repeating: 0, count: offset)))
+        writeFile(
+            dir + "/m.safetensors",
+            safetensorsBytes(
+                header: "{" + entries.joined(separator: ",") + "}",
+                data: [UInt8](repeating: 0, count: offset)))
         let f = try SafetensorsFile(path: dir + "/m.safetensors")
         #expect(Set(f.tensors.map(\.dtype)) == Set(DType.allCases))
     }
@@ -127,49 +132,71 @@ struct MalformedSafetensorsTests {
     static let cases: [Case] = [
         Case(name: "empty file", bytes: [], kind: .headerTooSmall),
         Case(name: "truncated length prefix", bytes: [16, 0, 0], kind: .headerTooSmall),
-        Case(name: "header length past end of file",
-             bytes: safetensorsBytes(header: "{}", data: [], declaredLength: 4096), kind: .invalidHeaderLength),
-        Case(name: "header length over the 100 MB cap",
-             bytes: safetensorsBytes(header: "{}", data: [], declaredLength: 100_000_001), kind: .headerTooLarge),
-        Case(name: "header length near 2^64",
-             bytes: safetensorsBytes(header: "{}", data: [], declaredLength: UInt64.max - 3), kind: .headerTooLarge),
-        Case(name: "truncated header JSON", bytes: safetensorsBytes(header: #"{"a":{"dtype":"F32","sh"#, data: []),
-             kind: .invalidHeaderJSON),
+        Case(
+            name: "header length past end of file",
+            bytes: safetensorsBytes(header: "{}", data: [], declaredLength: 4096), kind: .invalidHeaderLength),
+        Case(
+            name: "header length over the 100 MB cap",
+            bytes: safetensorsBytes(header: "{}", data: [], declaredLength: 100_000_001), kind: .headerTooLarge),
+        Case(
+            name: "header length near 2^64",
+            bytes: safetensorsBytes(header: "{}", data: [], declaredLength: UInt64.max - 3), kind: .headerTooLarge),
+        Case(
+            name: "truncated header JSON", bytes: safetensorsBytes(header: #"{"a":{"dtype":"F32","sh"#, data: []),
+            kind: .invalidHeaderJSON),
         Case(name: "header not an object", bytes: safetensorsBytes(header: "[1,2]", data: []), kind: .invalidHeaderJSON),
         Case(name: "trailing garbage after header", bytes: safetensorsBytes(header: "{} x", data: []), kind: .invalidHeaderJSON),
-        Case(name: "invalid UTF-8 in a name", bytes: safetensorsBytes(header: "{\"\u{FF}\":1}", data: []).enumerated().map {
-            $0.offset == 10 ? 0xFF : $0.element }, kind: .invalidHeaderUTF8),
+        Case(
+            name: "invalid UTF-8 in a name",
+            bytes: safetensorsBytes(header: "{\"\u{FF}\":1}", data: []).enumerated().map {
+                $0.offset == 10 ? 0xFF : $0.element
+            }, kind: .invalidHeaderUTF8),
         Case(name: "unknown dtype", bytes: file([entry("w", "F12", "[2]", 0, 8)], data: 8), kind: .unknownDType, tensor: "w"),
         Case(name: "negative dimension", bytes: file([entry("w", "F32", "[-2]", 0, 8)], data: 8), kind: .invalidShape, tensor: "w"),
         Case(name: "fractional dimension", bytes: file([entry("w", "F32", "[2.5]", 0, 8)], data: 8), kind: .invalidShape, tensor: "w"),
-        Case(name: "shape product overflows", bytes: file([entry("w", "F32", "[4294967296,4294967296]", 0, 8)], data: 8),
-             kind: .shapeOverflow, tensor: "w"),
-        Case(name: "byte size overflows", bytes: file([entry("w", "F64", "[2305843009213693952]", 0, 8)], data: 8),
-             kind: .shapeOverflow, tensor: "w"),
-        Case(name: "dimension beyond 64 bits", bytes: file([entry("w", "F32", "[99999999999999999999999]", 0, 8)], data: 8),
-             kind: .shapeOverflow, tensor: "w"),
-        Case(name: "size does not match shape", bytes: file([entry("w", "F32", "[3]", 0, 8)], data: 8),
-             kind: .tensorSizeMismatch, tensor: "w"),
+        Case(
+            name: "shape product overflows", bytes: file([entry("w", "F32", "[4294967296,4294967296]", 0, 8)], data: 8),
+            kind: .shapeOverflow, tensor: "w"),
+        Case(
+            name: "byte size overflows", bytes: file([entry("w", "F64", "[2305843009213693952]", 0, 8)], data: 8),
+            kind: .shapeOverflow, tensor: "w"),
+        Case(
+            name: "dimension beyond 64 bits", bytes: file([entry("w", "F32", "[99999999999999999999999]", 0, 8)], data: 8),
+            kind: .shapeOverflow, tensor: "w"),
+        Case(
+            name: "size does not match shape", bytes: file([entry("w", "F32", "[3]", 0, 8)], data: 8),
+            kind: .tensorSizeMismatch, tensor: "w"),
         Case(name: "offsets reversed", bytes: file([entry("w", "F32", "[0]", 8, 0)], data: 8), kind: .offsetsReversed, tensor: "w"),
-        Case(name: "offsets past end of file", bytes: file([entry("w", "F32", "[2]", 0, 8), entry("v", "F32", "[2]", 8, 16)], data: 8),
-             kind: .offsetOutOfFile, tensor: "v"),
-        Case(name: "overlapping tensors", bytes: file([entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 4, 12)], data: 12),
-             kind: .overlappingTensors, tensor: "b"),
-        Case(name: "same range twice", bytes: file([entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 0, 8)], data: 8),
-             kind: .overlappingTensors, tensor: "b"),
-        Case(name: "hole between tensors", bytes: file([entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 12, 20)], data: 20),
-             kind: .holeInData, tensor: "b"),
+        Case(
+            name: "offsets past end of file", bytes: file([entry("w", "F32", "[2]", 0, 8), entry("v", "F32", "[2]", 8, 16)], data: 8),
+            kind: .offsetOutOfFile, tensor: "v"),
+        Case(
+            name: "overlapping tensors", bytes: file([entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 4, 12)], data: 12),
+            kind: .overlappingTensors, tensor: "b"),
+        Case(
+            name: "same range twice", bytes: file([entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 0, 8)], data: 8),
+            kind: .overlappingTensors, tensor: "b"),
+        Case(
+            name: "hole between tensors", bytes: file([entry("a", "F32", "[2]", 0, 8), entry("b", "F32", "[2]", 12, 20)], data: 20),
+            kind: .holeInData, tensor: "b"),
         Case(name: "data section not fully covered", bytes: file([entry("a", "F32", "[2]", 0, 8)], data: 12), kind: .incompleteData),
-        Case(name: "duplicate tensor name", bytes: file([entry("a", "F32", "[1]", 0, 4), entry("a", "F32", "[1]", 4, 8)], data: 8),
-             kind: .duplicateKey, tensor: "a"),
-        Case(name: "missing data_offsets", bytes: safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1]}}"#, data: [0, 0, 0, 0]),
-             kind: .invalidHeaderJSON, tensor: "a"),
-        Case(name: "three data_offsets", bytes: safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}"#,
-                                                                 data: [0, 0, 0, 0]), kind: .invalidHeaderJSON, tensor: "a"),
-        Case(name: "non-string metadata value",
-             bytes: safetensorsBytes(header: #"{"__metadata__":{"k":1}}"#, data: []), kind: .invalidMetadata),
-        Case(name: "sub-byte tensor not ending on a byte", bytes: file([entry("a", "F4", "[3]", 0, 2)], data: 2),
-             kind: .misalignedSlice, tensor: "a"),
+        Case(
+            name: "duplicate tensor name", bytes: file([entry("a", "F32", "[1]", 0, 4), entry("a", "F32", "[1]", 4, 8)], data: 8),
+            kind: .duplicateKey, tensor: "a"),
+        Case(
+            name: "missing data_offsets", bytes: safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1]}}"#, data: [0, 0, 0, 0]),
+            kind: .invalidHeaderJSON, tensor: "a"),
+        Case(
+            name: "three data_offsets",
+            bytes: safetensorsBytes(
+                header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}}"#,
+                data: [0, 0, 0, 0]), kind: .invalidHeaderJSON, tensor: "a"),
+        Case(
+            name: "non-string metadata value",
+            bytes: safetensorsBytes(header: #"{"__metadata__":{"k":1}}"#, data: []), kind: .invalidMetadata),
+        Case(
+            name: "sub-byte tensor not ending on a byte", bytes: file([entry("a", "F4", "[3]", 0, 2)], data: 2),
+            kind: .misalignedSlice, tensor: "a"),
     ]
 
     @Test("each malformed file gives its specific error", arguments: cases)
@@ -209,7 +236,7 @@ struct MalformedSafetensorsTests {
             let pos = Int.random(in: 0..<(8 + n), using: &rng)
             b[pos] = UInt8.random(in: 0...255, using: &rng)
             writeFile(path, b)
-            do { _ = try SafetensorsFile(path: path) } catch is MalError {} // either outcome is fine; no crash
+            do { _ = try SafetensorsFile(path: path) } catch is MalError {}  // either outcome is fine; no crash
         }
     }
 }
@@ -247,13 +274,15 @@ struct ShardIndexTests {
     }
 
     @Test func indexNamesMissingShard() throws {
-        try expectError(try indexText { $0["model.norm.weight"] = "model-00003-of-00002.safetensors" }, .indexMissingShard,
-                        tensor: "model.norm.weight")
+        try expectError(
+            try indexText { $0["model.norm.weight"] = "model-00003-of-00002.safetensors" }, .indexMissingShard,
+            tensor: "model.norm.weight")
     }
 
     @Test func indexNamesMissingTensor() throws {
-        try expectError(try indexText { $0["model.layers.9.mlp.up_proj.weight"] = "model-00002-of-00002.safetensors" },
-                        .indexMissingTensor, tensor: "model.layers.9.mlp.up_proj.weight")
+        try expectError(
+            try indexText { $0["model.layers.9.mlp.up_proj.weight"] = "model-00002-of-00002.safetensors" },
+            .indexMissingTensor, tensor: "model.layers.9.mlp.up_proj.weight")
     }
 
     @Test func shardHoldsUnlistedTensor() throws {
@@ -261,8 +290,9 @@ struct ShardIndexTests {
     }
 
     @Test func indexPointsAtWrongShard() throws {
-        try expectError(try indexText { $0["model.norm.weight"] = "model-00001-of-00002.safetensors" }, .indexMissingTensor,
-                        tensor: "model.norm.weight")
+        try expectError(
+            try indexText { $0["model.norm.weight"] = "model-00001-of-00002.safetensors" }, .indexMissingTensor,
+            tensor: "model.norm.weight")
     }
 
     @Test func indexEscapingFolderIsRejected() throws {

@@ -20,8 +20,12 @@ import Testing
         return s
     }
 
-    @Test("greedy continuations of the trained samples", arguments: [("gpt2-fortunes", "gpt2"), ("llama3-fortunes", "llama3"),
-                                                                      ("deepseek-v3-fortunes", "deepseek")])
+    @Test(
+        "greedy continuations of the trained samples",
+        arguments: [
+            ("gpt2-fortunes", "gpt2"), ("llama3-fortunes", "llama3"),
+            ("deepseek-v3-fortunes", "deepseek"),
+        ])
     func referenceContinuations(folder: String, key: String) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.samples + "/evaluation.json"))
         let gens = ((try JSONSerialization.jsonObject(with: data) as! [String: Any])[key] as! [String: Any])["generations"] as! [[String: Any]]

@@ -41,7 +41,7 @@ import Testing
             y = [Float](repeating: .nan, count: rows)
             if mal_matvec_f32_fast(&y, w, x, cols, 0, rows) != 0 { check(y, ref, mag, "f32 fast \(rows)x\(cols)") }
             y = [Float](repeating: .nan, count: rows)
-            mal_matvec_f32(&y, w, x, cols, 1, rows)   // a row range, as the threads call it
+            mal_matvec_f32(&y, w, x, cols, 1, rows)  // a row range, as the threads call it
             #expect(y[0].isNaN)
             check(Array(y[1...]), Array(ref[1...]), Array(mag[1...]), "f32 rows 1..<\(rows)")
         }
@@ -89,7 +89,7 @@ import Testing
             check(y, ref, mag, "e4m3 portable \(rows)x\(cols) blocks \(br)x\(bc)")
             y = [Float](repeating: .nan, count: rows)
             if mal_matvec_e4m3_fast(&y, w, scales, x, cols, br, bc, 0, rows) != 0 { check(y, ref, mag, "e4m3 fast \(rows)x\(cols) blocks \(br)x\(bc)") }
-            if rows > 3 {   // a range starting inside a row block rebuilds the scaled input for it
+            if rows > 3 {  // a range starting inside a row block rebuilds the scaled input for it
                 y = [Float](repeating: .nan, count: rows)
                 mal_matvec_e4m3(&y, w, scales, x, cols, br, bc, 3, rows)
                 check(Array(y[3...]), Array(ref[3...]), Array(mag[3...]), "e4m3 rows 3..<\(rows)")
@@ -99,8 +99,9 @@ import Testing
             var Y = [Float](repeating: .nan, count: 3 * rows)
             if mal_matvec_e4m3_multi(&Y, rows, w, scales, X, cols, 3, cols, br, bc, 0, rows) != 0 {
                 for t in 0..<3 {
-                    check(Array(Y[(t * rows)..<((t + 1) * rows)]), ref.map { $0 * Double(t + 1) }, mag.map { $0 * Double(t + 1) },
-                          "e4m3 multi input \(t) \(rows)x\(cols) blocks \(br)x\(bc)")
+                    check(
+                        Array(Y[(t * rows)..<((t + 1) * rows)]), ref.map { $0 * Double(t + 1) }, mag.map { $0 * Double(t + 1) },
+                        "e4m3 multi input \(t) \(rows)x\(cols) blocks \(br)x\(bc)")
                 }
             }
         }
@@ -113,46 +114,49 @@ import Testing
         var rng = Rng(s: UInt64(10 + dtype))
         // E4M3 also with blocks narrower than, and not a multiple of, the kernels' 64-weight groups.
         let blocks = dtype == Int32(MAL_W_E4M3) ? [(128, 128), (1, 32), (16, 96)] : [(128, 128)]
-        for (br, bc) in blocks { for (rows, cols) in Self.shapes where cols <= 8192 {
-            var wf = (0..<rows * cols).map { _ in rng.float() }
-            let raw: [UInt8]
-            switch dtype {
-            case Int32(MAL_W_BF16): let b = HalfFloat.encodeBF16(wf); wf = HalfFloat.decodeBF16(b); raw = b.withUnsafeBytes { Array($0) }
-            case Int32(MAL_W_F16): let b = HalfFloat.encodeF16(wf); wf = HalfFloat.decodeF16(b); raw = b.withUnsafeBytes { Array($0) }
-            case Int32(MAL_W_E4M3): let b = FP8.encodeE4M3(wf.map { $0 * 400 }); wf = FP8.decodeE4M3(b); raw = b
-            default: raw = wf.withUnsafeBytes { Array($0) }
-            }
-            let nb = (cols + bc - 1) / bc
-            let scales = (0..<((rows + br - 1) / br) * nb).map { _ in Float(1e-3) * (1 + abs(rng.float()) * 10) }
-            let scale: (Int, Int) -> Double = { r, c in dtype == Int32(MAL_W_E4M3) ? Double(scales[(r / br) * nb + c / bc]) : 1 }
-            for T in [1, 5, 7, 13] {
-                let x = (0..<T * cols).map { _ in rng.float() * 2 }
-                var ref = [Double](repeating: 0, count: T * rows), mag = ref
-                for t in 0..<T {
-                    for r in 0..<rows {
-                        for c in 0..<cols {
-                            let p = Double(wf[r * cols + c]) * scale(r, c) * Double(x[t * cols + c])
-                            ref[t * rows + r] += p; mag[t * rows + r] += abs(p)
+        for (br, bc) in blocks {
+            for (rows, cols) in Self.shapes where cols <= 8192 {
+                var wf = (0..<rows * cols).map { _ in rng.float() }
+                let raw: [UInt8]
+                switch dtype {
+                case Int32(MAL_W_BF16): let b = HalfFloat.encodeBF16(wf); wf = HalfFloat.decodeBF16(b); raw = b.withUnsafeBytes { Array($0) }
+                case Int32(MAL_W_F16): let b = HalfFloat.encodeF16(wf); wf = HalfFloat.decodeF16(b); raw = b.withUnsafeBytes { Array($0) }
+                case Int32(MAL_W_E4M3): let b = FP8.encodeE4M3(wf.map { $0 * 400 }); wf = FP8.decodeE4M3(b); raw = b
+                default: raw = wf.withUnsafeBytes { Array($0) }
+                }
+                let nb = (cols + bc - 1) / bc
+                let scales = (0..<((rows + br - 1) / br) * nb).map { _ in Float(1e-3) * (1 + abs(rng.float()) * 10) }
+                let scale: (Int, Int) -> Double = { r, c in dtype == Int32(MAL_W_E4M3) ? Double(scales[(r / br) * nb + c / bc]) : 1 }
+                for T in [1, 5, 7, 13] {
+                    let x = (0..<T * cols).map { _ in rng.float() * 2 }
+                    var ref = [Double](repeating: 0, count: T * rows), mag = ref
+                    for t in 0..<T {
+                        for r in 0..<rows {
+                            for c in 0..<cols {
+                                let p = Double(wf[r * cols + c]) * scale(r, c) * Double(x[t * cols + c])
+                                ref[t * rows + r] += p; mag[t * rows + r] += abs(p)
+                            }
+                        }
+                    }
+                    let r0 = rows > 4 ? 1 : 0
+                    for fast in [false, true] {
+                        var y = [Float](repeating: .nan, count: T * rows)
+                        let ran: Bool = raw.withUnsafeBytes { w in
+                            if fast { return mal_matmul_fast(&y, w.baseAddress, dtype, scales, x, T, rows, cols, br, bc, r0, rows) != 0 }
+                            mal_matmul_portable(&y, w.baseAddress, dtype, scales, x, T, rows, cols, br, bc, r0, rows)
+                            return true
+                        }
+                        guard ran else { continue }
+                        for t in 0..<T {
+                            if r0 > 0 { #expect(y[t * rows].isNaN, "row 0 is outside the range") }
+                            let lo = t * rows + r0, hi = (t + 1) * rows
+                            check(
+                                Array(y[lo..<hi]), Array(ref[lo..<hi]), Array(mag[lo..<hi]), "matmul dtype \(dtype) fast \(fast) \(rows)x\(cols) T=\(T) t=\(t)")
                         }
                     }
                 }
-                let r0 = rows > 4 ? 1 : 0
-                for fast in [false, true] {
-                    var y = [Float](repeating: .nan, count: T * rows)
-                    let ran: Bool = raw.withUnsafeBytes { w in
-                        if fast { return mal_matmul_fast(&y, w.baseAddress, dtype, scales, x, T, rows, cols, br, bc, r0, rows) != 0 }
-                        mal_matmul_portable(&y, w.baseAddress, dtype, scales, x, T, rows, cols, br, bc, r0, rows)
-                        return true
-                    }
-                    guard ran else { continue }
-                    for t in 0..<T {
-                        if r0 > 0 { #expect(y[t * rows].isNaN, "row 0 is outside the range") }
-                        let lo = t * rows + r0, hi = (t + 1) * rows
-                        check(Array(y[lo..<hi]), Array(ref[lo..<hi]), Array(mag[lo..<hi]), "matmul dtype \(dtype) fast \(fast) \(rows)x\(cols) T=\(T) t=\(t)")
-                    }
-                }
             }
-        } }
+        }
     }
 
     /// The tiled BF16 layout: the copy puts every element where the index says, and the
@@ -164,19 +168,28 @@ import Testing
             let w = HalfFloat.encodeBF16((0..<rows * cols).map { _ in rng.float() }), wf = HalfFloat.decodeBF16(w)
             var tiled = [UInt16](repeating: 0, count: rows * cols)
             mal_bf16_tile(&tiled, w, rows, cols)
-            for r in 0..<rows { for c in 0..<cols where tiled[mal_bf16_tiled_index(r, c, rows, cols)] != w[r * cols + c] {
-                Issue.record("element (\(r), \(c)) misplaced in \(rows)x\(cols)"); return
-            } }
+            for r in 0..<rows {
+                for c in 0..<cols where tiled[mal_bf16_tiled_index(r, c, rows, cols)] != w[r * cols + c] {
+                    Issue.record("element (\(r), \(c)) misplaced in \(rows)x\(cols)"); return
+                }
+            }
             let x = (0..<3 * cols).map { _ in rng.float() * 2 }
             var ref = [Double](repeating: 0, count: 3 * rows), mag = ref
-            for t in 0..<3 { for r in 0..<rows { for c in 0..<cols {
-                let p = Double(wf[r * cols + c]) * Double(x[t * cols + c]); ref[t * rows + r] += p; mag[t * rows + r] += abs(p)
-            } } }
+            for t in 0..<3 {
+                for r in 0..<rows {
+                    for c in 0..<cols {
+                        let p = Double(wf[r * cols + c]) * Double(x[t * cols + c]); ref[t * rows + r] += p; mag[t * rows + r] += abs(p)
+                    }
+                }
+            }
             for (r0, r1) in [(0, rows), (1, rows), (3, rows - 1), (0, 2)] where r0 < r1 {
                 for fast in [false, true] {
                     var y = [Float](repeating: .nan, count: rows)
-                    if fast { if mal_matvec_bf16_tiled_fast(&y, tiled, x, rows, cols, r0, r1) == 0 { continue } }
-                    else { mal_matvec_bf16_tiled_portable(&y, tiled, x, rows, cols, r0, r1) }
+                    if fast {
+                        if mal_matvec_bf16_tiled_fast(&y, tiled, x, rows, cols, r0, r1) == 0 { continue }
+                    } else {
+                        mal_matvec_bf16_tiled_portable(&y, tiled, x, rows, cols, r0, r1)
+                    }
                     check(Array(y[r0..<r1]), Array(ref[r0..<r1]), Array(mag[r0..<r1]), "tiled matvec fast \(fast) \(rows)x\(cols) rows \(r0)..<\(r1)")
                     #expect(y[..<r0].allSatisfy(\.isNaN) && y[r1...].allSatisfy(\.isNaN), "rows outside the range were written")
                 }
@@ -215,8 +228,9 @@ import Testing
             var worst = 0.0
             for (i, x) in xs.enumerated() {
                 let want = f(Double(x)), wantGated = want * Double(ups[i])
-                worst = max(worst, abs(Double(plain[i]) - want) / max(1, abs(want)),
-                            abs(Double(gated[i]) - wantGated) / max(1, abs(wantGated)))
+                worst = max(
+                    worst, abs(Double(plain[i]) - want) / max(1, abs(want)),
+                    abs(Double(gated[i]) - wantGated) / max(1, abs(wantGated)))
                 #expect(plain[i].isFinite && gated[i].isFinite, "\(name)(\(x))")
             }
             #expect(worst <= 1e-6, "\(name): worst error \(worst)")
@@ -251,7 +265,7 @@ import Testing
                 let sum = sc.reduce(0, +)
                 for p in 0..<nPos { for i in 0..<dv { ref[h * dv + i] += sc[p] / sum * Double(V[p * vs + (latent ? 0 : g * dv) + i]) } }
             }
-            let (h0, h1) = H > 4 ? (3, H) : (0, H)     // a range starting inside a KV group, as the threads split heads
+            let (h0, h1) = H > 4 ? (3, H) : (0, H)  // a range starting inside a KV group, as the threads split heads
             // The runtime's head-major copy ([head][position][dim]) of the same cache.
             func headMajorCopy(_ a: [Float], row: Int, width: Int) -> [Float] {
                 var out: [Float] = []
@@ -276,7 +290,9 @@ import Testing
                 }
                 for i in 0..<(h0 * dv) { #expect(out[i].isNaN, "wrote outside the head range") }
                 for i in (h0 * dv)..<(H * dv) {
-                    #expect(abs(Double(out[i]) - ref[i]) <= 1e-5, "\(fast ? "fast" : "portable") head-major \(headMajor) \(shape) n=\(nPos) [\(i)]: \(out[i]) vs \(ref[i])")
+                    #expect(
+                        abs(Double(out[i]) - ref[i]) <= 1e-5,
+                        "\(fast ? "fast" : "portable") head-major \(headMajor) \(shape) n=\(nPos) [\(i)]: \(out[i]) vs \(ref[i])")
                 }
             }
         }

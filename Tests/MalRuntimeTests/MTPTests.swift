@@ -36,9 +36,11 @@ import Testing
         try MTPTests.write(try QuantizedModel(base: try MalFile(path: dir + "/m.mal")), dir + "/q.mal")
         try MTPTests.write(try AbsorbedModel(base: try MalFile(path: dir + "/m.mal"), mode: .split, dtype: .f32), dir + "/split.mal")
         try MTPTests.write(try AbsorbedModel(base: try MalFile(path: dir + "/m.mal"), mode: .merged, dtype: .f32), dir + "/merged.mal")
-        var forms: [(String, CanonicalModel)] = [("HF folder", hf), ("converted", try MalFile(path: dir + "/m.mal")),
-                                                 ("absorbed split", try MalFile(path: dir + "/split.mal")),
-                                                 ("absorbed merged", try MalFile(path: dir + "/merged.mal"))]
+        var forms: [(String, CanonicalModel)] = [
+            ("HF folder", hf), ("converted", try MalFile(path: dir + "/m.mal")),
+            ("absorbed split", try MalFile(path: dir + "/split.mal")),
+            ("absorbed merged", try MalFile(path: dir + "/merged.mal")),
+        ]
         // Quantising leaves the FP8 fixture's weights unchanged (they pass through).
         if name == "deepseek-v3-fp8" { forms.append(("quantize round trip", try MalFile(path: dir + "/q.mal"))) }
         for (form, model) in forms {

@@ -11,8 +11,9 @@ import Testing
         for mtp in model.spec.mtpLayers > 0 ? [false, true] : [false] {
             let plan = MemoryPlan(model: model, mtp: mtp)
             let tr = try Transformer(model: model, contextLength: 64, threads: 1, mtp: mtp)
-            #expect(plan.kvBytesPerToken == tr.kvCacheBytesPerToken + (mtp ? tr.kvCacheBytesPerToken / model.spec.layers : 0),
-                    "\(name) mtp \(mtp)")
+            #expect(
+                plan.kvBytesPerToken == tr.kvCacheBytesPerToken + (mtp ? tr.kvCacheBytesPerToken / model.spec.layers : 0),
+                "\(name) mtp \(mtp)")
             #expect(plan.weightBytes > 0 && plan.largestTensorBytes <= plan.weightBytes)
         }
     }

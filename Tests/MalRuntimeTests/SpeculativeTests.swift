@@ -26,8 +26,10 @@ import Testing
         settings(40, temperature: 1.2, topK: 20, seed: 3), settings(40, temperature: 0.9, topP: 0.9, seed: 4),
     ]
 
-    static func run(_ path: String, drafts: Int, _ s: Generator.Settings, prompt: [Int32],
-                    filter: ((Int, [Int32]) -> [Int32])? = nil) throws -> Generator.Result {
+    static func run(
+        _ path: String, drafts: Int, _ s: Generator.Settings, prompt: [Int32],
+        filter: ((Int, [Int32]) -> [Int32])? = nil
+    ) throws -> Generator.Result {
         let tr = try Transformer(model: try ModelLoader.open(path), contextLength: 256, threads: 2, mtp: drafts > 0)
         let g = try Generator(transformer: tr, tokenizer: try TokenizerLoader.load(path), modelPath: path, draftTokens: drafts)
         g.draftFilter = filter
@@ -83,8 +85,9 @@ import Testing
         let g = try Generator(transformer: tr, tokenizer: try TokenizerLoader.load(path), modelPath: path, draftTokens: 2)
         let a = try g.generate(prompt: prompt, settings: SpeculativeTests.settings(9)).generated
         let b = try g.generate(prompt: g.tokenizer!.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated
-        let plain = try Generator(transformer: try Transformer(model: try ModelLoader.open(path), contextLength: 256, threads: 2),
-                                  tokenizer: g.tokenizer, modelPath: path)
+        let plain = try Generator(
+            transformer: try Transformer(model: try ModelLoader.open(path), contextLength: 256, threads: 2),
+            tokenizer: g.tokenizer, modelPath: path)
         #expect(try plain.generate(prompt: prompt, settings: SpeculativeTests.settings(9)).generated == a)
         #expect(try plain.generate(prompt: g.tokenizer!.encode("\n%\n", addSpecial: false), settings: SpeculativeTests.settings(9)).generated == b)
     }
@@ -104,7 +107,8 @@ import Testing
         defer { mal_set_bf16_tile_all(0) }
         for path in [Fixtures.samples + "/llama3-fortunes", Fixtures.samples + "/deepseek-v3-fortunes", "fp8"] {
             // FP8 E4M3 weights: the DeepSeek sample quantised in memory.
-            let model: CanonicalModel = path == "fp8"
+            let model: CanonicalModel =
+                path == "fp8"
                 ? try QuantizedModel(base: try ModelLoader.open(Fixtures.samples + "/deepseek-v3-fortunes")) : try ModelLoader.open(path)
             // One transformer for both (the layout is chosen at load; other suites may flip the switch).
             let tr = try Transformer(model: model, contextLength: 64, threads: 2)

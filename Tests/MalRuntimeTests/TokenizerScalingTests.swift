@@ -56,7 +56,8 @@ import Testing
         let m = try MappedFile(path: folder + "/tokenizer.json")
         let tree = try withExtendedLifetime(m) { try JSONValue.parse(m.bytes, file: "t") }
         let configPath = folder + "/tokenizer_config.json"
-        let config = FileManager.default.fileExists(atPath: configPath)
+        let config =
+            FileManager.default.fileExists(atPath: configPath)
             ? try JSONValue.parse(try String(contentsOfFile: configPath, encoding: .utf8), file: "c") : nil
         #expect(fast == (try TokenizerJSONReader.parse(tree, config: config, file: "t")))
     }
@@ -66,16 +67,18 @@ import Testing
         let dir = Fixtures.tempDir()
         defer { Fixtures.cleanup(dir) }
         func model(_ vocabAndMerges: String) throws -> TokenizerModel {
-            let json = #"{"added_tokens": [], "model": {"type": "BPE", "#  + vocabAndMerges + #"}, "pre_tokenizer": null}"#
+            let json = #"{"added_tokens": [], "model": {"type": "BPE", "# + vocabAndMerges + #"}, "pre_tokenizer": null}"#
             try json.write(toFile: dir + "/tokenizer.json", atomically: true, encoding: .utf8)
             return try TokenizerJSONReader.read(folder: dir)
         }
         let plain = try model(#""vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]"#)
         #expect(try model(#" "merges" : [ ["a", "b"] ] , "vocab" : { "\u0061" : 0 , "b":1, "a\u0062": 2 } "#) == plain)
         #expect(plain.merges.count == 1 && plain.merges[0] == (0, 1, 2))
-        for bad in [#""vocab": {"a": 0, "a": 1}, "merges": []"#, #""vocab": {"a": -1}, "merges": []"#,
-                    #""vocab": {"a": 0}, "merges": ["a"]"#, #""vocab": {"a": 0, "b": 1}, "merges": ["a b"]"#,
-                    #""vocab": {"a": 0}, "merges": ["a a"],"#, #""vocab": {"a\ud800": 0}, "merges": []"#] {
+        for bad in [
+            #""vocab": {"a": 0, "a": 1}, "merges": []"#, #""vocab": {"a": -1}, "merges": []"#,
+            #""vocab": {"a": 0}, "merges": ["a"]"#, #""vocab": {"a": 0, "b": 1}, "merges": ["a b"]"#,
+            #""vocab": {"a": 0}, "merges": ["a a"],"#, #""vocab": {"a\ud800": 0}, "merges": []"#,
+        ] {
             #expect(throws: MalError.self, "\(bad)") { _ = try model(bad) }
         }
     }

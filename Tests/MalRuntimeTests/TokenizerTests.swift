@@ -17,8 +17,9 @@ func loadCases(_ path: String, key: String? = nil) throws -> [TokenizerCase] {
     let doc = try JSONSerialization.jsonObject(with: data) as! [String: Any]
     let list = (key.map { doc[$0] } ?? doc["cases"]) as! [[String: Any]]
     return list.map {
-        TokenizerCase(text: $0["text"] as! String, ids: ($0["ids"] as! [Int]).map(Int32.init),
-                      idsWithSpecial: ($0["ids_with_special"] as! [Int]).map(Int32.init), decoded: $0["decoded"] as! String)
+        TokenizerCase(
+            text: $0["text"] as! String, ids: ($0["ids"] as! [Int]).map(Int32.init),
+            idsWithSpecial: ($0["ids_with_special"] as! [Int]).map(Int32.init), decoded: $0["decoded"] as! String)
     }
 }
 
@@ -33,7 +34,9 @@ struct TokenizerTests {
             let withSpecial = tok.encode(c.text, addSpecial: true)
             if ids != c.ids || withSpecial != c.idsWithSpecial || tok.decode(c.ids) != c.decoded {
                 failures += 1
-                Issue.record("\(label): \(c.text.debugDescription): got \(ids) / \(withSpecial), want \(c.ids) / \(c.idsWithSpecial); decoded \(tok.decode(c.ids).debugDescription)")
+                Issue.record(
+                    "\(label): \(c.text.debugDescription): got \(ids) / \(withSpecial), want \(c.ids) / \(c.idsWithSpecial); decoded \(tok.decode(c.ids).debugDescription)"
+                )
             }
         }
         #expect(failures == 0)
@@ -88,8 +91,9 @@ struct TokenizerTests {
     }
 
     @Test func unsupportedComponentsAreNamed() throws {
-        let base = try JSONValue.parse(String(contentsOfFile: Fixtures.fixtures + "/tokenizers/gpt2-bpe-2k/tokenizer.json", encoding: .utf8),
-                                       file: "tokenizer.json")
+        let base = try JSONValue.parse(
+            String(contentsOfFile: Fixtures.fixtures + "/tokenizers/gpt2-bpe-2k/tokenizer.json", encoding: .utf8),
+            file: "tokenizer.json")
         guard case var .object(pairs) = base else { Issue.record("not an object"); return }
         let i = pairs.firstIndex { $0.0 == "pre_tokenizer" }!
         pairs[i].1 = .object([("type", .string("Metaspace")), ("replacement", .string("▁"))])
@@ -145,7 +149,7 @@ struct BPEMergerTests {
             var a = word.map { tok.model.tokens.firstIndex(of: [$0]).map(Int32.init)! }
             var b = a
             var merger = BPEMerger()
-            merger.merge(&a, table)            // heap (n > 48)
+            merger.merge(&a, table)  // heap (n > 48)
             merger.linear(&b, table)
             #expect(a == b)
         }
@@ -207,8 +211,10 @@ struct BPEMergerTests {
         var m = try TokenizerJSONReader.read(folder: Fixtures.fixtures + "/tokenizers/deepseek-v3-bpe-2k")
         let base = Int32(m.tokens.count)
         for i in 0..<extra {
-            m.addedTokens.append(.init(id: base + Int32(i), content: "<｜tok\(i)｜>", special: true, lstrip: false, rstrip: false,
-                                       singleWord: false, normalized: false))
+            m.addedTokens.append(
+                .init(
+                    id: base + Int32(i), content: "<｜tok\(i)｜>", special: true, lstrip: false, rstrip: false,
+                    singleWord: false, normalized: false))
         }
         m.tokens += [[UInt8]?](repeating: nil, count: extra)
         return try Tokenizer(model: m)

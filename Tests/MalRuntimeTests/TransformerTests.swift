@@ -106,8 +106,10 @@ final class OversizedTensorModel: CanonicalModel {
 
 /// Copies an HF folder with its `config.json` changed by `edit` and each tensor's float32 values
 /// passed through `scale(name, values)`.
-func editedCopy(of src: String, to dir: String, config edit: (inout [String: Any]) -> Void,
-                scale: (String, UnsafeMutableBufferPointer<Float>) -> Void = { _, _ in }) throws {
+func editedCopy(
+    of src: String, to dir: String, config edit: (inout [String: Any]) -> Void,
+    scale: (String, UnsafeMutableBufferPointer<Float>) -> Void = { _, _ in }
+) throws {
     let fm = FileManager.default
     try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
     for f in try fm.contentsOfDirectory(atPath: src) where !f.hasPrefix("reference") && f != "config.json" && !f.hasSuffix(".safetensors") {
@@ -141,17 +143,21 @@ struct ConfigVariantTests {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let spec = try HFConfigReader.read(path: src + "/config.json")
         let H = spec.hiddenSize, d = Float(spec.headDim).squareRoot()
-        try editedCopy(of: src, to: dir + "/flags", config: {
-            $0["scale_attn_weights"] = byHeadDim
-            $0["scale_attn_by_inverse_layer_idx"] = byInverseLayer
-        })
-        try editedCopy(of: src, to: dir + "/queries", config: { _ in }, scale: { name, v in
-            for l in 0..<spec.layers where name.hasPrefix("transformer.h.\(l).attn.c_attn.") {
-                let f = (byHeadDim ? 1 : d) / (byInverseLayer ? Float(l + 1) : 1)
-                // Conv1D weight [H, 3H] (query outputs are the first H of each row), bias [3H].
-                for i in v.indices where i % (3 * H) < H { v[i] *= f }
-            }
-        })
+        try editedCopy(
+            of: src, to: dir + "/flags",
+            config: {
+                $0["scale_attn_weights"] = byHeadDim
+                $0["scale_attn_by_inverse_layer_idx"] = byInverseLayer
+            })
+        try editedCopy(
+            of: src, to: dir + "/queries", config: { _ in },
+            scale: { name, v in
+                for l in 0..<spec.layers where name.hasPrefix("transformer.h.\(l).attn.c_attn.") {
+                    let f = (byHeadDim ? 1 : d) / (byInverseLayer ? Float(l + 1) : 1)
+                    // Conv1D weight [H, 3H] (query outputs are the first H of each row), bias [3H].
+                    for i in v.indices where i % (3 * H) < H { v[i] *= f }
+                }
+            })
         let ids = try Reference("gpt2-tiny").ints("input_ids.0")
         let plain = try Transformer(model: try ModelLoader.open(src), threads: 2).forward(ids, allLogits: true)
         let flags = try Transformer(model: try ModelLoader.open(dir + "/flags"), threads: 2).forward(ids, allLogits: true)
@@ -285,8 +291,10 @@ struct RuntimeQuantTests {
         #expect(maxAbsDiff(a, b) <= 1e-4)
     }
 
-    static let samples: [(String, String)] = [("gpt2-fortunes", "gpt2"), ("llama3-fortunes", "llama3"), ("deepseek-v3-fortunes", "deepseek"),
-                                                   ("deepseek-v3-fortunes-fp8", "deepseek-fp8")]
+    static let samples: [(String, String)] = [
+        ("gpt2-fortunes", "gpt2"), ("llama3-fortunes", "llama3"), ("deepseek-v3-fortunes", "deepseek"),
+        ("deepseek-v3-fortunes-fp8", "deepseek-fp8"),
+    ]
 
     @Test("greedy continuations of the trained samples", arguments: samples)
     func sampleGreedy(folder: String, key: String) throws {
@@ -318,8 +326,9 @@ struct RuntimeQuantTests {
         let ys = (0..<50).reversed().map { b.sample(logits, history: [], position: $0) }.reversed()
         #expect(xs == Array(ys), "each position's draw is the same whatever order positions are sampled in")
         #expect(Set(xs).isSubset(of: [1, 4]) && Set(xs).count == 2)
-        #expect((0..<50).map { Sampler(temperature: 1, topK: 2, seed: 43).sample(logits, history: [], position: $0) } != xs,
-                "another seed draws another stream")
+        #expect(
+            (0..<50).map { Sampler(temperature: 1, topK: 2, seed: 43).sample(logits, history: [], position: $0) } != xs,
+            "another seed draws another stream")
         #expect(Sampler(seed: 1).sample(logits, history: [], position: 0) == 1)
         #expect(Sampler(repetitionPenalty: 10, seed: 1).sample(logits, history: [1], position: 1) == 4)
         let tiny = Sampler(temperature: 1e-40, topP: 0.9, seed: 1)
@@ -354,8 +363,10 @@ struct RuntimeQuantTests {
         var rng = KernelTests.Rng(s: 3)
         for vocab in [7, 1000, 128_256] {
             let l = (0..<vocab).map { _ in rng.float() * 6 }
-            for (t, k, p, m) in [(Float(1), 0, Float(1), Float(0)), (0.7, 0, 0.9, 0), (1.3, 40, 1, 0), (0.8, 50, 0.95, 0.05),
-                                 (1, 0, 1, 0.1), (0.5, 0, 0.5, 0.2), (2, 3, 0.99, 0)] {
+            for (t, k, p, m) in [
+                (Float(1), 0, Float(1), Float(0)), (0.7, 0, 0.9, 0), (1.3, 40, 1, 0), (0.8, 50, 0.95, 0.05),
+                (1, 0, 1, 0.1), (0.5, 0, 0.5, 0.2), (2, 3, 0.99, 0),
+            ] {
                 let s = Sampler(temperature: t, topK: k, topP: p, minP: m, seed: 1)
                 let (ids, w) = s.candidates(l)
                 let got = Dictionary(uniqueKeysWithValues: zip(ids, w)), want = reference(s, l)
@@ -381,8 +392,12 @@ struct RuntimeQuantTests {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let ref = try Reference("gpt2-tiny")
         let ids = try ref.ints("input_ids.0")
-        let r = try runTool("malrun", ["logits", Fixtures.model("gpt2-tiny"), "--ids", ids.map(String.init).joined(separator: ","),
-                                       "-o", dir + "/l.safetensors"])
+        let r = try runTool(
+            "malrun",
+            [
+                "logits", Fixtures.model("gpt2-tiny"), "--ids", ids.map(String.init).joined(separator: ","),
+                "-o", dir + "/l.safetensors",
+            ])
         #expect(r.status == 0, "\(r.stderr)")
         let f = try SafetensorsFile(path: dir + "/l.safetensors")
         let t = try f.tensor(named: "logits")
@@ -398,91 +413,98 @@ struct RuntimeQuantTests {
         let full = try runTool("malrun", [Fixtures.model("gpt2-tiny"), "-p", String(repeating: "word ", count: 60), "-n", "500", "--context", "100"])
         #expect(full.status == 0 && full.stderr.contains("the context length 100 is full"), "\(full.stderr)")
         let produced = try #require(full.stderr.split(separator: "|").first { $0.contains("generated") })
-        let promptTokens = try #require(full.stderr.split(separator: "|").first { $0.contains("prompt") }?.split(separator: " ").dropFirst().first.flatMap { Int($0) })
+        let promptTokens = try #require(
+            full.stderr.split(separator: "|").first { $0.contains("prompt") }?.split(separator: " ").dropFirst().first.flatMap { Int($0) })
         #expect(produced.contains("generated \(100 - promptTokens + 1) tokens"), "\(full.stderr)")
     }
 }
 
-    /// A prompt is multiplied in token chunks (inputs of 512 KiB: 32 tokens at 4096 columns); 70
-    /// tokens cross three chunks, and every token's row must equal its own matrix-vector product.
-    @Test func promptChunksMatchTokenByToken() throws {
-        let rows = 37, cols = 4096, T = 70
-        var seed: UInt64 = 9
-        func rnd() -> Float { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: seed >> 11) % 2001 - 1000) / 1000 }
-        let w = (0..<rows * cols).map { _ in rnd() }, x = (0..<T * cols).map { _ in rnd() }
-        let tensor = w.withUnsafeBytes { Tensor(name: "w", dtype: .f32, shape: [rows, cols], storage: TensorStorage(copying: $0)) }
-        let lw = try LinearWeight(tensor: tensor, scale: nil, block: .deepseek, bias: nil)
-        #expect(T > LinearWeight.tokenChunkBytes / (cols * 4))
-        var batch = [Float](repeating: .nan, count: T * rows), single = [Float](repeating: .nan, count: rows)
-        x.withUnsafeBufferPointer { xp in
-            batch.withUnsafeMutableBufferPointer { lw.apply(batch: xp.baseAddress!, $0.baseAddress!, count: T, threads: 2) }
-            for t in 0..<T {
-                single.withUnsafeMutableBufferPointer { lw.apply(xp.baseAddress! + t * cols, $0.baseAddress!, threads: 1) }
-                for r in 0..<rows { #expect(abs(batch[t * rows + r] - single[r]) <= 1e-3, "token \(t) row \(r)") }
-            }
+/// A prompt is multiplied in token chunks (inputs of 512 KiB: 32 tokens at 4096 columns); 70
+/// tokens cross three chunks, and every token's row must equal its own matrix-vector product.
+@Test func promptChunksMatchTokenByToken() throws {
+    let rows = 37, cols = 4096, T = 70
+    var seed: UInt64 = 9
+    func rnd() -> Float { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: seed >> 11) % 2001 - 1000) / 1000 }
+    let w = (0..<rows * cols).map { _ in rnd() }, x = (0..<T * cols).map { _ in rnd() }
+    let tensor = w.withUnsafeBytes { Tensor(name: "w", dtype: .f32, shape: [rows, cols], storage: TensorStorage(copying: $0)) }
+    let lw = try LinearWeight(tensor: tensor, scale: nil, block: .deepseek, bias: nil)
+    #expect(T > LinearWeight.tokenChunkBytes / (cols * 4))
+    var batch = [Float](repeating: .nan, count: T * rows), single = [Float](repeating: .nan, count: rows)
+    x.withUnsafeBufferPointer { xp in
+        batch.withUnsafeMutableBufferPointer { lw.apply(batch: xp.baseAddress!, $0.baseAddress!, count: T, threads: 2) }
+        for t in 0..<T {
+            single.withUnsafeMutableBufferPointer { lw.apply(xp.baseAddress! + t * cols, $0.baseAddress!, threads: 1) }
+            for r in 0..<rows { #expect(abs(batch[t * rows + r] - single[r]) <= 1e-3, "token \(t) row \(r)") }
         }
     }
+}
 
-    /// Out-of-range flags stop before loading (exit 64, the flag named); `logits -o` never
-    /// overwrites the model it reads.
-    @Test func badFlagsAndOverwritesAreRefused() throws {
-        let m = Fixtures.model("gpt2-tiny")
-        for (args, flag) in [(["bench", m, "--threads", "0"], "--threads"), (["bench", m, "--repetitions", "0"], "--repetitions"),
-                             (["bench", m, "-p", "0", "-n", "0"], "-n 0"), ([m, "-p", "a", "--top-p", "1.5"], "--top-p"),
-                             ([m, "-p", "a", "--context", "0"], "--context"), ([m, "-p", "a", "--min-p", "1"], "--min-p"),
-                             (["logits", m, "--ids", "1", "--threads", "-1", "-o", "/tmp/x"], "--threads")] {
-            let r = try runTool("malrun", args)
-            #expect(r.status == 64 && r.stderr.contains(flag), "\(args): \(r.status) \(r.stderr)")
-        }
-        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
-        try FileManager.default.copyItem(atPath: m, toPath: dir + "/m")
-        let before = try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors"))
-        let r = try runTool("malrun", ["logits", dir + "/m", "--ids", "1", "-o", dir + "/m/model.safetensors"])
-        #expect(r.status == 1 && r.stderr.contains("refusing to overwrite"))
-        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors")) == before)
+/// Out-of-range flags stop before loading (exit 64, the flag named); `logits -o` never
+/// overwrites the model it reads.
+@Test func badFlagsAndOverwritesAreRefused() throws {
+    let m = Fixtures.model("gpt2-tiny")
+    for (args, flag) in [
+        (["bench", m, "--threads", "0"], "--threads"), (["bench", m, "--repetitions", "0"], "--repetitions"),
+        (["bench", m, "-p", "0", "-n", "0"], "-n 0"), ([m, "-p", "a", "--top-p", "1.5"], "--top-p"),
+        ([m, "-p", "a", "--context", "0"], "--context"), ([m, "-p", "a", "--min-p", "1"], "--min-p"),
+        (["logits", m, "--ids", "1", "--threads", "-1", "-o", "/tmp/x"], "--threads"),
+    ] {
+        let r = try runTool("malrun", args)
+        #expect(r.status == 64 && r.stderr.contains(flag), "\(args): \(r.status) \(r.stderr)")
     }
+    let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+    try FileManager.default.copyItem(atPath: m, toPath: dir + "/m")
+    let before = try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors"))
+    let r = try runTool("malrun", ["logits", dir + "/m", "--ids", "1", "-o", dir + "/m/model.safetensors"])
+    #expect(r.status == 1 && r.stderr.contains("refusing to overwrite"))
+    #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/m/model.safetensors")) == before)
+}
 
-    /// The benchmark tool still runs (`make bench` is not part of CI): tiny shapes, one repetition.
-    @Test func malbenchRuns() throws {
-        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
-        try String(repeating: "The secret of success is 42 fortunes.\n", count: 50).write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
-        let t = try runTool("malbench", ["tokenizer", dir + "/t.txt", Fixtures.fixtures + "/tokenizers/gpt2-bpe-2k"])
-        #expect(t.status == 0 && t.stdout.contains("load") && t.stdout.contains("vocabulary"), "\(t.stderr)")
-        let k = try runTool("malbench", ["--rows", "256", "--cols", "512", "--reps", "1"])
-        #expect(k.status == 0 && k.stdout.contains("GB/s"), "\(k.stderr)")
-    }
+/// The benchmark tool still runs (`make bench` is not part of CI): tiny shapes, one repetition.
+@Test func malbenchRuns() throws {
+    let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+    try String(repeating: "The secret of success is 42 fortunes.\n", count: 50).write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
+    let t = try runTool("malbench", ["tokenizer", dir + "/t.txt", Fixtures.fixtures + "/tokenizers/gpt2-bpe-2k"])
+    #expect(t.status == 0 && t.stdout.contains("load") && t.stdout.contains("vocabulary"), "\(t.stderr)")
+    let k = try runTool("malbench", ["--rows", "256", "--cols", "512", "--reps", "1"])
+    #expect(k.status == 0 && k.stdout.contains("GB/s"), "\(k.stderr)")
+}
 
-    /// `bench --json`: one record per test with llama-bench's field names, the mean and sample
-    /// standard deviation of the counted runs, and `-n 0` skipping generation.
-    @Test func benchJSONHasLlamaBenchRecords() throws {
-        let r = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "5", "-n", "3", "--repetitions", "3",
-                                       "--threads", "2", "--json"])
-        #expect(r.status == 0, "\(r.stderr)")
-        let records = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
-        #expect(records.count == 2)
-        for (rec, (prompt, gen)) in zip(records, [(5, 0), (0, 3)]) {
-            #expect(rec["n_prompt"] as? Int == prompt && rec["n_gen"] as? Int == gen && rec["n_threads"] as? Int == 2)
-            #expect(rec["backends"] as? String == "CPU" && (rec["cpu_info"] as? String)?.isEmpty == false)
-            let ts = try #require(rec["samples_ts"] as? [Double]), ns = try #require(rec["samples_ns"] as? [Int])
-            #expect(ts.count == 3 && ns.count == 3)
-            let mean = ts.reduce(0, +) / 3, sd = (ts.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 2).squareRoot()
-            #expect(abs((rec["avg_ts"] as? Double ?? -1) - mean) <= 1e-9 * mean)
-            #expect(abs((rec["stddev_ts"] as? Double ?? -1) - sd) <= 1e-9 * max(mean, 1))
-            for (t, n) in zip(ts, ns) { #expect(abs(t - Double(prompt + gen) / (Double(n) * 1e-9)) <= 1e-3 * t) }
-        }
-        let skip = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "4", "-n", "0", "--repetitions", "1", "--json"])
-        let one = try #require(try JSONSerialization.jsonObject(with: Data(skip.stdout.utf8)) as? [[String: Any]])
-        #expect(one.count == 1 && one.first?["n_gen"] as? Int == 0)
-        let text = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "0", "-n", "2", "--repetitions", "1"])
-        let row = try #require(text.stdout.split(separator: "\n").first { $0.contains("| tg2 |") })
-        #expect(text.status == 0 && row.hasSuffix("GB/s |"), "\(text.stdout)")
-        // -d fills context first (llama-bench's n_depth); past the model's context it is refused.
-        let deep = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "0", "-n", "2", "-d", "5", "--repetitions", "1", "--json"])
-        let rec = try #require(try JSONSerialization.jsonObject(with: Data(deep.stdout.utf8)) as? [[String: Any]])
-        #expect(rec.count == 1 && rec[0]["n_depth"] as? Int == 5 && rec[0]["n_gen"] as? Int == 2)
-        let tooDeep = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-n", "2", "-d", "100000"])
-        #expect(tooDeep.status == 1 && tooDeep.stderr.contains("exceed the context length"), "\(tooDeep.stderr)")
+/// `bench --json`: one record per test with llama-bench's field names, the mean and sample
+/// standard deviation of the counted runs, and `-n 0` skipping generation.
+@Test func benchJSONHasLlamaBenchRecords() throws {
+    let r = try runTool(
+        "malrun",
+        [
+            "bench", Fixtures.model("gpt2-tiny"), "-p", "5", "-n", "3", "--repetitions", "3",
+            "--threads", "2", "--json",
+        ])
+    #expect(r.status == 0, "\(r.stderr)")
+    let records = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+    #expect(records.count == 2)
+    for (rec, (prompt, gen)) in zip(records, [(5, 0), (0, 3)]) {
+        #expect(rec["n_prompt"] as? Int == prompt && rec["n_gen"] as? Int == gen && rec["n_threads"] as? Int == 2)
+        #expect(rec["backends"] as? String == "CPU" && (rec["cpu_info"] as? String)?.isEmpty == false)
+        let ts = try #require(rec["samples_ts"] as? [Double]), ns = try #require(rec["samples_ns"] as? [Int])
+        #expect(ts.count == 3 && ns.count == 3)
+        let mean = ts.reduce(0, +) / 3, sd = (ts.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 2).squareRoot()
+        #expect(abs((rec["avg_ts"] as? Double ?? -1) - mean) <= 1e-9 * mean)
+        #expect(abs((rec["stddev_ts"] as? Double ?? -1) - sd) <= 1e-9 * max(mean, 1))
+        for (t, n) in zip(ts, ns) { #expect(abs(t - Double(prompt + gen) / (Double(n) * 1e-9)) <= 1e-3 * t) }
     }
+    let skip = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "4", "-n", "0", "--repetitions", "1", "--json"])
+    let one = try #require(try JSONSerialization.jsonObject(with: Data(skip.stdout.utf8)) as? [[String: Any]])
+    #expect(one.count == 1 && one.first?["n_gen"] as? Int == 0)
+    let text = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "0", "-n", "2", "--repetitions", "1"])
+    let row = try #require(text.stdout.split(separator: "\n").first { $0.contains("| tg2 |") })
+    #expect(text.status == 0 && row.hasSuffix("GB/s |"), "\(text.stdout)")
+    // -d fills context first (llama-bench's n_depth); past the model's context it is refused.
+    let deep = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "0", "-n", "2", "-d", "5", "--repetitions", "1", "--json"])
+    let rec = try #require(try JSONSerialization.jsonObject(with: Data(deep.stdout.utf8)) as? [[String: Any]])
+    #expect(rec.count == 1 && rec[0]["n_depth"] as? Int == 5 && rec[0]["n_gen"] as? Int == 2)
+    let tooDeep = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-n", "2", "-d", "100000"])
+    #expect(tooDeep.status == 1 && tooDeep.stderr.contains("exceed the context length"), "\(tooDeep.stderr)")
+}
 
 let deepseekModels = ["deepseek-v3-tiny", "deepseek-v3-fp8", "deepseek-v2-lite-tiny"]
 

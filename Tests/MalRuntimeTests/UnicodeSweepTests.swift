@@ -37,13 +37,17 @@ import Testing
                         var mask = 0
                         for r in tok.preTokenize(text) { mask |= 1 << r.lowerBound }
                         if mask != run[2 + t] && bad.count < 5 {
-                            bad.append(String(format: "U+%04X under %@: pieces start at %@, HF at %@", v, names[t],
-                                              String(mask, radix: 2), String(run[2 + t], radix: 2)))
+                            bad.append(
+                                String(
+                                    format: "U+%04X under %@: pieces start at %@, HF at %@", v, names[t],
+                                    String(mask, radix: 2), String(run[2 + t], radix: 2)))
                         }
                     }
                 }
             }
-            tally.lock.withLock { tally.mismatches += bad; tally.checked += n }
+            tally.lock.withLock {
+                tally.mismatches += bad; tally.checked += n
+            }
         }
         #expect(tally.checked == 1_112_064)
         #expect(tally.mismatches.isEmpty, "mismatches (first few per chunk):\n\(tally.mismatches.prefix(10).joined(separator: "\n"))")

@@ -16,7 +16,8 @@ public enum Fixtures {
     public static let realConfigs = fixtures + "/real-configs"
     public static let samples = packageRoot + "/Samples"
     /// The original shared data, if present beside the checkout (only the copy check reads it).
-    public static let sharedOriginal: String = ProcessInfo.processInfo.environment["MAL_SHARED"]
+    public static let sharedOriginal: String =
+        ProcessInfo.processInfo.environment["MAL_SHARED"]
         ?? URL(fileURLWithPath: packageRoot).deletingLastPathComponent().appendingPathComponent("shared").path
     public static let models = ["gpt2-tiny", "llama3-tiny", "deepseek-v3-tiny", "deepseek-v3-fp8", "deepseek-v2-lite-tiny"]
     public static func model(_ name: String) -> String { fixtures + "/" + name }

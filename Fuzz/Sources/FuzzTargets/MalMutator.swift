@@ -121,8 +121,10 @@ public enum MalMutator {
         guard at >= 0, at + width <= f.count else { return }
         var old: UInt64 = 0
         for i in 0..<width { old |= UInt64(f[at + i]) << (8 * UInt64(i)) }
-        let edges: [UInt64] = [0, 1, 2, 7, 8, 63, 64, 255, 4095, 4096, 65535, 65536, 1 << 20, 1 << 26, 1 << 31, (1 << 32) - 1, 1 << 32,
-                               1 << 47, 1 << 48, UInt64(f.count), UInt64(f.count) - 1, UInt64(f.count) + 1, UInt64.max, UInt64.max - 1]
+        let edges: [UInt64] = [
+            0, 1, 2, 7, 8, 63, 64, 255, 4095, 4096, 65535, 65536, 1 << 20, 1 << 26, 1 << 31, (1 << 32) - 1, 1 << 32,
+            1 << 47, 1 << 48, UInt64(f.count), UInt64(f.count) - 1, UInt64(f.count) + 1, UInt64.max, UInt64.max - 1,
+        ]
         let v: UInt64
         switch rng.next(3) {
         case 0: v = edges[rng.next(edges.count)]

@@ -41,7 +41,9 @@ enum Arithmetic {
 
     private static func repeated<T>(_ k: Int, _ size: Int, _ make: (Int) -> T) throws -> T {
         let n = max(k, 0)
-        guard size == 0 || n <= JinjaInterpreter.outputLimit / size else { throw JinjaError.type("a repetition of more than \(JinjaInterpreter.outputLimit >> 20) MiB") }
+        guard size == 0 || n <= JinjaInterpreter.outputLimit / size else {
+            throw JinjaError.type("a repetition of more than \(JinjaInterpreter.outputLimit >> 20) MiB")
+        }
         return make(n)
     }
 
@@ -181,7 +183,10 @@ enum PrintfFormat {
             case "r": out += v.repr
             case "d", "i":
                 guard let n = v.number else { throw JinjaError.type("%d format: a real number is required, not \(v.typeName)") }
-                switch n { case .int(let i): out += String(i); case .double(let d): out += String(Int(d.rounded(.towardZero))) }
+                switch n {
+                case .int(let i): out += String(i);
+                case .double(let d): out += String(Int(d.rounded(.towardZero)))
+                }
             case "f":
                 guard let n = v.number else { throw JinjaError.type("must be real number, not \(v.typeName)") }
                 out += String(format: "%f", n.double)

@@ -29,7 +29,13 @@ enum JSONText {
             case .list(let l), .tuple(let l): try open("[", l.map { x in { try write(x, level + 1) } }, "]")
             case .dict(let d):
                 let pairs = sortKeys ? d.pairs.sorted { $0.key.unicodeScalars.lexicographicallyPrecedes($1.key.unicodeScalars) } : d.pairs
-                try open("{", pairs.map { p in { out += quote(p.key, asciiOnly: asciiOnly) + key; try write(p.value, level + 1) } }, "}")
+                try open(
+                    "{",
+                    pairs.map { p in
+                        {
+                            out += quote(p.key, asciiOnly: asciiOnly) + key; try write(p.value, level + 1)
+                        }
+                    }, "}")
             case .namespace, .function, .undefined:
                 throw JinjaError.type("Object of type \(v.typeName) is not JSON serializable")
             }

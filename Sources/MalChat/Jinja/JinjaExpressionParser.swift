@@ -104,7 +104,9 @@ struct TokenParser {
             } else if peek == .name("not"), peek2 == .name("in") {
                 i += 2
                 rest.append(("not in", try sum()))
-            } else { break }
+            } else {
+                break
+            }
         }
         return rest.isEmpty ? first : .compare(first, rest, line: line)
     }
@@ -141,9 +143,13 @@ struct TokenParser {
 
     private mutating func unary(filters: Bool) throws -> Expr {
         var e: Expr
-        if accept(.op("-")) { e = .negate(try unary(filters: false), line: line) }
-        else if accept(.op("+")) { e = .plus(try unary(filters: false), line: line) }
-        else { e = try primary() }
+        if accept(.op("-")) {
+            e = .negate(try unary(filters: false), line: line)
+        } else if accept(.op("+")) {
+            e = .plus(try unary(filters: false), line: line)
+        } else {
+            e = try primary()
+        }
         e = try postfix(e)
         return filters ? try filtersAndTests(e) : e
     }
@@ -159,7 +165,7 @@ struct TokenParser {
             default: return .name(n, line: line)
             }
         case .string(var s):
-            while case .string(let more) = peek { s += more; i += 1 }   // adjacent literals join
+            while case .string(let more) = peek { s += more; i += 1 }  // adjacent literals join
             return .literal(.string(s))
         case .int(let v): return .literal(.int(v))
         case .double(let v): return .literal(.double(v))
@@ -203,7 +209,9 @@ struct TokenParser {
             } else if peek == .op("(") {
                 i += 1
                 e = .call(e, try arguments(), line: line)
-            } else { return e }
+            } else {
+                return e
+            }
         }
     }
 
@@ -268,7 +276,9 @@ struct TokenParser {
             } else if peek == .op("(") {
                 i += 1
                 e = .call(e, try arguments(), line: line)
-            } else { return e }
+            } else {
+                return e
+            }
         }
     }
 

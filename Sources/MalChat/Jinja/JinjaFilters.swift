@@ -195,7 +195,7 @@ enum SequenceFilters {
                     if try l.element.0.less(than: r.element.0) { return true }
                     if try r.element.0.less(than: l.element.0) { return false }
                 } catch { failure = error }
-                return l.offset < r.offset      // stable, as Python's sort
+                return l.offset < r.offset  // stable, as Python's sort
             }.map(\.element.1)
             if let failure { throw failure }
             switch name {
@@ -219,10 +219,11 @@ enum SequenceFilters {
         case "map":
             if let attr = try keyword(&a, "attribute") {
                 let def = try keyword(&a, "default")
-                return .list(try items.map { x in
-                    let r = try JinjaInterpreter().item(x, attr)
-                    return r.isUndefined ? def ?? r : r
-                })
+                return .list(
+                    try items.map { x in
+                        let r = try JinjaInterpreter().item(x, attr)
+                        return r.isUndefined ? def ?? r : r
+                    })
             }
             guard case .string(let filter)? = try a.optional("filter") else { throw JinjaError.type("map: give a filter name or attribute=") }
             let rest = a.rest(), kw = a.keywords
@@ -234,11 +235,12 @@ enum SequenceFilters {
             let test = try a.optional("test")?.text
             let rest = a.rest()
             let keep = name.hasPrefix("select")
-            return .list(try items.filter { x in
-                let subject = try attr.map { try JinjaInterpreter().item(x, $0) } ?? x
-                let passed = try test.map { try JinjaTests.apply($0, subject, rest) } ?? subject.truthy
-                return passed == keep
-            })
+            return .list(
+                try items.filter { x in
+                    let subject = try attr.map { try JinjaInterpreter().item(x, $0) } ?? x
+                    let passed = try test.map { try JinjaTests.apply($0, subject, rest) } ?? subject.truthy
+                    return passed == keep
+                })
         }
     }
 
@@ -250,6 +252,7 @@ enum SequenceFilters {
 
 /// jinja2's tests (`x is defined`, `x is string`, `x is divisibleby 3` …).
 enum JinjaTests {
+    /// Long because it is the test table: one case per test.
     static func apply(_ name: String, _ v: JinjaValue, _ args: [JinjaValue]) throws -> Bool {
         func arg() throws -> JinjaValue {
             guard let a = args.first else { throw JinjaError.type("the test '\(name)' needs an argument") }
@@ -263,12 +266,28 @@ enum JinjaTests {
         case "false": if case .bool(false) = v { return true } else { return false }
         case "boolean": if case .bool = v { return true } else { return false }
         case "string": if case .string = v { return true } else { return false }
-        case "number": switch v { case .int, .double, .bool: return true; default: return false }
+        case "number":
+            switch v {
+            case .int, .double, .bool: return true;
+            default: return false
+            }
         case "integer": if case .int = v { return true } else { return false }
         case "float": if case .double = v { return true } else { return false }
-        case "mapping": switch v { case .dict: return true; default: return false }
-        case "sequence": switch v { case .list, .tuple, .string, .dict: return true; default: return false }
-        case "iterable": switch v { case .list, .tuple, .string, .dict, .undefined: return true; default: return false }
+        case "mapping":
+            switch v {
+            case .dict: return true;
+            default: return false
+            }
+        case "sequence":
+            switch v {
+            case .list, .tuple, .string, .dict: return true;
+            default: return false
+            }
+        case "iterable":
+            switch v {
+            case .list, .tuple, .string, .dict, .undefined: return true;
+            default: return false
+            }
         case "callable": if case .function = v { return true } else { return false }
         case "odd", "even", "divisibleby":
             guard case .int(let i)? = v.number else { throw JinjaError.type("the test '\(name)' needs an integer") }

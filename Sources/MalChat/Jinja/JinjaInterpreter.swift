@@ -74,8 +74,10 @@ struct JinjaInterpreter {
         return .normal
     }
 
-    private mutating func forLoop(_ targets: [String], _ iterable: Expr, _ filter: Expr?, _ body: [Node], _ otherwise: [Node],
-                                  _ l: Int, _ scope: Scope, _ out: inout String) throws {
+    private mutating func forLoop(
+        _ targets: [String], _ iterable: Expr, _ filter: Expr?, _ body: [Node], _ otherwise: [Node],
+        _ l: Int, _ scope: Scope, _ out: inout String
+    ) throws {
         var items = try iterate(try eval(iterable, scope), line: l)
         if let filter {
             items = try items.filter { item in
@@ -99,15 +101,18 @@ struct JinjaInterpreter {
     /// nextitem, depth, depth0 and `cycle(…)`.
     private func loopObject(_ items: [JinjaValue], _ k: Int) -> JinjaValue {
         let n = items.count
-        var d = JinjaDict([("index", .int(k + 1)), ("index0", .int(k)), ("revindex", .int(n - k)), ("revindex0", .int(n - k - 1)),
-                           ("first", .bool(k == 0)), ("last", .bool(k == n - 1)), ("length", .int(n)),
-                           ("depth", .int(1)), ("depth0", .int(0))])
+        var d = JinjaDict([
+            ("index", .int(k + 1)), ("index0", .int(k)), ("revindex", .int(n - k)), ("revindex0", .int(n - k - 1)),
+            ("first", .bool(k == 0)), ("last", .bool(k == n - 1)), ("length", .int(n)),
+            ("depth", .int(1)), ("depth0", .int(0)),
+        ])
         d["previtem"] = k > 0 ? items[k - 1] : .undefined("there is no previous item")
         d["nextitem"] = k + 1 < n ? items[k + 1] : .undefined("there is no next item")
-        d["cycle"] = .function(JinjaFunction(name: "cycle") { args, _ in
-            guard !args.isEmpty else { throw JinjaError.type("no items for cycling given") }
-            return args[k % args.count]
-        })
+        d["cycle"] = .function(
+            JinjaFunction(name: "cycle") { args, _ in
+                guard !args.isEmpty else { throw JinjaError.type("no items for cycling given") }
+                return args[k % args.count]
+            })
         return .dict(d)
     }
 
@@ -156,10 +161,15 @@ struct JinjaInterpreter {
             let s = Scope(parent: defining)
             var interpreter = JinjaInterpreter(budget: budget)
             for (k, (p, def)) in parameters.enumerated() {
-                if k < args.count { s.values[p] = args[k] }
-                else if let v = kwargs.first(where: { $0.0 == p })?.1 { s.values[p] = v }
-                else if let def { s.values[p] = try interpreter.eval(def, s) }
-                else { s.values[p] = .undefined("no value for the macro parameter '\(p)'") }
+                if k < args.count {
+                    s.values[p] = args[k]
+                } else if let v = kwargs.first(where: { $0.0 == p })?.1 {
+                    s.values[p] = v
+                } else if let def {
+                    s.values[p] = try interpreter.eval(def, s)
+                } else {
+                    s.values[p] = .undefined("no value for the macro parameter '\(p)'")
+                }
             }
             if let extra = kwargs.first(where: { kw in !parameters.contains { $0.0 == kw.0 } }) {
                 throw JinjaError.type("macro '\(name)' takes no keyword argument '\(extra.0)'")
@@ -189,8 +199,9 @@ struct JinjaInterpreter {
             do { return try item(try eval(base, scope), try eval(index, scope)) } catch let err as JinjaError { throw line(err, l) }
         case .slice(let base, let a, let b, let c, let l):
             do {
-                return try slice(try eval(base, scope), try a.map { try eval($0, scope) }, try b.map { try eval($0, scope) },
-                                 try c.map { try eval($0, scope) })
+                return try slice(
+                    try eval(base, scope), try a.map { try eval($0, scope) }, try b.map { try eval($0, scope) },
+                    try c.map { try eval($0, scope) })
             } catch let err as JinjaError { throw line(err, l) }
         case .call(let callee, let args, let l):
             let f = try eval(callee, scope)

@@ -121,10 +121,13 @@ struct JinjaLexer {
                 return
             }
             let t: JinjaToken
-            do { t = try JinjaToken.read(s, &pos, afterDot: tokens.last.map { if case .op(".") = $0 { return true } else { return false } } ?? false) }
-            catch let e as JinjaError { throw TemplateError(error: e, line: line) }
+            do {
+                t = try JinjaToken.read(s, &pos, afterDot: tokens.last.map { if case .op(".") = $0 { return true } else { return false } } ?? false)
+            } catch let e as JinjaError { throw TemplateError(error: e, line: line) }
             if case .op(let o) = t {
-                if "([{".contains(o) { depth += 1 } else if ")]}".contains(o) {
+                if "([{".contains(o) {
+                    depth += 1
+                } else if ")]}".contains(o) {
                     guard depth > 0 else { throw TemplateError(error: .syntax("unexpected '\(o)'"), line: line) }
                     depth -= 1
                 }
@@ -198,8 +201,10 @@ enum JinjaToken: Equatable {
     case double(Double)
     case op(String)
 
-    static let operators = ["//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
-                            "(", ")", "[", "]", "{", "}", ",", ".", ":", "|"]
+    static let operators = [
+        "//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
+        "(", ")", "[", "]", "{", "}", ",", ".", ":", "|",
+    ]
 
     /// Reads one token at `pos` (whitespace already skipped). After a `.`, digits are an attribute
     /// index (`x.0`), never a float.
@@ -276,7 +281,8 @@ enum JinjaToken: Equatable {
             case "x", "u", "U":
                 let n = c == "x" ? 2 : c == "u" ? 4 : 8
                 guard pos + n <= s.count, let v = UInt32(String(String.UnicodeScalarView(s[pos..<(pos + n)])), radix: 16),
-                      let u = Unicode.Scalar(v) else { throw JinjaError.syntax("invalid \\\(c) escape in a string") }
+                    let u = Unicode.Scalar(v)
+                else { throw JinjaError.syntax("invalid \\\(c) escape in a string") }
                 out.append(u)
                 pos += n
             case "0"..."7":

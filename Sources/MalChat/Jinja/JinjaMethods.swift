@@ -10,7 +10,7 @@ enum JinjaMethods {
         case .string(let s): return stringMethod(s, name)
         case .dict(let d): return dictMethod(d, name)
         case .list where ["append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse"].contains(name),
-             .dict where ["update", "pop", "popitem", "setdefault", "clear"].contains(name):
+            .dict where ["update", "pop", "popitem", "setdefault", "clear"].contains(name):
             return JinjaFunction(name: name) { _, _ in
                 throw JinjaError.type("the template may not modify a \(v.typeName) (\(name)): chat templates run in an immutable sandbox")
             }
@@ -48,8 +48,9 @@ enum JinjaMethods {
         case "split", "rsplit":
             return f { a, k in
                 let sep = arg(a, k, 0, "sep"), maxsplit = arg(a, k, 1, "maxsplit")?.number.map { Int($0.double) } ?? -1
-                return .list(try split(s, sep: sep.flatMap { $0.isNone ? nil : $0.text }, maxsplit: maxsplit, fromRight: name == "rsplit")
-                    .map { .string($0) })
+                return .list(
+                    try split(s, sep: sep.flatMap { $0.isNone ? nil : $0.text }, maxsplit: maxsplit, fromRight: name == "rsplit")
+                        .map { .string($0) })
             }
         case "startswith", "endswith":
             return f { a, _ in
@@ -57,11 +58,12 @@ enum JinjaMethods {
                 let options: [JinjaValue]
                 options = p.sequence ?? [p]
                 let u = Array(s.unicodeScalars)
-                return .bool(try options.contains { o in
-                    guard case .string(let x) = o else { throw JinjaError.type("\(name) first arg must be str or a tuple of str") }
-                    let n = Array(x.unicodeScalars)
-                    return n.count <= u.count && (name == "startswith" ? Array(u.prefix(n.count)) == n : Array(u.suffix(n.count)) == n)
-                })
+                return .bool(
+                    try options.contains { o in
+                        guard case .string(let x) = o else { throw JinjaError.type("\(name) first arg must be str or a tuple of str") }
+                        let n = Array(x.unicodeScalars)
+                        return n.count <= u.count && (name == "startswith" ? Array(u.prefix(n.count)) == n : Array(u.suffix(n.count)) == n)
+                    })
             }
         case "upper": return f { _, _ in .string(s.uppercased()) }
         case "lower": return f { _, _ in .string(s.lowercased()) }
@@ -128,7 +130,9 @@ enum JinjaMethods {
             guard case .string(let c) = chars else { throw JinjaError.type("strip arg must be None or str") }
             let cs = Set(c.unicodeScalars)
             set = { cs.contains($0) }
-        } else { set = isPythonSpace }
+        } else {
+            set = isPythonSpace
+        }
         if right { while let l = u.last, set(l) { u.removeLast() } }
         if left { let n = u.prefix(while: set).count; u.removeFirst(n) }
         return String(String.UnicodeScalarView(u))
@@ -183,7 +187,9 @@ enum JinjaMethods {
                 out.append(contentsOf: new.unicodeScalars)
                 i += o.count
                 done += 1
-            } else { out.append(u[i]); i += 1 }
+            } else {
+                out.append(u[i]); i += 1
+            }
         }
         return String(out)
     }
@@ -214,15 +220,21 @@ enum JinjaMethods {
                 while let d = it.popFirst(), d != "}" { field.unicodeScalars.append(d) }
                 if field.contains(":") || field.contains("!") { throw JinjaError.unsupported("format specs in str.format") }
                 let v: JinjaValue?
-                if field.isEmpty { v = auto < args.count ? args[auto] : nil; auto += 1 }
-                else if let i = Int(field) { v = i < args.count ? args[i] : nil }
-                else { v = kwargs.first { $0.0 == field }?.1 }
+                if field.isEmpty {
+                    v = auto < args.count ? args[auto] : nil; auto += 1
+                } else if let i = Int(field) {
+                    v = i < args.count ? args[i] : nil
+                } else {
+                    v = kwargs.first { $0.0 == field }?.1
+                }
                 guard let v else { throw JinjaError.type("format: no value for '{\(field)}'") }
                 out += v.text
             } else if c == "}" {
                 if it.first == "}" { it.removeFirst() }
                 out += "}"
-            } else { out.unicodeScalars.append(c) }
+            } else {
+                out.unicodeScalars.append(c)
+            }
         }
         return out
     }
@@ -233,38 +245,43 @@ enum JinjaGlobals {
     /// - Parameter now: the clock `strftime_now` reads (tests pin it).
     static func scope(now: @escaping () -> Date) -> Scope {
         let s = Scope(parent: nil)
-        s.values["raise_exception"] = .function(JinjaFunction(name: "raise_exception") { args, _ in
-            throw JinjaError.raised(args.first?.text ?? "")
-        })
-        s.values["strftime_now"] = .function(JinjaFunction(name: "strftime_now") { args, _ in
-            .string(strftime(args.first?.text ?? "", now()))
-        })
-        s.values["namespace"] = .function(JinjaFunction(name: "namespace") { args, kwargs in
-            var d = JinjaDict()
-            if case .dict(let initial)? = args.first { d = initial }
-            for (k, v) in kwargs {
-                if k.hasPrefix("_") { throw JinjaError.type("chat templates cannot store underscore-prefixed attributes on a namespace ('\(k)')") }
-                d[k] = v
-            }
-            return .namespace(JinjaNamespace(d))
-        })
-        s.values["dict"] = .function(JinjaFunction(name: "dict") { args, kwargs in
-            var d = JinjaDict()
-            if case .dict(let initial)? = args.first { d = initial }
-            for (k, v) in kwargs { d[k] = v }
-            return .dict(d)
-        })
-        s.values["range"] = .function(JinjaFunction(name: "range") { args, _ in
-            let n = try args.map { a -> Int in
-                guard case .int(let i)? = a.number else { throw JinjaError.type("range() takes integers") }
-                return i
-            }
-            let (start, stop, step) = n.count == 1 ? (0, n[0], 1) : n.count == 2 ? (n[0], n[1], 1) : n.count == 3 ? (n[0], n[1], n[2]) : (0, 0, 0)
-            guard step != 0 else { throw JinjaError.type("range() needs 1 to 3 arguments and a non-zero step") }
-            let count = step > 0 ? max(0, (stop - start + step - 1) / step) : max(0, (start - stop - step - 1) / -step)
-            guard count <= JinjaInterpreter.iterationLimit else { throw JinjaError.type("range() of \(count) items is too large") }
-            return .list((0..<count).map { .int(start + $0 * step) })
-        })
+        s.values["raise_exception"] = .function(
+            JinjaFunction(name: "raise_exception") { args, _ in
+                throw JinjaError.raised(args.first?.text ?? "")
+            })
+        s.values["strftime_now"] = .function(
+            JinjaFunction(name: "strftime_now") { args, _ in
+                .string(strftime(args.first?.text ?? "", now()))
+            })
+        s.values["namespace"] = .function(
+            JinjaFunction(name: "namespace") { args, kwargs in
+                var d = JinjaDict()
+                if case .dict(let initial)? = args.first { d = initial }
+                for (k, v) in kwargs {
+                    if k.hasPrefix("_") { throw JinjaError.type("chat templates cannot store underscore-prefixed attributes on a namespace ('\(k)')") }
+                    d[k] = v
+                }
+                return .namespace(JinjaNamespace(d))
+            })
+        s.values["dict"] = .function(
+            JinjaFunction(name: "dict") { args, kwargs in
+                var d = JinjaDict()
+                if case .dict(let initial)? = args.first { d = initial }
+                for (k, v) in kwargs { d[k] = v }
+                return .dict(d)
+            })
+        s.values["range"] = .function(
+            JinjaFunction(name: "range") { args, _ in
+                let n = try args.map { a -> Int in
+                    guard case .int(let i)? = a.number else { throw JinjaError.type("range() takes integers") }
+                    return i
+                }
+                let (start, stop, step) = n.count == 1 ? (0, n[0], 1) : n.count == 2 ? (n[0], n[1], 1) : n.count == 3 ? (n[0], n[1], n[2]) : (0, 0, 0)
+                guard step != 0 else { throw JinjaError.type("range() needs 1 to 3 arguments and a non-zero step") }
+                let count = step > 0 ? max(0, (stop - start + step - 1) / step) : max(0, (start - stop - step - 1) / -step)
+                guard count <= JinjaInterpreter.iterationLimit else { throw JinjaError.type("range() of \(count) items is too large") }
+                return .list((0..<count).map { .int(start + $0 * step) })
+            })
         return s
     }
 

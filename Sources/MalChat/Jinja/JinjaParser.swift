@@ -49,8 +49,9 @@ struct JinjaParser {
             }
         }
         if !ends.isEmpty {
-            throw TemplateError(error: .syntax("the template ended inside a block (expected \(ends.sorted().map { "'{% \($0) %}'" }.joined(separator: " or ")))"),
-                                line: lastLine)
+            throw TemplateError(
+                error: .syntax("the template ended inside a block (expected \(ends.sorted().map { "'{% \($0) %}'" }.joined(separator: " or ")))"),
+                line: lastLine)
         }
         return (out, nil)
     }
@@ -106,7 +107,9 @@ struct JinjaParser {
                 let (o, last) = try nodes(until: ["endfor"])
                 try last!.rest.expectEnd()
                 otherwise = o
-            } else if let end { try end.rest.expectEnd() }
+            } else if let end {
+                try end.rest.expectEnd()
+            }
             return .forLoop(targets: targets, iterable: iterable, filter: filter, body: body, otherwise: otherwise, line: line)
         case "set":
             let first = try tp.identifier()
@@ -167,8 +170,10 @@ struct JinjaParser {
             try tp.expectEnd()
             return .continueLoop(line: line)
         case "include", "import", "from", "extends", "block", "call", "with", "do", "autoescape", "trans":
-            throw TemplateError(error: .unsupported("the '{% \(keyword) %}' statement (chat templates are single files; "
-                                                    + "supported: if, for, set, macro, filter, break, continue, raw, generation)"), line: line)
+            throw TemplateError(
+                error: .unsupported(
+                    "the '{% \(keyword) %}' statement (chat templates are single files; "
+                        + "supported: if, for, set, macro, filter, break, continue, raw, generation)"), line: line)
         default:
             throw TemplateError(error: .syntax("unknown statement '\(keyword)'"), line: line)
         }

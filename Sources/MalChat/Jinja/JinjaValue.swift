@@ -24,7 +24,10 @@ public indirect enum JinjaValue {
     public var isNone: Bool { if case .none = self { return true } else { return false } }
     /// The items of a list or tuple.
     public var sequence: [JinjaValue]? {
-        switch self { case .list(let l), .tuple(let l): return l; default: return nil }
+        switch self {
+        case .list(let l), .tuple(let l): return l;
+        default: return nil
+        }
     }
 
     /// Python's `bool(x)`.
@@ -133,7 +136,12 @@ public struct JinjaFunction {
 enum PyNumber {
     case int(Int)
     case double(Double)
-    var double: Double { switch self { case .int(let i): return Double(i); case .double(let d): return d } }
+    var double: Double {
+        switch self {
+        case .int(let i): return Double(i);
+        case .double(let d): return d
+        }
+    }
 }
 
 extension JinjaValue {
@@ -186,13 +194,13 @@ func pythonFloatRepr(_ d: Double) -> String {
     }
     let parts = mantissa.split(separator: ".", omittingEmptySubsequences: false)
     var digits = String(parts[0]) + (parts.count > 1 ? String(parts[1]) : "")
-    var pointAt = parts[0].count + exp                  // digits before the point
+    var pointAt = parts[0].count + exp  // digits before the point
     let lead = digits.prefix { $0 == "0" }.count
     digits.removeFirst(lead)
     pointAt -= lead
     while digits.count > 1 && digits.hasSuffix("0") { digits.removeLast() }
     if digits.isEmpty { digits = "0" }
-    let decimalExp = pointAt - 1                         // scientific exponent
+    let decimalExp = pointAt - 1  // scientific exponent
     let sign = d < 0 ? "-" : ""
     if decimalExp < -4 || decimalExp >= 16 {
         let m = digits.count > 1 ? "\(digits.first!).\(digits.dropFirst())" : digits
@@ -214,12 +222,18 @@ func pythonStringRepr(_ s: String) -> String {
         case "\r": out += "\\r"
         case "\t": out += "\\t"
         default:
-            if Character(u) == quote { out += "\\" + String(quote) }
-            else if u.value < 0x20 || u.value == 0x7F { out += String(format: "\\x%02x", u.value) }
-            else if !pythonPrintable(u) {
-                out += u.value <= 0xFF ? String(format: "\\x%02x", u.value)
+            if Character(u) == quote {
+                out += "\\" + String(quote)
+            } else if u.value < 0x20 || u.value == 0x7F {
+                out += String(format: "\\x%02x", u.value)
+            } else if !pythonPrintable(u) {
+                out +=
+                    u.value <= 0xFF
+                    ? String(format: "\\x%02x", u.value)
                     : u.value <= 0xFFFF ? String(format: "\\u%04x", u.value) : String(format: "\\U%08x", u.value)
-            } else { out.unicodeScalars.append(u) }
+            } else {
+                out.unicodeScalars.append(u)
+            }
         }
     }
     out.append(quote)

@@ -91,8 +91,10 @@ public final class Generator {
     /// - Parameter draftTokens: MTP drafts per step (the transformer must be loaded with `mtp: true`).
     public init(transformer: Transformer, tokenizer: Tokenizer?, modelPath: String, draftTokens: Int = 0) throws {
         if draftTokens > 0 && !transformer.hasMTP {
-            throw MalError(.unsupported, "speculative decoding with MTP needs a model with a multi-token-prediction layer "
-                           + "(num_nextn_predict_layers >= 1), loaded with it", file: modelPath)
+            throw MalError(
+                .unsupported,
+                "speculative decoding with MTP needs a model with a multi-token-prediction layer "
+                    + "(num_nextn_predict_layers >= 1), loaded with it", file: modelPath)
         }
         self.transformer = transformer
         self.tokenizer = tokenizer
@@ -120,8 +122,10 @@ public final class Generator {
         let input = (pending.map { [$0] } ?? []) + prompt
         if input.isEmpty { throw MalError(.invalidArgument, "the prompt is empty and the tokenizer adds no BOS token") }
         guard transformer.position + input.count <= transformer.contextLength else {
-            throw MalError(.invalidArgument, "the prompt (\(input.count) tokens\(pending == nil ? "" : ", with the last answer's token")) does not fit the "
-                           + "\(transformer.contextLength - transformer.position) positions left of the context length \(transformer.contextLength)")
+            throw MalError(
+                .invalidArgument,
+                "the prompt (\(input.count) tokens\(pending == nil ? "" : ", with the last answer's token")) does not fit the "
+                    + "\(transformer.contextLength - transformer.position) positions left of the context length \(transformer.contextLength)")
         }
         tokens += prompt
         pending = nil
@@ -133,13 +137,14 @@ public final class Generator {
         try requireFinite(logits)
         if draftTokens > 0 { unrunHidden += transformer.finalHidden }
         result.promptSeconds = monotonicSeconds() - t0
-        result.mainSteps = 1      // the prompt's pass yields the first token
+        result.mainSteps = 1  // the prompt's pass yields the first token
         // The last token needs no forward pass: a full context still yields one more token.
         let limit = min(settings.maxTokens, transformer.contextLength - transformer.position + 1)
         let t1 = monotonicSeconds()
         try withoutActuallyEscaping(onToken) { callback in
-            var stream = TokenStream(tokenizer: tokenizer, ends: settings.stopAtEndTokens ? tokenizer?.endTokenIds ?? [] : [], limit: limit,
-                                     onToken: callback)
+            var stream = TokenStream(
+                tokenizer: tokenizer, ends: settings.stopAtEndTokens ? tokenizer?.endTokenIds ?? [] : [], limit: limit,
+                onToken: callback)
             if draftTokens > 0 {
                 try decodeSpeculatively(from: logits, settings.sampler, &stream, &result)
             } else {
@@ -180,8 +185,10 @@ public final class Generator {
     /// Sampling from NaN logits would print a plausible-looking token (greedy picks id 0): stop.
     func requireFinite(_ logits: [Float]) throws {
         guard let bad = NonFiniteScan.firstIndex(logits) else { return }
-        throw MalError(.nonFiniteValue, "the model computed a non-finite logit (\(logits[bad]) for token \(bad)) at position "
-                       + "\(transformer.position - 1): its weights hold NaN or infinity, or its activations overflowed", file: modelPath)
+        throw MalError(
+            .nonFiniteValue,
+            "the model computed a non-finite logit (\(logits[bad]) for token \(bad)) at position "
+                + "\(transformer.position - 1): its weights hold NaN or infinity, or its activations overflowed", file: modelPath)
     }
 }
 

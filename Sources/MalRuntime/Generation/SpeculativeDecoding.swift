@@ -22,7 +22,7 @@ extension Generator {
             noteLogprob(logits[...], t)
             guard stream.emit(t) else { break }
             tokens.append(t)
-            let P = transformer.position        // t's position
+            let P = transformer.position  // t's position
             if stream.done { pending = t; break }
             // Drafts: fewer near the limit and the end of the context.
             let k = min(draftTokens, stream.limit - stream.generated.count, transformer.contextLength - P - 1)

@@ -34,8 +34,10 @@ public struct ThroughputSamples: Sendable {
 /// seeded; every step gets a new one (as llama-bench does), so an MoE router does not pick the
 /// same experts each step.
 public enum Throughput {
-    public static func measure(_ tr: Transformer, prompt: Int, generate: Int, depth: Int, repetitions: Int,
-                               random rng: inout SplitMix64) throws -> ThroughputSamples {
+    public static func measure(
+        _ tr: Transformer, prompt: Int, generate: Int, depth: Int, repetitions: Int,
+        random rng: inout SplitMix64
+    ) throws -> ThroughputSamples {
         let vocab = Int32(tr.spec.vocabSize)
         var samples = ThroughputSamples(tokens: prompt > 0 ? prompt : generate)
         for rep in 0...repetitions {
@@ -56,8 +58,10 @@ public enum Throughput {
     /// Greedy generation of `n` tokens after `prompt` through a `Generator` with `drafts` MTP
     /// drafts per step (0: none), timed per run; also the share of drafts accepted and the tokens
     /// per main-model step of the last run.
-    public static func speculativeGeneration(_ tr: Transformer, tokenizer: Tokenizer?, path: String, prompt: [Int32], n: Int, drafts: Int,
-                                             repetitions: Int) throws -> (samples: ThroughputSamples, acceptance: Double, tokensPerStep: Double) {
+    public static func speculativeGeneration(
+        _ tr: Transformer, tokenizer: Tokenizer?, path: String, prompt: [Int32], n: Int, drafts: Int,
+        repetitions: Int
+    ) throws -> (samples: ThroughputSamples, acceptance: Double, tokensPerStep: Double) {
         let g = try Generator(transformer: tr, tokenizer: tokenizer, modelPath: path, draftTokens: drafts)
         var s = Generator.Settings()
         s.maxTokens = n
@@ -92,7 +96,7 @@ public enum Throughput {
             }
             return times.sorted()[times.count / 2]
         }
-        _ = try median(1)      // warm up
+        _ = try median(1)  // warm up
         let one = try median(1), many = try median(k + 1)
         return many / one
     }

@@ -9,8 +9,10 @@ struct MultiHeadAttention {
     var byteCount: Int { q.byteCount + k.byteCount + v.byteCount + output.byteCount }
 
     /// Queries, keys and values of T normed rows, rotated when the model has rotary positions.
-    func project(_ x: UnsafeMutablePointer<Float>, count T: Int, q qs: UnsafeMutablePointer<Float>, k ks: UnsafeMutablePointer<Float>,
-                 v vs: UnsafeMutablePointer<Float>, rotary: Rotary?, heads: Int, kvHeads: Int, headDim: Int, start: Int, threads: Int) {
+    func project(
+        _ x: UnsafeMutablePointer<Float>, count T: Int, q qs: UnsafeMutablePointer<Float>, k ks: UnsafeMutablePointer<Float>,
+        v vs: UnsafeMutablePointer<Float>, rotary: Rotary?, heads: Int, kvHeads: Int, headDim: Int, start: Int, threads: Int
+    ) {
         LinearWeight.apply(group: [q, k, v], x, [qs, ks, vs], count: T, threads: threads)
         guard let rotary else { return }
         for t in 0..<T {

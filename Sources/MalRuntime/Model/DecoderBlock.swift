@@ -25,8 +25,9 @@ extension Transformer {
         for t in 0..<T { layer.attnNorm.apply(x + t * H, xn + t * H, H) }
         switch layer.attention {
         case let .multiHead(a):
-            a.project(xn, count: T, q: q, k: k, v: v, rotary: rotary, heads: spec.heads, kvHeads: cacheHeads, headDim: headK,
-                      start: start, threads: threads)
+            a.project(
+                xn, count: T, q: q, k: k, v: v, rotary: rotary, heads: spec.heads, kvHeads: cacheHeads, headDim: headK,
+                start: start, threads: threads)
         case let .latent(m):
             m.project(xn, count: T, q: q, k: k, v: v, rotary: rotary, start: start, threads: threads)
         }

@@ -19,7 +19,7 @@ struct LatentAttention {
         case merged(qLat: LinearWeight, qRope: LinearWeight, outputLat: LinearWeight)
     }
 
-    let qA: LinearWeight?, qANorm: Norm?, q: LinearWeight?       // q: q_b, or q_proj without q-LoRA (not merged)
+    let qA: LinearWeight?, qANorm: Norm?, q: LinearWeight?  // q: q_b, or q_proj without q-LoRA (not merged)
     let kvA: LinearWeight, kvANorm: Norm
     let mode: Mode
     let mla: MLASpec
@@ -29,7 +29,7 @@ struct LatentAttention {
         self.mla = mla
         self.heads = h
         let r = mla.kvLoraRank, rope = mla.qkRopeHeadDim, nope = mla.qkNopeHeadDim, v = mla.vHeadDim
-        let qIn = mla.qLoraRank ?? H                       // the query projection's input width
+        let qIn = mla.qLoraRank ?? H  // the query projection's input width
         if let qr = mla.qLoraRank {
             qA = try w.linear(b + "attn_q_a", rows: qr, cols: H)
             qANorm = Norm(weight: try w.vector(b + "attn_q_a_norm.weight", count: qr), bias: nil, eps: eps, rms: true)
@@ -42,16 +42,19 @@ struct LatentAttention {
         switch mla.absorbed {
         case nil:
             q = try w.linear(qName, rows: h * (nope + rope), cols: qIn)
-            mode = .naive(kvB: try w.linear(b + "attn_kv_b", rows: h * (nope + v), cols: r),
-                          output: try w.linear(b + "attn_output", rows: H, cols: h * v))
+            mode = .naive(
+                kvB: try w.linear(b + "attn_kv_b", rows: h * (nope + v), cols: r),
+                output: try w.linear(b + "attn_output", rows: H, cols: h * v))
         case "split":
             q = try w.linear(qName, rows: h * (nope + rope), cols: qIn)
-            mode = .split(kB: try w.linear(b + "attn_k_b", rows: h * r, cols: nope), vB: try w.linear(b + "attn_v_b", rows: h * v, cols: r),
-                          output: try w.linear(b + "attn_output", rows: H, cols: h * v))
+            mode = .split(
+                kB: try w.linear(b + "attn_k_b", rows: h * r, cols: nope), vB: try w.linear(b + "attn_v_b", rows: h * v, cols: r),
+                output: try w.linear(b + "attn_output", rows: H, cols: h * v))
         case "merged":
             q = nil
-            mode = .merged(qLat: try w.linear(b + "attn_q_lat", rows: h * r, cols: qIn), qRope: try w.linear(b + "attn_q_rope", rows: h * rope, cols: qIn),
-                           outputLat: try w.linear(b + "attn_output_lat", rows: H, cols: h * r))
+            mode = .merged(
+                qLat: try w.linear(b + "attn_q_lat", rows: h * r, cols: qIn), qRope: try w.linear(b + "attn_q_rope", rows: h * rope, cols: qIn),
+                outputLat: try w.linear(b + "attn_output_lat", rows: H, cols: h * r))
         default:
             throw MalError(.unsupported, "unknown MLA absorption '\(mla.absorbed!)'")
         }
@@ -72,8 +75,10 @@ struct LatentAttention {
     /// Queries, keys and values of T normed inputs `x` [T, H] for the cache layout of the mode:
     /// naive: q [T, h·(nope+rope)], k [T, h·(nope+rope)], v [T, h·v]; absorbed: q [T, h·(r+rope)]
     /// (latent query and rope query per head), k [T, r+rope] (`c_kv`, `k_pe`), v unused.
-    func project(_ x: UnsafeMutablePointer<Float>, count T: Int, q out: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
-                 v: UnsafeMutablePointer<Float>, rotary: Rotary?, start: Int, threads: Int) {
+    func project(
+        _ x: UnsafeMutablePointer<Float>, count T: Int, q out: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, rotary: Rotary?, start: Int, threads: Int
+    ) {
         let rope = mla.qkRopeHeadDim, r = mla.kvLoraRank
         // Query input: the normed q-LoRA latent, or x itself.
         var qIn = x
@@ -119,9 +124,11 @@ struct LatentAttention {
 
     /// Naive MLA: the full queries, and `kv_b` expanding the latent `c_kv` to per-head no-rope
     /// keys and values; each head's key ends with the shared rope key `k_pe`.
-    private func naiveQueriesKeysValues(_ qIn: UnsafeMutablePointer<Float>, _ kva: UnsafeMutablePointer<Float>, kvB: LinearWeight, count T: Int,
-                                        q out: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
-                                        rotary: Rotary?, start: Int, threads: Int) {
+    private func naiveQueriesKeysValues(
+        _ qIn: UnsafeMutablePointer<Float>, _ kva: UnsafeMutablePointer<Float>, kvB: LinearWeight, count T: Int,
+        q out: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+        rotary: Rotary?, start: Int, threads: Int
+    ) {
         let nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, dv = mla.vHeadDim, r = mla.kvLoraRank, dk = nope + rope
         q!.apply(batch: qIn, out, count: T, threads: threads)
         let latent = UnsafeMutablePointer<Float>.allocate(capacity: T * r)
@@ -144,8 +151,10 @@ struct LatentAttention {
 
     /// Split absorption: each head's no-rope query moved into the latent space
     /// (`q_lat[h] = W_UK[h]ᵀ q_nope[h]`), followed by its rope query.
-    private func latentQueries(_ qIn: UnsafeMutablePointer<Float>, kB: LinearWeight, count T: Int, q out: UnsafeMutablePointer<Float>,
-                               rotary: Rotary?, start: Int, threads: Int) {
+    private func latentQueries(
+        _ qIn: UnsafeMutablePointer<Float>, kB: LinearWeight, count T: Int, q out: UnsafeMutablePointer<Float>,
+        rotary: Rotary?, start: Int, threads: Int
+    ) {
         let nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, r = mla.kvLoraRank, dk = nope + rope
         let qf = UnsafeMutablePointer<Float>.allocate(capacity: T * heads * dk)
         defer { qf.deallocate() }

@@ -28,7 +28,9 @@ public struct LinearWeight: @unchecked Sendable {
     }
 
     /// Bytes read per use (weights + scales): what bounds decoding speed.
-    public var byteCount: Int { rows * cols * (dtype.byteSize ?? 4) + (scales != nil ? ((rows + blockRows - 1) / blockRows) * ((cols + blockCols - 1) / blockCols) * 4 : 0) }
+    public var byteCount: Int {
+        rows * cols * (dtype.byteSize ?? 4) + (scales != nil ? ((rows + blockRows - 1) / blockRows) * ((cols + blockCols - 1) / blockCols) * 4 : 0)
+    }
 
     init(tensor t: Tensor, scale: Tensor?, block: BlockShape, bias: [Float]?, arena: WeightArena? = nil) throws {
         guard t.shape.count == 2 else { throw MalError(.invalidShape, "a linear weight must be 2-D, not \(t.shape)", tensor: t.name) }
@@ -102,13 +104,17 @@ public struct LinearWeight: @unchecked Sendable {
     func applyRows(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, outputStride: Int, _ r0: Int, _ r1: Int) {
         if dtype == .bf16 {
             let w = data.assumingMemoryBound(to: UInt16.self)
-            let done = tiled ? mal_matvec_bf16_tiled_multi(Y, outputStride, w, X, cols, T, rows, cols, r0, r1)
-                             : mal_matvec_bf16_multi(Y, outputStride, w, X, cols, T, cols, r0, r1)
+            let done =
+                tiled
+                ? mal_matvec_bf16_tiled_multi(Y, outputStride, w, X, cols, T, rows, cols, r0, r1)
+                : mal_matvec_bf16_multi(Y, outputStride, w, X, cols, T, cols, r0, r1)
             if done != 0 { return }
         }
         if dtype == .f8e4m3, let scales,
-           mal_matvec_e4m3_multi(Y, outputStride, data.assumingMemoryBound(to: UInt8.self), scales, X, cols, T, cols, blockRows,
-                                 blockCols, r0, r1) != 0 {
+            mal_matvec_e4m3_multi(
+                Y, outputStride, data.assumingMemoryBound(to: UInt8.self), scales, X, cols, T, cols, blockRows,
+                blockCols, r0, r1) != 0
+        {
             return
         }
         var g0 = r0
@@ -150,8 +156,9 @@ public struct LinearWeight: @unchecked Sendable {
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
             if r0 >= r1 { return }
             for t0 in stride(from: 0, to: T, by: tc) {
-                mal_matmul(ys.pointer + t0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + t0 * me.cols, Swift.min(tc, T - t0), me.rows,
-                           me.cols, me.blockRows, me.blockCols, r0, r1)
+                mal_matmul(
+                    ys.pointer + t0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + t0 * me.cols, Swift.min(tc, T - t0), me.rows,
+                    me.cols, me.blockRows, me.blockCols, r0, r1)
             }
         }
         if let bias { for t in 0..<T { for r in 0..<rows { Y[t * rows + r] += bias[r] } } }
@@ -163,8 +170,10 @@ extension LinearWeight {
     /// experts of a MoE layer). One token: all their rows are split across the threads as one
     /// parallel region, so a layer pays one thread hand-off instead of one per matrix (small
     /// matrices are dominated by it). Several tokens: one matrix-matrix product each.
-    static func apply(group ws: [LinearWeight], _ x: UnsafePointer<Float>, _ ys: [UnsafeMutablePointer<Float>], count T: Int = 1,
-                      threads: Int) {
+    static func apply(
+        group ws: [LinearWeight], _ x: UnsafePointer<Float>, _ ys: [UnsafeMutablePointer<Float>], count T: Int = 1,
+        threads: Int
+    ) {
         precondition(ws.count == ys.count && ws.allSatisfy { $0.cols == ws[0].cols })
         if T > LinearWeight.smallBatch || ws.count == 1 {
             for (w, y) in zip(ws, ys) { w.apply(batch: x, y, count: T, threads: threads) }
@@ -178,7 +187,9 @@ extension LinearWeight {
             let end = Swift.min(total, r + per)
             while r < end {
                 let i = offsets.lastIndex { $0 <= r }!, row0 = r - offsets[i], row1 = Swift.min(ws[i].rows, row0 + (end - r))
-                if T == 1 { ws[i].applyRows(xs.pointer, outs[i].pointer, row0, row1) } else {
+                if T == 1 {
+                    ws[i].applyRows(xs.pointer, outs[i].pointer, row0, row1)
+                } else {
                     ws[i].applyRows(batch: xs.pointer, outs[i].pointer, count: T, outputStride: ws[i].rows, row0, row1)
                 }
                 r += row1 - row0
@@ -187,4 +198,3 @@ extension LinearWeight {
         for (w, y) in zip(ws, ys) { if let b = w.bias { for t in 0..<T { for r in 0..<w.rows { y[t * w.rows + r] += b[r] } } } }
     }
 }
-

@@ -38,7 +38,9 @@ public struct MemoryPlan: Sendable {
     public static func kvBytesPerToken(_ s: ModelSpec, layers: Int, absorbed: Bool? = nil) -> Int {
         let perLayer: Int
         if let mla = s.mla {
-            perLayer = (absorbed ?? (mla.absorbed != nil)) ? (mla.kvLoraRank + mla.qkRopeHeadDim) * 4
+            perLayer =
+                (absorbed ?? (mla.absorbed != nil))
+                ? (mla.kvLoraRank + mla.qkRopeHeadDim) * 4
                 : s.heads * (mla.qkHeadDim + mla.vHeadDim) * 4
         } else {
             perLayer = s.kvHeads * s.headDim * 2 * 4
@@ -55,6 +57,19 @@ public struct MemoryPlan: Sendable {
     static func saturatingProduct(_ a: Int, _ b: Int) -> Int {
         let (p, overflow) = a.multipliedReportingOverflow(by: b)
         return overflow ? Int.max / 4 : min(p, Int.max / 4)
+    }
+
+    /// The weights are decoded into memory: a model larger than the machine is refused up front
+    /// with the sizes and the `--context` that fits, not left to fail an allocation (or the OOM
+    /// killer) halfway through.
+    public func requireFit(context ctx: Int) throws {
+        guard !fits(context: ctx) else { return }
+        let fitting = maxContext.map { " (a context of \($0) positions fits: --context \($0))" } ?? ""
+        throw MalError(
+            .outOfMemory,
+            "running the model needs \(gibibytes(loadPeakBytes)) to load (\(gibibytes(weightBytes)) of tensors "
+                + "plus the largest one while it is placed) and \(gibibytes(kvBytes(context: ctx))) of KV cache for \(ctx) positions; "
+                + "this process may use \(gibibytes(memoryBytes)) (physical memory or its cgroup limit)\(fitting)")
     }
 
     /// Whether the load and a KV cache of `context` positions fit.

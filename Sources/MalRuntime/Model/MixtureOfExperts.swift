@@ -62,8 +62,10 @@ struct MixtureOfExperts {
     /// out[t] = Σ_k w_k·expert_k(x[t]) + shared(x[t]) for T tokens (`out` may alias `x`); returns
     /// each token's routing. Every token sums its experts in routing order, then the shared
     /// expert, whichever path computed them, so one token gives the same result alone or in a batch.
-    func apply(batch x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int,
-               threads: Int) -> [(ids: [Int32], weights: [Float])] {
+    func apply(
+        batch x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int,
+        threads: Int
+    ) -> [(ids: [Int32], weights: [Float])] {
         let h = router.cols, k = spec.expertsPerToken
         var logits = [Float](repeating: 0, count: T * router.rows)
         logits.withUnsafeMutableBufferPointer { router.apply(batch: x, $0.baseAddress!, count: T, threads: threads) }
@@ -102,8 +104,10 @@ struct MixtureOfExperts {
     /// One token: the chosen experts' gate and up rows (and the shared expert's) run as one
     /// parallel region, their down projections as a second one split by output rows, so a MoE
     /// layer costs two thread hand-offs instead of three per expert.
-    private func decode(_ x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, choice: (ids: [Int32], weights: [Float]),
-                        threads: Int) {
+    private func decode(
+        _ x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, choice: (ids: [Int32], weights: [Float]),
+        threads: Int
+    ) {
         let h = router.cols
         var units: [(f: GatedFeedForward, w: Float)] = zip(choice.ids, choice.weights).map { (experts[Int($0)], $1) }
         if let shared { units.append((shared, 1)) }
@@ -114,9 +118,10 @@ struct MixtureOfExperts {
         defer { gate.deallocate(); up.deallocate(); parts.deallocate() }
         let gs = SharedPointer(gate), ps = SharedPointer(parts)
         // Region 1: the gate and up rows of every unit in equal shares.
-        LinearWeight.apply(group: units.flatMap { [$0.f.gate, $0.f.up] }, x,
-                           offsets.dropLast().flatMap { [gate + $0, up + $0] }, threads: threads)
-        mal_activate_mul(units[0].f.act, gate, up, total)   // one activation for all experts
+        LinearWeight.apply(
+            group: units.flatMap { [$0.f.gate, $0.f.up] }, x,
+            offsets.dropLast().flatMap { [gate + $0, up + $0] }, threads: threads)
+        mal_activate_mul(units[0].f.act, gate, up, total)  // one activation for all experts
         // Region 2: each share of output rows runs every unit's down projection for those rows.
         let chunks2 = Swift.max(1, Swift.min(threads, h / 64)), per2 = (h + chunks2 - 1) / chunks2
         WorkerPool.run(chunks2, threads: threads) { c in

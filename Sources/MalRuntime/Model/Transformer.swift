@@ -65,15 +65,7 @@ public final class Transformer: @unchecked Sendable {
         self.threads = threads
         let ctx = min(requested ?? 4096, s.maxPositions)
         contextLength = ctx
-        // The weights are decoded into memory: a model larger than the machine is refused up front
-        // with the sizes, not left to fail an allocation (or the OOM killer) halfway through.
-        let plan = MemoryPlan(model: model, mtp: mtp)
-        if !plan.fits(context: ctx) {
-            let fits = plan.maxContext.map { " (a context of \($0) positions fits: --context \($0))" } ?? ""
-            throw MalError(.outOfMemory, "running the model needs \(gibibytes(plan.loadPeakBytes)) to load (\(gibibytes(plan.weightBytes)) of tensors "
-                           + "plus the largest one while it is placed) and \(gibibytes(plan.kvBytes(context: ctx))) of KV cache for \(ctx) positions; "
-                           + "this process may use \(gibibytes(plan.memoryBytes)) (physical memory or its cgroup limit)\(fits)")
-        }
+        try MemoryPlan(model: model, mtp: mtp).requireFit(context: ctx)
         arena = WeightArena()
         let w = WeightLoader(model: model, arena: arena)
         let assembly = try LayerAssembly(w, spec: s)
@@ -81,7 +73,8 @@ public final class Transformer: @unchecked Sendable {
         let tied = !w.has("output.weight")
         (embedding, embeddingScale) = tied ? (nil, nil) : try Transformer.loadEmbedding(w, model: model, vocab: V, hidden: H)
         embeddingBlock = w.block(of: "token_embd.weight")
-        positionEmbedding = assembly.parts.positions == .learned
+        positionEmbedding =
+            assembly.parts.positions == .learned
             ? try w.vector("position_embd.weight", count: s.maxPositions * H, shape: [s.maxPositions, H]) : nil
         layers = try (0..<s.layers).map(assembly.layer)
         mtpHead = mtp ? try assembly.mtpHead() : nil
@@ -175,7 +168,7 @@ public final class Transformer: @unchecked Sendable {
                 }
             }
         } else {
-            output.row(Int(id), into: x)   // tied head: the same matrix
+            output.row(Int(id), into: x)  // tied head: the same matrix
         }
         if let pe = positionEmbedding { for i in 0..<h { x[i] += pe[pos * h + i] } }
     }
@@ -185,8 +178,10 @@ public final class Transformer: @unchecked Sendable {
     /// input of every layer k (`[T, H]`) and, for k = layers, the final normed hidden state.
     /// With `keepHidden`, `finalHidden` holds every token's final normed hidden state (`[T, H]`, what
     /// the head reads: the input of the MTP layer).
-    public func forward(_ tokens: [Int32], allLogits: Bool = false, keepHidden: Bool = false,
-                        capture: ((Int, [Float]) -> Void)? = nil) throws -> [Float] {
+    public func forward(
+        _ tokens: [Int32], allLogits: Bool = false, keepHidden: Bool = false,
+        capture: ((Int, [Float]) -> Void)? = nil
+    ) throws -> [Float] {
         let T = tokens.count, H = spec.hiddenSize
         guard T > 0 else { return [] }
         guard position + T <= contextLength else {
@@ -235,8 +230,9 @@ public final class Transformer: @unchecked Sendable {
             let raw = pool.get()
             defer { pool.put(raw) }
             for t in 0..<T {
-                mal_attention(os.pointer + t * od, qs.pointer + t * qd, K.pointer, V.pointer, start + t + 1, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow,
-                              scale, raw.assumingMemoryBound(to: Float.self), h0, h1)
+                mal_attention(
+                    os.pointer + t * od, qs.pointer + t * qd, K.pointer, V.pointer, start + t + 1, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow,
+                    scale, raw.assumingMemoryBound(to: Float.self), h0, h1)
             }
         }
     }

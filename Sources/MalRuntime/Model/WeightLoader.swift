@@ -29,8 +29,10 @@ struct WeightLoader {
     func tensor(_ name: String, shape: [Int]) throws -> Tensor {
         let t = try tensor(name)
         guard [.f32, .bf16, .f16, .f8e4m3].contains(t.dtype) else {
-            throw MalError(.unsupported, "has dtype \(t.dtype.rawValue); the runtime reads F32, BF16, F16 and F8_E4M3 weights "
-                           + "(`malconv convert --dtype f32|bf16|f16` casts float tensors)", tensor: name)
+            throw MalError(
+                .unsupported,
+                "has dtype \(t.dtype.rawValue); the runtime reads F32, BF16, F16 and F8_E4M3 weights "
+                    + "(`malconv convert --dtype f32|bf16|f16` casts float tensors)", tensor: name)
         }
         guard t.shape == shape else {
             throw MalError(.invalidShape, "has shape \(t.shape), but the model's spec implies \(shape)", tensor: name)
@@ -42,7 +44,9 @@ struct WeightLoader {
     func vector(_ name: String, count: Int, shape: [Int]? = nil) throws -> [Float] {
         let t = try tensor(name, shape: shape ?? [count])
         var out = [Float](repeating: 0, count: t.elementCount)
-        try t.withBytes { b in try out.withUnsafeMutableBufferPointer { try widenToFloat32(b.baseAddress!, dtype: t.dtype, count: t.elementCount, into: $0.baseAddress!) } }
+        try t.withBytes { b in
+            try out.withUnsafeMutableBufferPointer { try widenToFloat32(b.baseAddress!, dtype: t.dtype, count: t.elementCount, into: $0.baseAddress!) }
+        }
         return out
     }
 

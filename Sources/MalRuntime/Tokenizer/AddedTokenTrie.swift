@@ -27,7 +27,7 @@ struct AddedTokenTrie: Sendable {
                 children[node].sort { $0.byte < $1.byte }
                 node = new
             }
-            if ending[node] < 0 { ending[node] = Int32(i) }     // the first of equal contents wins
+            if ending[node] < 0 { ending[node] = Int32(i) }  // the first of equal contents wins
         }
     }
 

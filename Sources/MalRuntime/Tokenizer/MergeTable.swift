@@ -13,7 +13,7 @@ struct MergeTable {
 
     init(_ merges: [(Int32, Int32, Int32)]) {
         var cap = 16
-        while cap < merges.count * 3 / 2 { cap <<= 1 }      // load factor at most 2/3
+        while cap < merges.count * 3 / 2 { cap <<= 1 }  // load factor at most 2/3
         var table = [(key: UInt64, value: UInt64)](repeating: (MergeTable.empty, 0), count: cap)
         let m = cap - 1, sh = UInt64(64 - cap.trailingZeroBitCount)
         table.withUnsafeMutableBufferPointer { t in
@@ -21,7 +21,7 @@ struct MergeTable {
                 let k = MergeTable.key(a, b)
                 var i = MergeTable.slot(k, sh)
                 while t[i].key != MergeTable.empty && t[i].key != k { i = (i + 1) & m }
-                if t[i].key == MergeTable.empty {          // the first (lowest-rank) merge of a pair wins
+                if t[i].key == MergeTable.empty {  // the first (lowest-rank) merge of a pair wins
                     t[i] = (k, UInt64(UInt32(rank)) << 32 | UInt64(UInt32(bitPattern: c)))
                 }
             }

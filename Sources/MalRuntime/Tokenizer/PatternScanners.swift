@@ -23,7 +23,8 @@ enum PatternScanner {
     static let llama3Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
     static let deepseekDigitsPattern = #"\p{N}{1,3}"#
     static let deepseekCJKPattern = "[一-龥\u{3040}-ゟ゠-ヿ]+"
-    static let deepseekMainPattern = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"
+    static let deepseekMainPattern =
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"
 
     init?(pattern: String) {
         switch pattern {
@@ -79,10 +80,10 @@ enum PatternScanner {
             return v >= 0x41 && v <= 0x5A ? v + 32 : v == 0x17F ? 0x73 : v
         }
         switch c(i + 1) {
-        case 0x73, 0x74, 0x6D, 0x64: return i + 2                        // s t m d
-        case 0x72: return c(i + 2) == 0x65 ? i + 3 : nil                 // re
-        case 0x76: return c(i + 2) == 0x65 ? i + 3 : nil                 // ve
-        case 0x6C: return c(i + 2) == 0x6C ? i + 3 : nil                 // ll
+        case 0x73, 0x74, 0x6D, 0x64: return i + 2  // s t m d
+        case 0x72: return c(i + 2) == 0x65 ? i + 3 : nil  // re
+        case 0x76: return c(i + 2) == 0x65 ? i + 3 : nil  // ve
+        case 0x6C: return c(i + 2) == 0x6C ? i + 3 : nil  // ll
         default: return nil
         }
     }

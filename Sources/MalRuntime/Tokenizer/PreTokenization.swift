@@ -33,8 +33,10 @@ extension Tokenizer {
     }
 
     /// HF `split` with a behaviour: matches and the gaps between them become pieces.
-    static func splitPieces(_ s: Int, _ e: Int, _ matches: [(Int, Int)], _ behavior: TokenizerModel.SplitBehavior, _ invert: Bool,
-                            _ out: inout [(Int, Int)]) {
+    static func splitPieces(
+        _ s: Int, _ e: Int, _ matches: [(Int, Int)], _ behavior: TokenizerModel.SplitBehavior, _ invert: Bool,
+        _ out: inout [(Int, Int)]
+    ) {
         // (range, isDelimiter)
         var parts: [((Int, Int), Bool)] = []
         var pos = s
@@ -51,7 +53,9 @@ extension Tokenizer {
             var cur: (Int, Int)? = nil
             var curDelim = false
             for (r, d) in parts {
-                if let c = cur, d && curDelim { cur = (c.0, r.1) } else {
+                if let c = cur, d && curDelim {
+                    cur = (c.0, r.1)
+                } else {
                     if let c = cur { out.append(c) }
                     cur = r
                     curDelim = d
@@ -61,7 +65,9 @@ extension Tokenizer {
         case .mergedWithPrevious:
             var cur: (Int, Int)? = nil
             for (r, d) in parts {
-                if d, let c = cur { cur = (c.0, r.1) } else {
+                if d, let c = cur {
+                    cur = (c.0, r.1)
+                } else {
                     if let c = cur { out.append(c) }
                     cur = r
                 }
@@ -70,7 +76,9 @@ extension Tokenizer {
         case .mergedWithNext:
             var pending: Int? = nil
             for (r, d) in parts {
-                if d { if pending == nil { pending = r.0 } } else {
+                if d {
+                    if pending == nil { pending = r.0 }
+                } else {
                     out.append((pending ?? r.0, r.1))
                     pending = nil
                 }

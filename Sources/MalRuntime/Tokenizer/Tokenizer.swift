@@ -192,8 +192,10 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Normalises, pre-tokenises and BPE-encodes bytes [from, to) of the text.
-    func encodeSegment(_ bytes: [UInt8], _ from: Int, _ to: Int, merger: inout BPEMerger, cache: inout WordCache?, threads: Int = 1,
-                       into out: inout [Int32]) {
+    func encodeSegment(
+        _ bytes: [UInt8], _ from: Int, _ to: Int, merger: inout BPEMerger, cache: inout WordCache?, threads: Int = 1,
+        into out: inout [Int32]
+    ) {
         guard to > from else { return }
         var segment = Array(bytes[from..<to])
         if let n = model.normalizer {
@@ -209,9 +211,15 @@ public final class Tokenizer: @unchecked Sendable {
             offsets.append(i)
             let b0 = segment[i]
             var v: UInt32, len: Int
-            if b0 < 0x80 { v = UInt32(b0); len = 1 } else if b0 >= 0xF0 { v = UInt32(b0 & 0x07); len = 4 } else if b0 >= 0xE0 {
+            if b0 < 0x80 {
+                v = UInt32(b0); len = 1
+            } else if b0 >= 0xF0 {
+                v = UInt32(b0 & 0x07); len = 4
+            } else if b0 >= 0xE0 {
                 v = UInt32(b0 & 0x0F); len = 3
-            } else { v = UInt32(b0 & 0x1F); len = 2 }
+            } else {
+                v = UInt32(b0 & 0x1F); len = 2
+            }
             for k in 1..<len where i + k < segment.count { v = v << 6 | UInt32(segment[i + k] & 0x3F) }
             scalars.append(v)
             i += len
@@ -259,8 +267,10 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// BPE on the bytes [from, to) of `text`: start from single bytes, repeatedly merge the
     /// adjacent pair with the lowest rank (leftmost first).
-    func bpe(_ text: [UInt8], _ from: Int, _ to: Int, symbols: inout [Int32], merger: inout BPEMerger, cache: inout WordCache?,
-             into out: inout [Int32]) {
+    func bpe(
+        _ text: [UInt8], _ from: Int, _ to: Int, symbols: inout [Int32], merger: inout BPEMerger, cache: inout WordCache?,
+        into out: inout [Int32]
+    ) {
         text.withUnsafeBufferPointer { all in
             let word = UnsafeBufferPointer(rebasing: all[from..<to])
             if model.ignoreMerges, let id = vocab.find(word) { out.append(id); return }

@@ -28,9 +28,11 @@ enum UnicodeClass {
         return out.sorted { $0.0 < $1.0 }
     }()
 
-    static let tables: [(UInt8, [UInt32])] = [(letter, UnicodeClassTable.letter), (number, UnicodeClassTable.number),
-                                               (punctuation, UnicodeClassTable.punctuation), (symbol, UnicodeClassTable.symbol),
-                                               (mark, UnicodeClassTable.mark), (space, UnicodeClassTable.space)]
+    static let tables: [(UInt8, [UInt32])] = [
+        (letter, UnicodeClassTable.letter), (number, UnicodeClassTable.number),
+        (punctuation, UnicodeClassTable.punctuation), (symbol, UnicodeClassTable.symbol),
+        (mark, UnicodeClassTable.mark), (space, UnicodeClassTable.space),
+    ]
 
     @inline(__always)
     static func of(_ v: UInt32) -> UInt8 {
