@@ -54,7 +54,8 @@ let package = Package(
             path: "Benchmarks/MalBench"),
         .target(name: "MalTestSupport", path: "Tests/MalTestSupport"),
         .testTarget(
-            name: "MalRuntimeTests", dependencies: ["MalTestSupport", "CMalKernels", "MalCore", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
+            name: "MalRuntimeTests",
+            dependencies: ["MalTestSupport", "CMalKernels", "MalCore", "MalArchitectures", "MalReaders", "MalRuntime", "MalTransforms", "MalWriters"]),
         .testTarget(name: "MalReadersTests", dependencies: ["MalTestSupport", "MalCore", "MalReaders"]),
         .testTarget(
             name: "MalQuantTests",

@@ -7,6 +7,7 @@ public enum ArchitectureRegistry {
         GPT2Architecture(),
         LlamaArchitecture(),
         DeepSeekArchitecture(),
+        Qwen2Architecture(),
     ]
 
     /// Every `model_type` read, in registry order (for error messages).

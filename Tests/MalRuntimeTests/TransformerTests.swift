@@ -10,7 +10,8 @@ import MalTransforms
 /// Reference tensors of a fixture (`reference.safetensors`) as float32 / int32 arrays.
 struct Reference {
     let file: SafetensorsFile
-    init(_ model: String) throws { file = try SafetensorsFile(path: Fixtures.model(model) + "/reference.safetensors") }
+    init(_ model: String) throws { try self.init(folder: Fixtures.model(model)) }
+    init(folder: String) throws { file = try SafetensorsFile(path: folder + "/reference.safetensors") }
     func floats(_ name: String) throws -> (values: [Float], shape: [Int]) {
         let t = try file.tensor(named: name)
         return (t.withBytes { Array($0.bindMemory(to: Float.self)) }, t.shape)

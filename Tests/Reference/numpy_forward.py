@@ -132,7 +132,7 @@ def make_gpt2(rng, H, L, nh, V, P, inner, openai_names=False, **extra):
             t[f"h.{l}.attn.masked_bias"] = np.array(-1e4)
     return t, cfg
 
-def make_llama(rng, H, L, nh, nkv, V, F, hd=None, tied=False, abias=False, mbias=False, **extra):
+def make_llama(rng, H, L, nh, nkv, V, F, hd=None, tied=False, abias=False, mbias=False, qwen2=False, **extra):
     hd = hd or H // nh
     t = {"model.embed_tokens.weight": rng.normal(0, 0.5, (V, H))}
     for l in range(L):
@@ -142,8 +142,9 @@ def make_llama(rng, H, L, nh, nkv, V, F, hd=None, tied=False, abias=False, mbias
                   p + "self_attn.v_proj.weight": rng.normal(0, 0.3, (nkv * hd, H)), p + "self_attn.o_proj.weight": rng.normal(0, 0.2, (H, nh * hd)),
                   p + "mlp.gate_proj.weight": rng.normal(0, 0.3, (F, H)), p + "mlp.up_proj.weight": rng.normal(0, 0.3, (F, H)),
                   p + "mlp.down_proj.weight": rng.normal(0, 0.2, (H, F))})
-        if abias:
-            for n, d in (("q", nh * hd), ("k", nkv * hd), ("v", nkv * hd), ("o", H)): t[p + f"self_attn.{n}_proj.bias"] = rng.normal(0, 0.1, d)
+        if abias or qwen2:   # Qwen2: biases on q, k and v only
+            for n, d in (("q", nh * hd), ("k", nkv * hd), ("v", nkv * hd), ("o", H))[:3 if qwen2 else 4]:
+                t[p + f"self_attn.{n}_proj.bias"] = rng.normal(0, 0.1, d)
         if mbias:
             for n, d in (("gate", F), ("up", F), ("down", H)): t[p + f"mlp.{n}_proj.bias"] = rng.normal(0, 0.1, d)
     t["model.norm.weight"] = rng.normal(1, 0.2, H)
@@ -152,6 +153,9 @@ def make_llama(rng, H, L, nh, nkv, V, F, hd=None, tied=False, abias=False, mbias
            "vocab_size": V, "intermediate_size": F, "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": tied,
            "attention_bias": abias, "mlp_bias": mbias, "rope_theta": 10000.0}
     if hd != H // nh: cfg["head_dim"] = hd
+    if qwen2:
+        cfg["model_type"] = "qwen2"
+        for k in ("attention_bias", "mlp_bias"): del cfg[k]
     cfg.update(extra); return t, cfg
 
 
@@ -294,6 +298,7 @@ if __name__ == "__main__":   # importable: Fuzz/make_seeds.py builds its tiny mo
         ("llama-40-hd24-3/1-bias-tied", "llama", *make_llama(rng, 40, 2, 3, 1, 300, 72, hd=24, tied=True, abias=True, mbias=True)),
         ("llama-96-llama3rope", "llama", *make_llama(rng, 96, 2, 4, 4, 500, 200, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16})),
         ("llama-130-gelu-linear", "llama", *make_llama(rng, 130, 2, 5, 5, 211, 260, hidden_act="gelu_pytorch_tanh", rope_scaling={"rope_type": "linear", "factor": 2.0})),
+        ("qwen2-64-4/2-qkv-bias", "llama", *make_llama(rng, 64, 2, 4, 2, 300, 120, qwen2=True, rope_theta=1000000.0)),
         ("v3-72-qlora-yarn-groups", "deepseek", *make_deepseek(rng, True, 72, 3, 3, 301, 100, 40, 12, 8, 20, 36, 6, 2, 3, 2, 24, 1, norm_topk_prob=True,
             routed_scaling_factor=2.5, rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8, "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0})),
         ("v2-56-yarn0.707-grouplimited", "deepseek", *make_deepseek(rng, False, 56, 2, 5, 211, 90, 24, 20, 6, 14, None, 8, 3, 4, 2, 20, 2,

@@ -80,8 +80,8 @@ def check_imports():
 
 
 ARCH_PATTERNS = [
-    (re.compile(r'"(gpt2|llama|deepseek_v2|deepseek_v3)"'), "names a model_type"),
-    (re.compile(r"\b(GPT2|Llama|DeepSeek)Architecture\b"), "names an architecture type"),
+    (re.compile(r'"(gpt2|llama|deepseek_v2|deepseek_v3|qwen2)"'), "names a model_type"),
+    (re.compile(r"\b(GPT2|Llama|DeepSeek|Qwen2)Architecture\b"), "names an architecture type"),
     (re.compile(r"\b(modelType|architecture)\s*[!=]="), "compares a model's type"),
     (re.compile(r"[!=]=\s*\w*\.?(modelType|architecture)\b"), "compares a model's type"),
     (re.compile(r"\bisDeepSeek\b|hasPrefix\(\"deepseek"), "asks for an architecture"),
