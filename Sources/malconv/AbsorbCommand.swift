@@ -52,7 +52,8 @@ struct AbsorbCommand: ParsableCommand {
             let (base, inputs) = try ModelIO.open(input)
             let absorbed = try AbsorbedModel(base: base, mode: mode, dtype: dtype.dtype)
             let absorbedNames = absorbed.absorbedTensorNames
-            let model: CanonicalModel = requantizeFP8 ? try QuantizedModel(base: absorbed, include: absorbedNames) : absorbed
+            let requantized = requantizeFP8 ? try QuantizedModel(base: absorbed, include: absorbedNames) : nil
+            let model: CanonicalModel = requantized ?? absorbed
             let s = AbsorbedModel.cost(spec: base.spec, mode: .split, kvLength: kvLength)
             let g = AbsorbedModel.cost(spec: base.spec, mode: .merged, kvLength: kvLength)
             let extra: [String: Any] = [
@@ -67,7 +68,7 @@ struct AbsorbCommand: ParsableCommand {
                 options: ["mode": mode.rawValue, "dtype": dtype.rawValue, "requantize": requantize.rawValue],
                 force: force, json: json, extra: extra)
             if json { return }
-            let blocks = (model as? QuantizedModel)?.block.description ?? ""
+            let blocks = requantized?.block.description ?? ""
             let what =
                 requantizeFP8
                 ? "requantised to FP8 E4M3 \(blocks) (smaller, no longer exact)"
