@@ -2,8 +2,8 @@
 import Foundation
 import PackageDescription
 
-/// Kernels need a CPU target: without one Swift SIMD FMAs become libm calls
-/// (see Docs/PERFORMANCE.md). Override with `MAL_TARGET_CPU=haswell` for an AVX2-only build.
+/// `make build` adds `-target-cpu native -march=native`; the AVX-512 kernels dispatch at run time
+/// (`mal_simd_level`) in any build, the rest of the code follows the build's CPU target.
 let package = Package(
     name: "malconv",
     products: [
@@ -20,8 +20,8 @@ let package = Package(
         .systemLibrary(name: "CJSONC", pkgConfig: "json-c", providers: [.apt(["libjson-c-dev"])]),
         .target(name: "CMalKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "MalCore", dependencies: ["CJSONC", "CMalKernels"]),
-        // The module graph (`Docs/ARCHITECTURE.md`; `Tests/Scripts/import_graph.py` compares the
-        // real `import` lines with it): no Runtime → Transforms, no Writers → Readers.
+        // The module graph (`Docs/ARCHITECTURE.md`; `Tests/Scripts/structure_check.py` compares the
+        // real `import` lines and these dependencies with it): no Runtime → Transforms, no Writers → Readers.
         .target(name: "MalArchitectures", dependencies: ["MalCore"]),
         .target(name: "MalReaders", dependencies: ["MalCore", "MalArchitectures", "CZstd", "CMalKernels"]),
         .target(name: "MalTransforms", dependencies: ["MalCore", "CMalKernels"]),

@@ -1,6 +1,7 @@
 /* Element-wise activations of the feed-forward layers, written so the compiler vectorises them:
    libm's expf/tanhf are scalar calls, which took 10-13% of GPT-2's prompt time. */
 #include "mal_kernels.h"
+#include "simd_x86.h"
 #include <math.h>
 #include <string.h>
 
@@ -75,13 +76,13 @@ static inline float relu(float v) { return v < 0 ? 0.0f : v; } /* NaN passes, as
     default: for (size_t i = 0; i < n; i++) BODY(gelu_tanh); break;                  \
     }
 
-void mal_activate(int kind, float *x, size_t n) {
+MAL_CLONES void mal_activate(int kind, float *x, size_t n) {
 #define APPLY(f) x[i] = f(x[i])
     ACT_LOOPS(APPLY)
 #undef APPLY
 }
 
-void mal_activate_mul(int kind, float *g, const float *u, size_t n) {
+MAL_CLONES void mal_activate_mul(int kind, float *g, const float *u, size_t n) {
 #define GATE(f) g[i] = f(g[i]) * u[i]
     ACT_LOOPS(GATE)
 #undef GATE
@@ -89,12 +90,12 @@ void mal_activate_mul(int kind, float *g, const float *u, size_t n) {
 
 /* Sampling weights: out[i] = e^((x[i] - shift) * scale), vectorised (libm's expf is a scalar call:
    0.8 ms for a 128K vocabulary against ~0.1). Below e^-87 the result stays at ~1.6e-38. */
-void mal_exp_scaled(float *out, const float *x, size_t n, float shift, float scale) {
+MAL_CLONES void mal_exp_scaled(float *out, const float *x, size_t n, float shift, float scale) {
     for (size_t i = 0; i < n; i++) out[i] = exp_poly((x[i] - shift) * scale);
 }
 
 /* Largest of n > 0 finite values (the sampler's logits; vectorised, unlike a generic max). */
-float mal_max_f32(const float *x, size_t n) {
+MAL_CLONES float mal_max_f32(const float *x, size_t n) {
     float m = x[0];
     for (size_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
     return m;

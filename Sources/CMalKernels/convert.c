@@ -1,8 +1,9 @@
 /* Byte planes and float conversions: simple loops the compiler vectorises at -O3. */
 #include "mal_kernels.h"
+#include "simd_x86.h"
 #include <string.h>
 
-void mal_shuffle(uint8_t *restrict dst, const uint8_t *restrict src, size_t n, size_t es) {
+MAL_CLONES void mal_shuffle(uint8_t *restrict dst, const uint8_t *restrict src, size_t n, size_t es) {
     if (es == 2) {
         for (size_t i = 0; i < n; i++) { dst[i] = src[2 * i]; dst[n + i] = src[2 * i + 1]; }
     } else if (es == 4) {
@@ -14,7 +15,7 @@ void mal_shuffle(uint8_t *restrict dst, const uint8_t *restrict src, size_t n, s
     }
 }
 
-void mal_unshuffle(uint8_t *restrict dst, const uint8_t *restrict src, size_t n, size_t es) {
+MAL_CLONES void mal_unshuffle(uint8_t *restrict dst, const uint8_t *restrict src, size_t n, size_t es) {
     if (es == 2) {
         for (size_t i = 0; i < n; i++) { dst[2 * i] = src[i]; dst[2 * i + 1] = src[n + i]; }
     } else if (es == 4) {
@@ -29,7 +30,7 @@ void mal_unshuffle(uint8_t *restrict dst, const uint8_t *restrict src, size_t n,
 static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
-void mal_f32_to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n) {
+MAL_CLONES void mal_f32_to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u = f2u(src[i]);
         if ((u & 0x7FFFFFFFu) > 0x7F800000u) { dst[i] = (uint16_t)(((u >> 16) & 0x8000u) | 0x7FC0u); continue; }
@@ -38,11 +39,11 @@ void mal_f32_to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n
     }
 }
 
-void mal_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
+MAL_CLONES void mal_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = u2f((uint32_t)src[i] << 16);
 }
 
-void mal_f32_to_f16(uint16_t *restrict dst, const float *restrict src, size_t n) {
+MAL_CLONES void mal_f32_to_f16(uint16_t *restrict dst, const float *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) {
         _Float16 h = (_Float16)src[i];   /* IEEE conversion: round to nearest even */
         uint16_t b; memcpy(&b, &h, 2);
@@ -50,7 +51,7 @@ void mal_f32_to_f16(uint16_t *restrict dst, const float *restrict src, size_t n)
     }
 }
 
-void mal_f16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
+MAL_CLONES void mal_f16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) { _Float16 h; memcpy(&h, &src[i], 2); dst[i] = (float)h; }
 }
 
@@ -73,6 +74,6 @@ FIRST_WITH_MASK(first_with_mask32, uint32_t)
 FIRST_WITH_MASK(first_with_mask16, uint16_t)
 FIRST_WITH_MASK(first_with_mask8, uint8_t)
 
-int64_t mal_first_nonfinite_f32(const float *p, size_t n) { return first_with_mask32((const uint32_t *)p, n, 0x7F800000u); }
-int64_t mal_first_nonfinite_16(const uint16_t *p, size_t n, uint16_t exp_mask) { return first_with_mask16(p, n, exp_mask); }
-int64_t mal_first_nonfinite_8(const uint8_t *p, size_t n, uint8_t mask) { return first_with_mask8(p, n, mask); }
+MAL_CLONES int64_t mal_first_nonfinite_f32(const float *p, size_t n) { return first_with_mask32((const uint32_t *)p, n, 0x7F800000u); }
+MAL_CLONES int64_t mal_first_nonfinite_16(const uint16_t *p, size_t n, uint16_t exp_mask) { return first_with_mask16(p, n, exp_mask); }
+MAL_CLONES int64_t mal_first_nonfinite_8(const uint8_t *p, size_t n, uint8_t mask) { return first_with_mask8(p, n, mask); }

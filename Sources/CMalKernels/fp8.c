@@ -1,6 +1,7 @@
 /* FP8 codecs and the block quantiser (see mal_kernels.h). Written as straight-line code with
    selects so the compiler vectorises the loops at -O3. */
 #include "mal_kernels.h"
+#include "simd_x86.h"
 #include <math.h>
 #include <string.h>
 
@@ -44,12 +45,12 @@ static inline uint8_t enc_e4m3(float x, int saturate) {
     return (uint8_t)(v | sign);
 }
 
-void mal_f32_to_e4m3(uint8_t *restrict dst, const float *restrict src, size_t n, int saturate) {
+MAL_CLONES void mal_f32_to_e4m3(uint8_t *restrict dst, const float *restrict src, size_t n, int saturate) {
     if (saturate) { for (size_t i = 0; i < n; i++) dst[i] = enc_e4m3(src[i], 1); }
     else { for (size_t i = 0; i < n; i++) dst[i] = enc_e4m3(src[i], 0); }
 }
 
-void mal_e4m3_to_f32(float *restrict dst, const uint8_t *restrict src, size_t n) {
+MAL_CLONES void mal_e4m3_to_f32(float *restrict dst, const uint8_t *restrict src, size_t n) {
     /* (b & 0x7F) << 20 is the value times 2^-120 as float32 bits, subnormals included. */
     const float k = u2f((uint32_t)(127 + 120) << 23);
     for (size_t i = 0; i < n; i++) {
@@ -60,7 +61,7 @@ void mal_e4m3_to_f32(float *restrict dst, const uint8_t *restrict src, size_t n)
     }
 }
 
-void mal_f32_to_e5m2(uint8_t *restrict dst, const float *restrict src, size_t n, int saturate) {
+MAL_CLONES void mal_f32_to_e5m2(uint8_t *restrict dst, const float *restrict src, size_t n, int saturate) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u = f2u(src[i]);
         uint8_t sign = (uint8_t)((u >> 24) & 0x80);
@@ -77,7 +78,7 @@ void mal_f32_to_e5m2(uint8_t *restrict dst, const float *restrict src, size_t n,
     }
 }
 
-void mal_e5m2_to_f32(float *restrict dst, const uint8_t *restrict src, size_t n) {
+MAL_CLONES void mal_e5m2_to_f32(float *restrict dst, const uint8_t *restrict src, size_t n) {
     /* E5M2 is the top byte of an IEEE half. */
     for (size_t i = 0; i < n; i++) {
         uint16_t h = (uint16_t)src[i] << 8;
@@ -86,7 +87,7 @@ void mal_e5m2_to_f32(float *restrict dst, const uint8_t *restrict src, size_t n)
     }
 }
 
-long mal_quantize_band_e4m3(uint8_t *restrict q, float *restrict scales, const float *restrict x, size_t rows, size_t cols,
+MAL_CLONES long mal_quantize_band_e4m3(uint8_t *restrict q, float *restrict scales, const float *restrict x, size_t rows, size_t cols,
                             size_t bc, int pow2) {
     size_t nb = (cols + bc - 1) / bc;
     for (size_t b = 0; b < nb; b++) {
@@ -126,7 +127,7 @@ long mal_quantize_band_e4m3(uint8_t *restrict q, float *restrict scales, const f
     return -1;
 }
 
-void mal_dequantize_band_e4m3(float *restrict y, const uint8_t *restrict q, const float *restrict scales, size_t rows,
+MAL_CLONES void mal_dequantize_band_e4m3(float *restrict y, const uint8_t *restrict q, const float *restrict scales, size_t rows,
                               size_t cols, size_t bc) {
     const float k = u2f((uint32_t)(127 + 120) << 23);
     size_t nb = (cols + bc - 1) / bc;
