@@ -53,6 +53,9 @@ public final class MalWriter {
         public var minGain: Double = 0.02
         /// Replace an existing file at the destination (at the final rename; `--force`).
         public var replaceExisting = false
+        /// The codec of every tensor added without one (nil: chosen per tensor by measured gain).
+        /// `.raw` writes a container whose tensors the runtime can use in place (`malrun --mmap`).
+        public var codec: MalFormat.Codec?
         public init() {}
     }
 
@@ -158,6 +161,7 @@ public final class MalWriter {
         let cs = options.chunkSize
         let chunkCount = (bytes + cs - 1) / cs
         let elem = dtype.byteSize ?? 1
+        let forced = forced ?? options.codec
         var codec: MalFormat.Codec = forced ?? ((elem >= 2 && dtype.isFloatingPoint) ? .zstdBytePlanes : .zstd)
         var chunks: [MalFormat.Chunk] = []
         chunks.reserveCapacity(chunkCount)

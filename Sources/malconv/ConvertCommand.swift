@@ -55,7 +55,7 @@ struct ConvertCommand: ParsableCommand {
             try ModelIO.write(
                 written, output: out.output, to: out.to, inputs: [input] + model.checkpoint.files.map(\.path),
                 command: "convert", options: ["dtype": dtype.rawValue, "level": String(level), "drop-mtp": String(dropMtp)],
-                level: Int32(level), threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json,
+                level: Int32(level), threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json, codec: out.codec,
                 extra: extra)
         }
     }

@@ -29,7 +29,7 @@ struct ExportCommand: ParsableCommand {
             do {
                 try ModelIO.write(
                     mal, output: out.output, to: out.to, inputs: [input], command: "export", options: [:],
-                    quantization: mal.metadata.quantization, maxShardSize: out.maxShardSize, force: out.force, json: json)
+                    quantization: mal.metadata.quantization, maxShardSize: out.maxShardSize, force: out.force, json: json, codec: out.codec)
             } catch let e as MalError where e.tensor != nil && e.file == nil { throw e.inFile(input) }
         }
     }

@@ -20,18 +20,25 @@ enum ModelIO {
         _ model: CanonicalModel, output: String, to: OutputFormat?, inputs: [String], command: String,
         options: [String: String], quantization: MalMetadata.Quantization? = nil, level: Int32 = 1,
         threads: Int = availableCores, maxShardSize: ByteCount? = nil, force: Bool = false, json: Bool = false,
-        extra: [String: Any] = [:]
+        codec: ContainerCodec = .auto, extra: [String: Any] = [:]
     ) throws {
         try refuseOverwritingInput(output: output, inputs: inputs)
         let progress = Progress(command)
-        switch OutputFormat.resolve(path: output, explicit: to) {
+        let format = OutputFormat.resolve(path: output, explicit: to)
+        if codec != .auto && format != .mal {
+            throw MalError(.invalidArgument, "--codec \(codec.rawValue) is for .mal outputs; an HF folder's safetensors are raw already", file: output)
+        }
+        switch format {
         case .mal:
             var opts = MalWriter.Options()
             opts.level = level
             opts.threads = threads
             opts.replaceExisting = force
+            opts.codec = codec.forced
+            var recorded = options
+            if codec != .auto { recorded["codec"] = codec.rawValue }
             let s = try ContainerExport.write(
-                model, to: output, options: opts, command: command, optionValues: options,
+                model, to: output, options: opts, command: command, optionValues: recorded,
                 quantization: quantization, progress: progress.update)
             Report.container(s, path: output, json: json, extra: extra)
         case .safetensors:

@@ -25,6 +25,12 @@ func parseSize(_ s: String) throws -> Int {
     throw ValidationError("invalid size '\(s)' (examples: 5GB, 500MB, 2GiB)")
 }
 
+/// `--codec`: how a container stores its tensors.
+enum ContainerCodec: String, CaseIterable, ExpressibleByArgument {
+    case auto, raw
+    var forced: MalFormat.Codec? { self == .raw ? .raw : nil }
+}
+
 /// Options of every command that writes a model.
 struct WriteOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Output: a path ending in .mal writes the container, any other path an HF model folder.")
@@ -38,6 +44,12 @@ struct WriteOptions: ParsableArguments {
 
     @Flag(help: "Replace an existing output (file or non-empty folder), only once the new one is complete.")
     var force = false
+
+    @Option(
+        help: ArgumentHelp(
+            "A .mal output's tensor codec: auto (zstd where it saves 2% or more) or raw (uncompressed and "
+                + "aligned, so `malrun --mmap` uses the weights in place from the file).", valueName: "codec"))
+    var codec: ContainerCodec = .auto
 
     var format: OutputFormat { OutputFormat.resolve(path: output, explicit: to) }
 }

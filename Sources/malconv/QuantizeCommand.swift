@@ -72,7 +72,7 @@ struct QuantizeCommand: ParsableCommand {
                     "drop-mtp": String(dropMtp),
                 ],
                 quantization: MalMetadata.Quantization(format: "e4m3", blockSize: [b.rows, b.cols], scale: s.rawValue),
-                threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json,
+                threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json, codec: out.codec,
                 extra: (json ? ["decisions": try Self.jsonObject(q.decisions)] : [:]).merging(mtpExtra) { a, _ in a })
             if !json { Self.summarize(q.decisions) }
         }
@@ -124,7 +124,7 @@ struct DequantizeCommand: ParsableCommand {
             let d = try DequantizedModel(base: base, dtype: dtype.dtype, threads: threads)
             try ModelIO.write(
                 d, output: out.output, to: out.to, inputs: inputs, command: "dequantize", options: ["dtype": dtype.rawValue],
-                threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json)
+                threads: threads, maxShardSize: out.maxShardSize, force: out.force, json: json, codec: out.codec)
         }
     }
 }

@@ -19,9 +19,18 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Context length (KV cache size; default min(4096, the model's maximum)).")
     var context: Int?
 
+    @Flag(
+        help: ArgumentHelp(
+            "Use the weights in place, mapped from the file, instead of copying them into memory: instant loads of a "
+                + "cached model, one copy shared by every process, and models larger than memory (paged, slowly). For "
+                + "containers written with `malconv convert --codec raw`; compressed tensors are still decoded."))
+    var mmap = false
+
     /// The runtime for the loaded `model`; errors about its tensors name this file.
     func transformer(_ loaded: CanonicalModel, context: Int?, mtp: Bool = false) throws -> Transformer {
-        do { return try Transformer(model: loaded, contextLength: context, threads: threads, mtp: mtp) } catch let e as MalError { throw e.inFile(model) }
+        do {
+            return try Transformer(model: loaded, contextLength: context, threads: threads, mtp: mtp, mapped: mmap)
+        } catch let e as MalError { throw e.inFile(model) }
     }
 
     /// The model, its tokenizer and a generation session over them, with `sampling`'s drafts

@@ -94,6 +94,31 @@ struct ContainerTests {
         }
     }
 
+    /// `--codec raw` writes every weight uncompressed and aligned; `malrun --mmap` runs it from the
+    /// file's mapping with the logits of the decoded copy, bit for bit (these widths use the same
+    /// kernels either way), F32, BF16 and FP8 alike. An HF output refuses the flag.
+    @Test(arguments: ["gpt2-tiny", "llama3-tiny", "deepseek-v3-fp8"])
+    func rawContainerRunsMapped(model: String) throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let r = try runTool("malconv", ["convert", Fixtures.model(model), "-o", dir + "/raw.mal", "--codec", "raw"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let file = try MalFile(path: dir + "/raw.mal")
+        #expect(file.modelEntries.allSatisfy { $0.codec == .raw || $0.codec == .alias })
+        #expect(file.metadata.provenance.options["codec"] == "raw")
+        #expect(try runTool("malconv", ["check", dir + "/raw.mal"]).status == 0)
+        for mapped in [false, true] {
+            let l = try runTool(
+                "malrun",
+                ["logits", dir + "/raw.mal", "--ids", "1,5,9,17", "-o", dir + "/l\(mapped).safetensors"]
+                    + (mapped ? ["--mmap"] : []))
+            #expect(l.status == 0, "\(l.stderr)")
+        }
+        let a = FileManager.default.contents(atPath: dir + "/lfalse.safetensors"), b = FileManager.default.contents(atPath: dir + "/ltrue.safetensors")
+        #expect(a != nil && a == b, "mapped weights give other logits")
+        let hf = try runTool("malconv", ["convert", Fixtures.model(model), "-o", dir + "/hf", "--codec", "raw"])
+        #expect(hf.status == 1 && hf.stderr.contains("--codec raw is for .mal outputs"), "\(hf.stderr)")
+    }
+
     @Test func shardedExportRoundTrips() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         _ = try convert(Fixtures.model("deepseek-v3-tiny"), to: dir + "/m.mal")

@@ -69,7 +69,8 @@ public struct MemoryPlan: Sendable {
             .outOfMemory,
             "running the model needs \(gibibytes(loadPeakBytes)) to load (\(gibibytes(weightBytes)) of tensors "
                 + "plus the largest one while it is placed) and \(gibibytes(kvBytes(context: ctx))) of KV cache for \(ctx) positions; "
-                + "this process may use \(gibibytes(memoryBytes)) (physical memory or its cgroup limit)\(fitting)")
+                + "this process may use \(gibibytes(memoryBytes)) (physical memory or its cgroup limit)\(fitting); "
+                + "a container written with --codec raw runs with --mmap, paged from the file")
     }
 
     /// Whether the load and a KV cache of `context` positions fit.

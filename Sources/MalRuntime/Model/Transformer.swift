@@ -57,17 +57,25 @@ public final class Transformer: @unchecked Sendable {
         layers.reduce(output.byteCount) { $0 + $1.attention.byteCount + $1.ffn.bytesPerToken }
     }
 
-    /// - Parameter mtp: also load the multi-token-prediction layer (DeepSeek-V3's
-    ///   `num_nextn_predict_layers`), for `mtpForward` and speculative decoding.
-    public init(model: CanonicalModel, contextLength requested: Int? = nil, threads: Int = availableCores, mtp: Bool = false) throws {
+    /// - Parameters:
+    ///   - mtp: also load the multi-token-prediction layer (DeepSeek-V3's
+    ///     `num_nextn_predict_layers`), for `mtpForward` and speculative decoding.
+    ///   - mapped: read the weights where the model holds them instead of copying them into the
+    ///     huge-page arena: a container's raw tensors are then the file's mapping, paged in by the
+    ///     kernel and shared by every process that maps it, so a model larger than memory runs
+    ///     (slowly; the memory plan only warns). Compressed tensors are decoded either way.
+    public init(
+        model: CanonicalModel, contextLength requested: Int? = nil, threads: Int = availableCores, mtp: Bool = false,
+        mapped: Bool = false
+    ) throws {
         let s = model.spec
         spec = s
         self.threads = threads
         let ctx = min(requested ?? 4096, s.maxPositions)
         contextLength = ctx
-        try MemoryPlan(model: model, mtp: mtp).requireFit(context: ctx)
+        try Transformer.checkMemory(model, mtp: mtp, context: ctx, mapped: mapped)
         arena = WeightArena()
-        let w = WeightLoader(model: model, arena: arena)
+        let w = WeightLoader(model: model, arena: mapped ? nil : arena)
         let assembly = try LayerAssembly(w, spec: s)
         let H = s.hiddenSize, V = s.vocabSize
         let tied = !w.has("output.weight")
@@ -110,6 +118,18 @@ public final class Transformer: @unchecked Sendable {
         let caches = s.layers + (mtpHead == nil ? 0 : 1)
         keys = try (0..<caches).map { _ in try floats(ctx * kd) }
         values = try (0..<caches).map { _ in try floats(max(ctx * vd, 1)) }
+    }
+
+    /// The weights are refused up front when they and the KV cache do not fit; mapped weights are
+    /// paged from the file instead, so then it only warns.
+    static func checkMemory(_ model: CanonicalModel, mtp: Bool, context ctx: Int, mapped: Bool) throws {
+        let plan = MemoryPlan(model: model, mtp: mtp)
+        guard mapped else { return try plan.requireFit(context: ctx) }
+        if !plan.fits(context: ctx) {
+            printError(
+                "warning: the model needs \(gibibytes(plan.weightBytes + plan.kvBytes(context: ctx))) and this process may use "
+                    + "\(gibibytes(plan.memoryBytes)); its mapped weights will be paged from the file, slowly")
+        }
     }
 
     deinit {
