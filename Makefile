@@ -8,7 +8,12 @@ BIN := .build/release
 SAMPLES := Samples/gpt2-fortunes Samples/llama3-fortunes Samples/deepseek-v3-fortunes
 DEBIAN_PACKAGES := libzstd-dev libjson-c-dev pkg-config
 
-.PHONY: format tokenizer-real deps build demo test fixtures-check fuzz sanitize bench report-check chat-templates chat-templates-real clean
+.PHONY: bench-scale format tokenizer-real deps build demo test fixtures-check fuzz sanitize bench report-check chat-templates chat-templates-real clean
+
+## Real-shape random checkpoints (Llama-3.2-1B, Llama-3.1-8B; ~45 GB of scratch under /tmp) through
+## every step, with time and peak memory (Benchmarks/bench_scale.sh).
+bench-scale: build
+	Benchmarks/bench_scale.sh
 
 ## Formats the code as .swift-format says (what `make test` lints).
 format:

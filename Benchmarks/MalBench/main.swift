@@ -3,6 +3,7 @@
 //        malbench tokenizer TEXT TOKENIZER_DIR [--reps N]
 //        malbench tokenize-cases TOKENIZER_DIR CASES.json OUT.json   (a JSON list of texts → their ids)
 //        malbench sampler
+//        malbench random-checkpoint CONFIG.json OUT [--layers N] [--shard-mb 5000]
 import Foundation
 import MalCore
 import MalReaders
@@ -21,6 +22,12 @@ if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "sampler" {
 }
 if CommandLine.arguments.count > 4 && CommandLine.arguments[1] == "tokenize-cases" {
     try TokenizerBench.cases(folder: CommandLine.arguments[2], cases: CommandLine.arguments[3], output: CommandLine.arguments[4])
+    exit(0)
+}
+if CommandLine.arguments.count > 3 && CommandLine.arguments[1] == "random-checkpoint" {
+    let a = CommandLine.arguments
+    func value(_ flag: String) -> Int? { a.firstIndex(of: flag).flatMap { $0 + 1 < a.count ? Int(a[$0 + 1]) : nil } }
+    try RandomCheckpoint.write(config: a[2], to: a[3], layers: value("--layers"), shardBytes: (value("--shard-mb") ?? 5000) * 1_000_000)
     exit(0)
 }
 if CommandLine.arguments.count > 3 && CommandLine.arguments[1] == "tokenizer" {

@@ -1,3 +1,4 @@
+import CMalKernels
 import MalCore
 import MalTransforms
 #if canImport(Glibc)
@@ -52,76 +53,24 @@ public enum ModelComparison {
             guard let c = candByName[r.name] else { continue }
             guard c.shape == r.shape else { mismatched.append(r.name); continue }
             progress?(i, refNames.count, r.name)
-            let candBlock = c.block ?? .modelDefault(candidate.spec)
-            let a = try floatValues(reference, r, block: r.block ?? .modelDefault(reference.spec), threads: threads)
-            let (b, scales) = try floatValuesAndScales(candidate, c, block: candBlock, threads: threads)
-            out.append(
-                metrics(
-                    name: r.name, shape: r.shape, refType: r.dtype, candType: c.dtype, a: a, b: b, scales: scales,
-                    block: candBlock))
+            let ra = try FloatRows(reference, r, block: r.block ?? .modelDefault(reference.spec))
+            let rb = try FloatRows(candidate, c, block: c.block ?? .modelDefault(candidate.spec))
+            var acc = MetricsAccumulator(shape: r.shape, scales: rb.scaleValues, block: rb.block)
+            // A band of rows at a time (a multiple of both block heights): the comparison holds the
+            // two stored tensors and one float32 band of each, never two float32 copies.
+            let step = ra.bandRows(rb)
+            var r0 = 0
+            repeat {
+                let r1 = min(ra.rows, r0 + step)
+                acc.add(try ra.band(r0, r1, threads: threads), try rb.band(r0, r1, threads: threads), offset: r0 * ra.cols)
+                r0 = r1
+            } while r0 < ra.rows
+            out.append(acc.result(name: r.name, refType: r.dtype, candType: c.dtype))
         }
         progress?(refNames.count, refNames.count, "")
         let onlyRef = refNames.map(\.name).filter { candByName[$0] == nil }
         let onlyCand = candidate.tensors.map(\.name).filter { !refByName.contains($0) && !candScales.contains($0) && !$0.hasPrefix("aux/") }
         return Report(tensors: out, onlyInReference: onlyRef, onlyInCandidate: onlyCand, shapeMismatches: mismatched, total: totals(out))
-    }
-
-    static func floatValues(_ m: CanonicalModel, _ t: CanonicalTensor, block: BlockShape, threads: Int) throws -> [Float] {
-        try floatValuesAndScales(m, t, block: block, threads: threads).values
-    }
-
-    /// The tensor as float32 (dequantised when it has a scale) and its scale grid, if any.
-    static func floatValuesAndScales(_ m: CanonicalModel, _ t: CanonicalTensor, block: BlockShape, threads: Int) throws
-        -> (values: [Float], scales: [Float]?)
-    {
-        let x = try m.load(t.name)
-        if let s = t.scale {
-            let st = try m.load(s)
-            let f = try BlockQuantizer.dequantize(q: x, scales: st, block: block, threads: threads)
-            let values = withExtendedLifetime(f) { Array(f.bytes.bindMemory(to: Float.self)) }
-            return (values, st.withBytes { Array($0.bindMemory(to: Float.self)) })
-        }
-        var out = [Float](repeating: 0, count: x.elementCount)
-        try x.withBytes { b in
-            try out.withUnsafeMutableBufferPointer { try widenToFloat32(b.baseAddress!, dtype: x.dtype, count: x.elementCount, into: $0.baseAddress!) }
-        }
-        return (out, nil)
-    }
-
-    static func metrics(
-        name: String, shape: [Int], refType: DType, candType: DType, a: [Float], b: [Float], scales: [Float]?,
-        block: BlockShape
-    ) -> TensorMetrics {
-        var maxErr = 0.0, see = 0.0, srr = 0.0, scc = 0.0, sab = 0.0
-        var over = 0
-        let cols = shape.count == 2 ? shape[1] : max(a.count, 1)
-        let bc = block.width(cols)
-        let sCols = shape.count == 2 ? (cols + bc - 1) / bc : 1
-        for i in a.indices {
-            let x = Double(a[i]), y = Double(b[i]), e = y - x
-            maxErr = max(maxErr, abs(e))
-            see += e * e; srr += x * x; scc += y * y; sab += x * y
-            if let scales, shape.count == 2 {
-                let s = Double(scales[(i / cols) / block.rows * sCols + (i % cols) / bc])
-                // Half a step of E4M3 at |x|/s (3 mantissa bits; subnormal step 2^-9), in units of s.
-                let v = abs(x) / s
-                let exp = v >= 0.015625 ? floor(log2(v)) : -6
-                let half = pow(2.0, exp - 4) * s
-                // Plus float32 rounding of x/s and of q·s (the reference quantiser's own arithmetic:
-                // a quotient that rounds onto a tie is resolved to even).
-                if abs(e) > half + abs(x) * 0x1p-22 + 1e-30 { over += 1 }
-            }
-        }
-        let n = Double(max(a.count, 1))
-        let rmse = (see / n).squareRoot()
-        return TensorMetrics(
-            name: name, shape: shape, referenceDType: refType.rawValue, candidateDType: candType.rawValue,
-            elements: a.count, maxAbsError: maxErr, rmse: rmse,
-            relativeRMSE: srr > 0 ? rmse / (srr / n).squareRoot() : (see > 0 ? .infinity : 0),
-            snrDB: see > 0 ? 10 * log10(srr / see) : .infinity,
-            cosine: srr > 0 && scc > 0 ? sab / (srr.squareRoot() * scc.squareRoot()) : (see == 0 ? 1 : 0),
-            overE4M3Bound: scales != nil && shape.count == 2 ? Double(over) / n : nil,
-            sumSquaredError: see, sumSquaredReference: srr)
     }
 
     static func totals(_ t: [TensorMetrics]) -> TensorMetrics {
@@ -136,6 +85,123 @@ public enum ModelComparison {
             maxAbsError: t.map(\.maxAbsError).max() ?? 0, rmse: rmse,
             relativeRMSE: srr > 0 ? (see / srr).squareRoot() : 0, snrDB: see > 0 ? 10 * log10(srr / see) : .infinity,
             cosine: t.isEmpty ? 1 : t.map(\.cosine).min()!, overE4M3Bound: qn > 0 ? overCount / Double(qn) : nil,
+            sumSquaredError: see, sumSquaredReference: srr)
+    }
+}
+
+/// A tensor's values as float32, a band of rows at a time, dequantised when it has a scale grid
+/// (`float32(q) × scale_inv` of its block, as `BlockQuantizer.dequantize`).
+struct FloatRows {
+    let tensor: Tensor
+    let scales: Tensor?
+    let block: BlockShape
+    let rows: Int, cols: Int
+
+    init(_ m: CanonicalModel, _ t: CanonicalTensor, block: BlockShape) throws {
+        tensor = try m.load(t.name)
+        self.block = block
+        rows = t.shape.count == 2 ? t.shape[0] : 1
+        cols = t.shape.count == 2 ? t.shape[1] : tensor.elementCount
+        guard let s = t.scale else { scales = nil; return }
+        let grid = try m.load(s)
+        guard t.shape.count == 2, tensor.dtype == .f8e4m3 else {
+            throw MalError(.unsupported, "dequantisation needs a 2-D F8_E4M3 weight, not \(tensor.dtype.rawValue) \(t.shape)", tensor: t.name)
+        }
+        let want = block.scaleShape(t.shape)
+        guard grid.shape == want, grid.dtype == .f32 else {
+            throw MalError(
+                .invalidShape, "scale \(s) is \(grid.dtype.rawValue) \(grid.shape); \(block) blocks of \(t.shape) need F32 \(want)",
+                tensor: t.name)
+        }
+        scales = grid
+    }
+
+    var scaleValues: [Float]? { scales?.withBytes { Array($0.bindMemory(to: Float.self)) } }
+
+    /// Rows per band for comparing with `other`: about 1M values, a multiple of both block heights
+    /// (their least common multiple).
+    func bandRows(_ other: FloatRows) -> Int {
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        let a = scales == nil ? 1 : block.rows, b = other.scales == nil ? 1 : other.block.rows
+        let unit = a / gcd(a, b) * b
+        return max(unit, (1 << 20) / max(cols, 1) / unit * unit)
+    }
+
+    /// Rows [r0, r1) as float32.
+    func band(_ r0: Int, _ r1: Int, threads: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: (r1 - r0) * cols)
+        let es = tensor.dtype.byteSize ?? 4
+        try tensor.withBytes { b in
+            try out.withUnsafeMutableBufferPointer { o in
+                guard let scales else {
+                    return try widenToFloat32(b.baseAddress! + r0 * cols * es, dtype: tensor.dtype, count: o.count, into: o.baseAddress!)
+                }
+                let bc = block.width(cols), sCols = (cols + bc - 1) / bc
+                let q = b.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                scales.withBytes { s in
+                    let grid = s.baseAddress!.assumingMemoryBound(to: Float.self)
+                    var r = r0
+                    while r < r1 {
+                        let nr = min(block.rows, r1 - r)
+                        let y: UnsafeMutablePointer<Float> = o.baseAddress! + (r - r0) * cols
+                        mal_dequantize_band_e4m3(y, q + r * cols, grid + (r / block.rows) * sCols, nr, cols, bc)
+                        r += nr
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// The sums of `TensorMetrics`, taken band by band in element order (so the figures do not depend
+/// on the band size).
+struct MetricsAccumulator {
+    let shape: [Int]
+    let scales: [Float]?
+    let block: BlockShape
+    var maxErr = 0.0, see = 0.0, srr = 0.0, scc = 0.0, sab = 0.0
+    var over = 0, count = 0
+
+    init(shape: [Int], scales: [Float]?, block: BlockShape) {
+        self.shape = shape
+        self.scales = scales
+        self.block = block
+    }
+
+    mutating func add(_ a: [Float], _ b: [Float], offset: Int) {
+        let cols = shape.count == 2 ? shape[1] : max(a.count, 1)
+        let bc = block.width(cols)
+        let sCols = shape.count == 2 ? (cols + bc - 1) / bc : 1
+        for k in a.indices {
+            let i = offset + k
+            let x = Double(a[k]), y = Double(b[k]), e = y - x
+            maxErr = max(maxErr, abs(e))
+            see += e * e; srr += x * x; scc += y * y; sab += x * y
+            if let scales, shape.count == 2 {
+                let s = Double(scales[(i / cols) / block.rows * sCols + (i % cols) / bc])
+                // Half a step of E4M3 at |x|/s (3 mantissa bits; subnormal step 2^-9), in units of s.
+                let v = abs(x) / s
+                let exp = v >= 0.015625 ? floor(log2(v)) : -6
+                let half = pow(2.0, exp - 4) * s
+                // Plus float32 rounding of x/s and of q·s (the reference quantiser's own arithmetic:
+                // a quotient that rounds onto a tie is resolved to even).
+                if abs(e) > half + abs(x) * 0x1p-22 + 1e-30 { over += 1 }
+            }
+        }
+        count += a.count
+    }
+
+    func result(name: String, refType: DType, candType: DType) -> TensorMetrics {
+        let n = Double(max(count, 1))
+        let rmse = (see / n).squareRoot()
+        return TensorMetrics(
+            name: name, shape: shape, referenceDType: refType.rawValue, candidateDType: candType.rawValue,
+            elements: count, maxAbsError: maxErr, rmse: rmse,
+            relativeRMSE: srr > 0 ? rmse / (srr / n).squareRoot() : (see > 0 ? .infinity : 0),
+            snrDB: see > 0 ? 10 * log10(srr / see) : .infinity,
+            cosine: srr > 0 && scc > 0 ? sab / (srr.squareRoot() * scc.squareRoot()) : (see == 0 ? 1 : 0),
+            overE4M3Bound: scales != nil && shape.count == 2 ? Double(over) / n : nil,
             sumSquaredError: see, sumSquaredReference: srr)
     }
 }
