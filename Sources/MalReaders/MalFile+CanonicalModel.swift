@@ -14,6 +14,35 @@ extension MalFile: CanonicalModel {
         }
     }
     public func load(_ name: String) throws -> Tensor { try tensor(named: name) }
+
+    /// A tensor a range at a time: the chunks that overlap the range are decoded (and checked)
+    /// into the caller's buffer, so a transform or writer that passes a tensor through holds a few
+    /// chunks of it, never the whole tensor; the compressed chunks' pages are dropped as they go.
+    public func stream(_ name: String) throws -> TensorStream? {
+        guard let e = entry(name).map(resolved), e.codec != .alias, e.chunkSize > 0 else { return nil }
+        let chunk = Int(e.chunkSize), total = Int(e.rawLength)
+        let pool = BufferPool(size: chunk), scratch = BufferPool(size: chunk)
+        let file = SharedPointer(self)
+        return TensorStream(
+            dtype: e.dtype, byteCount: total,
+            fill: { offset, count, dst in
+                var at = offset
+                while at < offset + count {
+                    let i = at / chunk, start = i * chunk, end = min(total, start + chunk)
+                    let take = min(end, offset + count) - at
+                    if at == start && take == end - start {  // the whole chunk: straight into place
+                        try file.pointer.decodeChunk(e, i, into: dst + (at - offset), pool: pool, verify: true)
+                    } else {
+                        let buf = scratch.get()
+                        defer { scratch.put(buf) }
+                        try file.pointer.decodeChunk(e, i, into: buf, pool: pool, verify: true)
+                        (dst + (at - offset)).copyMemory(from: buf + (at - start), byteCount: take)
+                    }
+                    at += take
+                }
+            },
+            release: { _ in })
+    }
     public var provenance: ModelProvenance {
         ModelProvenance(recorded: metadata.provenance.sources, droppedTensors: metadata.provenance.droppedTensors)
     }

@@ -211,6 +211,10 @@ public enum HFFolderWriter {
             try f.write(safetensorsHeader(tensors.map { ($0.name, $0.dtype, $0.shape, $0.byteCount) }))
             for t in tensors {
                 each(t.name)
+                if t.parts[0].layout == .identity, let s = try model.stream(t.parts[0].canonical) {
+                    try write(s, to: f)  // passed through a range at a time
+                    continue
+                }
                 let bytes = try produce(t, model: model)
                 try bytes.withBytes { try f.write($0) }
             }
@@ -218,6 +222,21 @@ public enum HFFolderWriter {
         } catch {
             f.abandon()
             throw error
+        }
+    }
+
+    /// A streamed tensor in 16 MiB pieces (its source releases what each piece read).
+    static func write(_ s: TensorStream, to f: OutputFile) throws {
+        let step = 16 << 20
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: min(step, max(s.byteCount, 1)), alignment: 64)
+        defer { buf.deallocate() }
+        var off = 0
+        while off < s.byteCount {
+            let n = min(step, s.byteCount - off)
+            try s.fill(off, n, buf)
+            try f.write(UnsafeRawBufferPointer(start: buf, count: n))
+            s.release(off..<(off + n))
+            off += n
         }
     }
 

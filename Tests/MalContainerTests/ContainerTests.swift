@@ -119,6 +119,32 @@ struct ContainerTests {
         #expect(hf.status == 1 && hf.stderr.contains("--codec raw is for .mal outputs"), "\(hf.stderr)")
     }
 
+    /// A container's tensor streamed in ranges that straddle its chunks (4 KiB here) gives the bytes
+    /// `load` gives, raw and compressed alike: what export, dequantize and quantize pass through.
+    @Test func streamedRangesEqualLoad() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let canon = try HFCanonicalModel(model: try HFModel(path: Fixtures.model("llama3-tiny")))
+        var opts = MalWriter.Options()
+        opts.chunkSize = 4096
+        _ = try ContainerExport.write(canon, to: dir + "/m.mal", options: opts, command: "test", optionValues: [:])
+        let file = try MalFile(path: dir + "/m.mal")
+        var checked = 0
+        for t in file.tensors where t.aliasOf == nil && (t.byteCount ?? 0) > 4096 {
+            let whole = try file.load(t.name).byteArray
+            let s = try #require(try file.stream(t.name))
+            var got = [UInt8](repeating: 0, count: s.byteCount)
+            var off = 0
+            while off < s.byteCount {
+                let n = min(3000, s.byteCount - off)  // ranges that start and end inside chunks
+                try got.withUnsafeMutableBytes { try s.fill(off, n, $0.baseAddress! + off) }
+                off += n
+            }
+            #expect(got == whole, "\(t.name)")
+            checked += 1
+        }
+        #expect(checked > 10)
+    }
+
     @Test func shardedExportRoundTrips() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         _ = try convert(Fixtures.model("deepseek-v3-tiny"), to: dir + "/m.mal")
