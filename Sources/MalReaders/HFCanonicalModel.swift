@@ -160,7 +160,9 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
 
     /// Streaming source of the canonical tensor's bytes (cast chunk by chunk; pages dropped as
     /// they are consumed). Transposed and split tensors are materialised first.
-    public func source(_ name: String) throws -> TensorStream {
+    public func stream(_ name: String) throws -> TensorStream? { try source(name) }
+
+    func source(_ name: String) throws -> TensorStream {
         guard let o = origins[name], let ct = tensors.first(where: { $0.name == name }) else {
             throw MalError(.notFound, "no such tensor", file: model.path, tensor: name)
         }
@@ -247,8 +249,6 @@ public final class HFCanonicalModel: CanonicalModel, @unchecked Sendable {
             .nonFiniteValue, "\(what) at \(position) of \(ct.name) (HF \(hf.name), element \(srcIndex))",
             file: hf.file, tensor: hf.name, offset: hf.fileOffset + srcIndex * es)
     }
-
-    public func stream(_ name: String) throws -> TensorStream? { try source(name) }
 
     public func load(_ name: String) throws -> Tensor {
         let s = try source(name)

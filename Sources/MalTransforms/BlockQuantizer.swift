@@ -62,10 +62,9 @@ public enum BlockQuantizer {
         return (q, scales, sshape)
     }
 
-    /// `float32(q) × scale` for an E4M3 weight and its scale grid. The block shape is taken from
-    /// `block` and must agree with the scale grid (transformers derives it from the ratio of shapes,
-    /// which is wrong when a dimension is not a multiple of the block).
-    public static func dequantize(q: Tensor, scales: Tensor, block: BlockShape, threads: Int = availableCores) throws -> TensorStorage {
+    /// A 2-D F8_E4M3 weight and an F32 scale grid of the shape its block gives, or the error
+    /// naming both (what every dequantisation checks first).
+    public static func checkDequantizable(q: Tensor, scales: Tensor, block: BlockShape) throws {
         guard q.shape.count == 2, q.dtype == .f8e4m3 else {
             throw MalError(.unsupported, "dequantisation needs a 2-D F8_E4M3 weight, not \(q.dtype.rawValue) \(q.shape)", tensor: q.name)
         }
@@ -75,6 +74,14 @@ public enum BlockQuantizer {
                 .invalidShape, "scale \(scales.name) is \(scales.dtype.rawValue) \(scales.shape); \(block) blocks of \(q.shape) need F32 \(want)",
                 tensor: q.name)
         }
+    }
+
+    /// `float32(q) × scale` for an E4M3 weight and its scale grid. The block shape is taken from
+    /// `block` and must agree with the scale grid (transformers derives it from the ratio of shapes,
+    /// which is wrong when a dimension is not a multiple of the block).
+    public static func dequantize(q: Tensor, scales: Tensor, block: BlockShape, threads: Int = availableCores) throws -> TensorStorage {
+        try checkDequantizable(q: q, scales: scales, block: block)
+        let want = block.scaleShape(q.shape)
         let rows = q.shape[0], cols = q.shape[1], bc = block.width(cols)
         let out = try TensorStorage.allocate(count: rows * cols * 4)
         let op = SharedPointer(UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!))

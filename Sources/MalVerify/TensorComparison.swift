@@ -104,15 +104,7 @@ struct FloatRows {
         cols = t.shape.count == 2 ? t.shape[1] : tensor.elementCount
         guard let s = t.scale else { scales = nil; return }
         let grid = try m.load(s)
-        guard t.shape.count == 2, tensor.dtype == .f8e4m3 else {
-            throw MalError(.unsupported, "dequantisation needs a 2-D F8_E4M3 weight, not \(tensor.dtype.rawValue) \(t.shape)", tensor: t.name)
-        }
-        let want = block.scaleShape(t.shape)
-        guard grid.shape == want, grid.dtype == .f32 else {
-            throw MalError(
-                .invalidShape, "scale \(s) is \(grid.dtype.rawValue) \(grid.shape); \(block) blocks of \(t.shape) need F32 \(want)",
-                tensor: t.name)
-        }
+        try BlockQuantizer.checkDequantizable(q: tensor, scales: grid, block: block)
         scales = grid
     }
 
