@@ -29,14 +29,16 @@ public struct EvaluationReport: Codable, Sendable {
 public enum ModelEvaluation {
     /// Evaluates on `ids` cut into windows of `window` tokens (stride = window, the last shorter),
     /// each processed from scratch; every window predicts its tokens 1..n-1. This is the procedure
-    /// of the sample models' README, so perplexities are comparable with transformers'.
+    /// of the sample models' README, so perplexities are comparable with transformers'. The
+    /// reference always runs `.exact`; `candidatePrecision` measures what `.fast` costs.
     public static func evaluate(
         reference: CanonicalModel, candidate: CanonicalModel, ids: [Int32], window: Int = 256,
-        threads: Int = availableCores, maxWindows: Int? = nil,
+        threads: Int = availableCores, maxWindows: Int? = nil, candidatePrecision: Precision = .exact,
         progress: ((Int, Int) -> Void)? = nil
     ) throws -> EvaluationReport {
         let ref = try Transformer(model: reference, contextLength: window, threads: threads)
         let cand = try Transformer(model: candidate, contextLength: window, threads: threads)
+        cand.precision = candidatePrecision
         var windows = stride(from: 0, to: ids.count, by: window).map { Array(ids[$0..<min(ids.count, $0 + window)]) }.filter { $0.count > 1 }
         if let m = maxWindows { windows = Array(windows.prefix(m)) }
         var nllRef = 0.0, nllCand = 0.0, count = 0

@@ -1,4 +1,5 @@
 import MalCore
+import MalRuntime
 
 /// The thresholds `malconv verify` fails on (`--max-rel-rmse`, `--max-kl`, `--min-top1`), and
 /// the structural differences it always fails on (tensors missing on either side or reshaped).
@@ -40,11 +41,13 @@ extension ModelEvaluation {
     /// longest, so no window straddles two; prompts of one token predict nothing and are skipped.
     public static func evaluate(
         reference: CanonicalModel, candidate: CanonicalModel, prompts: [[Int32]], threads: Int = availableCores,
-        progress: ((Int, Int) -> Void)? = nil
+        candidatePrecision: Precision = .exact, progress: ((Int, Int) -> Void)? = nil
     ) throws -> EvaluationReport {
         let longest = prompts.map(\.count).max() ?? 1
         var ids: [Int32] = []
         for p in prompts where p.count > 1 { ids += p + [Int32](repeating: p.last!, count: longest - p.count) }
-        return try evaluate(reference: reference, candidate: candidate, ids: ids, window: longest, threads: threads, progress: progress)
+        return try evaluate(
+            reference: reference, candidate: candidate, ids: ids, window: longest, threads: threads,
+            candidatePrecision: candidatePrecision, progress: progress)
     }
 }

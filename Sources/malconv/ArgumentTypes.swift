@@ -1,5 +1,6 @@
 import ArgumentParser
 import MalCore
+import MalRuntime
 import MalTransforms
 
 // Option values as types: a flag is parsed once, here, and a wrong value is refused with the
@@ -14,6 +15,7 @@ extension BlockShape: ExpressibleByArgument {
 extension ScaleFormat: ExpressibleByArgument {}
 extension TargetDType: ExpressibleByArgument {}
 extension AbsorbedModel.Mode: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 
 /// The FP8 formats `quantize` writes.
 enum FP8Format: String, CaseIterable, ExpressibleByArgument { case e4m3 }

@@ -49,6 +49,13 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Window length in tokens for --text.")
     var window: Int = 256
 
+    @Option(
+        help: ArgumentHelp(
+            "Precision of the candidate's forward passes in --text/--prompts (the reference runs exact): exact (float32 "
+                + "activations) or fast (BF16 activations in BF16/FP8 products, what `malrun generate` runs by default).",
+            valueName: "exact|fast"))
+    var precision: Precision = .exact
+
     @Option(help: "Evaluate only the first N windows (quick checks).")
     var maxWindows: Int?
 
@@ -100,12 +107,12 @@ struct VerifyCommand: ParsableCommand {
                     let ids = tok.encode(String(decoding: data, as: UTF8.self), addSpecial: true)
                     evaluation = try ModelEvaluation.evaluate(
                         reference: a, candidate: b, ids: ids, window: window, threads: threads,
-                        maxWindows: maxWindows, progress: { evalProgress.update($0, $1, "") })
+                        maxWindows: maxWindows, candidatePrecision: precision, progress: { evalProgress.update($0, $1, "") })
                 } else if let prompts {
                     guard let data = FileManager.default.contents(atPath: prompts) else { throw MalError(.fileNotFound, "cannot read", file: prompts) }
                     let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map { tok.encode(String($0), addSpecial: true) }
                     evaluation = try ModelEvaluation.evaluate(
-                        reference: a, candidate: b, prompts: lines, threads: threads,
+                        reference: a, candidate: b, prompts: lines, threads: threads, candidatePrecision: precision,
                         progress: { evalProgress.update($0, $1, "") })
                 }
             }

@@ -73,6 +73,8 @@ struct BenchCommand: ParsableCommand {
         var samples_ns: [Int]
         var samples_ts: [Double]
         var weight_bytes_per_token: Int
+        /// `--precision` of the prompt products (beside llama-bench's fields).
+        var precision: String
         /// `--speculative` records (beside llama-bench's fields): the drafting source and drafts
         /// per step (0: the same generation without drafting), the share of drafts accepted,
         /// generated tokens per main-model step, and the time of one main step over k + 1 tokens
@@ -116,7 +118,7 @@ struct BenchCommand: ParsableCommand {
                 model_n_params: model.parameterCount ?? 0, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: depth,
                 n_prompt: prompt, n_gen: gen, avg_ns: s.meanNanoseconds, stddev_ns: s.deviationNanoseconds, avg_ts: s.mean,
                 stddev_ts: s.standardDeviation, samples_ns: s.nanoseconds, samples_ts: s.tokensPerSecond,
-                weight_bytes_per_token: tr.weightBytesPerToken)
+                weight_bytes_per_token: tr.weightBytesPerToken, precision: tr.precision.rawValue)
         }
         var records: [Record] = []
         if p > 0 {
@@ -156,6 +158,7 @@ struct BenchCommand: ParsableCommand {
         print("|---|---|---|---|---|---|---|---|")
         for r in records {
             var test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
+            if r.n_prompt > 0 && r.precision != Precision.exact.rawValue { test += " (\(r.precision))" }
             if let k = r.n_draft {
                 test +=
                     k == 0

@@ -26,10 +26,19 @@ struct ModelOptions: ParsableArguments {
                 + "containers written with `malconv convert --codec raw`; compressed tensors are still decoded."))
     var mmap = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Prompt precision: exact (float32 activations: logits within 1e-4 of transformers) or fast (activations "
+                + "rounded to BF16 in the products of BF16 and FP8 weights, AVX-512 BF16 dot products; what it costs and "
+                + "gains: Docs/ACCURACY.md, Docs/PERFORMANCE.md). Decoding steps are exact in both.", valueName: "exact|fast"))
+    var precision: Precision = .exact
+
     /// The runtime for the loaded `model`; errors about its tensors name this file.
     func transformer(_ loaded: CanonicalModel, context: Int?, mtp: Bool = false) throws -> Transformer {
         do {
-            return try Transformer(model: loaded, contextLength: context, threads: threads, mtp: mtp, mapped: mmap)
+            let tr = try Transformer(model: loaded, contextLength: context, threads: threads, mtp: mtp, mapped: mmap)
+            tr.precision = precision
+            return tr
         } catch let e as MalError { throw e.inFile(model) }
     }
 

@@ -4,6 +4,7 @@ import MalRuntime
 
 /// `--speculative`: where drafts come from.
 enum SpeculativeMode: String, ExpressibleByArgument, CaseIterable { case mtp }
+extension Precision: ExpressibleByArgument {}
 
 /// Sampling and speculative-decoding options, the same for `generate`, `chat` and `serve`.
 struct SamplingOptions: ParsableArguments {

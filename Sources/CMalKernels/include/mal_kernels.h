@@ -132,6 +132,18 @@ void mal_matmul_portable(float *Y, const void *W, int dtype, const float *scales
                          size_t cols, size_t br, size_t bc, size_t r0, size_t r1);
 int mal_matmul_fast(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                     size_t br, size_t bc, size_t r0, size_t r1);
+/* The "fast" precision of prompt processing (matmul_bf16dp.c): for BF16 and E4M3 weights the
+   activations are rounded to BF16 inside the products (for E4M3, each activation times its block's
+   scale); F32 and F16 weights take mal_matmul. AVX-512 BF16 dot products where the CPU has them,
+   else the rounded inputs through mal_matmul. For E4M3, rows [r0, r1) start at a multiple of 32. */
+void mal_matmul_bf16_inputs(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
+                            size_t cols, size_t br, size_t bc, size_t r0, size_t r1);
+/* Its AVX-512 BF16 kernel alone: 0 (nothing written) when the CPU lacks AVX512_BF16 or the weights
+   do not suit it (E4M3 needs 32 | block rows, 16 | block columns, 32 | r0). */
+int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
+                      size_t br, size_t bc, size_t r0, size_t r1);
+/* Whether that kernel runs here (AVX-512 F, BW, VL and BF16; not under MAL_NO_AVX512=1). */
+int mal_bf16dp_available(void);
 
 /* Feed-forward activations in place (activations.c): x = act(x), and the gated form
    g = act(g) * u of SwiGLU (act = SiLU) and GeGLU. Kinds by their transformers names:

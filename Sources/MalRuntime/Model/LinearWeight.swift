@@ -16,6 +16,7 @@ public struct LinearWeight: @unchecked Sendable {
     /// BF16 kept in the tiled layout (`mal_kernels.h`), decided when copied to the arena.
     let tiled: Bool
     let keep: [AnyObject]
+    let precision: PrecisionSetting
     public var bias: [Float]?
 
     var kernelType: Int32 {
@@ -32,7 +33,10 @@ public struct LinearWeight: @unchecked Sendable {
         rows * cols * (dtype.byteSize ?? 4) + (scales != nil ? ((rows + blockRows - 1) / blockRows) * ((cols + blockCols - 1) / blockCols) * 4 : 0)
     }
 
-    init(tensor t: Tensor, scale: Tensor?, block: BlockShape, bias: [Float]?, arena: WeightArena? = nil) throws {
+    init(
+        tensor t: Tensor, scale: Tensor?, block: BlockShape, bias: [Float]?, arena: WeightArena? = nil,
+        precision: PrecisionSetting = PrecisionSetting()
+    ) throws {
         guard t.shape.count == 2 else { throw MalError(.invalidShape, "a linear weight must be 2-D, not \(t.shape)", tensor: t.name) }
         rows = t.shape[0]
         cols = t.shape[1]
@@ -62,6 +66,7 @@ public struct LinearWeight: @unchecked Sendable {
         blockRows = block.rows
         blockCols = block.width(cols)
         self.bias = bias
+        self.precision = precision
     }
 
     /// y = W x (+ bias) for one input, rows split across `threads`.
@@ -148,6 +153,10 @@ public struct LinearWeight: @unchecked Sendable {
             if let bias { for t in 0..<T { for r in 0..<rows { Y[t * rows + r] += bias[r] } } }
             return
         }
+        if precision.value == .fast, [.bf16, .f8e4m3].contains(dtype) {
+            applyRounded(batch: X, Y, count: T, threads: threads)
+            return
+        }
         let chunks = Swift.min(threads * 4, Swift.max(1, rows / 16))
         let per = ((rows + chunks - 1) / chunks + 3) / 4 * 4
         let me = self, xs = SharedPointer(X), ys = SharedPointer(Y)
@@ -166,6 +175,30 @@ public struct LinearWeight: @unchecked Sendable {
 }
 
 extension LinearWeight {
+    /// Token chunks of the fast product: its inputs fill 2 MiB as BF16 (1024 tokens at 1024
+    /// columns, 96 at 18432), so each 32-row weight panel is packed once per chunk.
+    static let roundedChunkBytes = 2 << 20, minRoundedChunk = 96
+
+    /// `apply(batch:)` in the fast precision (`mal_matmul_bf16_inputs`): threads take whole
+    /// 32-row panels (an FP8 panel then lies in one scale block), each for every token of a chunk.
+    func applyRounded(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
+        let panels = (rows + 31) / 32
+        let chunks = Swift.min(threads * 2, panels)
+        let per = (panels + chunks - 1) / chunks * 32
+        let tc = Swift.max(LinearWeight.minRoundedChunk, LinearWeight.roundedChunkBytes / (cols * 2))
+        let me = self, xs = SharedPointer(X), ys = SharedPointer(Y)
+        WorkerPool.run(chunks, threads: threads) { k in
+            let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
+            if r0 >= r1 { return }
+            for t0 in stride(from: 0, to: T, by: tc) {
+                mal_matmul_bf16_inputs(
+                    ys.pointer + t0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + t0 * me.cols, Swift.min(tc, T - t0),
+                    me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
+            }
+        }
+        if let bias { for t in 0..<T { for r in 0..<rows { Y[t * rows + r] += bias[r] } } }
+    }
+
     /// y_i = W_i x (+ bias) for several weights that read the same input (q, k, v; gate, up; the
     /// experts of a MoE layer). One token: all their rows are split across the threads as one
     /// parallel region, so a layer pays one thread hand-off instead of one per matrix (small

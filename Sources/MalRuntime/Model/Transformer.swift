@@ -11,6 +11,13 @@ public final class Transformer: @unchecked Sendable {
     public let spec: ModelSpec
     public var threads: Int
     public let contextLength: Int
+    /// How prompt processing rounds activations (`Precision`); `.exact` unless set. It may change
+    /// between calls to `forward`.
+    public var precision: Precision {
+        get { precisionSetting.value }
+        set { precisionSetting.value = newValue }
+    }
+    let precisionSetting: PrecisionSetting
 
     struct Layer {
         let attnNorm: Norm
@@ -76,6 +83,7 @@ public final class Transformer: @unchecked Sendable {
         try Transformer.checkMemory(model, mtp: mtp, context: ctx, mapped: mapped)
         arena = WeightArena()
         let w = WeightLoader(model: model, arena: mapped ? nil : arena)
+        precisionSetting = w.precision
         let assembly = try LayerAssembly(w, spec: s)
         let H = s.hiddenSize, V = s.vocabSize
         let tied = !w.has("output.weight")

@@ -4,6 +4,8 @@ import MalCore
 struct WeightLoader {
     let model: CanonicalModel
     let arena: WeightArena?
+    /// The precision every weight of this model runs at.
+    let precision = PrecisionSetting()
     private let byName: [String: CanonicalTensor]
 
     init(model: CanonicalModel, arena: WeightArena?) {
@@ -59,7 +61,7 @@ struct WeightLoader {
         let scale = byName[base + ".weight"]?.scale.map { try? model.load($0) } ?? nil
         let b = bias ? try optionalVector(base + ".bias", count: rows) : nil
         return try withExtendedLifetime((t, scale)) {
-            try LinearWeight(tensor: t, scale: scale, block: block(of: base + ".weight"), bias: b, arena: arena)
+            try LinearWeight(tensor: t, scale: scale, block: block(of: base + ".weight"), bias: b, arena: arena, precision: precision)
         }
     }
 }

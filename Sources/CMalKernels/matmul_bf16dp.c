@@ -1,0 +1,228 @@
+/* Prompt processing in the "fast" precision: Y[t, r] = W[r] . X[t] with the activations rounded to
+   BF16 inside the products and AVX-512 BF16 dot products (vdpbf16ps: 16 lanes, each adding the
+   products of one pair of BF16 values to a float32 sum), as llama.cpp multiplies BF16 weights.
+
+   Weights: BF16 as stored; FP8 E4M3 decoded exactly to BF16 (4 significant bits, exponents well
+   inside BF16's normal range: vdpbf16ps flushes subnormal inputs, the E4M3 subnormals are BF16
+   normals). A block's scale multiplies the activations of its column block before they are rounded
+   (x * s rounded once, where the exact path rounds the product w * x * s in float32), so a 32-row
+   panel needs one scale per column block: the dispatcher asks for 32 | block rows.
+
+   Outer-product form (a GEMM micro-kernel): a panel of 32 weight rows is packed so that one 64-byte
+   load holds the column pair (2p, 2p + 1) of 16 rows, each 32-bit lane one row's pair; an input
+   pair is one 32-bit broadcast. 2 x 12 accumulators hold 32 rows of 12 tokens, so each weight load
+   serves 12 dot products and each broadcast 2, and the sums leave as Y's own rows (no horizontal
+   reductions). The inputs are packed once per call (per row block for E4M3) in groups of 12 tokens,
+   pair-interleaved, so every broadcast is a constant offset from one pointer. */
+#include "mal_kernels.h"
+#include <stdlib.h>
+#include <string.h>
+
+#include "simd_x86.h"
+
+/* Per-thread buffers (pool threads are long-lived), grown as needed. */
+static _Thread_local void *inputs_buf, *rows_buf, *panel_buf;
+static _Thread_local size_t inputs_cap, rows_cap, panel_cap;
+
+static void *grow(void **buf, size_t *cap, size_t bytes) {
+    if (bytes > *cap) {
+        free(*buf);
+        size_t c = (bytes + 4095) & ~(size_t)4095;
+        *buf = aligned_alloc(64, c);
+        *cap = *buf ? c : 0;
+    }
+    return *buf;
+}
+
+enum { GROUP = 12, PANEL = 32 };
+
+#ifdef MAL_X86
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+static int dp_level = -1;
+
+static int has_bf16_dot(void) {
+    int level = __atomic_load_n(&dp_level, __ATOMIC_RELAXED);
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = mal_simd_level() >= 1 && __builtin_cpu_supports("avx512bf16");
+        __atomic_store_n(&dp_level, level, __ATOMIC_RELAXED);
+    }
+    return level;
+}
+
+/* The inputs as BF16 pairs, token t's pair p at xg[(t / 12) * 12 * np + p * 12 + t % 12];
+   columns past `cols` are zero. `srow` (E4M3) scales each column by its block's scale first. */
+AVX512BF16 static void pack_inputs(uint32_t *xg, const float *X, size_t T, size_t cols, size_t np, const float *srow, size_t bc) {
+    for (size_t t = 0; t < T; t++) {
+        uint32_t *base = xg + (t / GROUP) * GROUP * np + t % GROUP;
+        const float *x = X + t * cols;
+        for (size_t c = 0; c < 2 * np; c += 16) {
+            __mmask16 k = c + 16 <= cols ? (__mmask16)0xFFFF : c < cols ? (__mmask16)((1u << (cols - c)) - 1) : 0;
+            __m512 v = _mm512_maskz_loadu_ps(k, x + c);
+            if (srow && c < cols) v = _mm512_mul_ps(v, _mm512_set1_ps(srow[c / bc]));
+            uint32_t pairs[8];
+            _mm256_storeu_si256((__m256i *)pairs, (__m256i)_mm512_cvtneps_pbh(v));
+            for (size_t j = 0; j < 8; j++) base[(c / 2 + j) * GROUP] = pairs[j];
+        }
+    }
+}
+
+/* Rows [r, r + nr) of W as row-major BF16, `cp` columns each (zeros past `cols` and past nr). */
+AVX512BF16 static void load_rows(uint16_t *out, const void *W, int dtype, size_t r, size_t nr, size_t rows, size_t cols, size_t cp) {
+    for (size_t i = 0; i < PANEL; i++) {
+        uint16_t *o = out + i * cp;
+        if (i >= nr) { memset(o, 0, cp * 2); continue; }
+        if (dtype == MAL_W_BF16) memcpy(o, (const uint16_t *)W + (r + i) * cols, cols * 2);
+        else if (dtype == MAL_W_BF16_TILED)
+            for (size_t c0 = 0, K = mal_bf16_tile_cols(cols); c0 < cols; c0 += K)
+                memcpy(o + c0, (const uint16_t *)W + mal_bf16_tiled_index(r + i, c0, rows, cols), (cols - c0 < K ? cols - c0 : K) * 2);
+        else {
+            /* E4M3 -> float32 (sign | eeee mmm at bits 31, 26..20: the value times 2^-120) -> BF16, exact. */
+            const uint8_t *w = (const uint8_t *)W + (r + i) * cols;
+            const __m512i m7 = _mm512_set1_epi32(0x7F), m8 = _mm512_set1_epi32(0x80);
+            const __m512 two120 = _mm512_set1_ps(1.329227995784916e36f);
+            for (size_t c = 0; c < cols; c += 16) {
+                __mmask16 k = c + 16 <= cols ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+                __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, w + c));
+                __m512i bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(b, m8), 24), _mm512_slli_epi32(_mm512_and_si512(b, m7), 20));
+                __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(bits), two120);
+                _mm256_mask_storeu_epi16(o + c, k, (__m256i)_mm512_cvtneps_pbh(f));
+            }
+        }
+        memset(o + cols, 0, (cp - cols) * 2);
+    }
+}
+
+/* 16 x 16 transpose of 32-bit lanes: in r[i] = row i, out r[k] = column k. */
+AVX512 static inline void transpose16(__m512i r[16]) {
+    __m512i a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* b[4i + k], 128-bit lane L: column 4L + k of rows 4i..4i+3 */
+        b[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+        b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        __m512i u = _mm512_shuffle_i32x4(b[k], b[4 + k], 0x88), v = _mm512_shuffle_i32x4(b[k], b[4 + k], 0xDD);
+        __m512i u2 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], 0x88), v2 = _mm512_shuffle_i32x4(b[8 + k], b[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_i32x4(u, u2, 0x88);
+        r[8 + k] = _mm512_shuffle_i32x4(u, u2, 0xDD);
+        r[4 + k] = _mm512_shuffle_i32x4(v, v2, 0x88);
+        r[12 + k] = _mm512_shuffle_i32x4(v, v2, 0xDD);
+    }
+}
+
+/* panel[p * 32 + i] = pair p of row i (rows: 32 x cp BF16). */
+AVX512 static void pack_panel(uint32_t *panel, const uint16_t *rows, size_t cp) {
+    size_t np = cp / 2;
+    for (size_t h = 0; h < 2; h++)
+        for (size_t p0 = 0; p0 < np; p0 += 16) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512((const uint32_t *)(rows + (h * 16 + i) * cp) + p0);
+            transpose16(r);
+            for (int k = 0; k < 16; k++) _mm512_store_si512(panel + (p0 + k) * PANEL + h * 16, r[k]);
+        }
+}
+
+/* 32 rows x NT tokens of Y (token j's rows at Y + j * ys, masks m0 / m1 for rows 0-15 / 16-31). */
+#define DP_TILE(NT)                                                                                                    \
+    AVX512BF16 __attribute__((noinline)) static void dp_tile##NT(float *Y, size_t ys, const uint32_t *panel, const uint32_t *xg, \
+                                                                 size_t np, __mmask16 m0, __mmask16 m1) {              \
+        __m512 a0[NT], a1[NT];                                                                                         \
+        for (int j = 0; j < NT; j++) a0[j] = a1[j] = _mm512_setzero_ps();                                              \
+        for (size_t p = 0; p < np; p++) {                                                                              \
+            __m512bh w0 = (__m512bh)_mm512_load_si512(panel + p * PANEL);                                              \
+            __m512bh w1 = (__m512bh)_mm512_load_si512(panel + p * PANEL + 16);                                         \
+            const uint32_t *x = xg + p * GROUP;                                                                        \
+            for (int j = 0; j < NT; j++) {                                                                             \
+                __m512bh xv = (__m512bh)_mm512_set1_epi32((int)x[j]);                                                  \
+                a0[j] = _mm512_dpbf16_ps(a0[j], w0, xv);                                                               \
+                a1[j] = _mm512_dpbf16_ps(a1[j], w1, xv);                                                               \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int j = 0; j < NT; j++) {                                                                                 \
+            _mm512_mask_storeu_ps(Y + j * ys, m0, a0[j]);                                                              \
+            _mm512_mask_storeu_ps(Y + j * ys + 16, m1, a1[j]);                                                         \
+        }                                                                                                              \
+    }
+DP_TILE(1) DP_TILE(2) DP_TILE(3) DP_TILE(4) DP_TILE(5) DP_TILE(6)
+DP_TILE(7) DP_TILE(8) DP_TILE(9) DP_TILE(10) DP_TILE(11) DP_TILE(12)
+
+typedef void (*dp_tile_fn)(float *, size_t, const uint32_t *, const uint32_t *, size_t, __mmask16, __mmask16);
+static const dp_tile_fn dp_tiles[GROUP + 1] = {0, dp_tile1, dp_tile2, dp_tile3, dp_tile4, dp_tile5, dp_tile6,
+                                               dp_tile7, dp_tile8, dp_tile9, dp_tile10, dp_tile11, dp_tile12};
+
+AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
+                                    size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
+    size_t cp = (cols + 31) & ~(size_t)31, np = cp / 2, groups = (T + GROUP - 1) / GROUP;
+    uint32_t *xg = grow(&inputs_buf, &inputs_cap, groups * GROUP * np * 4);
+    uint16_t *rowsb = grow(&rows_buf, &rows_cap, PANEL * cp * 2);
+    uint32_t *panel = grow(&panel_buf, &panel_cap, PANEL * np * 4);
+    if (!xg || !rowsb || !panel) return 0;
+    size_t packed_block = (size_t)-1, scale_cols = bc ? (cols + bc - 1) / bc : 0;
+    for (size_t r = r0; r < r1; r += PANEL) {
+        size_t nr = r1 - r < PANEL ? r1 - r : PANEL, block = dtype == MAL_W_E4M3 ? r / br : 0;
+        if (block != packed_block) {
+            pack_inputs(xg, X, T, cols, np, dtype == MAL_W_E4M3 ? scales + block * scale_cols : NULL, bc);
+            packed_block = block;
+        }
+        load_rows(rowsb, W, dtype, r, nr, rows, cols, cp);
+        pack_panel(panel, rowsb, cp);
+        __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+        __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+        for (size_t g = 0; g < groups; g++) {
+            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP;
+            dp_tiles[n](Y + g * GROUP * rows + r, rows, panel, xg + g * GROUP * np, np, m0, m1);
+        }
+    }
+    return 1;
+}
+#endif
+
+int mal_bf16dp_available(void) {
+#ifdef MAL_X86
+    return has_bf16_dot();
+#else
+    return 0;
+#endif
+}
+
+int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
+                      size_t br, size_t bc, size_t r0, size_t r1) {
+#ifdef MAL_X86
+    int weights = dtype == MAL_W_BF16 || dtype == MAL_W_BF16_TILED ||
+                  (dtype == MAL_W_E4M3 && scales && br % PANEL == 0 && br > 0 && bc % 16 == 0 && bc > 0 && r0 % PANEL == 0);
+    if (weights && has_bf16_dot()) return matmul_bf16dp(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1);
+#endif
+    (void)Y; (void)W; (void)dtype; (void)scales; (void)X; (void)T; (void)rows; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
+    return 0;
+}
+
+/* Portable "fast": the inputs rounded to BF16 (nearest, ties to even), then the float32 product. */
+static uint16_t round_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
+}
+
+void mal_matmul_bf16_inputs(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
+                            size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
+    if (dtype != MAL_W_BF16 && dtype != MAL_W_BF16_TILED && dtype != MAL_W_E4M3) {
+        mal_matmul(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1);
+        return;
+    }
+    if (mal_matmul_bf16dp(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1)) return;
+    float *xr = grow(&inputs_buf, &inputs_cap, T * cols * sizeof(float));
+    if (!xr) { mal_matmul(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1); return; }
+    for (size_t i = 0; i < T * cols; i++) {
+        uint32_t u = (uint32_t)round_bf16(X[i]) << 16;
+        memcpy(&xr[i], &u, 4);
+    }
+    mal_matmul(Y, W, dtype, scales, xr, T, rows, cols, br, bc, r0, r1);
+}
