@@ -3,7 +3,8 @@
 # written under WORK, default /tmp/malconv-scale, and removed step by step) through every step a
 # user runs, printing the wall time and peak resident memory of each (/usr/bin/time).
 #
-#   Benchmarks/bench_scale.sh [WORK]          MODELS="llama-3.2-1b llama-3.1-8b" by default
+#   Benchmarks/bench_scale.sh [WORK]          MODELS="llama-3.2-1b llama-3.1-8b deepseek-v3" by default
+# (about 80 GB of free disk and 25 minutes for all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/release}
@@ -20,23 +21,41 @@ step() {   # step NAME CMD...: one row of the table
 uptime
 echo "| model | step | time | peak RSS |"
 echo "|---|---|---|---|"
-for model in ${MODELS:-llama-3.2-1b llama-3.1-8b}; do
+# DeepSeek-V3 cut to 1 dense + 1 MoE layer with every real dimension (hidden 7168, 128 heads,
+# q_lora 1536, kv_lora 512, 256 experts top-8 in 8 groups), FP8 in the release layout: 15.8 GB.
+cut="--layers 2 --set first_k_dense_replace=1 --set num_nextn_predict_layers=0 --fp8"
+drop() { [ -w /proc/sys/vm/drop_caches ] && sync && echo 3 > /proc/sys/vm/drop_caches; }   # cold: root only
+for model in ${MODELS:-llama-3.2-1b llama-3.1-8b deepseek-v3}; do
   cfg=Tests/Fixtures/real-configs/$model/config.json
   hf=$W/$model
-  step "write the random checkpoint" $BIN/malbench random-checkpoint "$cfg" "$hf"
+  if [ "$model" = deepseek-v3 ]; then
+    step "write the random checkpoint (2-layer cut, FP8)" $BIN/malbench random-checkpoint "$cfg" "$hf" $cut
+  else
+    step "write the random checkpoint" $BIN/malbench random-checkpoint "$cfg" "$hf"
+  fi
   printf "| %s | checkpoint size | %s | |\n" "$model" "$(du -sh "$hf" | cut -f1)"
   step "inspect" $BIN/malconv inspect "$hf"
   step "convert to .mal" $BIN/malconv convert "$hf" -o "$W/m.mal" --force
   step "check" $BIN/malconv check "$W/m.mal"
-  step "load + 16 tokens (bench tg16)" $BIN/malrun bench "$W/m.mal" -p 0 -n 16 --repetitions 1
-  step "quantize to FP8 .mal" $BIN/malconv quantize "$hf" -o "$W/q.mal" --force
-  step "dequantize the FP8 .mal to BF16 .mal" $BIN/malconv dequantize "$W/q.mal" -o "$W/d.mal" --force
-  rm -f "$W/d.mal"
-  step "export .mal to an HF folder" $BIN/malconv export "$W/m.mal" -o "$W/export" --force --max-shard-size 5GB
-  rm -rf "$W/export"
-  step "verify BF16 vs FP8 (tensors)" $BIN/malconv verify "$W/m.mal" "$W/q.mal"
+  drop || true
+  step "load + 16 tokens (bench tg16; cold if root)" $BIN/malrun bench "$W/m.mal" -p 0 -n 16 --repetitions 1
+  step "load + 16 tokens again" $BIN/malrun bench "$W/m.mal" -p 0 -n 16 --repetitions 1
+  if [ "$model" = deepseek-v3 ]; then
+    step "absorb-mla" $BIN/malconv absorb-mla "$W/m.mal" -o "$W/a.mal" --force
+    rm -f "$W/a.mal"
+  else
+    step "quantize to FP8 .mal" $BIN/malconv quantize "$hf" -o "$W/q.mal" --force
+    step "dequantize the FP8 .mal to BF16 .mal" $BIN/malconv dequantize "$W/q.mal" -o "$W/d.mal" --force
+    rm -f "$W/d.mal"
+    step "export .mal to an HF folder" $BIN/malconv export "$W/m.mal" -o "$W/export" --force --max-shard-size 5GB
+    rm -rf "$W/export"
+    step "verify BF16 vs FP8 (tensors)" $BIN/malconv verify "$W/m.mal" "$W/q.mal"
+  fi
+  rm -f "$W"/m.mal "$W"/q.mal
   step "convert --codec raw" $BIN/malconv convert "$hf" -o "$W/r.mal" --force --codec raw
-  step "load mapped + 16 tokens (--mmap)" $BIN/malrun bench "$W/r.mal" --mmap -p 0 -n 16 --repetitions 1
+  drop || true
+  step "load mapped + 16 tokens (--mmap; cold if root)" $BIN/malrun bench "$W/r.mal" --mmap -p 0 -n 16 --repetitions 1
+  step "load mapped + 16 tokens again" $BIN/malrun bench "$W/r.mal" --mmap -p 0 -n 16 --repetitions 1
   rm -rf "$hf" "$W"/*.mal
 done
 uptime

@@ -3,7 +3,7 @@
 //        malbench tokenizer TEXT TOKENIZER_DIR [--reps N]
 //        malbench tokenize-cases TOKENIZER_DIR CASES.json OUT.json   (a JSON list of texts → their ids)
 //        malbench sampler
-//        malbench random-checkpoint CONFIG.json OUT [--layers N] [--shard-mb 5000]
+//        malbench random-checkpoint CONFIG.json OUT [--layers N] [--shard-mb 5000] [--fp8] [--set KEY=N ...]
 import Foundation
 import MalCore
 import MalReaders
@@ -27,7 +27,13 @@ if CommandLine.arguments.count > 4 && CommandLine.arguments[1] == "tokenize-case
 if CommandLine.arguments.count > 3 && CommandLine.arguments[1] == "random-checkpoint" {
     let a = CommandLine.arguments
     func value(_ flag: String) -> Int? { a.firstIndex(of: flag).flatMap { $0 + 1 < a.count ? Int(a[$0 + 1]) : nil } }
-    try RandomCheckpoint.write(config: a[2], to: a[3], layers: value("--layers"), shardBytes: (value("--shard-mb") ?? 5000) * 1_000_000)
+    let overrides = a.indices.filter { a[$0] == "--set" && $0 + 1 < a.count }.compactMap { i -> (String, Int64)? in
+        let kv = a[i + 1].split(separator: "=", maxSplits: 1)
+        return kv.count == 2 ? Int64(kv[1]).map { (String(kv[0]), $0) } : nil
+    }
+    try RandomCheckpoint.write(
+        config: a[2], to: a[3], layers: value("--layers"), shardBytes: (value("--shard-mb") ?? 5000) * 1_000_000, fp8: a.contains("--fp8"),
+        overrides: overrides)
     exit(0)
 }
 if CommandLine.arguments.count > 3 && CommandLine.arguments[1] == "tokenizer" {

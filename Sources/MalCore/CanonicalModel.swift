@@ -73,6 +73,11 @@ public protocol CanonicalModel: AnyObject {
     /// The tensor as a stream when it can be read without materialising it (a checkpoint's
     /// tensor, or one a transform passes through untouched); nil: `load` it.
     func stream(_ name: String) throws -> TensorStream?
+    /// Decodes the tensor straight into memory from `allocate(byteCount)` when the model can,
+    /// so a loader that keeps weights in its own memory writes each byte once (no intermediate
+    /// copy, whose fresh pages the kernel must zero too); false, having allocated nothing: `load`
+    /// it.
+    func decode(_ name: String, into allocate: (Int) throws -> UnsafeMutableRawPointer) throws -> Bool
     /// Names of auxiliary files (config.json, tokenizer.json, ...) and their bytes.
     var auxNames: [String] { get }
     func aux(_ name: String) throws -> [UInt8]?
@@ -82,6 +87,7 @@ public protocol CanonicalModel: AnyObject {
 
 extension CanonicalModel {
     public func stream(_ name: String) throws -> TensorStream? { nil }
+    public func decode(_ name: String, into allocate: (Int) throws -> UnsafeMutableRawPointer) throws -> Bool { false }
     public var provenance: ModelProvenance { ModelProvenance() }
 }
 

@@ -15,6 +15,13 @@ extension MalFile: CanonicalModel {
     }
     public func load(_ name: String) throws -> Tensor { try tensor(named: name) }
 
+    /// Compressed tensors decode in place (raw ones are better read where they lie, `load`).
+    public func decode(_ name: String, into allocate: (Int) throws -> UnsafeMutableRawPointer) throws -> Bool {
+        guard let e = entry(name).map(resolved), e.codec != .raw, e.codec != .alias, e.chunkSize > 0 else { return false }
+        try decode(e, into: try allocate(Int(e.rawLength)), threads: availableCores, verify: true)
+        return true
+    }
+
     /// A tensor a range at a time: the chunks that overlap the range are decoded (and checked)
     /// into the caller's buffer, so a transform or writer that passes a tensor through holds a few
     /// chunks of it, never the whole tensor; the compressed chunks' pages are dropped as they go.

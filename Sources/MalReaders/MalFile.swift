@@ -18,6 +18,13 @@ public final class MalFile: @unchecked Sendable {
     public let metadata: MalMetadata
     public let entries: [MalFormat.Entry]
     private let byName: [String: Int]
+    /// Whether decoding a tensor drops its compressed bytes from memory: when the file and its
+    /// decoded tensors would not both fit in three quarters of memory, keeping the file's pages
+    /// cached only pushes out the decoded copy (each load then re-read the disk).
+    lazy var evictsDecoded: Bool = {
+        let decoded = entries.reduce(0) { $0 + Int($1.rawLength) }
+        return mapping.size + decoded > physicalMemoryBytes / 4 * 3
+    }()
 
     public var spec: ModelSpec { metadata.spec }
 
@@ -174,12 +181,22 @@ public final class MalFile: @unchecked Sendable {
         do { storage = try TensorStorage.allocate(count: total) } catch let err as MalError {
             throw MalError(err.kind, "decodes to \(total) bytes: " + err.message, file: path, tensor: e.name)
         }
-        let dst = SharedPointer(UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!))
+        try decode(e, into: UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!), threads: threads, verify: verify)
+        return storage
+    }
+
+    /// Decodes a compressed entry into `target` (its raw length), its chunks on `threads`: the
+    /// stored bytes are read ahead first and, when `evictsDecoded`, dropped from memory after.
+    func decode(_ e: MalFormat.Entry, into target: UnsafeMutableRawPointer, threads: Int, verify: Bool) throws {
+        let dst = SharedPointer(target)
         let pool = BufferPool(size: Int(e.chunkSize))
+        var stored = 0..<0
+        if let first = e.chunks.first, let last = e.chunks.last { stored = Int(first.offset)..<(Int(last.offset) + Int(last.storedLength)) }
+        mapping.willNeed(stored)
         try parallelFor(e.chunks.count, threads: threads) { i in
             try self.decodeChunk(e, i, into: dst.pointer + i * Int(e.chunkSize), pool: pool, verify: verify)
         }
-        return storage
+        if evictsDecoded { mapping.evict(stored) }
     }
 
     /// Decodes chunk `i` of a compressed tensor into `target` (room for the chunk's raw bytes)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalReaders
 import MalWriters
@@ -46,7 +47,7 @@ struct CheckCommand: ParsableCommand {
             result.tensors = mal.entries.count
             result.chunks = mal.entries.reduce(0) { $0 + $1.chunks.count }
             result.bytes = mal.mapping.size
-            let progress = Progress("check")
+            let progress = ProgressLine("check")
             let start = monotonicSeconds()
             if let e = mal.verifyAll(threads: threads, progress: { progress.update($0, $1, "") }) {
                 throw e

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MalCommandLine
 import MalCore
 import MalReaders
 import MalTransforms
@@ -23,7 +24,7 @@ enum ModelIO {
         codec: ContainerCodec = .auto, extra: [String: Any] = [:]
     ) throws {
         try refuseOverwritingInput(output: output, inputs: inputs)
-        let progress = Progress(command)
+        let progress = ProgressLine(command)
         let format = OutputFormat.resolve(path: output, explicit: to)
         if codec != .auto && format != .mal {
             throw MalError(.invalidArgument, "--codec \(codec.rawValue) is for .mal outputs; an HF folder's safetensors are raw already", file: output)

@@ -97,11 +97,11 @@ struct VerifyCommand: ParsableCommand {
             guard ArchitectureRegistry.same(a.spec, b.spec) else {
                 throw MalError(.invalidArgument, "architectures differ: \(a.spec.modelType) vs \(b.spec.modelType)")
             }
-            let progress = Progress("verify")
+            let progress = ProgressLine("verify")
             tensorReport = try ModelComparison.compare(reference: a, candidate: b, threads: threads, progress: progress.update)
             if text != nil || prompts != nil {
                 let tok = try TokenizerLoader.load(reference)
-                let evalProgress = Progress("evaluate")
+                let evalProgress = ProgressLine("evaluate")
                 if let text {
                     guard let data = FileManager.default.contents(atPath: text) else { throw MalError(.fileNotFound, "cannot read", file: text) }
                     let ids = tok.encode(String(decoding: data, as: UTF8.self), addSpecial: true)

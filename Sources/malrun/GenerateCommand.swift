@@ -36,7 +36,11 @@ struct ModelOptions: ParsableArguments {
     /// The runtime for the loaded `model`; errors about its tensors name this file.
     func transformer(_ loaded: CanonicalModel, context: Int?, mtp: Bool = false) throws -> Transformer {
         do {
-            let tr = try Transformer(model: loaded, contextLength: context, threads: threads, mtp: mtp, mapped: mmap)
+            let bar = ProgressLine("loading \(model)", after: 1)
+            let tr = try Transformer(
+                model: loaded, contextLength: context, threads: threads, mtp: mtp, mapped: mmap,
+                progress: { bar.update($0, $1, "MiB") })
+            bar.finish()
             tr.precision = precision
             return tr
         } catch let e as MalError { throw e.inFile(model) }

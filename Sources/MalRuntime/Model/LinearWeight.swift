@@ -34,7 +34,7 @@ public struct LinearWeight: @unchecked Sendable {
     }
 
     init(
-        tensor t: Tensor, scale: Tensor?, block: BlockShape, bias: [Float]?, arena: WeightArena? = nil,
+        tensor t: Tensor, scale: Tensor?, block: BlockShape, bias: [Float]?, arena: WeightArena? = nil, inArena: Bool = false,
         precision: PrecisionSetting = PrecisionSetting()
     ) throws {
         guard t.shape.count == 2 else { throw MalError(.invalidShape, "a linear weight must be 2-D, not \(t.shape)", tensor: t.name) }
@@ -60,7 +60,8 @@ public struct LinearWeight: @unchecked Sendable {
             data = UnsafeRawPointer(dst)
             tiled = true
         } else {
-            data = try arena?.copy(t.bytes) ?? t.bytes.baseAddress!
+            // `inArena`: decoded there by the loader already.
+            data = try inArena ? t.bytes.baseAddress! : arena?.copy(t.bytes) ?? t.bytes.baseAddress!
             tiled = false
         }
         blockRows = block.rows

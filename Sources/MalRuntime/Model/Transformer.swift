@@ -71,9 +71,10 @@ public final class Transformer: @unchecked Sendable {
     ///     huge-page arena: a container's raw tensors are then the file's mapping, paged in by the
     ///     kernel and shared by every process that maps it, so a model larger than memory runs
     ///     (slowly; the memory plan only warns). Compressed tensors are decoded either way.
+    ///   - progress: called with (MiB loaded, MiB of weights) as the weights load.
     public init(
         model: CanonicalModel, contextLength requested: Int? = nil, threads: Int = availableCores, mtp: Bool = false,
-        mapped: Bool = false
+        mapped: Bool = false, progress: ((Int, Int) -> Void)? = nil
     ) throws {
         let s = model.spec
         spec = s
@@ -82,7 +83,7 @@ public final class Transformer: @unchecked Sendable {
         contextLength = ctx
         try Transformer.checkMemory(model, mtp: mtp, context: ctx, mapped: mapped)
         arena = WeightArena()
-        let w = WeightLoader(model: model, arena: mapped ? nil : arena)
+        let w = WeightLoader(model: model, arena: mapped ? nil : arena, progress: progress)
         precisionSetting = w.precision
         let assembly = try LayerAssembly(w, spec: s)
         let H = s.hiddenSize, V = s.vocabSize
