@@ -21,10 +21,7 @@ public final class MalFile: @unchecked Sendable {
     /// Whether decoding a tensor drops its compressed bytes from memory: when the file and its
     /// decoded tensors would not both fit in three quarters of memory, keeping the file's pages
     /// cached only pushes out the decoded copy (each load then re-read the disk).
-    lazy var evictsDecoded: Bool = {
-        let decoded = entries.reduce(0) { $0 + Int($1.rawLength) }
-        return mapping.size + decoded > physicalMemoryBytes / 4 * 3
-    }()
+    let evictsDecoded: Bool
 
     public var spec: ModelSpec { metadata.spec }
 
@@ -73,6 +70,7 @@ public final class MalFile: @unchecked Sendable {
             map[e.name] = i
         }
         byName = map
+        evictsDecoded = mapping.size + entries.reduce(0) { $0 + Int($1.rawLength) } > physicalMemoryBytes / 4 * 3
         try MalFile.checkLinks(entries, file: file, tableOffset: Int(h.tableOffset))
         try MalFile.checkScaleGrids(entries, metadata: metadata, file: file, tableOffset: Int(h.tableOffset))
         try MalFile.checkLayout(entries, bytes: b, dataEnd: Int(h.metadataOffset), file: file)

@@ -12,11 +12,13 @@ struct WeightLoader {
     let progress: ((Int, Int) -> Void)?
     private final class Count { var bytes = 0 }
     private let loaded = Count()
+    private let totalBytes: Int
 
     init(model: CanonicalModel, arena: WeightArena?, progress: ((Int, Int) -> Void)? = nil) {
         self.model = model
         self.arena = arena
         self.progress = progress
+        totalBytes = progress == nil ? 0 : model.weightBytes
         var m: [String: CanonicalTensor] = [:]
         for t in model.tensors { m[t.name] = t }
         byName = m
@@ -30,11 +32,14 @@ struct WeightLoader {
     func tensor(_ name: String) throws -> Tensor {
         guard byName[name] != nil else { throw MalError(.notFound, "the model has no tensor '\(name)'", tensor: name) }
         let t = try model.load(name)
-        if let progress {
-            loaded.bytes += t.bytes.count
-            progress(loaded.bytes >> 20, max(model.weightBytes, loaded.bytes) >> 20)
-        }
+        report(t.bytes.count)
         return t
+    }
+
+    private func report(_ bytes: Int) {
+        guard let progress else { return }
+        loaded.bytes += bytes
+        progress(loaded.bytes >> 20, max(totalBytes, loaded.bytes) >> 20)
     }
 
     /// A tensor whose shape the spec fixes: a file whose tensors disagree with its own spec is an
@@ -73,10 +78,7 @@ struct WeightLoader {
         guard view.count == shape[0] * shape[1] * (meta.dtype.byteSize ?? 4) else {
             throw MalError(.invalidShape, "decodes to \(view.count) bytes, not those of \(meta.dtype.rawValue) \(shape)", tensor: name)
         }
-        if let progress {
-            loaded.bytes += view.count
-            progress(loaded.bytes >> 20, max(model.weightBytes, loaded.bytes) >> 20)
-        }
+        report(view.count)
         return Tensor(name: name, dtype: meta.dtype, shape: meta.shape, storage: TensorStorage(borrowing: view, owner: arena))
     }
 
