@@ -22,6 +22,10 @@ public final class MalFile: @unchecked Sendable {
     /// decoded tensors would not both fit in three quarters of memory, keeping the file's pages
     /// cached only pushes out the decoded copy (each load then re-read the disk).
     let evictsDecoded: Bool
+    /// Reads the next tensors' stored bytes while one decodes (`decode(_:into:threads:verify:)`).
+    let readAhead: ReadAhead
+    /// Raw tensors are handed out unchecked and checked by `deferredCheck` instead (`--mmap`).
+    public let defersRawChecks: Bool
 
     public var spec: ModelSpec { metadata.spec }
 
@@ -39,9 +43,13 @@ public final class MalFile: @unchecked Sendable {
         return fread(&b, 1, 8, f) == 8 && b == MalFormat.magic
     }
 
-    public init(path: String) throws {
+    /// Opens and validates `path`; with `defersRawChecks` its raw tensors' checksums are left to
+    /// `deferredCheck` (a mapped model then loads without reading every byte first).
+    public init(path: String, defersRawChecks: Bool = false) throws {
         self.path = path
+        self.defersRawChecks = defersRawChecks
         mapping = try MappedFile(path: path)
+        readAhead = ReadAhead(mapping)
         let b = mapping.bytes
         let file = path
         func corrupt(_ msg: String, tensor: String? = nil, at off: Int?) -> MalError {
@@ -163,7 +171,9 @@ public final class MalFile: @unchecked Sendable {
         if e.codec == .raw {
             let start = Int(e.chunks.first?.offset ?? UInt64(MalFormat.headerSize))
             let view = UnsafeRawBufferPointer(rebasing: b[start..<(start + total)])
-            if verify {
+            if verify && !defersRawChecks {
+                mapping.willNeed(start..<(start + total))
+                readAhead.consumer(at: start + total)
                 let chunks = e.chunks
                 try parallelFor(chunks.count, threads: threads) { i in
                     let c = chunks[i]
@@ -184,13 +194,15 @@ public final class MalFile: @unchecked Sendable {
     }
 
     /// Decodes a compressed entry into `target` (its raw length), its chunks on `threads`: the
-    /// stored bytes are read ahead first and, when `evictsDecoded`, dropped from memory after.
+    /// stored bytes are read ahead first, the file beyond them on a background queue (a loader
+    /// decodes tensors in file order), and, when `evictsDecoded`, dropped from memory after.
     func decode(_ e: MalFormat.Entry, into target: UnsafeMutableRawPointer, threads: Int, verify: Bool) throws {
         let dst = SharedPointer(target)
         let pool = BufferPool(size: Int(e.chunkSize))
         var stored = 0..<0
         if let first = e.chunks.first, let last = e.chunks.last { stored = Int(first.offset)..<(Int(last.offset) + Int(last.storedLength)) }
         mapping.willNeed(stored)
+        readAhead.consumer(at: stored.upperBound)
         try parallelFor(e.chunks.count, threads: threads) { i in
             try self.decodeChunk(e, i, into: dst.pointer + i * Int(e.chunkSize), pool: pool, verify: verify)
         }

@@ -75,6 +75,10 @@ struct BenchCommand: ParsableCommand {
         var weight_bytes_per_token: Int
         /// `--precision` of the prompt products (beside llama-bench's fields).
         var precision: String
+        /// Seconds to load the weights, and then to finish checking mapped raw weights' checksums
+        /// (`--mmap`; 0 otherwise), before any test (beside llama-bench's fields).
+        var load_seconds: Double
+        var check_seconds: Double
         /// `--speculative` records (beside llama-bench's fields): the drafting source and drafts
         /// per step (0: the same generation without drafting), the share of drafts accepted,
         /// generated tokens per main-model step, and the time of one main step over k + 1 tokens
@@ -101,10 +105,14 @@ struct BenchCommand: ParsableCommand {
 
     /// The tests asked for, as llama-bench records.
     func measure() throws -> [Record] {
-        let model = try ModelLoader.open(options.model)
+        let t0 = monotonicSeconds()
+        let model = try options.open()
         let tr = try options.transformer(
             model, context: max(d + max(p, n), 1) + (speculative == nil ? 0 : 16 + draft + 1),
             mtp: speculative == .mtp)
+        let t1 = monotonicSeconds()
+        try tr.requireIntactWeights()  // a mapped model's check must not share the timed cores
+        let loadSeconds = t1 - t0, checkSeconds = monotonicSeconds() - t1
         guard d + max(p, n) <= tr.contextLength else {
             throw MalError(.invalidArgument, "-d \(d) plus the longest test (\(max(p, n)) tokens) exceed the context length \(tr.contextLength)")
         }
@@ -118,7 +126,8 @@ struct BenchCommand: ParsableCommand {
                 model_n_params: model.parameterCount ?? 0, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: depth,
                 n_prompt: prompt, n_gen: gen, avg_ns: s.meanNanoseconds, stddev_ns: s.deviationNanoseconds, avg_ts: s.mean,
                 stddev_ts: s.standardDeviation, samples_ns: s.nanoseconds, samples_ts: s.tokensPerSecond,
-                weight_bytes_per_token: tr.weightBytesPerToken, precision: tr.precision.rawValue)
+                weight_bytes_per_token: tr.weightBytesPerToken, precision: tr.precision.rawValue, load_seconds: loadSeconds,
+                check_seconds: checkSeconds)
         }
         var records: [Record] = []
         if p > 0 {
@@ -173,6 +182,11 @@ struct BenchCommand: ParsableCommand {
                     format: "| %@ | %.2f MiB | %.2f MiB | %.2f M | %d | %@ | %.2f ± %.2f | %@ |", r.model_type, Double(r.model_size) / 1048576,
                     Double(r.weight_bytes_per_token) / 1048576,
                     Double(r.model_n_params) / 1e6, r.n_threads, test, r.avg_ts, r.stddev_ts, read))
+        }
+        if let r = records.first {
+            print(
+                String(format: "\nload %.2f s", r.load_seconds)
+                    + (options.mmap ? String(format: ", mapped weights' checksums checked in %.2f s more", r.check_seconds) : ""))
         }
     }
 

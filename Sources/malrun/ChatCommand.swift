@@ -84,6 +84,7 @@ struct ChatCommand: ParsableCommand {
                 printError("chat with \(options.model) (\(tr.contextLength) tokens of context); /reset, /system TEXT, /exit; Ctrl-C stops an answer")
             }
             try loop(session, interactive: interactive)
+            try tr.requireIntactWeights()
         }
     }
 

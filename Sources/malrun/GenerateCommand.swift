@@ -33,6 +33,10 @@ struct ModelOptions: ParsableArguments {
                 + "gains: Docs/ACCURACY.md, Docs/PERFORMANCE.md). Decoding steps are exact in both.", valueName: "exact|fast"))
     var precision: Precision = .exact
 
+    /// The model through the reader stage; with `--mmap` its raw tensors' checksums are checked
+    /// while it runs (`Transformer.requireIntactWeights`).
+    func open() throws -> CanonicalModel { try ModelLoader.open(model, mapped: mmap) }
+
     /// The runtime for the loaded `model`; errors about its tensors name this file.
     func transformer(_ loaded: CanonicalModel, context: Int?, mtp: Bool = false) throws -> Transformer {
         do {
@@ -49,7 +53,7 @@ struct ModelOptions: ParsableArguments {
     /// The model, its tokenizer and a generation session over them, with `sampling`'s drafts
     /// (`generate`, `chat` and `serve` start the same way).
     func generator(_ sampling: SamplingOptions) throws -> Generator {
-        let loaded = try ModelLoader.open(model)
+        let loaded = try open()
         let tok = try TokenizerLoader.load(model)  // before the weights load: a missing tokenizer fails fast
         let tr = try transformer(loaded, context: context, mtp: sampling.speculative == .mtp)
         return try Generator(transformer: tr, tokenizer: tok, modelPath: model, draftTokens: sampling.draftTokens)
@@ -101,6 +105,7 @@ struct GenerateCommand: ParsableCommand {
                 return true
             }
             writeOut("\n")
+            try tr.requireIntactWeights()
             if r.stop == .contextFull {
                 printError(
                     "stopped after \(r.generated.count) tokens: the context length \(tr.contextLength) is full (--context raises it up to \(maxPositions))")
@@ -150,7 +155,7 @@ struct LogitsCommand: ParsableCommand {
             guard !list.isEmpty else { throw MalError(.invalidArgument, "no token ids") }
             try refuseOverwritingInput(output: output, inputs: [options.model])
             if !force && fileExists(output) { throw MalError(.invalidArgument, "output exists (use --force to replace it)", file: output) }
-            let tr = try options.transformer(try ModelLoader.open(options.model), context: max(list.count, options.context ?? 0), mtp: mtp)
+            let tr = try options.transformer(try options.open(), context: max(list.count, options.context ?? 0), mtp: mtp)
             let logits = try tr.forward(list, allLogits: true, keepHidden: mtp)
             let vocab = logits.count / list.count
             if let bad = NonFiniteScan.firstIndex(logits) {
@@ -163,6 +168,7 @@ struct LogitsCommand: ParsableCommand {
                 let r = try tr.mtpForward(next: Array(list.dropFirst()) + [greedy], hidden: tr.finalHidden, allLogits: true)
                 tensors.append(("mtp_logits", [list.count, vocab], r.logits))
             }
+            try tr.requireIntactWeights()
             try SafetensorsOutput.write(path: output, tensors: tensors, replace: force)
             printError("wrote \(output): " + tensors.map { "\($0.name) [\(list.count), \(vocab)]" }.joined(separator: ", "))
         }

@@ -119,6 +119,29 @@ struct ContainerTests {
         #expect(hf.status == 1 && hf.stderr.contains("--codec raw is for .mal outputs"), "\(hf.stderr)")
     }
 
+    /// `--mmap` hands raw tensors out unchecked so a cached model loads at once, and checks their
+    /// checksums while it runs: a flipped byte in a weight still fails `logits` (no output
+    /// written), `bench` and `generate`, naming the tensor; without `--mmap` the load fails.
+    @Test func damagedRawContainerFailsMapped() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        let path = dir + "/raw.mal"
+        #expect(try runTool("malconv", ["convert", Fixtures.model("llama3-tiny"), "-o", path, "--codec", "raw"]).status == 0)
+        let e = try #require(try MalFile(path: path).entries.filter { $0.codec == .raw }.max { $0.rawLength < $1.rawLength })
+        var bytes = try #require(FileManager.default.contents(atPath: path))
+        bytes[Int(e.chunks[0].offset) + 5] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: path))
+        for mapped in [true, false] {
+            let out = dir + "/l\(mapped).safetensors"
+            let r = try runTool("malrun", ["logits", path, "--ids", "1,2,3", "-o", out] + (mapped ? ["--mmap"] : []))
+            #expect(r.status == 1 && r.stderr.contains("checksum mismatch") && r.stderr.contains(e.name), "\(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+        let b = try runTool("malrun", ["bench", path, "--mmap", "-p", "2", "-n", "2", "--repetitions", "1"])
+        #expect(b.status == 1 && b.stderr.contains("checksum mismatch"), "\(b.stderr)")
+        let g = try runTool("malrun", ["generate", path, "--mmap", "-p", "hi", "-n", "2"])
+        #expect(g.status == 1 && g.stderr.contains("checksum mismatch"), "\(g.stderr)")
+    }
+
     /// A container's tensor streamed in ranges that straddle its chunks (4 KiB here) gives the bytes
     /// `load` gives, raw and compressed alike: what export, dequantize and quantize pass through.
     @Test func streamedRangesEqualLoad() throws {

@@ -156,6 +156,9 @@ public final class Generator {
         }
         if result.stop == .maxTokens && result.generated.count == limit && limit < settings.maxTokens { result.stop = .contextFull }
         result.generationSeconds = monotonicSeconds() - t1
+        // A mapped model's weights are checked while it runs: a damaged file fails the first
+        // answer after the check finds it (a command waits for the check before it ends).
+        if let damaged = transformer.weightCheck?.failure { throw damaged }
         return result
     }
 

@@ -59,6 +59,14 @@ public final class Transformer: @unchecked Sendable {
     /// Called with (layer, token index in the batch, expert ids, weights) for every MoE routing.
     public var onRoute: ((Int, Int, [Int32], [Float]) -> Void)?
 
+    /// The checksums of mapped raw weights, checked while the model runs (`mapped` loads do not
+    /// read every byte first); `requireIntactWeights` waits for it.
+    public let weightCheck: BackgroundCheck?
+
+    /// Waits for the deferred weight check and throws what it found: a command calls it before it
+    /// reports success or writes its output.
+    public func requireIntactWeights() throws { try weightCheck?.wait() }
+
     /// Weight bytes read per generated token (for bandwidth ceilings; MoE: shared + top-k experts).
     public var weightBytesPerToken: Int {
         layers.reduce(output.byteCount) { $0 + $1.attention.byteCount + $1.ffn.bytesPerToken }
@@ -82,6 +90,7 @@ public final class Transformer: @unchecked Sendable {
         let ctx = min(requested ?? 4096, s.maxPositions)
         contextLength = ctx
         try Transformer.checkMemory(model, mtp: mtp, context: ctx, mapped: mapped)
+        weightCheck = mapped ? model.deferredCheck().map { BackgroundCheck($0) } : nil
         arena = WeightArena()
         let w = WeightLoader(model: model, arena: mapped ? nil : arena, progress: progress)
         precisionSetting = w.precision
