@@ -23,7 +23,8 @@ struct ModelOptions: ParsableArguments {
         help: ArgumentHelp(
             "Use the weights in place, mapped from the file, instead of copying them into memory: instant loads of a "
                 + "cached model, one copy shared by every process, and models larger than memory (paged, slowly). For "
-                + "containers written with `malconv convert --codec raw`; compressed tensors are still decoded."))
+                + "containers written with `malconv convert --codec raw` (their checksums are checked while the model runs, and "
+                + "the command fails if one does not match); compressed tensors are still decoded."))
     var mmap = false
 
     @Option(
