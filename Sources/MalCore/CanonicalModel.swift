@@ -79,8 +79,9 @@ public protocol CanonicalModel: AnyObject {
     /// it.
     func decode(_ name: String, into allocate: (Int) throws -> UnsafeMutableRawPointer) throws -> Bool
     /// The checks `load` left out (a container opened for mapped use hands out its raw tensors
-    /// unchecked, so a cached model loads at once), to run while the model does; nil: none.
-    func deferredCheck() -> (@Sendable () -> MalError?)?
+    /// unchecked, so a cached model loads at once), to run while the model does (it throws what it
+    /// finds); nil: none.
+    func deferredCheck() -> (@Sendable () throws -> Void)?
     /// Names of auxiliary files (config.json, tokenizer.json, ...) and their bytes.
     var auxNames: [String] { get }
     func aux(_ name: String) throws -> [UInt8]?
@@ -91,7 +92,7 @@ public protocol CanonicalModel: AnyObject {
 extension CanonicalModel {
     public func stream(_ name: String) throws -> TensorStream? { nil }
     public func decode(_ name: String, into allocate: (Int) throws -> UnsafeMutableRawPointer) throws -> Bool { false }
-    public func deferredCheck() -> (@Sendable () -> MalError?)? { nil }
+    public func deferredCheck() -> (@Sendable () throws -> Void)? { nil }
     public var provenance: ModelProvenance { ModelProvenance() }
 }
 

@@ -52,20 +52,16 @@ extension MalFile: CanonicalModel {
     }
     /// Checks every raw tensor's chunks against their XXH64 where they lie (one thread, in file
     /// order, read ahead); the first mismatch names the tensor, chunk and offset.
-    public func deferredCheck() -> (@Sendable () -> MalError?)? {
+    public func deferredCheck() -> (@Sendable () throws -> Void)? {
         guard defersRawChecks else { return nil }
         let raw = entries.filter { $0.codec == .raw }.sorted { ($0.chunks.first?.offset ?? 0) < ($1.chunks.first?.offset ?? 0) }
         return { [self] in
             for e in raw {
                 for (i, c) in e.chunks.enumerated() {
-                    let s = Int(c.offset), n = Int(c.storedLength)
-                    self.readAhead.consumer(at: s + n)
-                    if xxh64(UnsafeRawBufferPointer(rebasing: self.mapping.bytes[s..<(s + n)])) != c.hash {
-                        return MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: self.path, tensor: e.name, offset: s)
-                    }
+                    readAhead.consumer(at: Int(c.offset) + Int(c.storedLength))
+                    try checkStoredChunk(e, i)
                 }
             }
-            return nil
         }
     }
 

@@ -165,23 +165,13 @@ public final class MalFile: @unchecked Sendable {
 
     func decode(_ e: MalFormat.Entry, verify: Bool, threads: Int) throws -> TensorStorage {
         let total = Int(e.rawLength)
-        let sb = SharedPointer(mapping.bytes)
-        let b = mapping.bytes
-        let file = path
         if e.codec == .raw {
             let start = Int(e.chunks.first?.offset ?? UInt64(MalFormat.headerSize))
-            let view = UnsafeRawBufferPointer(rebasing: b[start..<(start + total)])
+            let view = UnsafeRawBufferPointer(rebasing: mapping.bytes[start..<(start + total)])
             if verify && !defersRawChecks {
                 mapping.willNeed(start..<(start + total))
                 readAhead.consumer(at: start + total)
-                let chunks = e.chunks
-                try parallelFor(chunks.count, threads: threads) { i in
-                    let c = chunks[i]
-                    let s = Int(c.offset)
-                    if xxh64(UnsafeRawBufferPointer(rebasing: sb.pointer[s..<(s + Int(c.storedLength))])) != c.hash {
-                        throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: file, tensor: e.name, offset: s)
-                    }
-                }
+                try parallelFor(e.chunks.count, threads: threads) { i in try self.checkStoredChunk(e, i) }
             }
             return TensorStorage(borrowing: view, owner: mapping)
         }
@@ -209,6 +199,15 @@ public final class MalFile: @unchecked Sendable {
         if evictsDecoded { mapping.evict(stored) }
     }
 
+    /// Checks chunk `i`'s stored bytes against its XXH64 where they lie (a raw chunk's stored
+    /// bytes are its raw bytes).
+    func checkStoredChunk(_ e: MalFormat.Entry, _ i: Int) throws {
+        let c = e.chunks[i], s = Int(c.offset)
+        if xxh64(UnsafeRawBufferPointer(rebasing: mapping.bytes[s..<(s + Int(c.storedLength))])) != c.hash {
+            throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: path, tensor: e.name, offset: s)
+        }
+    }
+
     /// Decodes chunk `i` of a compressed tensor into `target` (room for the chunk's raw bytes)
     /// and checks its XXH64.
     func decodeChunk(_ e: MalFormat.Entry, _ i: Int, into target: UnsafeMutableRawPointer, pool: BufferPool, verify: Bool) throws {
@@ -218,9 +217,7 @@ public final class MalFile: @unchecked Sendable {
         let src = mapping.bytes.baseAddress! + Int(c.offset)
         if e.codec == .raw {
             // Verified in place; copied only for the caller.
-            if verify && xxh64(UnsafeRawBufferPointer(start: src, count: want)) != c.hash {
-                throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: path, tensor: e.name, offset: Int(c.offset))
-            }
+            if verify { try checkStoredChunk(e, i) }
             target.copyMemory(from: src, byteCount: want)
             return
         } else {

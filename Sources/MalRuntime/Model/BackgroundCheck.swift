@@ -7,18 +7,19 @@ import MalCore
 /// before a command reports success.
 public final class BackgroundCheck: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
-    private let result = LockedBox<(finished: Bool, error: MalError?)>((false, nil))
+    private let result = LockedBox<(finished: Bool, error: Error?)>((false, nil))
 
-    public init(_ check: @escaping @Sendable () -> MalError?) {
+    public init(_ check: @escaping @Sendable () throws -> Void) {
         DispatchQueue.global(qos: .utility).async { [result, done] in
-            let e = check()
-            result.withLock { $0 = (true, e) }
+            var found: Error?
+            do { try check() } catch { found = error }
+            result.withLock { [found] in $0 = (true, found) }
             done.signal()
         }
     }
 
     /// The problem found so far (nil while running or when there is none).
-    public var failure: MalError? { result.withLock { $0.error } }
+    public var failure: Error? { result.withLock { $0.error } }
 
     /// Waits for the check to finish and throws what it found.
     public func wait() throws {
