@@ -36,3 +36,26 @@ enum ParallelProbe {
         }
     }
 }
+
+/// `malbench read BYTES [--threads T] [--reps N]`: the plain-read bandwidth of BYTES of huge-page
+/// memory, the ceiling of a decoding step that reads BYTES of weights (`Benchmarks/fp8_bandwidth.py`).
+enum ReadBench {
+    static func run(bytes: Int) {
+        let a = CommandLine.arguments
+        func value(_ flag: String) -> Int? { a.firstIndex(of: flag).flatMap { $0 + 1 < a.count ? Int(a[$0 + 1]) : nil } }
+        guard bytes > 0 else {
+            FileHandle.standardError.write("malbench read: BYTES must be a positive byte count\n".data(using: .utf8)!)
+            exit(2)
+        }
+        let threads = value("--threads").map { [$0] } ?? [1, 2]
+        for t in threads {
+            do {
+                let bw = try MatvecProbe.readBandwidth(bytes: bytes, threads: t, repetitions: value("--reps") ?? 9)
+                print(String(format: "read %d bytes, %d threads: %.2f GB/s", bytes, t, bw / 1e9))
+            } catch {
+                FileHandle.standardError.write("malbench read: \(error)\n".data(using: .utf8)!)
+                exit(1)
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 // Usage: malbench [fp8] [--rows N] [--cols N] [--reps N]
 //        malbench tokenizer TEXT TOKENIZER_DIR [--reps N]
 //        malbench tokenize-cases TOKENIZER_DIR CASES.json OUT.json   (a JSON list of texts → their ids)
+//        malbench read BYTES [--threads T] [--reps N]   (plain-read GB/s of BYTES of huge-page memory)
 //        malbench sampler
 //        malbench random-checkpoint CONFIG.json OUT [--layers N] [--shard-mb 5000] [--fp8] [--set KEY=N ...]
 import Foundation
@@ -14,6 +15,10 @@ import MalWriters
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "matvec" {
     ParallelProbe.run()
     try MatvecBench.run()
+    exit(0)
+}
+if CommandLine.arguments.count > 2 && CommandLine.arguments[1] == "read" {
+    ReadBench.run(bytes: Int(CommandLine.arguments[2]) ?? 0)
     exit(0)
 }
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "sampler" {

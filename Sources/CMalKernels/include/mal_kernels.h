@@ -77,6 +77,10 @@ int mal_matvec_e4m3_fast(float *y, const uint8_t *W, const float *scales, const 
                          size_t r0, size_t r1);
 int mal_simd_level(void);
 
+/* A plain read of n bytes with a software prefetch `prefetch` bytes ahead (0: none): the ceiling
+   the decoding kernels are compared with (malbench read). Returns a value of every byte. */
+uint64_t mal_read_probe(const void *p, size_t n, size_t prefetch);
+
 /* Batched form for prompt processing: Y[t, r] = W[r] . X[t] for t < T, rows [r0, r1).
    Each weight row is read (and decoded) once for all T inputs. */
 void mal_matmul(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CMalKernels
+import Dispatch
 import MalCore
 
 /// Linear layers of random weights for kernel benchmarks (malbench).
@@ -34,5 +35,33 @@ public enum MatvecProbe {
                     block: .deepseek, bias: nil, arena: arena)
             ))
         return out
+    }
+
+    /// The plain-read bandwidth (bytes per second) of `bytes` of huge-page memory on `threads`
+    /// threads, each reading its contiguous share: the ceiling a decoding step's weight reads are
+    /// compared with. The best of three prefetch distances (none, 16 KiB, 64 KiB, the kernels'
+    /// range), median of `repetitions` passes.
+    public static func readBandwidth(bytes: Int, threads: Int, repetitions: Int) throws -> Double {
+        let arena = WeightArena()
+        let p = SharedPointer(try arena.allocate(bytes))
+        memset(p.pointer, 0x5a, bytes)
+        let share = (bytes / threads + 4095) / 4096 * 4096
+        let sink = LockedBox(UInt64(0))
+        var seconds: [Double] = []
+        for _ in 0..<max(1, repetitions) {
+            var best = Double.infinity
+            for prefetch in [0, 16384, 65536] {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                WorkerPool.run(threads, threads: threads) { k in
+                    let start = k * share, n = Swift.max(0, Swift.min(bytes, start + share) - start)
+                    let v = mal_read_probe(p.pointer + start, n, prefetch)
+                    sink.withLock { $0 ^= v }
+                }
+                best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+            seconds.append(best)
+        }
+        withExtendedLifetime(arena) {}
+        return Double(bytes) / seconds.sorted()[seconds.count / 2]
     }
 }
