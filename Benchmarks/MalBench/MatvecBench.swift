@@ -38,7 +38,7 @@ enum ParallelProbe {
 }
 
 /// `malbench read BYTES [--threads T] [--reps N]`: the plain-read bandwidth of BYTES of huge-page
-/// memory, the ceiling of a decoding step that reads BYTES of weights (`Benchmarks/fp8_bandwidth.py`).
+/// memory, the ceiling of a decoding step that reads BYTES of weights (`Benchmarks/decode_bandwidth.py`).
 enum ReadBench {
     static func run(bytes: Int) {
         let a = CommandLine.arguments

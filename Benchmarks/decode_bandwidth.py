@@ -7,7 +7,7 @@ alternating order (A B, then B A), and reports the model's weight GB/s (tokens/s
 `weight_bytes_per_token`) as a share of the read's. The median over rounds is the figure; the VM's
 bandwidth moves from minute to minute, so only pairs taken together count.
 
-  Benchmarks/fp8_bandwidth.py [--rounds 4] [--threads 1,2] [--gen 64] [--malrun BIN] M.mal ...
+  Benchmarks/decode_bandwidth.py [--rounds 4] [--threads 1,2] [--gen 64] [--malrun BIN] M.mal ...
 
 --malrun (repeatable) runs other builds' malrun in the same rounds (one more column each), to
 compare kernels in the same minutes.
