@@ -148,13 +148,17 @@ report-check: build
 	echo "rendered charts: $$charts (expected 2); screenshot $(REPORT)/report.png: $$size bytes"; \
 	[ "$$charts" -eq 2 ] && [ "$$size" -gt 20000 ]
 
-## Benchmarks (Docs/PERFORMANCE.md): container conversion, compression and decoding.
+## Benchmarks (Docs/PERFORMANCE.md): container conversion, compression and decoding, the tokenizer,
+## and FP8 decoding of the GPT-2 124M shape against the plain-read ceiling.
 bench: build
 	Benchmarks/bench_container.sh
 	$(BIN)/malbench --rows 4096 --cols 8192 --reps 3
 	mkdir -p /tmp/malbench && python3 Benchmarks/make_tokenizer_text.py /tmp/malbench/tok.txt 4
 	-python3 Benchmarks/bench_tokenizer.py /tmp/malbench/tok.txt Tests/Fixtures/tokenizers/gpt2-real
 	$(BIN)/malbench tokenizer /tmp/malbench/tok.txt Tests/Fixtures/tokenizers/gpt2-real
+	python3 Benchmarks/make_random_model.py gpt2-124m /tmp/malbench/gpt2-124m
+	$(BIN)/malconv quantize /tmp/malbench/gpt2-124m -o /tmp/malbench/gpt2-124m-fp8.mal --include token_embd.weight --force
+	python3 Benchmarks/decode_bandwidth.py --rounds 2 /tmp/malbench/gpt2-124m-fp8.mal
 
 clean:
 	rm -rf .build
