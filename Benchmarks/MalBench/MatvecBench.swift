@@ -48,6 +48,10 @@ enum ReadBench {
             exit(2)
         }
         let threads = value("--threads").map { [$0] } ?? [1, 2]
+        guard threads.allSatisfy({ (1...256).contains($0) }) else {
+            FileHandle.standardError.write("malbench read: --threads must be 1...256\n".data(using: .utf8)!)
+            exit(2)
+        }
         for t in threads {
             do {
                 let bw = try MatvecProbe.readBandwidth(bytes: bytes, threads: t, repetitions: value("--reps") ?? 9)
