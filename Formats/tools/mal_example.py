@@ -20,7 +20,7 @@ DTYPES = {1: "BOOL", 2: "U8", 3: "I8", 4: "U16", 5: "I16", 6: "U32", 7: "I32", 8
 BITS = {"BOOL": 8, "U8": 8, "I8": 8, "U16": 16, "I16": 16, "U32": 32, "I32": 32, "U64": 64, "I64": 64, "F16": 16, "BF16": 16,
         "F32": 32, "F64": 64, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "C64": 64,
         "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
-CODECS = {0: "raw", 1: "zstd", 2: "zstd+planes", 3: "alias"}
+CODECS = {0: "raw", 1: "zstd", 2: "zstd+planes", 3: "alias", 4: "zstd+nibbles"}
 
 def h64(b): return xxhash.xxh64_intdigest(b, seed=0)
 
@@ -142,6 +142,9 @@ def read(path):
                     if codec == "zstd+planes":
                         n = want // es
                         raw = unshuffle(raw, n, es)
+                    elif codec == "zstd+nibbles":
+                        assert dtype == "F8_E4M3" and len(raw) == 2 * ((want + 1) // 2), f"{name} chunk {i}"
+                        raw = join_nibbles(raw, want)
                 assert len(raw) == want and h64(raw) == ch, f"{name} chunk {i}"
         target = f" -> {entries[link][0]}" if link != 0xFFFFFFFF else ""
         print(f"  {name:40s} {dtype:8s} {str(shape):16s} {codec:12s}{target}")
@@ -171,6 +174,22 @@ def split_frames(buf):
         frames.append(buf[p:p + used])
         p += used
     return frames
+
+def join_nibbles(planes, n):
+    """MAL.md §6 codec 4: plane E holds the exponent bits (6..3) of bytes 2k (low nibble) and
+    2k+1 (high nibble), plane S their sign (bit 7 -> nibble bit 3) and mantissa (bits 2..0)."""
+    h = (n + 1) // 2
+    e, s = planes[:h], planes[h:2 * h]
+    lo = lambda f: bytes(f(x & 0xF) for x in range(256))                   # noqa: E731
+    hi = lambda f: bytes(f(x >> 4) for x in range(256))                    # noqa: E731
+    sm = lambda v: ((v & 8) << 4) | (v & 7)                                 # noqa: E731
+    ex = lambda v: v << 3                                                   # noqa: E731
+    def ors(a, b):
+        return (int.from_bytes(a, "little") | int.from_bytes(b, "little")).to_bytes(len(a), "little")
+    out = bytearray(2 * h)
+    out[0::2] = ors(e.translate(lo(ex)), s.translate(lo(sm)))
+    out[1::2] = ors(e.translate(hi(ex)), s.translate(hi(sm)))
+    return bytes(out[:n])
 
 def unshuffle(raw, n, es):
     """Byte planes back to elements: chunk[k * es + j] = plane[j][k] (MAL.md §6)."""

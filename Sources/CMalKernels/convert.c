@@ -27,6 +27,35 @@ MAL_CLONES void mal_unshuffle(uint8_t *restrict dst, const uint8_t *restrict src
     }
 }
 
+/* E4M3 nibble planes (codec 4, Formats/MAL.md §6): plane E packs the 4 exponent bits (6..3) of
+   two bytes per byte, plane S the sign and mantissa bits (7, 2..0) likewise; byte 2k goes to the low
+   nibble, 2k + 1 to the high one (zero past an odd n). Both planes are h = ceil(n / 2) bytes, E first. */
+MAL_CLONES void mal_e4m3_split(uint8_t *restrict planes, const uint8_t *restrict src, size_t n) {
+    size_t h = (n + 1) / 2, pairs = n / 2;
+    uint8_t *e = planes, *s = planes + h;
+    for (size_t k = 0; k < pairs; k++) {
+        uint8_t a = src[2 * k], b = src[2 * k + 1];
+        e[k] = (uint8_t)(((a >> 3) & 0x0F) | ((b << 1) & 0xF0));
+        s[k] = (uint8_t)(((a >> 4) & 0x08) | (a & 0x07) | (b & 0x80) | ((b << 4) & 0x70));
+    }
+    if (n & 1) {
+        uint8_t a = src[n - 1];
+        e[pairs] = (uint8_t)((a >> 3) & 0x0F);
+        s[pairs] = (uint8_t)(((a >> 4) & 0x08) | (a & 0x07));
+    }
+}
+
+MAL_CLONES void mal_e4m3_join(uint8_t *restrict dst, const uint8_t *restrict planes, size_t n) {
+    size_t h = (n + 1) / 2, pairs = n / 2;
+    const uint8_t *e = planes, *s = planes + h;
+    for (size_t k = 0; k < pairs; k++) {
+        uint8_t ek = e[k], sk = s[k];
+        dst[2 * k] = (uint8_t)(((sk & 0x08) << 4) | ((ek & 0x0F) << 3) | (sk & 0x07));
+        dst[2 * k + 1] = (uint8_t)((sk & 0x80) | ((ek >> 1) & 0x78) | ((sk >> 4) & 0x07));
+    }
+    if (n & 1) dst[n - 1] = (uint8_t)(((s[pairs] & 0x08) << 4) | ((e[pairs] & 0x0F) << 3) | (s[pairs] & 0x07));
+}
+
 static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 

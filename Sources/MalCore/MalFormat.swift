@@ -46,6 +46,9 @@ public enum MalFormat {
         case zstdBytePlanes = 2
         /// No data: the tensor is the tensor named by `link` (tied or shared weights).
         case alias = 3
+        /// FP8 E4M3 only: each chunk's bytes split into an exponent and a sign-mantissa nibble
+        /// plane (`Formats/MAL.md` §6), one zstd frame each.
+        case zstdNibbles = 4
 
         public var description: String {
             switch self {
@@ -53,6 +56,7 @@ public enum MalFormat {
             case .zstd: return "zstd"
             case .zstdBytePlanes: return "zstd+planes"
             case .alias: return "alias"
+            case .zstdNibbles: return "zstd+nibbles"
             }
         }
     }

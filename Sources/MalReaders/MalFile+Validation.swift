@@ -113,6 +113,9 @@ extension MalFile {
                 if codec == .zstdBytePlanes && (dtype.byteSize ?? 0) < 2 {
                     throw bad("byte planes need an element of 2 or more bytes, not \(dtype.rawValue)", name)
                 }
+                if codec == .zstdNibbles && dtype != .f8e4m3 {
+                    throw bad("nibble planes are for F8_E4M3 only, not \(dtype.rawValue)", name)
+                }
                 for (i, c) in chunks.enumerated() {
                     let want = min(cs, bytes - i * cs)
                     let maxStored = codec == .raw ? want : MalFormat.maxStoredChunk(want)

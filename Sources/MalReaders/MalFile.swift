@@ -221,21 +221,26 @@ public final class MalFile: @unchecked Sendable {
             target.copyMemory(from: src, byteCount: want)
             return
         } else {
-            let planes = e.codec == .zstdBytePlanes ? (e.dtype.byteSize ?? 1) : 0
+            let planes = e.codec == .zstdBytePlanes ? (e.dtype.byteSize ?? 1) : 0, nibbles = e.codec == .zstdNibbles
             var scratch: UnsafeMutableRawPointer?
             defer { if let scratch { pool.put(scratch) } }
             var into = target
-            if planes > 0 {
+            if planes > 0 || nibbles {
                 scratch = pool.get()
                 into = scratch!
             }
-            let n = ZSTD_decompress(into, want, src, Int(c.storedLength))
-            if ZSTD_isError(n) != 0 || n != want {
-                let why = ZSTD_isError(n) != 0 ? String(cString: ZSTD_getErrorName(n)) : "\(n) bytes instead of \(want)"
+            // Nibble planes are two of ceil(want / 2) bytes (want + 1 for an odd last chunk; the
+            // pool's buffers hold a whole even chunk).
+            let decoded = nibbles ? 2 * ((want + 1) / 2) : want
+            let n = ZSTD_decompress(into, decoded, src, Int(c.storedLength))
+            if ZSTD_isError(n) != 0 || n != decoded {
+                let why = ZSTD_isError(n) != 0 ? String(cString: ZSTD_getErrorName(n)) : "\(n) bytes instead of \(decoded)"
                 throw MalError(.decompressionFailed, "chunk \(i) does not decompress: \(why)", file: path, tensor: e.name, offset: Int(c.offset))
             }
             if planes > 0 {
                 mal_unshuffle(target.assumingMemoryBound(to: UInt8.self), into.assumingMemoryBound(to: UInt8.self), want / planes, planes)
+            } else if nibbles {
+                mal_e4m3_join(target.assumingMemoryBound(to: UInt8.self), into.assumingMemoryBound(to: UInt8.self), want)
             }
             // The compressed bytes are done with: drop their pages from this process (the page
             // cache keeps them), so loading a model peaks near its decoded size, not that plus the file.

@@ -147,6 +147,15 @@ public final class MalWriter {
     /// Long because it is one pipelined loop: fill and compress a batch of chunks on all threads,
     /// pick the codec from the first batch, hand the batch to the writer thread; its state (the
     /// buffer sets, the codec, the offsets) would otherwise be passed between pieces.
+    /// The codec a tensor of `dtype` gets unless one is forced: byte planes for floats of 2+
+    /// bytes, nibble planes for FP8 E4M3 (its exponents compress, its signs and mantissas do not:
+    /// one frame of each decodes about twice as fast as one zstd frame of the bytes, within 0.5% of
+    /// its size), plain zstd otherwise. A tensor that gains under 2% is stored raw.
+    static func defaultCodec(_ dtype: DType) -> MalFormat.Codec {
+        if dtype == .f8e4m3 { return .zstdNibbles }
+        return (dtype.byteSize ?? 1) >= 2 && dtype.isFloatingPoint ? .zstdBytePlanes : .zstd
+    }
+
     /// Adds a tensor. `link` names its scale tensor when `flags` has `flagQuantized`.
     @discardableResult
     public func add(
@@ -162,7 +171,7 @@ public final class MalWriter {
         let chunkCount = (bytes + cs - 1) / cs
         let elem = dtype.byteSize ?? 1
         let forced = forced ?? options.codec
-        var codec: MalFormat.Codec = forced ?? ((elem >= 2 && dtype.isFloatingPoint) ? .zstdBytePlanes : .zstd)
+        var codec: MalFormat.Codec = forced ?? MalWriter.defaultCodec(dtype)
         var chunks: [MalFormat.Chunk] = []
         chunks.reserveCapacity(chunkCount)
         var stored = 0
@@ -178,7 +187,7 @@ public final class MalWriter {
             let sizes = (0..<batch).map { min(cs, bytes - (start + $0) * cs) }
             let box = LockedBox(([UInt64](repeating: 0, count: batch), [Int](repeating: 0, count: batch)))
             let compress = codec != .raw
-            let planes = codec == .zstdBytePlanes ? elem : 0
+            let planes = codec == .zstdBytePlanes ? elem : 0, nibbles = codec == .zstdNibbles
             let contexts = SharedPointer(self.contexts)  // each slot's zstd context is used by one task
             let cap = outCapacity, base = start
             try parallelFor(batch, threads: options.threads) { i in
@@ -195,6 +204,10 @@ public final class MalWriter {
                         mal_shuffle(set.planes[i].pointer.assumingMemoryBound(to: UInt8.self), buf.assumingMemoryBound(to: UInt8.self), n / planes, planes)
                         let p = UnsafeRawPointer(set.planes[i].pointer)
                         parts = (0..<planes).map { (p + $0 * (n / planes), n / planes) }
+                    } else if nibbles {
+                        mal_e4m3_split(set.planes[i].pointer.assumingMemoryBound(to: UInt8.self), buf.assumingMemoryBound(to: UInt8.self), n)
+                        let p = UnsafeRawPointer(set.planes[i].pointer), h = (n + 1) / 2
+                        parts = [(p, h), (p + h, h)]
                     }
                     len = 0
                     for (src, size) in parts {

@@ -269,6 +269,40 @@ struct ContainerTests {
         #expect(try mal.tensor(named: "zeros").byteArray == zeros)
     }
 
+    /// FP8 E4M3 tensors get nibble planes (codec 4): every byte value, chunks of both parities,
+    /// an odd last chunk, a one-byte tensor; decoded back byte for byte, and smaller than raw for
+    /// weights whose exponents cluster as a quantiser's do.
+    @Test func fp8TensorsRoundTripThroughNibblePlanes() throws {
+        let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
+        var opts = MalWriter.Options()
+        opts.chunkSize = 4096
+        let w = try MalWriter(path: dir + "/n.mal", options: opts)
+        var rng = SplitMix64(seed: 7)
+        // exponents 4...9 mostly (as |w| / scale of a 128x128 block gives), random signs and mantissas
+        let weights = (0..<10_001).map { i -> UInt8 in
+            let r = rng.next()
+            let e = i % 97 == 0 ? UInt64(i) % 16 : 4 + r % 6
+            return UInt8(truncatingIfNeeded: (r >> 8) & 0x87 | e << 3)
+        }
+        let everyByte = (0...255).map { UInt8($0) }
+        try w.add(name: "w", dtype: .f8e4m3, shape: [10_001], source: .bytes(weights))
+        try w.add(name: "all", dtype: .f8e4m3, shape: [16, 16], source: .bytes(everyByte), codec: .zstdNibbles)
+        try w.add(name: "one", dtype: .f8e4m3, shape: [1], source: .bytes([0xB9]), codec: .zstdNibbles)
+        try w.finish(
+            metadata: MalMetadata(
+                spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
+                hfNamePrefix: nil, quantization: nil,
+                provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+        let mal = try MalFile(path: dir + "/n.mal")
+        let e = try #require(mal.entry("w"))
+        #expect(e.codec == .zstdNibbles && e.chunks.count == 3)
+        #expect(e.chunks.reduce(0) { $0 + Int($1.storedLength) } < weights.count * 9 / 10)
+        #expect(try mal.tensor(named: "w", threads: 2).byteArray == weights)
+        #expect(try mal.tensor(named: "all").byteArray == everyByte)
+        #expect(try mal.tensor(named: "one").byteArray == [0xB9])
+        #expect(mal.verifyAll(threads: 2) == nil)
+    }
+
     @Test func multiChunkTensorsRoundTrip() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         var opts = MalWriter.Options()

@@ -44,6 +44,7 @@ import Testing
         ("chunk count 2^32-1", 32, 4, UInt64(UInt32.max), ""),
         ("first dimension 2^48", 40, 8, 1 << 48, ""),
         ("first dimension 2^64-1", 40, 8, UInt64.max, ""),
+        ("nibble planes on a tensor that is not F8_E4M3", 3, 1, 4, "nibble planes are for F8_E4M3 only"),
     ]
 
     @Test("table counts and lengths at their limits", arguments: 0..<tableEdges.count)

@@ -23,6 +23,10 @@ uint64_t mal_xxh64_digest(const mal_xxh64_state *s);
    plane j holds byte j of every element; zstd then sees the exponent bytes together. */
 void mal_shuffle(uint8_t *dst, const uint8_t *src, size_t n, size_t elem_size);
 void mal_unshuffle(uint8_t *dst, const uint8_t *src, size_t n, size_t elem_size);
+/* FP8 E4M3 nibble planes (codec 4): n bytes to plane E (exponents) then plane S (sign, mantissa),
+   each ceil(n / 2) bytes of two nibbles; join is the inverse. */
+void mal_e4m3_split(uint8_t *planes, const uint8_t *src, size_t n);
+void mal_e4m3_join(uint8_t *dst, const uint8_t *planes, size_t n);
 
 /* float32 -> bfloat16 / float16, round to nearest even; NaN stays NaN (quiet). */
 void mal_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
