@@ -144,9 +144,6 @@ public final class MalWriter {
         }
     }
 
-    /// Long because it is one pipelined loop: fill and compress a batch of chunks on all threads,
-    /// pick the codec from the first batch, hand the batch to the writer thread; its state (the
-    /// buffer sets, the codec, the offsets) would otherwise be passed between pieces.
     /// The codec a tensor of `dtype` gets unless one is forced: byte planes for floats of 2+
     /// bytes, nibble planes for FP8 E4M3 (its exponents compress, its signs and mantissas do not:
     /// one frame of each decodes about twice as fast as one zstd frame of the bytes, within 0.5% of
@@ -156,6 +153,9 @@ public final class MalWriter {
         return (dtype.byteSize ?? 1) >= 2 && dtype.isFloatingPoint ? .zstdBytePlanes : .zstd
     }
 
+    /// Long because it is one pipelined loop: fill and compress a batch of chunks on all threads,
+    /// pick the codec from the first batch, hand the batch to the writer thread; its state (the
+    /// buffer sets, the codec, the offsets) would otherwise be passed between pieces.
     /// Adds a tensor. `link` names its scale tensor when `flags` has `flagQuantized`.
     @discardableResult
     public func add(
