@@ -91,7 +91,8 @@ public final class MalWriter {
         let input: [SharedPointer<UnsafeMutableRawPointer>], planes: [SharedPointer<UnsafeMutableRawPointer>], output: [SharedPointer<UnsafeMutableRawPointer>]
         init(slots: Int, chunk: Int, capacity: Int) {
             input = (0..<slots).map { _ in SharedPointer(.allocate(byteCount: chunk, alignment: 64)) }
-            planes = (0..<slots).map { _ in SharedPointer(.allocate(byteCount: chunk, alignment: 64)) }
+            // + 1: an odd chunk's two nibble planes (FP8) take one byte more than the chunk.
+            planes = (0..<slots).map { _ in SharedPointer(.allocate(byteCount: chunk + 1, alignment: 64)) }
             output = (0..<slots).map { _ in SharedPointer(.allocate(byteCount: capacity, alignment: 64)) }
         }
         deinit { for p in input + planes + output { p.pointer.deallocate() } }
@@ -171,6 +172,9 @@ public final class MalWriter {
         let chunkCount = (bytes + cs - 1) / cs
         let elem = dtype.byteSize ?? 1
         let forced = forced ?? options.codec
+        if forced == .zstdNibbles && dtype != .f8e4m3 {
+            throw MalError(.invalidArgument, "nibble planes are for F8_E4M3 only, not \(dtype.rawValue)", file: out.finalPath, tensor: name)
+        }
         var codec: MalFormat.Codec = forced ?? MalWriter.defaultCodec(dtype)
         var chunks: [MalFormat.Chunk] = []
         chunks.reserveCapacity(chunkCount)

@@ -288,6 +288,7 @@ struct ContainerTests {
         try w.add(name: "w", dtype: .f8e4m3, shape: [10_001], source: .bytes(weights))
         try w.add(name: "all", dtype: .f8e4m3, shape: [16, 16], source: .bytes(everyByte), codec: .zstdNibbles)
         try w.add(name: "one", dtype: .f8e4m3, shape: [1], source: .bytes([0xB9]), codec: .zstdNibbles)
+        #expect(throws: MalError.self) { try w.add(name: "bf", dtype: .bf16, shape: [2], source: .bytes([0, 0, 0, 0]), codec: .zstdNibbles) }
         try w.finish(
             metadata: MalMetadata(
                 spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
