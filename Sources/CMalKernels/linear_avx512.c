@@ -611,10 +611,14 @@ int mal_matvec_bf16_tiled_fast(float *y, const uint16_t *W, const float *x, size
 int mal_matvec_e4m3_multi(float *Y, size_t ys, const uint8_t *W, const float *scales, const float *X, size_t xs, size_t T,
                           size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
 #ifdef MAL_X86
-    /* Like the one-input kernel, it needs bc % 64 == 0: no 64-weight group may straddle two scale
-       blocks (a 1x32 block read 64 columns with one scale before this check). */
-    if (mal_simd_level() >= 1 && br > 0 && bc > 0 && bc % 64 == 0)
+    /* It runs exactly where the one-input kernel does, so a verify step's rows keep the one-token
+       bits: bc % 64 == 0 (no 64-weight group may straddle two scale blocks; a 1x32 block read 64
+       columns with one scale before this check) and cols >= 64 (narrower rows take the portable
+       loop, input by input). */
+    if (mal_simd_level() >= 1 && cols >= 64 && br > 0 && bc > 0 && bc % 64 == 0) {
+        if (cols >= MAL_E4M3_WIDE_COLS) return mal_e4m3_wide_multi_avx512(Y, ys, W, scales, X, xs, T, cols, br, bc, r0, r1);
         return matvec_e4m3_multi_avx512(Y, ys, W, scales, X, xs, T, cols, br, bc, r0, r1);
+    }
 #endif
     (void)Y; (void)ys; (void)W; (void)scales; (void)X; (void)xs; (void)T; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
     return 0;
@@ -664,8 +668,10 @@ int mal_matvec_bf16_fast(float *y, const uint16_t *W, const float *x, size_t col
 int mal_matvec_e4m3_fast(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br, size_t bc,
                          size_t r0, size_t r1) {
 #ifdef MAL_X86
-    if (mal_simd_level() >= 1 && cols >= 64 && bc % 64 == 0 && br > 0)
+    if (mal_simd_level() >= 1 && cols >= 64 && bc % 64 == 0 && br > 0) {
+        if (cols >= MAL_E4M3_WIDE_COLS) return mal_e4m3_wide_avx512(y, W, scales, x, cols, br, bc, r0, r1);
         return matvec_e4m3_avx512(y, W, scales, x, cols, br, bc, r0, r1);
+    }
 #endif
     (void)y; (void)W; (void)scales; (void)x; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
     return 0;

@@ -14,6 +14,15 @@
    `-march=native` build. Only for loops whose every element is computed alone: the clones give
    the same bits (`fmaf` is fused in all three), so results do not depend on the CPU. */
 #define MAL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* FP8 E4M3 matrix-vector products for rows of MAL_E4M3_WIDE_COLS columns or more
+   (matvec_e4m3_wide_avx512.c; linear_avx512.c dispatches to them). */
+enum { MAL_E4M3_WIDE_COLS = 2048 };
+#include <stddef.h>
+#include <stdint.h>
+AVX512 int mal_e4m3_wide_avx512(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br, size_t bc,
+                                size_t r0, size_t r1);
+AVX512 int mal_e4m3_wide_multi_avx512(float *Y, size_t ys, const uint8_t *W, const float *scales, const float *X, size_t xs,
+                                      size_t T, size_t cols, size_t br, size_t bc, size_t r0, size_t r1);
 #else
 #define MAL_CLONES
 #endif
