@@ -31,17 +31,6 @@ AVX512 static inline __m512 exp512(__m512 x) {
    (64 value columns per pass over the positions). The helpers are instantiated for constant head
    and column counts, so their accumulators stay in registers. */
 
-/* The four lane sums of a, b, c, d in one vector. Each sum takes the same steps in any position
-   of the four, so a score does not depend on its neighbours. */
-AVX512 static inline __m128 red4(__m512 a, __m512 b, __m512 c, __m512 d) {
-    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-    __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
-    __m512 s = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)), _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
 /* Scores q_j . k_p * scale of NH heads for NP (<= 4) positions from kp: the dot products in
    registers, then one transposing reduction per head for the NP scores, instead of a horizontal
    sum per score (which cost more than the products at 64-96 dimensions). */
@@ -59,7 +48,7 @@ AVX512 static inline __attribute__((always_inline)) void scores4(float **att, fl
     }
     for (int j = 0; j < NH; j++) {
         float sc[4];
-        _mm_storeu_ps(sc, _mm_mul_ps(red4(a[j][0], a[j][1], a[j][2], a[j][3]), _mm_set1_ps(scale)));
+        _mm_storeu_ps(sc, _mm_mul_ps(mal_red4(a[j][0], a[j][1], a[j][2], a[j][3]), _mm_set1_ps(scale)));
         for (int u = 0; u < NP; u++) {
             att[j][p + u] = sc[u];
             mx[j] = sc[u] > mx[j] ? sc[u] : mx[j];

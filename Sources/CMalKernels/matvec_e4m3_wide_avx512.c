@@ -6,7 +6,7 @@
    again for every row. At 768 columns that input stays in L1; at 7168 it is 28 KB, and four input
    loads from L2 per 64 weight bytes held the kernel to 62-64% of a plain read of the weights
    (C harness, 16384 x 7168, one thread). Here four rows of one scale block run together, so each
-   64-column group of the input is loaded once for the four, and one transposing reduction (red4)
+   64-column group of the input is loaded once for the four, and one transposing reduction (mal_red4, simd_x86.h)
    ends four rows: 81-84% in the same harness. On narrow rows the four weight streams per thread
    were slower with two threads, so they stay with the one-row kernel (Docs/PERFORMANCE.md, "FP8
    decoding against the read ceiling").
@@ -19,7 +19,7 @@
    128-row block (block scale times 2^60); the other 2^60 goes into the result.
 
    Per row: accumulator 0 takes the products of b0 then b2, accumulator 1 those of b1 then b3,
-   group after group; their sum goes through red4, the columns past the last whole group are added
+   group after group; their sum goes through mal_red4, the columns past the last whole group are added
    one by one, then the 2^60. Rows of other blocks and range ends run alone through the same
    arithmetic, so a row's bits never depend on its neighbours, the thread split or the batch.
    Prefetch into L2 64 KiB ahead of each row's stream, stopping at the range's last line. */
@@ -85,16 +85,6 @@ AVX512 static inline __attribute__((always_inline)) e4m3_group decode64(const ui
     return g;
 }
 
-/* The four lane sums of a, b, c, d in one vector; each sum's order is the same in any position. */
-AVX512 static inline __m128 red4(__m512 a, __m512 b, __m512 c, __m512 d) {
-    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-    __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
-    __m512 s = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)), _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
 /* The columns past the last whole group, one by one, after the vector sum. */
 static inline float tail_sum(float s, const uint8_t *w, const float *xq, size_t full, size_t cols) {
     for (size_t c = full; c < cols; c++) {
@@ -126,7 +116,7 @@ AVX512 static inline __attribute__((always_inline)) void e4m3_rows(float *y, con
     __m512 s[4];
     for (int i = 0; i < 4; i++) s[i] = i < R ? _mm512_add_ps(a[i][0], a[i][1]) : z;
     float out[4];
-    _mm_storeu_ps(out, red4(s[0], s[1], s[2], s[3]));
+    _mm_storeu_ps(out, mal_red4(s[0], s[1], s[2], s[3]));
     for (int i = 0; i < R; i++) y[i] = tail_sum(out[i], w + i * cols, xq, full, cols) * TWO_60;
 }
 
@@ -169,7 +159,7 @@ AVX512 static inline __attribute__((always_inline)) void e4m3_row_multi(float *Y
     __m512 s[4];
     for (int t = 0; t < 4; t++) s[t] = t < NT ? _mm512_add_ps(a[t][0], a[t][1]) : z;
     float out[4];
-    _mm_storeu_ps(out, red4(s[0], s[1], s[2], s[3]));
+    _mm_storeu_ps(out, mal_red4(s[0], s[1], s[2], s[3]));
     for (int t = 0; t < NT; t++) Y[t * ys] = tail_sum(out[t], w, xq[t], full, cols) * TWO_60;
 }
 

@@ -1,7 +1,8 @@
 /* What the kernel files share about the CPU: whether this is an x86-64 build, the target
    attribute of a function that runs only after `mal_simd_level()` said the CPU has AVX-512 F, BW
-   and VL (the rest of the build stays portable), and the clones of element-wise loops. Internal:
-   not part of the module's public header. */
+   and VL (the rest of the build stays portable), the clones of element-wise loops, and what two
+   kernel files share (a transposing reduction, the wide-row FP8 kernels). Internal: not part of
+   the module's public header. */
 #ifndef MAL_SIMD_X86_H
 #define MAL_SIMD_X86_H
 
@@ -14,6 +15,17 @@
    `-march=native` build. Only for loops whose every element is computed alone: the clones give
    the same bits (`fmaf` is fused in all three), so results do not depend on the CPU. */
 #define MAL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* The four lane sums of a, b, c, d in one vector. Each sum takes the same steps in any position
+   of the four, so a result never depends on what it was reduced beside. */
+AVX512 static inline __m128 mal_red4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
+    __m512 s = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)), _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 /* FP8 E4M3 matrix-vector products for rows of MAL_E4M3_WIDE_COLS columns or more
    (matvec_e4m3_wide_avx512.c; linear_avx512.c dispatches to them). */
 enum { MAL_E4M3_WIDE_COLS = 2048 };
