@@ -18,20 +18,29 @@ wait_for() {
     done
     fail "timed out waiting for $2 x '$1'"
 }
+# Sends Ctrl-C as soon as the answer has streamed ~200 characters: a fixed sleep raced a fast
+# build, which finished all 1500 tokens within the second it waited.
+interrupt_answer() {
+    local base
+    base=$(screen | wc -c)
+    for _ in $(seq 1 600); do
+        [ "$(screen | wc -c)" -gt $((base + 200)) ] && break
+        sleep 0.02
+    done
+    tmux send-keys -t "$SESSION" C-c
+}
 tmux new-session -d -s "$SESSION" -x 160 -y 50 "$BIN chat $MODEL --threads 2 -n 1500; echo CHAT-ENDED; sleep 30"
 wait_for '^> ' 1
 # Turn 1: a long answer, stopped by Ctrl-C.
 tmux send-keys -t "$SESSION" "The secret of success is" Enter
-sleep 1
-tmux send-keys -t "$SESSION" C-c
+interrupt_answer
 wait_for '^\[prompt' 1
 screen | grep '^\[prompt' | tail -1 | grep -q 'stopped' || fail "Ctrl-C did not stop the first answer"
 first=$(screen | grep '^\[prompt' | tail -1 | sed -E 's/^\[prompt ([0-9]+) new tokens.*answer ([0-9]+) tokens.*/\1 \2/')
 wait_for '^> ' 2
 # Turn 2: only its new tokens run.
 tmux send-keys -t "$SESSION" "And failure?" Enter
-sleep 1
-tmux send-keys -t "$SESSION" C-c
+interrupt_answer
 wait_for '^\[prompt' 2
 second=$(screen | grep '^\[prompt' | tail -1 | sed -E 's/^\[prompt ([0-9]+) new tokens.*/\1/')
 read -r p1 a1 <<< "$first"
@@ -41,8 +50,7 @@ screen | grep -q CHAT-ENDED && fail "Ctrl-C ended the chat"
 tmux send-keys -t "$SESSION" "/reset" Enter
 wait_for 'conversation forgotten' 1
 tmux send-keys -t "$SESSION" "The secret of success is" Enter
-sleep 1
-tmux send-keys -t "$SESSION" C-c
+interrupt_answer
 wait_for '^\[prompt' 3
 third=$(screen | grep '^\[prompt' | tail -1 | sed -E 's/^\[prompt ([0-9]+) new tokens.*/\1/')
 [ "$third" -eq "$p1" ] || fail "after /reset the prompt ran $third tokens, not $p1"
