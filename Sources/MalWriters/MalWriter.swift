@@ -147,7 +147,7 @@ public final class MalWriter {
 
     /// The codec a tensor of `dtype` gets unless one is forced: byte planes for floats of 2+
     /// bytes, nibble planes for FP8 E4M3 (its exponents compress, its signs and mantissas do not:
-    /// one frame of each decodes about twice as fast as one zstd frame of the bytes, within 0.5% of
+    /// one frame of each decodes about twice as fast as one zstd frame of the bytes, within 1% of
     /// its size), plain zstd otherwise. A tensor that gains under 2% is stored raw.
     static func defaultCodec(_ dtype: DType) -> MalFormat.Codec {
         if dtype == .f8e4m3 { return .zstdNibbles }
