@@ -60,16 +60,7 @@ static _Thread_local size_t scratch_cap;
 static _Thread_local float *rows_buf;
 static _Thread_local size_t rows_cap;
 
-static float *grow(float **buf, size_t *cap, size_t n) {
-    if (n > *cap) {
-        free(*buf);
-        size_t c = (n + 1023) & ~(size_t)1023;
-        *buf = aligned_alloc(64, c * sizeof(float));
-        *cap = *buf ? c : 0;
-    }
-    return *buf;
-}
-static float *scratch(size_t n) { return grow(&scratch_buf, &scratch_cap, n); }
+static float *scratch(size_t n) { return mal_grow_scratch(&scratch_buf, &scratch_cap, n); }
 
 #ifdef MAL_X86
 
@@ -559,7 +550,7 @@ AVX512 static void decode_row_avx512(float *out, const void *W, int dtype, const
 
 AVX512 static int matmul_avx512(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
                                 size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
-    float *buf = grow(&rows_buf, &rows_cap, 4 * cols);
+    float *buf = mal_grow_scratch(&rows_buf, &rows_cap, 4 * cols);
     if (!buf) return 0;
     for (size_t r = r0; r < r1; r += 4) {
         size_t nr = r1 - r < 4 ? r1 - r : 4;

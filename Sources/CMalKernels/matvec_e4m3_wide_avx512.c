@@ -24,7 +24,6 @@
    arithmetic, so a row's bits never depend on its neighbours, the thread split or the batch.
    Prefetch into L2 64 KiB ahead of each row's stream, stopping at the range's last line. */
 #include "mal_kernels.h"
-#include <stdlib.h>
 #include <string.h>
 
 #include "simd_x86.h"
@@ -44,15 +43,7 @@ static inline float u2f(uint32_t u) {
 static _Thread_local float *e4m3_buf;
 static _Thread_local size_t e4m3_cap;
 
-static float *e4m3_scratch(size_t n) {
-    if (n > e4m3_cap) {
-        free(e4m3_buf);
-        size_t c = (n + 1023) & ~(size_t)1023;
-        e4m3_buf = aligned_alloc(64, c * sizeof(float));
-        e4m3_cap = e4m3_buf ? c : 0;
-    }
-    return e4m3_buf;
-}
+static float *e4m3_scratch(size_t n) { return mal_grow_scratch(&e4m3_buf, &e4m3_cap, n); }
 
 /* xp[g + 16k + j] = x[g + 4j + k] for each whole 64-column group g, x[c] past them. */
 static void permute_quads(float *restrict xp, const float *restrict x, size_t full, size_t cols) {

@@ -1,10 +1,25 @@
 /* What the kernel files share about the CPU: whether this is an x86-64 build, the target
    attribute of a function that runs only after `mal_simd_level()` said the CPU has AVX-512 F, BW
    and VL (the rest of the build stays portable), the clones of element-wise loops, and what two
-   kernel files share (a transposing reduction, the wide-row FP8 kernels). Internal: not part of
+   kernel files share (scratch buffers, a transposing reduction, the wide-row FP8 kernels). Internal: not part of
    the module's public header. */
 #ifndef MAL_SIMD_X86_H
 #define MAL_SIMD_X86_H
+
+#include <stdlib.h>
+
+/* A per-thread scratch buffer of at least n floats, 64-byte aligned, grown (never shrunk) in
+   *buf / *cap and kept for the thread's life (pool threads and the main thread are long-lived);
+   NULL if the allocation fails. */
+static inline float *mal_grow_scratch(float **buf, size_t *cap, size_t n) {
+    if (n > *cap) {
+        free(*buf);
+        size_t c = (n + 1023) & ~(size_t)1023;
+        *buf = aligned_alloc(64, c * sizeof(float));
+        *cap = *buf ? c : 0;
+    }
+    return *buf;
+}
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>

@@ -247,6 +247,15 @@ struct ContainerTests {
         #expect(mal.spec.declaredDType == "bfloat16")
     }
 
+    /// Ends a hand-built container with gpt2-tiny's spec and a stub provenance.
+    static func finishWithMinimalMetadata(_ w: MalWriter) throws {
+        try w.finish(
+            metadata: MalMetadata(
+                spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
+                hfNamePrefix: nil, quantization: nil,
+                provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+    }
+
     @Test func uncompressibleTensorsAreStoredRawAndAligned() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         let w = try MalWriter(path: dir + "/r.mal")
@@ -255,11 +264,7 @@ struct ContainerTests {
         try w.add(name: "noise", dtype: .u8, shape: [noise.count], source: .bytes(noise))
         let zeros = [UInt8](repeating: 0, count: 200_000)
         try w.add(name: "zeros", dtype: .f32, shape: [50_000], source: .bytes(zeros))
-        try w.finish(
-            metadata: MalMetadata(
-                spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
-                hfNamePrefix: nil, quantization: nil,
-                provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+        try ContainerTests.finishWithMinimalMetadata(w)
         let mal = try MalFile(path: dir + "/r.mal")
         let n = try #require(mal.entry("noise"))
         #expect(n.codec == .raw && n.chunks[0].offset % 64 == 0)
@@ -289,11 +294,7 @@ struct ContainerTests {
         try w.add(name: "all", dtype: .f8e4m3, shape: [16, 16], source: .bytes(everyByte), codec: .zstdNibbles)
         try w.add(name: "one", dtype: .f8e4m3, shape: [1], source: .bytes([0xB9]), codec: .zstdNibbles)
         #expect(throws: MalError.self) { try w.add(name: "bf", dtype: .bf16, shape: [2], source: .bytes([0, 0, 0, 0]), codec: .zstdNibbles) }
-        try w.finish(
-            metadata: MalMetadata(
-                spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
-                hfNamePrefix: nil, quantization: nil,
-                provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+        try ContainerTests.finishWithMinimalMetadata(w)
         let mal = try MalFile(path: dir + "/n.mal")
         let e = try #require(mal.entry("w"))
         #expect(e.codec == .zstdNibbles && e.chunks.count == 3)
@@ -312,11 +313,7 @@ struct ContainerTests {
         let values = (0..<10_001).map { Float(sin(Double($0) * 0.01)) }
         let bytes = values.withUnsafeBytes { Array($0) }
         try w.add(name: "sine", dtype: .f32, shape: [10_001], source: .bytes(bytes))
-        try w.finish(
-            metadata: MalMetadata(
-                spec: try HFConfigReader.read(path: Fixtures.model("gpt2-tiny") + "/config.json"),
-                hfNamePrefix: nil, quantization: nil,
-                provenance: .init(converter: "t", converterVersion: "0", command: "t", options: [:], sources: [], droppedTensors: [])))
+        try ContainerTests.finishWithMinimalMetadata(w)
         let mal = try MalFile(path: dir + "/c.mal")
         #expect(mal.entry("sine")?.chunks.count == 10)
         #expect(try mal.tensor(named: "sine", threads: 2).byteArray == bytes)
