@@ -33,8 +33,9 @@ def llama_rate(binary, gguf, threads, kind, n, reps):
 
 def malrun_rate(binary, mal, threads, kind, n, reps, precision):
     p, g = (n, 0) if kind == "pp" else (0, n)
+    extra = ["--precision", precision] if precision else []  # else bench's own default (fast)
     out = subprocess.run([binary, "bench", mal, "--threads", str(threads), "-p", str(p), "-n", str(g), "--repetitions", str(reps),
-                          "--precision", precision, "--json"], capture_output=True, text=True)
+                          *extra, "--json"], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"malrun bench failed on {mal}: {out.stderr.strip()[-400:]}")
     return json.loads(out.stdout)[0]["avg_ts"]
@@ -49,7 +50,7 @@ def main():
     a.add_argument("--tests", default="pp128,pp512,tg64")
     a.add_argument("--rounds", type=int, default=4, help="A B B A rounds (even: each tool first as often)")
     a.add_argument("--repetitions", type=int, default=2)
-    a.add_argument("--precision", default="exact", choices=["exact", "fast"])
+    a.add_argument("--precision", choices=["exact", "fast"], help="malrun's prompt precision (default: bench's, fast)")
     a.add_argument("--json", help="also write every measurement here")
     o = a.parse_args()
     pairs = []
@@ -64,7 +65,7 @@ def main():
         pairs.append((name, gguf, mal))
     threads = [int(t) for t in o.threads.split(",")]
     tests = [parse_test(t) for t in o.tests.split(",")]
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}, precision {o.precision}, "
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()[0]:.2f}, precision {o.precision or 'bench default'}, "
           f"{o.rounds} rounds x {o.repetitions} repetitions")
     header = " | ".join(f"{k}{n}, {t} thr" for t in threads for k, n in tests)
     print(f"| malrun / llama.cpp | {header} |")

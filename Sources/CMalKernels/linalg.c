@@ -213,6 +213,17 @@ void mal_attention(float *out, const float *q, const float *K, const float *V, s
                                scratch, h0, h1);
 }
 
+void mal_attention_rows(float *out, size_t out_stride, const float *q, size_t q_stride, size_t T, size_t start, const float *K,
+                        const float *V, size_t dk, size_t dv, size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride,
+                        size_t k_head_stride, size_t v_head_stride, float scale, float *scratch, size_t h0, size_t h1) {
+    if (mal_attention_rows_fast(out, out_stride, q, q_stride, T, start, K, V, dk, dv, n_heads, n_kv, k_stride, v_stride, k_head_stride,
+                                v_head_stride, scale, scratch, h0, h1))
+        return;
+    for (size_t t = 0; t < T; t++)
+        mal_attention_portable(out + t * out_stride, q + t * q_stride, K, V, start + t + 1, dk, dv, n_heads, n_kv, k_stride, v_stride,
+                               k_head_stride, v_head_stride, scale, scratch, h0, h1);
+}
+
 void mal_attention_portable(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
                             size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, size_t k_head_stride,
                             size_t v_head_stride, float scale, float *scratch, size_t h0, size_t h1) {

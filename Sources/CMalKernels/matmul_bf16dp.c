@@ -17,6 +17,7 @@
 #include "mal_kernels.h"
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "simd_x86.h"
 
@@ -47,6 +48,64 @@ static int has_bf16_dot(void) {
         __builtin_cpu_init();
         level = mal_simd_level() >= 1 && __builtin_cpu_supports("avx512bf16");
         __atomic_store_n(&dp_level, level, __ATOMIC_RELAXED);
+    }
+    return level;
+}
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Issue rates of vdpbf16ps and vfmadd231ps (zmm, 12 independent chains each): the best of three
+   timings of `iters` rounds, in instructions per second. */
+AVX512BF16 static void issue_rates(long iters, double *dot, double *fma) {
+    __m512 a[12];
+    const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3F80);
+    const __m512 x = _mm512_set1_ps(1.0f), y = _mm512_set1_ps(0.0f);
+    *dot = *fma = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        for (int i = 0; i < 12; i++) a[i] = _mm512_setzero_ps();
+        double t0 = seconds();
+        for (long k = 0; k < iters; k++) {
+            for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], one, one);
+            __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]), "+v"(a[6]), "+v"(a[7]),
+                             "+v"(a[8]), "+v"(a[9]), "+v"(a[10]), "+v"(a[11]));
+        }
+        double t1 = seconds();
+        for (long k = 0; k < iters; k++) {
+            for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], x, y);
+            __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]), "+v"(a[6]), "+v"(a[7]),
+                             "+v"(a[8]), "+v"(a[9]), "+v"(a[10]), "+v"(a[11]));
+        }
+        double t2 = seconds(), n = 12.0 * (double)iters;
+        if (t1 > t0 && n / (t1 - t0) > *dot) *dot = n / (t1 - t0);
+        if (t2 > t1 && n / (t2 - t1) > *fma) *fma = n / (t2 - t1);
+    }
+}
+
+static int pays_level = -1;
+
+/* Whether the dot-product kernel beats the float32 kernel here. A vdpbf16ps does twice an FMA's
+   arithmetic (two products per lane), so it pays where it issues at more than 3/4 of the FMA's
+   rate: Zen 4 issues both at one rate (2x the arithmetic, prompts 2x faster), the Zen 5 parts
+   this project has also run on issue it at half the rate (the same arithmetic: no gain, and FP8
+   prompts 5-15% slower; Docs/PERFORMANCE.md). Measured once per process (about 0.5 ms);
+   MAL_BF16_DOT=1 or 0 overrides the measurement. */
+static int bf16_dot_pays(void) {
+    int level = __atomic_load_n(&pays_level, __ATOMIC_RELAXED);
+    if (level < 0) {
+        const char *env = getenv("MAL_BF16_DOT");
+        if (!has_bf16_dot()) level = 0;
+        else if (env && (env[0] == '0' || env[0] == '1') && env[1] == 0) level = env[0] == '1';
+        else {
+            double dot, fma;
+            issue_rates(5000, &dot, &fma); /* a warm-up: clocks and 512-bit units settle */
+            issue_rates(20000, &dot, &fma);
+            level = dot > 0.75 * fma;
+        }
+        __atomic_store_n(&pays_level, level, __ATOMIC_RELAXED);
     }
     return level;
 }
@@ -157,14 +216,16 @@ typedef void (*dp_tile_fn)(float *, size_t, const uint32_t *, const uint32_t *, 
 static const dp_tile_fn dp_tiles[GROUP + 1] = {0, dp_tile1, dp_tile2, dp_tile3, dp_tile4, dp_tile5, dp_tile6,
                                                dp_tile7, dp_tile8, dp_tile9, dp_tile10, dp_tile11, dp_tile12};
 
-AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
-                                    size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
+/* `packed`: the inputs already packed by mal_bf16dp_pack (BF16 weights), else NULL: packed here,
+   once per call (per row block for E4M3, whose scales enter the packing). */
+AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, const uint32_t *packed,
+                                    size_t T, size_t rows, size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
     size_t cp = (cols + 31) & ~(size_t)31, np = cp / 2, groups = (T + GROUP - 1) / GROUP;
-    uint32_t *xg = grow(&inputs_buf, &inputs_cap, groups * GROUP * np * 4);
+    uint32_t *xg = packed ? (uint32_t *)packed : grow(&inputs_buf, &inputs_cap, groups * GROUP * np * 4);
     uint16_t *rowsb = grow(&rows_buf, &rows_cap, PANEL * cp * 2);
     uint32_t *panel = grow(&panel_buf, &panel_cap, PANEL * np * 4);
     if (!xg || !rowsb || !panel) return 0;
-    size_t packed_block = (size_t)-1, scale_cols = bc ? (cols + bc - 1) / bc : 0;
+    size_t packed_block = packed ? 0 : (size_t)-1, scale_cols = bc ? (cols + bc - 1) / bc : 0;
     for (size_t r = r0; r < r1; r += PANEL) {
         size_t nr = r1 - r < PANEL ? r1 - r : PANEL, block = dtype == MAL_W_E4M3 ? r / br : 0;
         if (block != packed_block) {
@@ -184,9 +245,44 @@ AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const fl
 }
 #endif
 
+/* The calling thread's buffer for inputs packed once for every thread of a region. */
+static _Thread_local void *shared_buf;
+static _Thread_local size_t shared_cap;
+
+const uint32_t *mal_bf16dp_pack(const float *X, size_t T, size_t cols) {
+#ifdef MAL_X86
+    if (!has_bf16_dot() || T == 0) return NULL;
+    size_t np = ((cols + 31) & ~(size_t)31) / 2, groups = (T + GROUP - 1) / GROUP;
+    uint32_t *xg = grow(&shared_buf, &shared_cap, groups * GROUP * np * 4);
+    if (xg) pack_inputs(xg, X, T, cols, np, NULL, 0);
+    return xg;
+#else
+    (void)X; (void)T; (void)cols;
+    return NULL;
+#endif
+}
+
+int mal_matmul_bf16dp_packed(float *Y, const void *W, int dtype, const uint32_t *packed, size_t T, size_t rows, size_t cols, size_t r0,
+                             size_t r1) {
+#ifdef MAL_X86
+    if (packed && (dtype == MAL_W_BF16 || dtype == MAL_W_BF16_TILED) && has_bf16_dot())
+        return matmul_bf16dp(Y, W, dtype, NULL, NULL, packed, T, rows, cols, 0, 0, r0, r1);
+#endif
+    (void)Y; (void)W; (void)dtype; (void)packed; (void)T; (void)rows; (void)cols; (void)r0; (void)r1;
+    return 0;
+}
+
 int mal_bf16dp_available(void) {
 #ifdef MAL_X86
     return has_bf16_dot();
+#else
+    return 0;
+#endif
+}
+
+int mal_bf16dp_pays(void) {
+#ifdef MAL_X86
+    return bf16_dot_pays();
 #else
     return 0;
 #endif
@@ -197,7 +293,7 @@ int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, c
 #ifdef MAL_X86
     int weights = dtype == MAL_W_BF16 || dtype == MAL_W_BF16_TILED ||
                   (dtype == MAL_W_E4M3 && scales && br % PANEL == 0 && br > 0 && bc % 16 == 0 && bc > 0 && r0 % PANEL == 0);
-    if (weights && has_bf16_dot()) return matmul_bf16dp(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1);
+    if (weights && has_bf16_dot()) return matmul_bf16dp(Y, W, dtype, scales, X, NULL, T, rows, cols, br, bc, r0, r1);
 #endif
     (void)Y; (void)W; (void)dtype; (void)scales; (void)X; (void)T; (void)rows; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
     return 0;
@@ -217,7 +313,7 @@ void mal_matmul_bf16_inputs(float *Y, const void *W, int dtype, const float *sca
         mal_matmul(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1);
         return;
     }
-    if (mal_matmul_bf16dp(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1)) return;
+    if (mal_bf16dp_pays() && mal_matmul_bf16dp(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1)) return;
     float *xr = grow(&inputs_buf, &inputs_cap, T * cols * sizeof(float));
     if (!xr) { mal_matmul(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1); return; }
     for (size_t i = 0; i < T * cols; i++) {

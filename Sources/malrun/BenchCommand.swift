@@ -73,8 +73,10 @@ struct BenchCommand: ParsableCommand {
         var samples_ns: [Int]
         var samples_ts: [Double]
         var weight_bytes_per_token: Int
-        /// `--precision` of the prompt products (beside llama-bench's fields).
+        /// `--precision` of the prompt products, and whether `fast` multiplies with BF16 dot products
+        /// on this CPU (beside llama-bench's fields).
         var precision: String
+        var bf16_dot_products: Bool
         /// Seconds to load the weights, and then to finish checking mapped raw weights' checksums
         /// (`--mmap`; 0 otherwise), before any test (beside llama-bench's fields).
         var load_seconds: Double
@@ -109,7 +111,7 @@ struct BenchCommand: ParsableCommand {
         let model = try options.open()
         let tr = try options.transformer(
             model, context: max(d + max(p, n), 1) + (speculative == nil ? 0 : 16 + draft + 1),
-            mtp: speculative == .mtp)
+            mtp: speculative == .mtp, precision: .fast)  // as generate, whose speed it measures
         let t1 = monotonicSeconds()
         try tr.requireIntactWeights()  // a mapped model's check must not share the timed cores
         let loadSeconds = t1 - t0, checkSeconds = monotonicSeconds() - t1
@@ -126,7 +128,8 @@ struct BenchCommand: ParsableCommand {
                 model_n_params: model.parameterCount ?? 0, n_threads: options.threads, n_batch: max(prompt, 1), n_depth: depth,
                 n_prompt: prompt, n_gen: gen, avg_ns: s.meanNanoseconds, stddev_ns: s.deviationNanoseconds, avg_ts: s.mean,
                 stddev_ts: s.standardDeviation, samples_ns: s.nanoseconds, samples_ts: s.tokensPerSecond,
-                weight_bytes_per_token: tr.weightBytesPerToken, precision: tr.precision.rawValue, load_seconds: loadSeconds,
+                weight_bytes_per_token: tr.weightBytesPerToken, precision: tr.precision.rawValue,
+                bf16_dot_products: tr.precision == .fast && Precision.dotProductsPay, load_seconds: loadSeconds,
                 check_seconds: checkSeconds)
         }
         var records: [Record] = []
@@ -167,7 +170,7 @@ struct BenchCommand: ParsableCommand {
         print("|---|---|---|---|---|---|---|---|")
         for r in records {
             var test = (r.n_prompt > 0 ? "pp\(r.n_prompt)" : "tg\(r.n_gen)") + (r.n_depth > 0 ? " @ d\(r.n_depth)" : "")
-            if r.n_prompt > 0 && r.precision != Precision.exact.rawValue { test += " (\(r.precision))" }
+            if r.n_prompt > 0 { test += " (\(r.precision)\(r.bf16_dot_products ? ", BF16 dot" : ""))" }
             if let k = r.n_draft {
                 test +=
                     k == 0

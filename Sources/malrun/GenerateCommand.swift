@@ -30,33 +30,38 @@ struct ModelOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "Prompt precision: exact (float32 activations: logits within 1e-4 of transformers) or fast (activations "
-                + "rounded to BF16 in the products of BF16 and FP8 weights, AVX-512 BF16 dot products; what it costs and "
-                + "gains: Docs/ACCURACY.md, Docs/PERFORMANCE.md). Decoding steps are exact in both.", valueName: "exact|fast"))
-    var precision: Precision = .exact
+                + "rounded to BF16 in the products of BF16 and FP8 weights, AVX-512 BF16 dot products where they pay; what it "
+                + "costs and gains: Docs/ACCURACY.md, Docs/PERFORMANCE.md). Decoding steps are exact in both. Default: fast "
+                + "for generate, chat, serve and bench; exact for logits.", valueName: "exact|fast"))
+    var precision: Precision?
 
     /// The model through the reader stage; with `--mmap` its raw tensors' checksums are checked
     /// while it runs (`Transformer.requireIntactWeights`).
     func open() throws -> CanonicalModel { try ModelLoader.open(model, mapped: mmap) }
 
-    /// The runtime for the loaded `model`; errors about its tensors name this file.
-    func transformer(_ loaded: CanonicalModel, context: Int?, mtp: Bool = false) throws -> Transformer {
+    /// The runtime for the loaded `model` in `--precision`, else the command's `precision`; errors
+    /// about its tensors name this file.
+    func transformer(_ loaded: CanonicalModel, context: Int?, mtp: Bool = false, precision fallback: Precision) throws -> Transformer {
         do {
             let bar = ProgressLine("loading \(model)", after: 1)
             let tr = try Transformer(
                 model: loaded, contextLength: context, threads: threads, mtp: mtp, mapped: mmap,
                 progress: { bar.update($0, $1, "MiB") })
             bar.finish()
-            tr.precision = precision
+            tr.precision = precision ?? fallback
             return tr
         } catch let e as MalError { throw e.inFile(model) }
     }
 
     /// The model, its tokenizer and a generation session over them, with `sampling`'s drafts
-    /// (`generate`, `chat` and `serve` start the same way).
+    /// (`generate`, `chat` and `serve` start the same way). Their prompts default to the fast
+    /// precision: what a user sees is text, which BF16 activations change in a small share of
+    /// tokens (Docs/ACCURACY.md), and prompts run up to twice as fast where the CPU's BF16 dot
+    /// product pays.
     func generator(_ sampling: SamplingOptions) throws -> Generator {
         let loaded = try open()
         let tok = try TokenizerLoader.load(model)  // before the weights load: a missing tokenizer fails fast
-        let tr = try transformer(loaded, context: context, mtp: sampling.speculative == .mtp)
+        let tr = try transformer(loaded, context: context, mtp: sampling.speculative == .mtp, precision: .fast)
         return try Generator(transformer: tr, tokenizer: tok, modelPath: model, draftTokens: sampling.draftTokens)
     }
 
@@ -156,7 +161,9 @@ struct LogitsCommand: ParsableCommand {
             guard !list.isEmpty else { throw MalError(.invalidArgument, "no token ids") }
             try refuseOverwritingInput(output: output, inputs: [options.model])
             if !force && fileExists(output) { throw MalError(.invalidArgument, "output exists (use --force to replace it)", file: output) }
-            let tr = try options.transformer(try options.open(), context: max(list.count, options.context ?? 0), mtp: mtp)
+            // Exact by default: logits are what a user compares with transformers'.
+            let tr = try options.transformer(
+                try options.open(), context: max(list.count, options.context ?? 0), mtp: mtp, precision: .exact)
             let logits = try tr.forward(list, allLogits: true, keepHidden: mtp)
             let vocab = logits.count / list.count
             if let bad = NonFiniteScan.firstIndex(logits) {

@@ -496,6 +496,16 @@ struct RuntimeQuantTests {
     let skip = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "4", "-n", "0", "--repetitions", "1", "--json"])
     let one = try #require(try JSONSerialization.jsonObject(with: Data(skip.stdout.utf8)) as? [[String: Any]])
     #expect(one.count == 1 && one.first?["n_gen"] as? Int == 0)
+    // bench measures generate's default precision (fast); --precision exact overrides it.
+    #expect(one.first?["precision"] as? String == "fast" && one.first?["bf16_dot_products"] as? Bool == Precision.dotProductsPay)
+    let exact = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "4", "-n", "0", "--repetitions", "1", "--precision", "exact"])
+    #expect(exact.stdout.contains("| pp4 (exact) |"), "\(exact.stdout)")
+    for (setting, dot) in [("0", false), ("1", mal_bf16dp_available() == 1)] {
+        let r = try runTool(
+            "malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "4", "-n", "0", "--repetitions", "1", "--json"], environment: ["MAL_BF16_DOT": setting])
+        let rec = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]])
+        #expect(rec.first?["bf16_dot_products"] as? Bool == dot, "MAL_BF16_DOT=\(setting) decides where the CPU has the instruction")
+    }
     let text = try runTool("malrun", ["bench", Fixtures.model("gpt2-tiny"), "-p", "0", "-n", "2", "--repetitions", "1"])
     let row = try #require(text.stdout.split(separator: "\n").first { $0.contains("| tg2 |") })
     #expect(text.status == 0 && row.hasSuffix("GB/s |"), "\(text.stdout)")

@@ -34,11 +34,14 @@ public enum Fixtures {
 
 /// Runs a built executable of this package (it sits beside the test bundle). A process ended by a
 /// signal reports 128 + the signal number, as a shell does, so it never passes for an exit status.
-public func runTool(_ tool: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+public func runTool(_ tool: String, _ args: [String], environment: [String: String] = [:]) throws -> (
+    status: Int32, stdout: String, stderr: String
+) {
     let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     let p = Process()
     p.executableURL = dir.appendingPathComponent(tool)
     p.arguments = args
+    if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err

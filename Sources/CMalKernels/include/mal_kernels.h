@@ -142,16 +142,26 @@ int mal_matmul_fast(float *Y, const void *W, int dtype, const float *scales, con
                     size_t br, size_t bc, size_t r0, size_t r1);
 /* The "fast" precision of prompt processing (matmul_bf16dp.c): for BF16 and E4M3 weights the
    activations are rounded to BF16 inside the products (for E4M3, each activation times its block's
-   scale); F32 and F16 weights take mal_matmul. AVX-512 BF16 dot products where the CPU has them,
-   else the rounded inputs through mal_matmul. For E4M3, rows [r0, r1) start at a multiple of 32. */
+   scale); F32 and F16 weights take mal_matmul. AVX-512 BF16 dot products where they pay
+   (mal_bf16dp_pays), else the rounded inputs through mal_matmul. For E4M3, rows [r0, r1) start at a multiple of 32. */
 void mal_matmul_bf16_inputs(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
                             size_t cols, size_t br, size_t bc, size_t r0, size_t r1);
 /* Its AVX-512 BF16 kernel alone: 0 (nothing written) when the CPU lacks AVX512_BF16 or the weights
    do not suit it (E4M3 needs 32 | block rows, 16 | block columns, 32 | r0). */
 int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                       size_t br, size_t bc, size_t r0, size_t r1);
+/* Its inputs packed once for all the threads of a region (BF16 weights; for E4M3 the scales enter
+   the packing, so each call packs its own): X [T, cols] into the calling thread's buffer, valid
+   until its next call; NULL where the kernel does not run here. Then rows [r0, r1) from them. */
+const uint32_t *mal_bf16dp_pack(const float *X, size_t T, size_t cols);
+int mal_matmul_bf16dp_packed(float *Y, const void *W, int dtype, const uint32_t *packed, size_t T, size_t rows, size_t cols, size_t r0,
+                             size_t r1);
 /* Whether that kernel runs here (AVX-512 F, BW, VL and BF16; not under MAL_NO_AVX512=1). */
 int mal_bf16dp_available(void);
+/* Whether it is also faster here than the float32 kernel on rounded inputs (the CPU issues its BF16
+   dot product at more than 3/4 of its FMA rate, measured once; MAL_BF16_DOT=1|0 overrides), so
+   that mal_matmul_bf16_inputs uses it. */
+int mal_bf16dp_pays(void);
 
 /* Feed-forward activations in place (activations.c): x = act(x), and the gated form
    g = act(g) * u of SwiGLU (act = SiLU) and GeGLU. Kinds by their transformers names:
@@ -164,6 +174,13 @@ void mal_activate_mul(int kind, float *g, const float *u, size_t n);
 void mal_exp_scaled(float *out, const float *x, size_t n, float shift, float scale);
 float mal_max_f32(const float *x, size_t n);
 
+/* Normalisation of one row (norm.c), y may be x: RMSNorm y = w * (x / sqrt(mean(x^2) + eps)) and
+   LayerNorm y = (x - mean) / sqrt(var + eps) * w + b (b may be NULL); and y[t * rows + r] +=
+   bias[r] for `count` rows. The same bits on every CPU. */
+void mal_rms_norm(float *y, const float *x, const float *w, size_t n, float eps);
+void mal_layer_norm(float *y, const float *x, const float *w, const float *b, size_t n, float eps);
+void mal_add_bias(float *y, const float *bias, size_t rows, size_t count);
+
 /* One query against a KV cache: out[h] = softmax(q_h . K_g * scale) V_g for heads [h0, h1),
    where g = h / (n_heads / n_kv) (grouped-query attention). Query and key heads have dk
    dimensions, value and output heads dv (they differ in MLA). Position p of key head g starts at
@@ -173,6 +190,18 @@ float mal_max_f32(const float *x, size_t n);
 void mal_attention(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,
                    size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride, size_t k_head_stride, size_t v_head_stride,
                    float scale, float *scratch, size_t h0, size_t h1);
+/* The T query rows of a prompt step at once: row t (query q + t * q_stride, output out + t *
+   out_stride) is at position start + t and attends to its start + t + 1 positions, the cache
+   already holding all T rows' keys and values. Each row's output is bit for bit mal_attention's
+   for it; the AVX-512 kernel shares every key and value load among up to 4 query vectors (heads
+   of a group, or rows where a group has fewer heads). `scratch` holds max(4, h1 - h0) * (start + T)
+   floats. */
+void mal_attention_rows(float *out, size_t out_stride, const float *q, size_t q_stride, size_t T, size_t start, const float *K,
+                        const float *V, size_t dk, size_t dv, size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride,
+                        size_t k_head_stride, size_t v_head_stride, float scale, float *scratch, size_t h0, size_t h1);
+int mal_attention_rows_fast(float *out, size_t out_stride, const float *q, size_t q_stride, size_t T, size_t start, const float *K,
+                            const float *V, size_t dk, size_t dv, size_t n_heads, size_t n_kv, size_t k_stride, size_t v_stride,
+                            size_t k_head_stride, size_t v_head_stride, float scale, float *scratch, size_t h0, size_t h1);
 /* Its two implementations, as for the linear kernels: `_fast` (AVX-512, dk and dv multiples of 16;
    returns 0 otherwise) and `_portable`. */
 void mal_attention_portable(float *out, const float *q, const float *K, const float *V, size_t n_pos, size_t dk, size_t dv,

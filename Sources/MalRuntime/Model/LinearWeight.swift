@@ -79,7 +79,7 @@ public struct LinearWeight: @unchecked Sendable {
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
             if r0 < r1 { me.applyRows(xs.pointer, ys.pointer, r0, r1) }
         }
-        if let bias { for r in 0..<rows { y[r] += bias[r] } }
+        if let bias { mal_add_bias(y, bias, rows, 1) }
     }
 
     /// Row `r` of W as float32 (the dequantised value for FP8): a tied head doubles as the token
@@ -151,13 +151,15 @@ public struct LinearWeight: @unchecked Sendable {
                 let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
                 if r0 < r1 { me.applyRows(batch: xs.pointer, ys.pointer, count: T, outputStride: me.rows, r0, r1) }
             }
-            if let bias { for t in 0..<T { for r in 0..<rows { Y[t * rows + r] += bias[r] } } }
+            if let bias { mal_add_bias(Y, bias, rows, T) }
             return
         }
-        if precision.value == .fast, [.bf16, .f8e4m3].contains(dtype) {
+        let rounded = precision.value == .fast && [.bf16, .f8e4m3].contains(dtype)
+        if rounded && Precision.dotProductsPay {
             applyRounded(batch: X, Y, count: T, threads: threads)
             return
         }
+        let kernel = rounded ? mal_matmul_bf16_inputs : mal_matmul
         let chunks = Swift.min(threads * 4, Swift.max(1, rows / 16))
         let per = ((rows + chunks - 1) / chunks + 3) / 4 * 4
         let me = self, xs = SharedPointer(X), ys = SharedPointer(Y)
@@ -166,12 +168,12 @@ public struct LinearWeight: @unchecked Sendable {
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
             if r0 >= r1 { return }
             for t0 in stride(from: 0, to: T, by: tc) {
-                mal_matmul(
+                kernel(
                     ys.pointer + t0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + t0 * me.cols, Swift.min(tc, T - t0), me.rows,
                     me.cols, me.blockRows, me.blockCols, r0, r1)
             }
         }
-        if let bias { for t in 0..<T { for r in 0..<rows { Y[t * rows + r] += bias[r] } } }
+        if let bias { mal_add_bias(Y, bias, rows, T) }
     }
 }
 
@@ -180,24 +182,36 @@ extension LinearWeight {
     /// columns, 96 at 18432), so each 32-row weight panel is packed once per chunk.
     static let roundedChunkBytes = 2 << 20, minRoundedChunk = 96
 
-    /// `apply(batch:)` in the fast precision (`mal_matmul_bf16_inputs`): threads take whole
+    /// `apply(batch:)` in the fast precision with BF16 dot products: threads take whole
     /// 32-row panels (an FP8 panel then lies in one scale block), each for every token of a chunk.
+    /// BF16 weights read one packing of each chunk's inputs made before the threads start
+    /// (`mal_bf16dp_pack`: packed per call, it cost 8-16% of a GPT-2 prompt); FP8 weights pack
+    /// their own, since each row block's scales enter the packing.
     func applyRounded(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
         let panels = (rows + 31) / 32
         let chunks = Swift.min(threads * 2, panels)
         let per = (panels + chunks - 1) / chunks * 32
         let tc = Swift.max(LinearWeight.minRoundedChunk, LinearWeight.roundedChunkBytes / (cols * 2))
         let me = self, xs = SharedPointer(X), ys = SharedPointer(Y)
-        WorkerPool.run(chunks, threads: threads) { k in
-            let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
-            if r0 >= r1 { return }
-            for t0 in stride(from: 0, to: T, by: tc) {
-                mal_matmul_bf16_inputs(
-                    ys.pointer + t0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + t0 * me.cols, Swift.min(tc, T - t0),
-                    me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
+        for t0 in stride(from: 0, to: T, by: dtype == .bf16 ? tc : T) {
+            let n = dtype == .bf16 ? Swift.min(tc, T - t0) : T
+            let packed = dtype == .bf16 ? mal_bf16dp_pack(X + t0 * cols, n, cols).map(SharedPointer.init) : nil
+            WorkerPool.run(chunks, threads: threads) { k in
+                let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
+                if r0 >= r1 { return }
+                if let packed,
+                    mal_matmul_bf16dp_packed(ys.pointer + t0 * me.rows, me.data, me.kernelType, packed.pointer, n, me.rows, me.cols, r0, r1) == 1
+                {
+                    return
+                }
+                for c0 in stride(from: t0, to: t0 + n, by: tc) {
+                    mal_matmul_bf16_inputs(
+                        ys.pointer + c0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + c0 * me.cols, Swift.min(tc, t0 + n - c0),
+                        me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
+                }
             }
         }
-        if let bias { for t in 0..<T { for r in 0..<rows { Y[t * rows + r] += bias[r] } } }
+        if let bias { mal_add_bias(Y, bias, rows, T) }
     }
 
     /// y_i = W_i x (+ bias) for several weights that read the same input (q, k, v; gate, up; the

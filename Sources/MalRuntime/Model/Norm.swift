@@ -1,3 +1,4 @@
+import CMalKernels
 import MalCore
 
 /// Normalisation layer: LayerNorm (GPT-2: mean and variance, weight and bias) or RMSNorm
@@ -8,20 +9,15 @@ struct Norm {
     let eps: Float
     let rms: Bool
 
+    /// `y` may be `x` (in place). The sums run in 16 fixed lanes (`mal_rms_norm`, `mal_layer_norm`).
     func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        precondition(n <= weight.count)
         if rms {
-            var ss: Float = 0
-            for i in 0..<n { ss += x[i] * x[i] }
-            let inv = 1 / (ss / Float(n) + eps).squareRoot()
-            for i in 0..<n { y[i] = weight[i] * (x[i] * inv) }
+            mal_rms_norm(y, x, weight, n, eps)
+        } else if let bias {
+            mal_layer_norm(y, x, weight, bias, n, eps)
         } else {
-            var mean: Float = 0
-            for i in 0..<n { mean += x[i] }
-            mean /= Float(n)
-            var v: Float = 0
-            for i in 0..<n { let d = x[i] - mean; v += d * d }
-            let inv = 1 / (v / Float(n) + eps).squareRoot()
-            for i in 0..<n { y[i] = (x[i] - mean) * inv * weight[i] + (bias?[i] ?? 0) }
+            mal_layer_norm(y, x, weight, nil, n, eps)
         }
     }
 }

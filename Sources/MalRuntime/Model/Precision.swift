@@ -1,3 +1,5 @@
+import CMalKernels
+
 /// How the matrix products of prompt processing treat their activations.
 ///
 /// Decoding steps (one token) and speculative verify steps (up to `LinearWeight.smallBatch`
@@ -10,6 +12,13 @@ public enum Precision: String, CaseIterable, Sendable {
     /// with AVX-512 BF16 dot products, as llama.cpp multiplies BF16 weights (`matmul_bf16dp.c`);
     /// F32 and F16 weights run as `exact`. Its cost on the samples: `Docs/ACCURACY.md`.
     case fast
+}
+
+extension Precision {
+    /// Whether `fast` multiplies with BF16 dot products on this CPU (`mal_bf16dp_pays`: they issue
+    /// at more than 3/4 of the FMA's rate, so they do more arithmetic per cycle). Where they do not,
+    /// `fast` rounds the activations the same way and takes the float32 kernels, at their speed.
+    public static let dotProductsPay = mal_bf16dp_pays() == 1
 }
 
 /// One model's precision, shared by all its weights so that it can change between steps without

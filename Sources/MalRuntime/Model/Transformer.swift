@@ -250,8 +250,9 @@ public final class Transformer: @unchecked Sendable {
     /// Causal attention of the T new queries over all cached positions. A job is a range of heads:
     /// one whole KV group when there are at least as many groups as threads, else ⌈heads/threads⌉
     /// heads, which may span two groups (`mal_attention` takes any range; with one KV head, as in
-    /// MQA and absorbed MLA, every slice is in the one group). A job runs every query row in turn,
-    /// so its keys and values stay in cache from one row to the next instead of being fetched again.
+    /// MQA and absorbed MLA, every slice is in the one group). A job runs every query row
+    /// (`mal_attention_rows`: up to 4 query vectors share each key and value load), so its keys and
+    /// values stay in cache from one row to the next instead of being fetched again.
     func attend(cache l: Int, scale: Float, q: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int, start: Int) {
         let heads = spec.heads, kvh = cacheHeads, dk = headK, dv = headV
         let K = SharedPointer(keys[l]), V = SharedPointer(latentCache ? keys[l] : values[l])
@@ -262,16 +263,14 @@ public final class Transformer: @unchecked Sendable {
         let group = heads / kvh
         let perJob = kvh >= threads ? group : (heads + threads - 1) / threads
         let jobs = (heads + perJob - 1) / perJob
-        let pool = BufferPool(size: perJob * (start + T) * 4)
+        let pool = BufferPool(size: max(perJob, 4) * (start + T) * 4)
         WorkerPool.run(jobs, threads: threads) { job in
             let h0 = job * perJob, h1 = min(heads, h0 + perJob)
             let raw = pool.get()
             defer { pool.put(raw) }
-            for t in 0..<T {
-                mal_attention(
-                    os.pointer + t * od, qs.pointer + t * qd, K.pointer, V.pointer, start + t + 1, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow,
-                    scale, raw.assumingMemoryBound(to: Float.self), h0, h1)
-            }
+            mal_attention_rows(
+                os.pointer, od, qs.pointer, qd, T, start, K.pointer, V.pointer, dk, dv, heads, kvh, dk, vRow, ctx * dk, ctx * vRow, scale,
+                raw.assumingMemoryBound(to: Float.self), h0, h1)
         }
     }
 }
