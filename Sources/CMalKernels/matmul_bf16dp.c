@@ -216,16 +216,14 @@ typedef void (*dp_tile_fn)(float *, size_t, const uint32_t *, const uint32_t *, 
 static const dp_tile_fn dp_tiles[GROUP + 1] = {0, dp_tile1, dp_tile2, dp_tile3, dp_tile4, dp_tile5, dp_tile6,
                                                dp_tile7, dp_tile8, dp_tile9, dp_tile10, dp_tile11, dp_tile12};
 
-/* `packed`: the inputs already packed by mal_bf16dp_pack (BF16 weights), else NULL: packed here,
-   once per call (per row block for E4M3, whose scales enter the packing). */
-AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, const uint32_t *packed,
-                                    size_t T, size_t rows, size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
+AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
+                                    size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
     size_t cp = (cols + 31) & ~(size_t)31, np = cp / 2, groups = (T + GROUP - 1) / GROUP;
-    uint32_t *xg = packed ? (uint32_t *)packed : grow(&inputs_buf, &inputs_cap, groups * GROUP * np * 4);
+    uint32_t *xg = grow(&inputs_buf, &inputs_cap, groups * GROUP * np * 4);
     uint16_t *rowsb = grow(&rows_buf, &rows_cap, PANEL * cp * 2);
     uint32_t *panel = grow(&panel_buf, &panel_cap, PANEL * np * 4);
     if (!xg || !rowsb || !panel) return 0;
-    size_t packed_block = packed ? 0 : (size_t)-1, scale_cols = bc ? (cols + bc - 1) / bc : 0;
+    size_t packed_block = (size_t)-1, scale_cols = bc ? (cols + bc - 1) / bc : 0;
     for (size_t r = r0; r < r1; r += PANEL) {
         size_t nr = r1 - r < PANEL ? r1 - r : PANEL, block = dtype == MAL_W_E4M3 ? r / br : 0;
         if (block != packed_block) {
@@ -244,33 +242,6 @@ AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const fl
     return 1;
 }
 #endif
-
-/* The calling thread's buffer for inputs packed once for every thread of a region. */
-static _Thread_local void *shared_buf;
-static _Thread_local size_t shared_cap;
-
-const uint32_t *mal_bf16dp_pack(const float *X, size_t T, size_t cols) {
-#ifdef MAL_X86
-    if (!has_bf16_dot() || T == 0) return NULL;
-    size_t np = ((cols + 31) & ~(size_t)31) / 2, groups = (T + GROUP - 1) / GROUP;
-    uint32_t *xg = grow(&shared_buf, &shared_cap, groups * GROUP * np * 4);
-    if (xg) pack_inputs(xg, X, T, cols, np, NULL, 0);
-    return xg;
-#else
-    (void)X; (void)T; (void)cols;
-    return NULL;
-#endif
-}
-
-int mal_matmul_bf16dp_packed(float *Y, const void *W, int dtype, const uint32_t *packed, size_t T, size_t rows, size_t cols, size_t r0,
-                             size_t r1) {
-#ifdef MAL_X86
-    if (packed && (dtype == MAL_W_BF16 || dtype == MAL_W_BF16_TILED) && has_bf16_dot())
-        return matmul_bf16dp(Y, W, dtype, NULL, NULL, packed, T, rows, cols, 0, 0, r0, r1);
-#endif
-    (void)Y; (void)W; (void)dtype; (void)packed; (void)T; (void)rows; (void)cols; (void)r0; (void)r1;
-    return 0;
-}
 
 int mal_bf16dp_available(void) {
 #ifdef MAL_X86
@@ -293,7 +264,7 @@ int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, c
 #ifdef MAL_X86
     int weights = dtype == MAL_W_BF16 || dtype == MAL_W_BF16_TILED ||
                   (dtype == MAL_W_E4M3 && scales && br % PANEL == 0 && br > 0 && bc % 16 == 0 && bc > 0 && r0 % PANEL == 0);
-    if (weights && has_bf16_dot()) return matmul_bf16dp(Y, W, dtype, scales, X, NULL, T, rows, cols, br, bc, r0, r1);
+    if (weights && has_bf16_dot()) return matmul_bf16dp(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1);
 #endif
     (void)Y; (void)W; (void)dtype; (void)scales; (void)X; (void)T; (void)rows; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
     return 0;

@@ -150,12 +150,6 @@ void mal_matmul_bf16_inputs(float *Y, const void *W, int dtype, const float *sca
    do not suit it (E4M3 needs 32 | block rows, 16 | block columns, 32 | r0). */
 int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                       size_t br, size_t bc, size_t r0, size_t r1);
-/* Its inputs packed once for all the threads of a region (BF16 weights; for E4M3 the scales enter
-   the packing, so each call packs its own): X [T, cols] into the calling thread's buffer, valid
-   until its next call; NULL where the kernel does not run here. Then rows [r0, r1) from them. */
-const uint32_t *mal_bf16dp_pack(const float *X, size_t T, size_t cols);
-int mal_matmul_bf16dp_packed(float *Y, const void *W, int dtype, const uint32_t *packed, size_t T, size_t rows, size_t cols, size_t r0,
-                             size_t r1);
 /* Whether that kernel runs here (AVX-512 F, BW, VL and BF16; not under MAL_NO_AVX512=1). */
 int mal_bf16dp_available(void);
 /* Whether it is also faster here than the float32 kernel on rounded inputs (the CPU issues its BF16

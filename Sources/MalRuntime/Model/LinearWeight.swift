@@ -184,31 +184,19 @@ extension LinearWeight {
 
     /// `apply(batch:)` in the fast precision with BF16 dot products: threads take whole
     /// 32-row panels (an FP8 panel then lies in one scale block), each for every token of a chunk.
-    /// BF16 weights read one packing of each chunk's inputs made before the threads start
-    /// (`mal_bf16dp_pack`: packed per call, it cost 8-16% of a GPT-2 prompt); FP8 weights pack
-    /// their own, since each row block's scales enter the packing.
     func applyRounded(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
         let panels = (rows + 31) / 32
         let chunks = Swift.min(threads * 2, panels)
         let per = (panels + chunks - 1) / chunks * 32
         let tc = Swift.max(LinearWeight.minRoundedChunk, LinearWeight.roundedChunkBytes / (cols * 2))
         let me = self, xs = SharedPointer(X), ys = SharedPointer(Y)
-        for t0 in stride(from: 0, to: T, by: dtype == .bf16 ? tc : T) {
-            let n = dtype == .bf16 ? Swift.min(tc, T - t0) : T
-            let packed = dtype == .bf16 ? mal_bf16dp_pack(X + t0 * cols, n, cols).map(SharedPointer.init) : nil
-            WorkerPool.run(chunks, threads: threads) { k in
-                let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
-                if r0 >= r1 { return }
-                if let packed,
-                    mal_matmul_bf16dp_packed(ys.pointer + t0 * me.rows, me.data, me.kernelType, packed.pointer, n, me.rows, me.cols, r0, r1) == 1
-                {
-                    return
-                }
-                for c0 in stride(from: t0, to: t0 + n, by: tc) {
-                    mal_matmul_bf16_inputs(
-                        ys.pointer + c0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + c0 * me.cols, Swift.min(tc, t0 + n - c0),
-                        me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
-                }
+        WorkerPool.run(chunks, threads: threads) { k in
+            let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
+            if r0 >= r1 { return }
+            for t0 in stride(from: 0, to: T, by: tc) {
+                mal_matmul_bf16_inputs(
+                    ys.pointer + t0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + t0 * me.cols, Swift.min(tc, T - t0),
+                    me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
             }
         }
         if let bias { mal_add_bias(Y, bias, rows, T) }
