@@ -110,44 +110,22 @@ static int bf16_dot_pays(void) {
     return level;
 }
 
-/* The inputs as BF16 pairs, token t's pair p at xg[(t / 12) * 12 * np + p * 12 + t % 12];
-   columns past `cols` are zero. `srow` (E4M3) scales each column by its block's scale first. */
-AVX512BF16 static void pack_inputs(uint32_t *xg, const float *X, size_t T, size_t cols, size_t np, const float *srow, size_t bc) {
-    for (size_t t = 0; t < T; t++) {
-        uint32_t *base = xg + (t / GROUP) * GROUP * np + t % GROUP;
-        const float *x = X + t * cols;
-        for (size_t c = 0; c < 2 * np; c += 16) {
-            __mmask16 k = c + 16 <= cols ? (__mmask16)0xFFFF : c < cols ? (__mmask16)((1u << (cols - c)) - 1) : 0;
-            __m512 v = _mm512_maskz_loadu_ps(k, x + c);
-            if (srow && c < cols) v = _mm512_mul_ps(v, _mm512_set1_ps(srow[c / bc]));
-            uint32_t pairs[8];
-            _mm256_storeu_si256((__m256i *)pairs, (__m256i)_mm512_cvtneps_pbh(v));
-            for (size_t j = 0; j < 8; j++) base[(c / 2 + j) * GROUP] = pairs[j];
-        }
-    }
-}
-
-/* Rows [r, r + nr) of W as row-major BF16, `cp` columns each (zeros past `cols` and past nr). */
-AVX512BF16 static void load_rows(uint16_t *out, const void *W, int dtype, size_t r, size_t nr, size_t rows, size_t cols, size_t cp) {
+/* Rows [r, r + nr) of an E4M3 W decoded exactly to row-major BF16, `cp` columns each (zeros past
+   `cols` and past nr). */
+AVX512BF16 static void decode_rows(uint16_t *out, const uint8_t *W, size_t r, size_t nr, size_t cols, size_t cp) {
     for (size_t i = 0; i < PANEL; i++) {
         uint16_t *o = out + i * cp;
         if (i >= nr) { memset(o, 0, cp * 2); continue; }
-        if (dtype == MAL_W_BF16) memcpy(o, (const uint16_t *)W + (r + i) * cols, cols * 2);
-        else if (dtype == MAL_W_BF16_TILED)
-            for (size_t c0 = 0, K = mal_bf16_tile_cols(cols); c0 < cols; c0 += K)
-                memcpy(o + c0, (const uint16_t *)W + mal_bf16_tiled_index(r + i, c0, rows, cols), (cols - c0 < K ? cols - c0 : K) * 2);
-        else {
-            /* E4M3 -> float32 (sign | eeee mmm at bits 31, 26..20: the value times 2^-120) -> BF16, exact. */
-            const uint8_t *w = (const uint8_t *)W + (r + i) * cols;
-            const __m512i m7 = _mm512_set1_epi32(0x7F), m8 = _mm512_set1_epi32(0x80);
-            const __m512 two120 = _mm512_set1_ps(1.329227995784916e36f);
-            for (size_t c = 0; c < cols; c += 16) {
-                __mmask16 k = c + 16 <= cols ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
-                __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, w + c));
-                __m512i bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(b, m8), 24), _mm512_slli_epi32(_mm512_and_si512(b, m7), 20));
-                __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(bits), two120);
-                _mm256_mask_storeu_epi16(o + c, k, (__m256i)_mm512_cvtneps_pbh(f));
-            }
+        /* E4M3 -> float32 (sign | eeee mmm at bits 31, 26..20: the value times 2^-120) -> BF16, exact. */
+        const uint8_t *w = W + (r + i) * cols;
+        const __m512i m7 = _mm512_set1_epi32(0x7F), m8 = _mm512_set1_epi32(0x80);
+        const __m512 two120 = _mm512_set1_ps(1.329227995784916e36f);
+        for (size_t c = 0; c < cols; c += 16) {
+            __mmask16 k = c + 16 <= cols ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+            __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, w + c));
+            __m512i bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(b, m8), 24), _mm512_slli_epi32(_mm512_and_si512(b, m7), 20));
+            __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(bits), two120);
+            _mm256_mask_storeu_epi16(o + c, k, (__m256i)_mm512_cvtneps_pbh(f));
         }
         memset(o + cols, 0, (cp - cols) * 2);
     }
@@ -188,13 +166,76 @@ AVX512 static void pack_panel(uint32_t *panel, const uint16_t *rows, size_t cp) 
         }
 }
 
-/* 32 rows x NT tokens of Y (token j's rows at Y + j * ys, masks m0 / m1 for rows 0-15 / 16-31). */
+/* pack_panel for rows [r, r + nr) of a BF16 W (row-major or tiled), read in place: each 64-byte
+   load takes 32 columns of one row (masked at the end of a row, zeros past nr), so the weights go
+   from memory to the panel without the intermediate row copy. A 32-column group never straddles
+   two tiles (tile widths are multiples of 32). */
+AVX512 static void pack_panel_bf16(uint32_t *panel, const uint16_t *W, int tiled, size_t r, size_t nr, size_t rows, size_t cols,
+                                   size_t cp) {
+    /* Element (r, c) of a tiled W: base + t * K * block_rows + (r % R) * kt + c % K, for tile t = c / K
+       of width kt (mal_bf16_tiled_index with its divisions hoisted out of the loops). */
+    size_t np = cp / 2, R = tiled ? mal_bf16_tile_rows(cols) : 1, K = tiled ? mal_bf16_tile_cols(cols) : cols;
+    size_t base[PANEL], block_rows[PANEL], within[PANEL];
+    for (size_t i = 0; i < nr; i++) {
+        size_t rb = (r + i) / R;
+        base[i] = rb * R * cols;
+        block_rows[i] = rows - rb * R < R ? rows - rb * R : R;
+        within[i] = (r + i) % R;
+    }
+    for (size_t p0 = 0; p0 < np; p0 += 16) {
+        size_t c = 2 * p0, t = c / K, kt = cols - t * K < K ? cols - t * K : K, off = c - t * K;
+        __mmask32 k = c + 32 <= cols ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1ull << (cols - c)) - 1);
+        for (size_t h = 0; h < 2; h++) {
+            __m512i v[16];
+            for (size_t i = 0; i < 16; i++) {
+                size_t row = h * 16 + i;
+                v[i] = row < nr ? _mm512_maskz_loadu_epi16(k, W + base[row] + t * K * block_rows[row] + within[row] * kt + off)
+                                : _mm512_setzero_si512();
+            }
+            transpose16(v);
+            for (int j = 0; j < 16; j++) _mm512_store_si512(panel + (p0 + j) * PANEL + h * 16, v[j]);
+        }
+    }
+}
+
+/* The inputs as BF16 pairs, token t's pair p at xg[(t / 12) * 12 * np + p * 12 + t % 12];
+   columns past `cols` are zero. `srow` (E4M3) scales each column by its block's scale first. Per
+   12 tokens and 32 columns: 12 rows of 16 pairs, one 16 x 16 transpose, 16 stores of 12 pairs. */
+AVX512BF16 static void pack_inputs(uint32_t *xg, const float *X, size_t T, size_t cols, size_t np, const float *srow, size_t bc) {
+    for (size_t g = 0; g * GROUP < T; g++) {
+        size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP;
+        for (size_t p0 = 0; p0 < np; p0 += 16) {
+            size_t c = 2 * p0;
+            __mmask16 k0 = c + 16 <= cols ? (__mmask16)0xFFFF : c < cols ? (__mmask16)((1u << (cols - c)) - 1) : 0;
+            __mmask16 k1 = c + 32 <= cols ? (__mmask16)0xFFFF : c + 16 < cols ? (__mmask16)((1u << (cols - c - 16)) - 1) : 0;
+            __m512 s0 = _mm512_set1_ps(srow && c < cols ? srow[c / bc] : 1.0f);
+            __m512 s1 = _mm512_set1_ps(srow && c + 16 < cols ? srow[(c + 16) / bc] : 1.0f);
+            __m512i v[16];
+            for (size_t j = 0; j < 16; j++) {
+                if (j >= n) { v[j] = _mm512_setzero_si512(); continue; }
+                const float *x = X + (g * GROUP + j) * cols + c;
+                __m512 lo = _mm512_maskz_loadu_ps(k0, x), hi = _mm512_maskz_loadu_ps(k1, x + 16);
+                if (srow) { lo = _mm512_mul_ps(lo, s0); hi = _mm512_mul_ps(hi, s1); }
+                v[j] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+            }
+            transpose16(v);
+            uint32_t *out = xg + g * GROUP * np + p0 * GROUP;
+            for (size_t q = 0; q < 16; q++) _mm512_mask_storeu_epi32(out + q * GROUP, (__mmask16)((1u << GROUP) - 1), v[q]);
+        }
+    }
+}
+
+/* 32 rows x NT tokens of Y (token j's rows at Y + j * ys, masks m0 / m1 for rows 0-15 / 16-31).
+   Each of the first `nf` steps also prefetches one line at `pf` (the next panel's weights) into
+   L2, so the next packing reads from cache while this panel's dot products run. */
 #define DP_TILE(NT)                                                                                                    \
     AVX512BF16 __attribute__((noinline)) static void dp_tile##NT(float *Y, size_t ys, const uint32_t *panel, const uint32_t *xg, \
-                                                                 size_t np, __mmask16 m0, __mmask16 m1) {              \
+                                                                 size_t np, __mmask16 m0, __mmask16 m1, const char *pf, \
+                                                                 size_t nf) {                                          \
         __m512 a0[NT], a1[NT];                                                                                         \
         for (int j = 0; j < NT; j++) a0[j] = a1[j] = _mm512_setzero_ps();                                              \
         for (size_t p = 0; p < np; p++) {                                                                              \
+            if (p < nf) _mm_prefetch(pf + p * 64, _MM_HINT_T1);                                                        \
             __m512bh w0 = (__m512bh)_mm512_load_si512(panel + p * PANEL);                                              \
             __m512bh w1 = (__m512bh)_mm512_load_si512(panel + p * PANEL + 16);                                         \
             const uint32_t *x = xg + p * GROUP;                                                                        \
@@ -212,7 +253,7 @@ AVX512 static void pack_panel(uint32_t *panel, const uint16_t *rows, size_t cp) 
 DP_TILE(1) DP_TILE(2) DP_TILE(3) DP_TILE(4) DP_TILE(5) DP_TILE(6)
 DP_TILE(7) DP_TILE(8) DP_TILE(9) DP_TILE(10) DP_TILE(11) DP_TILE(12)
 
-typedef void (*dp_tile_fn)(float *, size_t, const uint32_t *, const uint32_t *, size_t, __mmask16, __mmask16);
+typedef void (*dp_tile_fn)(float *, size_t, const uint32_t *, const uint32_t *, size_t, __mmask16, __mmask16, const char *, size_t);
 static const dp_tile_fn dp_tiles[GROUP + 1] = {0, dp_tile1, dp_tile2, dp_tile3, dp_tile4, dp_tile5, dp_tile6,
                                                dp_tile7, dp_tile8, dp_tile9, dp_tile10, dp_tile11, dp_tile12};
 
@@ -220,9 +261,9 @@ AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const fl
                                     size_t cols, size_t br, size_t bc, size_t r0, size_t r1) {
     size_t cp = (cols + 31) & ~(size_t)31, np = cp / 2, groups = (T + GROUP - 1) / GROUP;
     uint32_t *xg = grow(&inputs_buf, &inputs_cap, groups * GROUP * np * 4);
-    uint16_t *rowsb = grow(&rows_buf, &rows_cap, PANEL * cp * 2);
+    uint16_t *rowsb = dtype == MAL_W_E4M3 ? grow(&rows_buf, &rows_cap, PANEL * cp * 2) : NULL;
     uint32_t *panel = grow(&panel_buf, &panel_cap, PANEL * np * 4);
-    if (!xg || !rowsb || !panel) return 0;
+    if (!xg || (dtype == MAL_W_E4M3 && !rowsb) || !panel) return 0;
     size_t packed_block = (size_t)-1, scale_cols = bc ? (cols + bc - 1) / bc : 0;
     for (size_t r = r0; r < r1; r += PANEL) {
         size_t nr = r1 - r < PANEL ? r1 - r : PANEL, block = dtype == MAL_W_E4M3 ? r / br : 0;
@@ -230,13 +271,21 @@ AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const fl
             pack_inputs(xg, X, T, cols, np, dtype == MAL_W_E4M3 ? scales + block * scale_cols : NULL, bc);
             packed_block = block;
         }
-        load_rows(rowsb, W, dtype, r, nr, rows, cols, cp);
-        pack_panel(panel, rowsb, cp);
+        if (dtype == MAL_W_E4M3) {
+            decode_rows(rowsb, W, r, nr, cols, cp);
+            pack_panel(panel, rowsb, cp);
+        } else pack_panel_bf16(panel, W, dtype == MAL_W_BF16_TILED, r, nr, rows, cols, cp);
         __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
         __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+        /* The next panel's weights: 32 consecutive rows, contiguous in both BF16 layouts and in E4M3. */
+        size_t esize = dtype == MAL_W_E4M3 ? 1 : 2, next = r + PANEL < r1 ? r + PANEL : r1;
+        size_t left = (r1 - next < PANEL ? r1 - next : PANEL) * cols * esize / 64;
+        const char *pf = (const char *)W + next * cols * esize;
         for (size_t g = 0; g < groups; g++) {
-            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP;
-            dp_tiles[n](Y + g * GROUP * rows + r, rows, panel, xg + g * GROUP * np, np, m0, m1);
+            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP, nf = left < np ? left : np;
+            dp_tiles[n](Y + g * GROUP * rows + r, rows, panel, xg + g * GROUP * np, np, m0, m1, pf, nf);
+            pf += nf * 64;
+            left -= nf;
         }
     }
     return 1;
