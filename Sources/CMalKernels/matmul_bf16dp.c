@@ -58,15 +58,17 @@ static double seconds(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Issue rates of vdpbf16ps and vfmadd231ps (zmm, 12 independent chains each): the best of three
-   timings of `iters` rounds, in instructions per second. */
-AVX512BF16 static void issue_rates(long iters, double *dot, double *fma) {
+/* Issue rates of vdpbf16ps and vfmadd231ps (zmm, 12 independent chains each), in instructions
+   per second: `slices` alternations of `iters` rounds of each, the best slice of each. Alternating
+   short slices keeps one preemption or a clock still ramping up from judging one instruction alone
+   (three whole timings of each, dot products first, misjudged about one process in 30 on a VM). */
+AVX512BF16 static void issue_rates(long iters, int slices, double *dot, double *fma) {
     __m512 a[12];
     const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3F80);
     const __m512 x = _mm512_set1_ps(1.0f), y = _mm512_set1_ps(0.0f);
     *dot = *fma = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        for (int i = 0; i < 12; i++) a[i] = _mm512_setzero_ps();
+    for (int i = 0; i < 12; i++) a[i] = _mm512_setzero_ps();
+    for (int rep = 0; rep < slices; rep++) {
         double t0 = seconds();
         for (long k = 0; k < iters; k++) {
             for (int i = 0; i < 12; i++) a[i] = _mm512_dpbf16_ps(a[i], one, one);
@@ -91,7 +93,7 @@ static int pays_level = -1;
    arithmetic (two products per lane), so it pays where it issues at more than 3/4 of the FMA's
    rate: Zen 4 issues both at one rate (2x the arithmetic, prompts 2x faster), the Zen 5 parts
    this project has also run on issue it at half the rate (the same arithmetic: no gain, and FP8
-   prompts 5-15% slower; Docs/PERFORMANCE.md). Measured once per process (about 0.5 ms);
+   prompts 5-15% slower; Docs/PERFORMANCE.md). Measured once per process (about 1 ms);
    MAL_BF16_DOT=1 or 0 overrides the measurement. */
 static int bf16_dot_pays(void) {
     int level = __atomic_load_n(&pays_level, __ATOMIC_RELAXED);
@@ -101,8 +103,8 @@ static int bf16_dot_pays(void) {
         else if (env && (env[0] == '0' || env[0] == '1') && env[1] == 0) level = env[0] == '1';
         else {
             double dot, fma;
-            issue_rates(5000, &dot, &fma); /* a warm-up: clocks and 512-bit units settle */
-            issue_rates(20000, &dot, &fma);
+            issue_rates(20000, 4, &dot, &fma); /* a warm-up (~0.5 ms): clocks and 512-bit units settle */
+            issue_rates(4000, 24, &dot, &fma);
             level = dot > 0.75 * fma;
         }
         __atomic_store_n(&pays_level, level, __ATOMIC_RELAXED);

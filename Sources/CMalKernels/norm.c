@@ -8,15 +8,16 @@
 
 enum { LANES = 16 };
 
-/* The lane sums folded in a fixed pairwise order. */
-static inline float fold(float *s) {
+/* The lane sums folded in a fixed pairwise order. The helpers are always inlined: a call from a
+   clone runs the baseline x86-64 body, where fmaf is a libm call (2.7% of a GPT-2 prompt). */
+__attribute__((always_inline)) static inline float fold(float *s) {
     for (int w = LANES / 2; w > 0; w /= 2)
         for (int l = 0; l < w; l++) s[l] += s[l + w];
     return s[0];
 }
 
 /* sum of (x[i] - shift)^2, or of x[i] when square == 0. */
-static inline float lane_sum(const float *x, size_t n, float shift, int square) {
+__attribute__((always_inline)) static inline float lane_sum(const float *x, size_t n, float shift, int square) {
     float s[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= n; i += LANES)
