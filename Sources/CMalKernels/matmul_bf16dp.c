@@ -60,8 +60,8 @@ static double seconds(void) {
 
 /* Issue rates of vdpbf16ps and vfmadd231ps (zmm, 12 independent chains each), in instructions
    per second: `slices` alternations of `iters` rounds of each, the best slice of each. Alternating
-   short slices keeps one preemption or a clock still ramping up from judging one instruction alone
-   (three whole timings of each, dot products first, misjudged about one process in 30 on a VM). */
+   short slices keeps one preemption or a clock still ramping up from judging one instruction alone,
+   as whole timings of one instruction after the other did on a VM (Docs/PERFORMANCE.md). */
 AVX512BF16 static void issue_rates(long iters, int slices, double *dot, double *fma) {
     __m512 a[12];
     const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3F80);
