@@ -1,5 +1,6 @@
-/* Prompt processing in the "fast" precision: Y[t, r] = W[r] . X[t] with the activations rounded to
-   BF16 inside the products and AVX-512 BF16 dot products (vdpbf16ps: 16 lanes, each adding the
+/* Prompt processing of BF16 and FP8 weights in packed 32-row panels, two ways. In the "fast"
+   precision on CPUs where it pays: Y[t, r] = W[r] . X[t] with the activations rounded to BF16
+   inside the products and AVX-512 BF16 dot products (vdpbf16ps: 16 lanes, each adding the
    products of one pair of BF16 values to a float32 sum), as llama.cpp multiplies BF16 weights.
 
    Weights: BF16 as stored; FP8 E4M3 decoded exactly to BF16 (4 significant bits, exponents well
@@ -13,7 +14,8 @@
    pair is one 32-bit broadcast. 2 x 12 accumulators hold 32 rows of 12 tokens, so each weight load
    serves 12 dot products and each broadcast 2, and the sums leave as Y's own rows (no horizontal
    reductions). The inputs are packed once per call (per row block for E4M3) in groups of 12 tokens,
-   pair-interleaved, so every broadcast is a constant offset from one pointer. */
+   pair-interleaved, so every broadcast is a constant offset from one pointer. Elsewhere, and in
+   the exact precision, the same panels through float32 FMAs (mal_matmul_panels, below). */
 #include "mal_kernels.h"
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +116,7 @@ static int bf16_dot_pays(void) {
 
 /* Rows [r, r + nr) of an E4M3 W decoded exactly to row-major BF16, `cp` columns each (zeros past
    `cols` and past nr). */
-AVX512BF16 static void decode_rows(uint16_t *out, const uint8_t *W, size_t r, size_t nr, size_t cols, size_t cp) {
+AVX512 static void decode_rows(uint16_t *out, const uint8_t *W, size_t r, size_t nr, size_t cols, size_t cp) {
     for (size_t i = 0; i < PANEL; i++) {
         uint16_t *o = out + i * cp;
         if (i >= nr) { memset(o, 0, cp * 2); continue; }
@@ -127,7 +129,8 @@ AVX512BF16 static void decode_rows(uint16_t *out, const uint8_t *W, size_t r, si
             __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, w + c));
             __m512i bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(b, m8), 24), _mm512_slli_epi32(_mm512_and_si512(b, m7), 20));
             __m512 f = _mm512_mul_ps(_mm512_castsi512_ps(bits), two120);
-            _mm256_mask_storeu_epi16(o + c, k, (__m256i)_mm512_cvtneps_pbh(f));
+            /* the float's top half is its BF16 (the value has 4 significant bits) */
+            _mm256_mask_storeu_epi16(o + c, k, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(f), 16)));
         }
         memset(o + cols, 0, (cp - cols) * 2);
     }
@@ -292,6 +295,119 @@ AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const fl
     }
     return 1;
 }
+
+/* The same panels multiplied with float32 FMAs, for CPUs whose vdpbf16ps issues at half the FMA
+   rate (Intel's cores: the same FLOPs) and for the exact precision. A panel lane's pair is two
+   BF16 weights, one shift or mask each from float32; the inputs are float32 (rounded to BF16 when
+   `round`), packed once per call as xf[group][column][12], so each FMA takes its input as a
+   broadcast from memory. Per column pair: 2 panel loads, 4 integer operations and 48 FMAs for 32
+   rows of 12 tokens. Each output sums its columns in order in one float32 accumulator. E4M3
+   weights (exact BF16 values) have their block scale applied to each column block's partial sum
+   (y += s * sum of q x over the block), so the inputs need no rescaling per row block. */
+AVX512 static void pack_inputs_f32(float *xf, const float *X, size_t T, size_t cols, size_t cp, int round) {
+    const __m512i lsb = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF), top = _mm512_set1_epi32((int)0xFFFF0000u);
+    for (size_t g = 0; g * GROUP < T; g++) {
+        size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP;
+        for (size_t c = 0; c < cp; c += 16) {
+            __mmask16 k = c + 16 <= cols ? (__mmask16)0xFFFF : c < cols ? (__mmask16)((1u << (cols - c)) - 1) : 0;
+            __m512i v[16];
+            for (size_t j = 0; j < 16; j++) {
+                if (j >= n) { v[j] = _mm512_setzero_si512(); continue; }
+                __m512 x = _mm512_maskz_loadu_ps(k, X + (g * GROUP + j) * cols + c);
+                __m512i u = _mm512_castps_si512(x);
+                if (round) { /* to nearest BF16, ties to even; NaN stays NaN (quietened) */
+                    __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(u, 16), lsb))), top);
+                    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+                    u = _mm512_mask_or_epi32(r, nan, _mm512_and_si512(u, top), _mm512_set1_epi32(0x00400000));
+                }
+                v[j] = u;
+            }
+            transpose16(v);
+            float *out = xf + (g * cp + c) * GROUP;
+            for (size_t q = 0; q < 16; q++) _mm512_mask_storeu_epi32(out + q * GROUP, (__mmask16)((1u << GROUP) - 1), v[q]);
+        }
+    }
+}
+
+/* 32 rows x NT tokens; `bp` column pairs per scale block (all of them without scales). */
+#define FMA_TILE(NT)                                                                                                   \
+    AVX512 __attribute__((noinline)) static void fma_tile##NT(float *Y, size_t ys, const uint32_t *panel, const float *xf,      \
+                                                              size_t np, size_t cols, size_t bp, const float *srow,     \
+                                                              __mmask16 m0,                                             \
+                                                              __mmask16 m1, const char *pf, size_t nf) {                \
+        const __m512i top = _mm512_set1_epi32((int)0xFFFF0000u);                                                       \
+        for (size_t p0 = 0; p0 < np && (!srow || 2 * p0 < cols); p0 += bp) {                                         \
+            size_t p1 = p0 + bp < np ? p0 + bp : np;                                                                   \
+            __m512 a0[NT], a1[NT];                                                                                     \
+            for (int j = 0; j < NT; j++) a0[j] = a1[j] = _mm512_setzero_ps();                                          \
+            for (size_t p = p0; p < p1; p++) {                                                                         \
+                if (p < nf) _mm_prefetch(pf + p * 64, _MM_HINT_T1);                                                    \
+                __m512i w0 = _mm512_load_si512(panel + p * PANEL), w1 = _mm512_load_si512(panel + p * PANEL + 16);     \
+                __m512 w0e = _mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), w0o = _mm512_castsi512_ps(_mm512_and_si512(w0, top)); \
+                __m512 w1e = _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)), w1o = _mm512_castsi512_ps(_mm512_and_si512(w1, top)); \
+                const float *x = xf + p * 2 * GROUP;                                                                   \
+                for (int j = 0; j < NT; j++) {                                                                         \
+                    __m512 xe = _mm512_set1_ps(x[j]), xo = _mm512_set1_ps(x[GROUP + j]);                               \
+                    a0[j] = _mm512_fmadd_ps(w0e, xe, a0[j]);                                                           \
+                    a1[j] = _mm512_fmadd_ps(w1e, xe, a1[j]);                                                           \
+                    a0[j] = _mm512_fmadd_ps(w0o, xo, a0[j]);                                                           \
+                    a1[j] = _mm512_fmadd_ps(w1o, xo, a1[j]);                                                           \
+                }                                                                                                      \
+            }                                                                                                          \
+            if (!srow) {                                                                                               \
+                for (int j = 0; j < NT; j++) {                                                                         \
+                    _mm512_mask_storeu_ps(Y + j * ys, m0, a0[j]);                                                      \
+                    _mm512_mask_storeu_ps(Y + j * ys + 16, m1, a1[j]);                                                 \
+                }                                                                                                      \
+                continue;                                                                                              \
+            }                                                                                                          \
+            __m512 sv = _mm512_set1_ps(srow[p0 / bp]);                                                                 \
+            for (int j = 0; j < NT; j++) {                                                                             \
+                __m512 y0 = p0 ? _mm512_maskz_loadu_ps(m0, Y + j * ys) : _mm512_setzero_ps();                          \
+                __m512 y1 = p0 ? _mm512_maskz_loadu_ps(m1, Y + j * ys + 16) : _mm512_setzero_ps();                     \
+                _mm512_mask_storeu_ps(Y + j * ys, m0, _mm512_fmadd_ps(a0[j], sv, y0));                                 \
+                _mm512_mask_storeu_ps(Y + j * ys + 16, m1, _mm512_fmadd_ps(a1[j], sv, y1));                            \
+            }                                                                                                          \
+        }                                                                                                              \
+    }
+FMA_TILE(1) FMA_TILE(2) FMA_TILE(3) FMA_TILE(4) FMA_TILE(5) FMA_TILE(6)
+FMA_TILE(7) FMA_TILE(8) FMA_TILE(9) FMA_TILE(10) FMA_TILE(11) FMA_TILE(12)
+
+typedef void (*fma_tile_fn)(float *, size_t, const uint32_t *, const float *, size_t, size_t, size_t, const float *, __mmask16,
+                            __mmask16, const char *, size_t);
+static const fma_tile_fn fma_tiles[GROUP + 1] = {0, fma_tile1, fma_tile2, fma_tile3, fma_tile4, fma_tile5, fma_tile6,
+                                                 fma_tile7, fma_tile8, fma_tile9, fma_tile10, fma_tile11, fma_tile12};
+
+AVX512 static int matmul_panels(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
+                                size_t cols, size_t br, size_t bc, size_t r0, size_t r1, int round) {
+    size_t cp = (cols + 31) & ~(size_t)31, np = cp / 2, groups = (T + GROUP - 1) / GROUP;
+    float *xf = grow(&inputs_buf, &inputs_cap, groups * GROUP * cp * 4);
+    uint16_t *rowsb = dtype == MAL_W_E4M3 ? grow(&rows_buf, &rows_cap, PANEL * cp * 2) : NULL;
+    uint32_t *panel = grow(&panel_buf, &panel_cap, PANEL * np * 4);
+    if (!xf || (dtype == MAL_W_E4M3 && !rowsb) || !panel) return 0;
+    pack_inputs_f32(xf, X, T, cols, cp, round);
+    size_t scale_cols = dtype == MAL_W_E4M3 ? (cols + bc - 1) / bc : 0, bp = dtype == MAL_W_E4M3 ? bc / 2 : np;
+    for (size_t r = r0; r < r1; r += PANEL) {
+        size_t nr = r1 - r < PANEL ? r1 - r : PANEL;
+        const float *srow = dtype == MAL_W_E4M3 ? scales + (r / br) * scale_cols : NULL;
+        if (dtype == MAL_W_E4M3) {
+            decode_rows(rowsb, W, r, nr, cols, cp);
+            pack_panel(panel, rowsb, cp);
+        } else pack_panel_bf16(panel, W, dtype == MAL_W_BF16_TILED, r, nr, rows, cols, cp);
+        __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+        __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+        size_t esize = dtype == MAL_W_E4M3 ? 1 : 2, next = r + PANEL < r1 ? r + PANEL : r1;
+        size_t left = (r1 - next < PANEL ? r1 - next : PANEL) * cols * esize / 64;
+        const char *pf = (const char *)W + next * cols * esize;
+        for (size_t g = 0; g < groups; g++) {
+            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP, nf = left < np ? left : np;
+            fma_tiles[n](Y + g * GROUP * rows + r, rows, panel, xf + g * GROUP * cp, np, cols, bp, srow, m0, m1, pf, nf);
+            pf += nf * 64;
+            left -= nf;
+        }
+    }
+    return 1;
+}
 #endif
 
 int mal_bf16dp_available(void) {
@@ -318,6 +434,18 @@ int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, c
     if (weights && has_bf16_dot()) return matmul_bf16dp(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1);
 #endif
     (void)Y; (void)W; (void)dtype; (void)scales; (void)X; (void)T; (void)rows; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
+    return 0;
+}
+
+int mal_matmul_panels(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
+                      size_t br, size_t bc, size_t r0, size_t r1, int round) {
+#ifdef MAL_X86
+    int weights = dtype == MAL_W_BF16 || dtype == MAL_W_BF16_TILED ||
+                  (dtype == MAL_W_E4M3 && scales && br % PANEL == 0 && br > 0 && bc % 2 == 0 && bc > 0 && r0 % PANEL == 0);
+    if (weights && mal_simd_level() >= 1) return matmul_panels(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1, round);
+#endif
+    (void)Y; (void)W; (void)dtype; (void)scales; (void)X; (void)T; (void)rows; (void)cols; (void)br; (void)bc; (void)r0; (void)r1;
+    (void)round;
     return 0;
 }
 

@@ -70,6 +70,24 @@ import Testing
                             #expect(abs(Double(yd[i]) - dp[i]) <= 1e-5 * mag[i] + 1e-30, "\(what) [\(i)]: the kernel alone")
                         }
                     }
+                    // The FMA panels (exact and rounded inputs): each output sums its columns in one
+                    // float32 accumulator, a block's scale applied to its partial sum.
+                    for round in [Int32(0), 1] {
+                        var yp = [Float](repeating: .nan, count: T * rows)
+                        let ran = raw.withUnsafeBytes { w in
+                            mal_matmul_panels(&yp, w.baseAddress, dtype, scales, x, T, rows, cols, Swift.max(br, 1), Swift.max(bc, 1), r0, rows, round)
+                        }
+                        #expect(ran == 1 || (e4m3 && br % 32 != 0), "\(what): the panels ran")
+                        guard ran == 1 else { continue }
+                        let want = round == 1 ? rounded : exact
+                        for i in 0..<(T * rows) {
+                            if i % rows < r0 {
+                                #expect(yp[i].isNaN, "\(what) panels: row \(i % rows) is outside the range")
+                            } else {
+                                #expect(abs(Double(yp[i]) - want[i]) <= 1e-5 * mag[i] + 1e-30, "\(what) panels round \(round) [\(i)]: \(yp[i]) vs \(want[i])")
+                            }
+                        }
+                    }
                     let ref = viaDP ? dp : rounded
                     for t in 0..<T {
                         for r in 0..<rows {

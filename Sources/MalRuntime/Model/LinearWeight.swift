@@ -155,8 +155,8 @@ public struct LinearWeight: @unchecked Sendable {
             return
         }
         let rounded = precision.value == .fast && [.bf16, .f8e4m3].contains(dtype)
-        if rounded && Precision.dotProductsPay {
-            applyRounded(batch: X, Y, count: T, threads: threads)
+        if [.bf16, .f8e4m3].contains(dtype) && mal_simd_level() >= 1 {
+            applyPanels(batch: X, Y, count: T, threads: threads, rounded: rounded)
             return
         }
         let kernel = rounded ? mal_matmul_bf16_inputs : mal_matmul
@@ -178,25 +178,36 @@ public struct LinearWeight: @unchecked Sendable {
 }
 
 extension LinearWeight {
-    /// Token chunks of the fast product: its inputs fill 2 MiB as BF16 (1024 tokens at 1024
-    /// columns, 96 at 18432), so each 32-row weight panel is packed once per chunk.
-    static let roundedChunkBytes = 2 << 20, minRoundedChunk = 96
+    /// Token chunks of the panel products: their packed inputs fill 2 MiB (BF16 pairs for the dot
+    /// product, float32 for the FMAs: 1024 or 512 tokens at 1024 columns), so each 32-row weight
+    /// panel is packed once per chunk.
+    static let panelChunkBytes = 2 << 20, minPanelChunk = 96
 
-    /// `apply(batch:)` in the fast precision with BF16 dot products: threads take whole
-    /// 32-row panels (an FP8 panel then lies in one scale block), each for every token of a chunk.
-    func applyRounded(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
+    /// `apply(batch:)` for BF16 and FP8 weights through packed 32-row panels (matmul_bf16dp.c):
+    /// BF16 dot products in the fast precision where they pay, else float32 FMAs on the inputs as
+    /// they are (exact) or rounded to BF16 (fast). Threads take whole panels (an FP8 panel then lies
+    /// in one scale block), each for every token of a chunk; FP8 blocks that panels cannot serve
+    /// take the row kernels.
+    func applyPanels(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int, rounded: Bool) {
+        let dot = rounded && Precision.dotProductsPay
         let panels = (rows + 31) / 32
         let chunks = Swift.min(threads * 2, panels)
         let per = (panels + chunks - 1) / chunks * 32
-        let tc = Swift.max(LinearWeight.minRoundedChunk, LinearWeight.roundedChunkBytes / (cols * 2))
+        let tc = Swift.max(LinearWeight.minPanelChunk, LinearWeight.panelChunkBytes / (cols * (dot ? 2 : 4)))
         let me = self, xs = SharedPointer(X), ys = SharedPointer(Y)
         WorkerPool.run(chunks, threads: threads) { k in
             let r0 = k * per, r1 = Swift.min(me.rows, r0 + per)
             if r0 >= r1 { return }
             for t0 in stride(from: 0, to: T, by: tc) {
-                mal_matmul_bf16_inputs(
-                    ys.pointer + t0 * me.rows, me.data, me.kernelType, me.scales, xs.pointer + t0 * me.cols, Swift.min(tc, T - t0),
-                    me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
+                let y = ys.pointer + t0 * me.rows, x = xs.pointer + t0 * me.cols, n = Swift.min(tc, T - t0)
+                if dot {
+                    mal_matmul_bf16_inputs(y, me.data, me.kernelType, me.scales, x, n, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
+                } else if mal_matmul_panels(
+                    y, me.data, me.kernelType, me.scales, x, n, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1, rounded ? 1 : 0) == 0
+                {
+                    let kernel = rounded ? mal_matmul_bf16_inputs : mal_matmul
+                    kernel(y, me.data, me.kernelType, me.scales, x, n, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
+                }
             }
         }
         if let bias { mal_add_bias(Y, bias, rows, T) }
