@@ -152,7 +152,7 @@ int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, c
                       size_t br, size_t bc, size_t r0, size_t r1);
 /* The same packed panels through float32 FMAs (AVX-512 F, BW, VL), inputs rounded to BF16 when
    `round` (fast) or as they are (exact): where the BF16 dot product does not pay, and for exact
-   prompts. 0 (nothing written) without AVX-512 or for unsuited E4M3 weights (32 | block rows,
+   prompts; also F32 weights (32-row float32 panels, run with round 0). 0 (nothing written) without AVX-512 or for unsuited E4M3 weights (32 | block rows,
    2 | block columns, 32 | r0). */
 int mal_matmul_panels(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                       size_t br, size_t bc, size_t r0, size_t r1, int round);

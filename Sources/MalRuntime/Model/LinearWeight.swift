@@ -155,7 +155,7 @@ public struct LinearWeight: @unchecked Sendable {
             return
         }
         let rounded = precision.value == .fast && [.bf16, .f8e4m3].contains(dtype)
-        if [.bf16, .f8e4m3].contains(dtype) && mal_simd_level() >= 1 {
+        if [.bf16, .f8e4m3, .f32].contains(dtype) && mal_simd_level() >= 1 {
             applyPanels(batch: X, Y, count: T, threads: threads, rounded: rounded)
             return
         }
@@ -183,9 +183,9 @@ extension LinearWeight {
     /// panel is packed once per chunk.
     static let panelChunkBytes = 2 << 20, minPanelChunk = 96
 
-    /// `apply(batch:)` for BF16 and FP8 weights through packed 32-row panels (matmul_bf16dp.c):
-    /// BF16 dot products in the fast precision where they pay, else float32 FMAs on the inputs as
-    /// they are (exact) or rounded to BF16 (fast). Threads take whole panels (an FP8 panel then lies
+    /// `apply(batch:)` for BF16, FP8 and F32 weights through packed 32-row panels
+    /// (matmul_bf16dp.c): BF16 dot products in the fast precision where they pay, else float32
+    /// FMAs on the inputs as they are (exact, and F32 weights always) or rounded to BF16 (fast). Threads take whole panels (an FP8 panel then lies
     /// in one scale block), each for every token of a chunk; FP8 blocks that panels cannot serve
     /// take the row kernels.
     func applyPanels(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int, rounded: Bool) {
