@@ -455,9 +455,9 @@ AVX512 static int matvec_e4m3_multi_avx512(float *Y, size_t ys, const uint8_t *W
     }
     return 1;
 }
-/* Prompt processing: Y[t, r] = W[r] . X[t] for T inputs, for F16 weights and FP8 block shapes
-   that the packed panels of matmul_bf16dp.c cannot take (the runtime multiplies F32, BF16 and FP8
-   prompts there, at 1.2-1.6x this kernel's speed). Four weight rows are decoded to float32
+/* Prompt processing: Y[t, r] = W[r] . X[t] for T inputs, in the exact precision (the fast one
+   multiplies BF16 and FP8 prompts in the packed panels of matmul_bf16dp.c, which are 1.2-1.6x
+   faster but sum each output in one accumulator). Four weight rows are decoded to float32
    (once, reused by every input) and multiplied with NT inputs at a time in dot-product form:
    4 x NT accumulators of 16 lanes, 4 + NT loads per 4 * NT FMAs (the former 4 x 1 loop issued
    5 loads per 4 FMAs and was load-bound at about half the FMA peak). The four row sums of one input

@@ -1,5 +1,5 @@
-/* Prompt processing of BF16 and FP8 weights (and F32, through FMAs) in packed 32-row panels, two ways. In the "fast"
-   precision on CPUs where it pays: Y[t, r] = W[r] . X[t] with the activations rounded to BF16
+/* Prompt processing of BF16 and FP8 weights in the "fast" precision, in packed 32-row panels, two
+   ways. On CPUs where it pays: Y[t, r] = W[r] . X[t] with the activations rounded to BF16
    inside the products and AVX-512 BF16 dot products (vdpbf16ps: 16 lanes, each adding the
    products of one pair of BF16 values to a float32 sum), as llama.cpp multiplies BF16 weights.
 
@@ -14,8 +14,8 @@
    pair is one 32-bit broadcast. 2 x 12 accumulators hold 32 rows of 12 tokens, so each weight load
    serves 12 dot products and each broadcast 2, and the sums leave as Y's own rows (no horizontal
    reductions). The inputs are packed once per call (per row block for E4M3) in groups of 12 tokens,
-   pair-interleaved, so every broadcast is a constant offset from one pointer. Elsewhere, and in
-   the exact precision, the same panels through float32 FMAs (mal_matmul_panels, below). */
+   pair-interleaved, so every broadcast is a constant offset from one pointer. Elsewhere the same
+   panels through float32 FMAs (mal_matmul_panels, below). */
 #include "mal_kernels.h"
 #include <stdlib.h>
 #include <string.h>
@@ -297,7 +297,7 @@ AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const fl
 }
 
 /* The same panels multiplied with float32 FMAs, for CPUs whose vdpbf16ps issues at half the FMA
-   rate (Intel's cores: the same FLOPs) and for the exact precision. A panel lane's pair is two
+   rate (Intel's cores: the same FLOPs). A panel lane's pair is two
    BF16 weights, one shift or mask each from float32; the inputs are float32 (rounded to BF16 when
    `round`), packed once per call as xf[group][column][12], so each FMA takes its input as a
    broadcast from memory. Per column pair: 2 panel loads, 4 integer operations and 48 FMAs for 32
@@ -378,58 +378,12 @@ typedef void (*fma_tile_fn)(float *, size_t, const uint32_t *, const float *, si
 static const fma_tile_fn fma_tiles[GROUP + 1] = {0, fma_tile1, fma_tile2, fma_tile3, fma_tile4, fma_tile5, fma_tile6,
                                                  fma_tile7, fma_tile8, fma_tile9, fma_tile10, fma_tile11, fma_tile12};
 
-/* F32 weights: panel[c * 32 + i] = W[r + i, c], one 16 x 16 transpose per 16 rows and 16 columns
-   (zeros past nr and past cols). */
-AVX512 static void pack_panel_f32(float *panel, const float *W, size_t r, size_t nr, size_t cols, size_t cp) {
-    for (size_t c = 0; c < cp; c += 16) {
-        __mmask16 k = c + 16 <= cols ? (__mmask16)0xFFFF : c < cols ? (__mmask16)((1u << (cols - c)) - 1) : 0;
-        for (size_t h = 0; h < 2; h++) {
-            __m512i v[16];
-            for (size_t i = 0; i < 16; i++) {
-                size_t row = h * 16 + i;
-                v[i] = row < nr ? _mm512_castps_si512(_mm512_maskz_loadu_ps(k, W + (r + row) * cols + c)) : _mm512_setzero_si512();
-            }
-            transpose16(v);
-            for (int j = 0; j < 16; j++) _mm512_store_si512(panel + (c + j) * PANEL + h * 16, v[j]);
-        }
-    }
-}
-
-/* 32 F32 rows x NT tokens: per column 2 panel loads and 24 FMAs. */
-#define F32_TILE(NT)                                                                                                   \
-    AVX512 __attribute__((noinline)) static void f32_tile##NT(float *Y, size_t ys, const float *panel, const float *xf, \
-                                                              size_t cp, __mmask16 m0, __mmask16 m1, const char *pf,    \
-                                                              size_t nf) {                                              \
-        __m512 a0[NT], a1[NT];                                                                                         \
-        for (int j = 0; j < NT; j++) a0[j] = a1[j] = _mm512_setzero_ps();                                              \
-        for (size_t c = 0; c < cp; c++) {                                                                              \
-            if (c < nf) _mm_prefetch(pf + c * 64, _MM_HINT_T1);                                                        \
-            __m512 w0 = _mm512_load_ps(panel + c * PANEL), w1 = _mm512_load_ps(panel + c * PANEL + 16);                \
-            const float *x = xf + c * GROUP;                                                                           \
-            for (int j = 0; j < NT; j++) {                                                                             \
-                __m512 xv = _mm512_set1_ps(x[j]);                                                                      \
-                a0[j] = _mm512_fmadd_ps(w0, xv, a0[j]);                                                                \
-                a1[j] = _mm512_fmadd_ps(w1, xv, a1[j]);                                                                \
-            }                                                                                                          \
-        }                                                                                                              \
-        for (int j = 0; j < NT; j++) {                                                                                 \
-            _mm512_mask_storeu_ps(Y + j * ys, m0, a0[j]);                                                              \
-            _mm512_mask_storeu_ps(Y + j * ys + 16, m1, a1[j]);                                                         \
-        }                                                                                                              \
-    }
-F32_TILE(1) F32_TILE(2) F32_TILE(3) F32_TILE(4) F32_TILE(5) F32_TILE(6)
-F32_TILE(7) F32_TILE(8) F32_TILE(9) F32_TILE(10) F32_TILE(11) F32_TILE(12)
-
-typedef void (*f32_tile_fn)(float *, size_t, const float *, const float *, size_t, __mmask16, __mmask16, const char *, size_t);
-static const f32_tile_fn f32_tiles[GROUP + 1] = {0, f32_tile1, f32_tile2, f32_tile3, f32_tile4, f32_tile5, f32_tile6,
-                                                 f32_tile7, f32_tile8, f32_tile9, f32_tile10, f32_tile11, f32_tile12};
-
 AVX512 static int matmul_panels(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows,
                                 size_t cols, size_t br, size_t bc, size_t r0, size_t r1, int round) {
     size_t cp = (cols + 31) & ~(size_t)31, np = cp / 2, groups = (T + GROUP - 1) / GROUP;
     float *xf = grow(&inputs_buf, &inputs_cap, groups * GROUP * cp * 4);
     uint16_t *rowsb = dtype == MAL_W_E4M3 ? grow(&rows_buf, &rows_cap, PANEL * cp * 2) : NULL;
-    uint32_t *panel = grow(&panel_buf, &panel_cap, PANEL * (dtype == MAL_W_F32 ? cp : np) * 4);
+    uint32_t *panel = grow(&panel_buf, &panel_cap, PANEL * np * 4);
     if (!xf || (dtype == MAL_W_E4M3 && !rowsb) || !panel) return 0;
     pack_inputs_f32(xf, X, T, cols, cp, round);
     size_t scale_cols = dtype == MAL_W_E4M3 ? (cols + bc - 1) / bc : 0, bp = dtype == MAL_W_E4M3 ? bc / 2 : np;
@@ -439,17 +393,15 @@ AVX512 static int matmul_panels(float *Y, const void *W, int dtype, const float 
         if (dtype == MAL_W_E4M3) {
             decode_rows(rowsb, W, r, nr, cols, cp);
             pack_panel(panel, rowsb, cp);
-        } else if (dtype == MAL_W_F32) pack_panel_f32((float *)panel, W, r, nr, cols, cp);
-        else pack_panel_bf16(panel, W, dtype == MAL_W_BF16_TILED, r, nr, rows, cols, cp);
+        } else pack_panel_bf16(panel, W, dtype == MAL_W_BF16_TILED, r, nr, rows, cols, cp);
         __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
         __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-        size_t esize = dtype == MAL_W_E4M3 ? 1 : dtype == MAL_W_F32 ? 4 : 2, next = r + PANEL < r1 ? r + PANEL : r1;
-        size_t left = (r1 - next < PANEL ? r1 - next : PANEL) * cols * esize / 64, steps = dtype == MAL_W_F32 ? cp : np;
+        size_t esize = dtype == MAL_W_E4M3 ? 1 : 2, next = r + PANEL < r1 ? r + PANEL : r1;
+        size_t left = (r1 - next < PANEL ? r1 - next : PANEL) * cols * esize / 64;
         const char *pf = (const char *)W + next * cols * esize;
         for (size_t g = 0; g < groups; g++) {
-            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP, nf = left < steps ? left : steps;
-            if (dtype == MAL_W_F32) f32_tiles[n](Y + g * GROUP * rows + r, rows, (const float *)panel, xf + g * GROUP * cp, cp, m0, m1, pf, nf);
-            else fma_tiles[n](Y + g * GROUP * rows + r, rows, panel, xf + g * GROUP * cp, np, cols, bp, srow, m0, m1, pf, nf);
+            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP, nf = left < np ? left : np;
+            fma_tiles[n](Y + g * GROUP * rows + r, rows, panel, xf + g * GROUP * cp, np, cols, bp, srow, m0, m1, pf, nf);
             pf += nf * 64;
             left -= nf;
         }
@@ -488,7 +440,7 @@ int mal_matmul_bf16dp(float *Y, const void *W, int dtype, const float *scales, c
 int mal_matmul_panels(float *Y, const void *W, int dtype, const float *scales, const float *X, size_t T, size_t rows, size_t cols,
                       size_t br, size_t bc, size_t r0, size_t r1, int round) {
 #ifdef MAL_X86
-    int weights = dtype == MAL_W_BF16 || dtype == MAL_W_BF16_TILED || dtype == MAL_W_F32 ||
+    int weights = dtype == MAL_W_BF16 || dtype == MAL_W_BF16_TILED ||
                   (dtype == MAL_W_E4M3 && scales && br % PANEL == 0 && br > 0 && bc % 2 == 0 && bc > 0 && r0 % PANEL == 0);
     if (weights && mal_simd_level() >= 1) return matmul_panels(Y, W, dtype, scales, X, T, rows, cols, br, bc, r0, r1, round);
 #endif

@@ -155,8 +155,8 @@ public struct LinearWeight: @unchecked Sendable {
             return
         }
         let rounded = precision.value == .fast && [.bf16, .f8e4m3].contains(dtype)
-        if [.bf16, .f8e4m3, .f32].contains(dtype) && mal_simd_level() >= 1 {
-            applyPanels(batch: X, Y, count: T, threads: threads, rounded: rounded)
+        if rounded && mal_simd_level() >= 1 {
+            applyPanels(batch: X, Y, count: T, threads: threads)
             return
         }
         let kernel = rounded ? mal_matmul_bf16_inputs : mal_matmul
@@ -183,13 +183,14 @@ extension LinearWeight {
     /// panel is packed once per chunk.
     static let panelChunkBytes = 2 << 20, minPanelChunk = 96
 
-    /// `apply(batch:)` for BF16, FP8 and F32 weights through packed 32-row panels
-    /// (matmul_bf16dp.c): BF16 dot products in the fast precision where they pay, else float32
-    /// FMAs on the inputs as they are (exact, and F32 weights always) or rounded to BF16 (fast). Threads take whole panels (an FP8 panel then lies
-    /// in one scale block), each for every token of a chunk; FP8 blocks that panels cannot serve
-    /// take the row kernels.
-    func applyPanels(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int, rounded: Bool) {
-        let dot = rounded && Precision.dotProductsPay
+    /// `apply(batch:)` in the fast precision (BF16 and FP8 weights, activations rounded to BF16)
+    /// through packed 32-row panels (matmul_bf16dp.c): BF16 dot products where they pay, else
+    /// float32 FMAs on the rounded inputs. Threads take whole panels (an FP8 panel then lies in one
+    /// scale block), each for every token of a chunk; FP8 blocks that panels cannot serve take the
+    /// row kernels. The exact precision stays on the row kernels: their 16-lane partial sums kept
+    /// the float64 check's errors 3-5x smaller than the panels' one sum per output.
+    func applyPanels(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, threads: Int) {
+        let dot = Precision.dotProductsPay
         let panels = (rows + 31) / 32
         let chunks = Swift.min(threads * 2, panels)
         let per = (panels + chunks - 1) / chunks * 32
@@ -202,11 +203,10 @@ extension LinearWeight {
                 let y = ys.pointer + t0 * me.rows, x = xs.pointer + t0 * me.cols, n = Swift.min(tc, T - t0)
                 if dot {
                     mal_matmul_bf16_inputs(y, me.data, me.kernelType, me.scales, x, n, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
-                } else if mal_matmul_panels(
-                    y, me.data, me.kernelType, me.scales, x, n, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1, rounded ? 1 : 0) == 0
+                } else if mal_matmul_panels(y, me.data, me.kernelType, me.scales, x, n, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1, 1)
+                    == 0
                 {
-                    let kernel = rounded ? mal_matmul_bf16_inputs : mal_matmul
-                    kernel(y, me.data, me.kernelType, me.scales, x, n, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
+                    mal_matmul_bf16_inputs(y, me.data, me.kernelType, me.scales, x, n, me.rows, me.cols, me.blockRows, me.blockCols, r0, r1)
                 }
             }
         }
