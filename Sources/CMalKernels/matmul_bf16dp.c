@@ -203,6 +203,28 @@ AVX512 static void pack_panel_bf16(uint32_t *panel, const uint16_t *W, int tiled
     }
 }
 
+/* Rows [r, r + 32) of W (fewer at r1) packed into `panel` (E4M3 decoded to BF16 in `rowsb` first),
+   the store masks of rows 0-15 / 16-31, and the next panel's weights for the tiles to prefetch:
+   its first line and how many lines it has (32 consecutive rows, contiguous in both BF16 layouts
+   and in E4M3). */
+typedef struct { __mmask16 m0, m1; const char *pf; size_t left; } panel_step;
+
+AVX512 static panel_step pack_weights(uint32_t *panel, uint16_t *rowsb, const void *W, int dtype, size_t r, size_t r1, size_t rows,
+                                      size_t cols, size_t cp) {
+    size_t nr = r1 - r < PANEL ? r1 - r : PANEL;
+    if (dtype == MAL_W_E4M3) {
+        decode_rows(rowsb, W, r, nr, cols, cp);
+        pack_panel(panel, rowsb, cp);
+    } else pack_panel_bf16(panel, W, dtype == MAL_W_BF16_TILED, r, nr, rows, cols, cp);
+    panel_step st;
+    st.m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    st.m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    size_t esize = dtype == MAL_W_E4M3 ? 1 : 2, next = r + PANEL < r1 ? r + PANEL : r1;
+    st.left = (r1 - next < PANEL ? r1 - next : PANEL) * cols * esize / 64;
+    st.pf = (const char *)W + next * cols * esize;
+    return st;
+}
+
 /* The inputs as BF16 pairs, token t's pair p at xg[(t / 12) * 12 * np + p * 12 + t % 12];
    columns past `cols` are zero. `srow` (E4M3) scales each column by its block's scale first. Per
    12 tokens and 32 columns: 12 rows of 16 pairs, one 16 x 16 transpose, 16 stores of 12 pairs. */
@@ -271,26 +293,17 @@ AVX512BF16 static int matmul_bf16dp(float *Y, const void *W, int dtype, const fl
     if (!xg || (dtype == MAL_W_E4M3 && !rowsb) || !panel) return 0;
     size_t packed_block = (size_t)-1, scale_cols = bc ? (cols + bc - 1) / bc : 0;
     for (size_t r = r0; r < r1; r += PANEL) {
-        size_t nr = r1 - r < PANEL ? r1 - r : PANEL, block = dtype == MAL_W_E4M3 ? r / br : 0;
+        size_t block = dtype == MAL_W_E4M3 ? r / br : 0;
         if (block != packed_block) {
             pack_inputs(xg, X, T, cols, np, dtype == MAL_W_E4M3 ? scales + block * scale_cols : NULL, bc);
             packed_block = block;
         }
-        if (dtype == MAL_W_E4M3) {
-            decode_rows(rowsb, W, r, nr, cols, cp);
-            pack_panel(panel, rowsb, cp);
-        } else pack_panel_bf16(panel, W, dtype == MAL_W_BF16_TILED, r, nr, rows, cols, cp);
-        __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-        __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-        /* The next panel's weights: 32 consecutive rows, contiguous in both BF16 layouts and in E4M3. */
-        size_t esize = dtype == MAL_W_E4M3 ? 1 : 2, next = r + PANEL < r1 ? r + PANEL : r1;
-        size_t left = (r1 - next < PANEL ? r1 - next : PANEL) * cols * esize / 64;
-        const char *pf = (const char *)W + next * cols * esize;
+        panel_step st = pack_weights(panel, rowsb, W, dtype, r, r1, rows, cols, cp);
         for (size_t g = 0; g < groups; g++) {
-            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP, nf = left < np ? left : np;
-            dp_tiles[n](Y + g * GROUP * rows + r, rows, panel, xg + g * GROUP * np, np, m0, m1, pf, nf);
-            pf += nf * 64;
-            left -= nf;
+            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP, nf = st.left < np ? st.left : np;
+            dp_tiles[n](Y + g * GROUP * rows + r, rows, panel, xg + g * GROUP * np, np, st.m0, st.m1, st.pf, nf);
+            st.pf += nf * 64;
+            st.left -= nf;
         }
     }
     return 1;
@@ -388,22 +401,13 @@ AVX512 static int matmul_panels(float *Y, const void *W, int dtype, const float 
     pack_inputs_f32(xf, X, T, cols, cp, round);
     size_t scale_cols = dtype == MAL_W_E4M3 ? (cols + bc - 1) / bc : 0, bp = dtype == MAL_W_E4M3 ? bc / 2 : np;
     for (size_t r = r0; r < r1; r += PANEL) {
-        size_t nr = r1 - r < PANEL ? r1 - r : PANEL;
         const float *srow = dtype == MAL_W_E4M3 ? scales + (r / br) * scale_cols : NULL;
-        if (dtype == MAL_W_E4M3) {
-            decode_rows(rowsb, W, r, nr, cols, cp);
-            pack_panel(panel, rowsb, cp);
-        } else pack_panel_bf16(panel, W, dtype == MAL_W_BF16_TILED, r, nr, rows, cols, cp);
-        __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-        __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-        size_t esize = dtype == MAL_W_E4M3 ? 1 : 2, next = r + PANEL < r1 ? r + PANEL : r1;
-        size_t left = (r1 - next < PANEL ? r1 - next : PANEL) * cols * esize / 64;
-        const char *pf = (const char *)W + next * cols * esize;
+        panel_step st = pack_weights(panel, rowsb, W, dtype, r, r1, rows, cols, cp);
         for (size_t g = 0; g < groups; g++) {
-            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP, nf = left < np ? left : np;
-            fma_tiles[n](Y + g * GROUP * rows + r, rows, panel, xf + g * GROUP * cp, np, cols, bp, srow, m0, m1, pf, nf);
-            pf += nf * 64;
-            left -= nf;
+            size_t n = T - g * GROUP < GROUP ? T - g * GROUP : GROUP, nf = st.left < np ? st.left : np;
+            fma_tiles[n](Y + g * GROUP * rows + r, rows, panel, xf + g * GROUP * cp, np, cols, bp, srow, st.m0, st.m1, st.pf, nf);
+            st.pf += nf * 64;
+            st.left -= nf;
         }
     }
     return 1;
