@@ -65,14 +65,19 @@ public enum BlockQuantizer {
     /// A 2-D F8_E4M3 weight and an F32 scale grid of the shape its block gives, or the error
     /// naming both (what every dequantisation checks first).
     public static func checkDequantizable(q: Tensor, scales: Tensor, block: BlockShape) throws {
-        guard q.shape.count == 2, q.dtype == .f8e4m3 else {
-            throw MalError(.unsupported, "dequantisation needs a 2-D F8_E4M3 weight, not \(q.dtype.rawValue) \(q.shape)", tensor: q.name)
+        try checkDequantizable(name: q.name, dtype: q.dtype, shape: q.shape, scales: scales, block: block)
+    }
+
+    /// The same check before the weight's bytes are read (a stream that dequantises as it goes).
+    public static func checkDequantizable(name: String, dtype: DType, shape: [Int], scales: Tensor, block: BlockShape) throws {
+        guard shape.count == 2, dtype == .f8e4m3 else {
+            throw MalError(.unsupported, "dequantisation needs a 2-D F8_E4M3 weight, not \(dtype.rawValue) \(shape)", tensor: name)
         }
-        let want = block.scaleShape(q.shape)
-        guard scales.shape == want, scales.dtype == .f32 else {
+        let want = block.scaleShape(shape)
+        guard scales.shape == want, scales.dtype == .f32, scales.bytes.count == want[0] * want[1] * 4 else {
             throw MalError(
-                .invalidShape, "scale \(scales.name) is \(scales.dtype.rawValue) \(scales.shape); \(block) blocks of \(q.shape) need F32 \(want)",
-                tensor: q.name)
+                .invalidShape, "scale \(scales.name) is \(scales.dtype.rawValue) \(scales.shape); \(block) blocks of \(shape) need F32 \(want)",
+                tensor: name)
         }
     }
 

@@ -48,6 +48,8 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
     public private(set) var decisions: [Decision] = []
     private var quantized: [String: (weight: String, shape: [Int])] = [:]  // scale name -> weight
     private var cache: (name: String, q: TensorStorage, scales: TensorStorage, shape: [Int])?
+    /// Weights handed out as streams, for their scale grids.
+    private var streamed: [String: QuantizingStream] = [:]
 
     /// - Parameter block: the block of the weights it quantises; nil: the block of the input's FP8
     ///   weights when it has some (a file keeps one block), else DeepSeek-V3's 128×128. Weights
@@ -127,15 +129,25 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
         return (r.q, r.scales, r.scaleShape)
     }
 
-    /// Kept and already-FP8 tensors stream from the input; the quantised ones are computed.
+    /// Kept and already-FP8 tensors stream from the input. A weight to quantise streams too when
+    /// its input does: band by band (`QuantizingStream`), so a writer never holds the whole weight;
+    /// its scale grid, which the writer asks for next, was filled on the way.
     public func stream(_ name: String) throws -> TensorStream? {
         if quantized[name] != nil { return nil }
-        if let t = tensors.first(where: { $0.name == name }), t.dtype == .f8e4m3, t.scale.map({ quantized[$0] != nil }) == true { return nil }
+        if let t = tensors.first(where: { $0.name == name }), t.dtype == .f8e4m3, t.scale.map({ quantized[$0] != nil }) == true {
+            guard let src = try base.stream(name), QuantizingStream.accepts(src, shape: t.shape) else { return nil }
+            let s = QuantizingStream(name: name, shape: t.shape, source: src, block: block, scale: scale, threads: threads)
+            streamed[name] = s
+            return s.stream
+        }
         return try base.stream(name)
     }
 
     public func load(_ name: String) throws -> Tensor {
         if let w = quantized[name] {
+            if let s = streamed.removeValue(forKey: w.weight) {
+                return Tensor(name: name, dtype: .f32, shape: s.scaleShape, storage: try s.scales())
+            }
             let r = try compute(w.weight)
             return Tensor(name: name, dtype: .f32, shape: r.shape, storage: r.scales)
         }
@@ -183,7 +195,17 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
     public var provenance: ModelProvenance { base.provenance }
     public func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
 
-    public func stream(_ name: String) throws -> TensorStream? { scaled[name] == nil ? try base.stream(name) : nil }
+    /// Kept tensors stream from the input; a dequantised weight streams rows at a time
+    /// (`DequantizingStream`) when its E4M3 bytes do.
+    public func stream(_ name: String) throws -> TensorStream? {
+        guard let sc = scaled[name] else { return try base.stream(name) }
+        guard let t = base.tensors.first(where: { $0.name == name }), let src = try base.stream(name), src.dtype == .f8e4m3,
+            src.byteCount == elementCount(t.shape)
+        else { return nil }
+        let s = try base.load(sc.scale)
+        try BlockQuantizer.checkDequantizable(name: name, dtype: t.dtype, shape: t.shape, scales: s, block: sc.block)
+        return DequantizingStream(q: t.shape, source: src, scales: s, block: sc.block, dtype: dtype, threads: threads).stream
+    }
 
     public func load(_ name: String) throws -> Tensor {
         guard let sc = scaled[name] else { return try base.load(name) }

@@ -90,21 +90,41 @@ public enum ModelComparison {
 }
 
 /// A tensor's values as float32, a band of rows at a time, dequantised when it has a scale grid
-/// (`float32(q) × scale_inv` of its block, as `BlockQuantizer.dequantize`).
+/// (`float32(q) × scale_inv` of its block, as `BlockQuantizer.dequantize`). Its bytes are read
+/// band by band from the model's stream when it has one (a container's chunks, a checkpoint's
+/// mapping), so a comparison holds one band of each side, not the stored tensors.
 struct FloatRows {
-    let tensor: Tensor
+    let dtype: DType
     let scales: Tensor?
     let block: BlockShape
     let rows: Int, cols: Int
+    /// Bytes `[offset, offset + count)` of the stored tensor into the buffer.
+    private let read: (Int, Int, UnsafeMutableRawPointer) throws -> Void
 
     init(_ m: CanonicalModel, _ t: CanonicalTensor, block: BlockShape) throws {
-        tensor = try m.load(t.name)
+        if let s = try m.stream(t.name), s.dtype == t.dtype, s.byteCount == t.byteCount {
+            dtype = s.dtype
+            read = { offset, count, into in
+                try s.fill(offset, count, into)
+                s.release(offset..<(offset + count))
+            }
+        } else {
+            let tensor = try m.load(t.name)
+            guard tensor.dtype == t.dtype, tensor.bytes.count == t.byteCount else {
+                throw MalError(
+                    .invalidShape, "holds \(tensor.bytes.count) bytes of \(tensor.dtype.rawValue); \(t.dtype.rawValue) \(t.shape) needs \(t.byteCount ?? -1)",
+                    tensor: t.name)
+            }
+            dtype = tensor.dtype
+            read = { offset, count, into in tensor.withBytes { into.copyMemory(from: $0.baseAddress! + offset, byteCount: count) } }
+        }
         self.block = block
+        let n = elementCount(t.shape) ?? 0
         rows = t.shape.count == 2 ? t.shape[0] : 1
-        cols = t.shape.count == 2 ? t.shape[1] : tensor.elementCount
+        cols = t.shape.count == 2 ? t.shape[1] : n
         guard let s = t.scale else { scales = nil; return }
         let grid = try m.load(s)
-        try BlockQuantizer.checkDequantizable(q: tensor, scales: grid, block: block)
+        try BlockQuantizer.checkDequantizable(name: t.name, dtype: dtype, shape: t.shape, scales: grid, block: block)
         scales = grid
     }
 
@@ -122,23 +142,23 @@ struct FloatRows {
     /// Rows [r0, r1) as float32.
     func band(_ r0: Int, _ r1: Int, threads: Int) throws -> [Float] {
         var out = [Float](repeating: 0, count: (r1 - r0) * cols)
-        let es = tensor.dtype.byteSize ?? 4
-        try tensor.withBytes { b in
-            try out.withUnsafeMutableBufferPointer { o in
-                guard let scales else {
-                    return try widenToFloat32(b.baseAddress! + r0 * cols * es, dtype: tensor.dtype, count: o.count, into: o.baseAddress!)
-                }
-                let bc = block.width(cols), sCols = (cols + bc - 1) / bc
-                let q = b.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                scales.withBytes { s in
-                    let grid = s.baseAddress!.assumingMemoryBound(to: Float.self)
-                    var r = r0
-                    while r < r1 {
-                        let nr = min(block.rows, r1 - r)
-                        let y: UnsafeMutablePointer<Float> = o.baseAddress! + (r - r0) * cols
-                        mal_dequantize_band_e4m3(y, q + r * cols, grid + (r / block.rows) * sCols, nr, cols, bc)
-                        r += nr
-                    }
+        let es = dtype.byteSize ?? 4
+        let stored = UnsafeMutableRawPointer.allocate(byteCount: max(out.count * es, 1), alignment: 64)
+        defer { stored.deallocate() }
+        try read(r0 * cols * es, out.count * es, stored)
+        try out.withUnsafeMutableBufferPointer { o in
+            guard let scales else { return try widenToFloat32(stored, dtype: dtype, count: o.count, into: o.baseAddress!) }
+            let bc = block.width(cols), sCols = (cols + bc - 1) / bc
+            let q = stored.assumingMemoryBound(to: UInt8.self)
+            scales.withBytes { s in
+                let grid = s.baseAddress!.assumingMemoryBound(to: Float.self)
+                var r = r0
+                while r < r1 {
+                    // Up to the next block row (a band need not start on one).
+                    let nr = min(block.rows - r % block.rows, r1 - r)
+                    let y: UnsafeMutablePointer<Float> = o.baseAddress! + (r - r0) * cols
+                    mal_dequantize_band_e4m3(y, q + (r - r0) * cols, grid + (r / block.rows) * sCols, nr, cols, bc)
+                    r += nr
                 }
             }
         }
