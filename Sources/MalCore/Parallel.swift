@@ -82,3 +82,24 @@ public final class BufferPool: @unchecked Sendable {
     public func put(_ p: UnsafeMutableRawPointer) { free.withLock { $0.append(p) } }
     deinit { for p in free.withLock({ $0 }) { p.deallocate() } }
 }
+
+/// Reusable buffers of several sizes (each rounded up to 64 KiB), shared by the streams of one
+/// transform: each weight's bands take the buffers the previous weight of its shape gave back.
+/// Buffers of many sizes allocated and freed on several threads fragment the allocator's heaps,
+/// and a quantiser's resident memory then grew with the number of layers.
+public final class SizedBufferPool: @unchecked Sendable {
+    private static let granule = 1 << 16
+    private let free = LockedBox<[Int: [UnsafeMutableRawPointer]]>([:])
+    public init() {}
+    private static func size(_ bytes: Int) -> Int { max(1, (bytes + granule - 1) / granule) * granule }
+    /// A buffer of at least `bytes` bytes, 64-byte aligned; give it back with the same `bytes`.
+    public func get(_ bytes: Int) -> UnsafeMutableRawPointer {
+        let n = Self.size(bytes)
+        return free.withLock { $0[n]?.popLast() } ?? UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+    }
+    public func put(_ p: UnsafeMutableRawPointer, bytes: Int) {
+        let n = Self.size(bytes)
+        free.withLock { $0[n, default: []].append(p) }
+    }
+    deinit { for p in free.withLock({ $0.values.flatMap { $0 } }) { p.deallocate() } }
+}

@@ -38,11 +38,11 @@ extension MalFile: CanonicalModel {
                     let i = at / chunk, start = i * chunk, end = min(total, start + chunk)
                     let take = min(end, offset + count) - at
                     if at == start && take == end - start {  // the whole chunk: straight into place
-                        try file.pointer.decodeChunk(e, i, into: dst + (at - offset), pool: pool, verify: true)
+                        try file.pointer.decodeChunk(e, i, into: dst + (at - offset), pool: pool, verify: true, streaming: true)
                     } else {
                         let buf = scratch.get()
                         defer { scratch.put(buf) }
-                        try file.pointer.decodeChunk(e, i, into: buf, pool: pool, verify: true)
+                        try file.pointer.decodeChunk(e, i, into: buf, pool: pool, verify: true, streaming: true)
                         (dst + (at - offset)).copyMemory(from: buf + (at - start), byteCount: take)
                     }
                     at += take

@@ -210,11 +210,18 @@ public final class MalFile: @unchecked Sendable {
 
     /// Decodes chunk `i` of a compressed tensor into `target` (room for the chunk's raw bytes)
     /// and checks its XXH64.
-    func decodeChunk(_ e: MalFormat.Entry, _ i: Int, into target: UnsafeMutableRawPointer, pool: BufferPool, verify: Bool) throws {
+    /// `streaming`: the caller reads the tensor once, piece after piece (a transform), so the
+    /// chunk's pages are dropped once it is copied out, raw ones too, reaching back
+    /// `TensorStream.releaseReach` for what the kernel's fault-around mapped of the chunk before.
+    func decodeChunk(
+        _ e: MalFormat.Entry, _ i: Int, into target: UnsafeMutableRawPointer, pool: BufferPool, verify: Bool, streaming: Bool = false
+    ) throws {
         let c = e.chunks[i]
         let chunkSize = Int(e.chunkSize)
         let want = min(chunkSize, Int(e.rawLength) - i * chunkSize)
         let src = mapping.bytes.baseAddress! + Int(c.offset)
+        let stored = Int(c.offset)..<(Int(c.offset) + Int(c.storedLength))
+        defer { if streaming { mapping.release(max(0, stored.lowerBound - TensorStream.releaseReach)..<stored.upperBound) } }
         if e.codec == .raw {
             // Verified in place; copied only for the caller.
             if verify { try checkStoredChunk(e, i) }
@@ -244,7 +251,7 @@ public final class MalFile: @unchecked Sendable {
             }
             // The compressed bytes are done with: drop their pages from this process (the page
             // cache keeps them), so loading a model peaks near its decoded size, not that plus the file.
-            mapping.release(Int(c.offset)..<(Int(c.offset) + Int(c.storedLength)))
+            if !streaming { mapping.release(stored) }
         }
         if verify && xxh64(UnsafeRawBufferPointer(start: target, count: want)) != c.hash {
             throw MalError(.checksumMismatch, "chunk \(i) checksum mismatch", file: path, tensor: e.name, offset: Int(c.offset))

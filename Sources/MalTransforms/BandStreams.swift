@@ -25,9 +25,12 @@ final class QuantizingStream: @unchecked Sendable {
         var doneCount = 0
     }
     private let state: LockedBox<State>
-    private let floats: BufferPool, raw: BufferPool
+    private let buffers: SizedBufferPool
 
-    init(name: String, shape: [Int], source: TensorStream, block: BlockShape, scale: ScaleFormat, threads: Int) {
+    init(
+        name: String, shape: [Int], source: TensorStream, block: BlockShape, scale: ScaleFormat, threads: Int,
+        buffers: SizedBufferPool
+    ) {
         self.name = name
         self.threads = threads
         rows = shape[0]
@@ -40,11 +43,10 @@ final class QuantizingStream: @unchecked Sendable {
         bandBytes = block.rows * cols
         sourceES = source.dtype.byteSize ?? 4
         state = LockedBox(State(scales: [Float](repeating: 0, count: scaleShape[0] * scaleShape[1]), done: [Bool](repeating: false, count: scaleShape[0])))
-        floats = BufferPool(size: bandBytes * 4)
-        raw = BufferPool(size: bandBytes * sourceES)
+        self.buffers = buffers
     }
 
-    deinit { for (_, b) in state.withLock({ $0.live }) { b.bytes.deallocate() } }
+    deinit { for (_, b) in state.withLock({ $0.live }) { buffers.put(b.bytes, bytes: bandBytes) } }
 
     /// Bands quantised and not yet read whole (what the stream holds now).
     var liveBands: Int { state.withLock { $0.live.count } }
@@ -62,19 +64,19 @@ final class QuantizingStream: @unchecked Sendable {
     /// Quantises band `b` into `q` (its `nr × cols` bytes) and `scales` (its row of the grid).
     private func quantize(band b: Int, into q: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>) throws {
         let r0 = b * block.rows, nr = min(block.rows, rows - r0)
-        let f = floats.get()
-        defer { floats.put(f) }
+        let f = buffers.get(nr * cols * 4)
+        defer { buffers.put(f, bytes: nr * cols * 4) }
         let x = f.assumingMemoryBound(to: Float.self)
         let off = r0 * cols * sourceES, n = nr * cols * sourceES
         if source.dtype == .f32 {
             try source.fill(off, n, f)
         } else {
-            let r = raw.get()
-            defer { raw.put(r) }
+            let r = buffers.get(n)
+            defer { buffers.put(r, bytes: n) }
             try source.fill(off, n, r)
             try widenToFloat32(r, dtype: source.dtype, count: nr * cols, into: x)
         }
-        source.release(off..<(off + n))
+        source.release(max(0, off - TensorStream.releaseReach)..<(off + n))
         let bad = mal_quantize_band_e4m3(q, scales, x, nr, cols, bc, pow2)
         if bad >= 0 {
             let i = r0 * cols + bad
@@ -87,13 +89,12 @@ final class QuantizingStream: @unchecked Sendable {
     /// for one band both compute it (the same bytes); the first kept wins.
     private func band(_ b: Int) throws -> UnsafeMutableRawPointer {
         if let live = state.withLock({ $0.live[b]?.bytes }) { return live }
-        let nr = min(block.rows, rows - b * block.rows)
-        let q = UnsafeMutableRawPointer.allocate(byteCount: nr * cols, alignment: 64)
+        let q = buffers.get(bandBytes)
         var row = [Float](repeating: 0, count: scaleShape[1])
         do {
             try row.withUnsafeMutableBufferPointer { try quantize(band: b, into: q.assumingMemoryBound(to: UInt8.self), scales: $0.baseAddress!) }
         } catch {
-            q.deallocate()
+            buffers.put(q, bytes: bandBytes)
             throw error
         }
         let kept = state.withLock { s -> UnsafeMutableRawPointer in
@@ -106,7 +107,7 @@ final class QuantizingStream: @unchecked Sendable {
             }
             return q
         }
-        if kept != q { q.deallocate() }
+        if kept != q { buffers.put(q, bytes: bandBytes) }
         return kept
     }
 
@@ -135,7 +136,7 @@ final class QuantizingStream: @unchecked Sendable {
                 s.live[b] = e
                 return nil
             }
-            finished?.deallocate()
+            if let finished { buffers.put(finished, bytes: bandBytes) }
             at += take
         }
     }
@@ -144,8 +145,9 @@ final class QuantizingStream: @unchecked Sendable {
     func scales() throws -> TensorStorage {
         let missing = state.withLock { s in (0..<scaleShape[0]).filter { !s.done[$0] } }
         if !missing.isEmpty {
-            let q = UnsafeMutablePointer<UInt8>.allocate(capacity: bandBytes)
-            defer { q.deallocate() }
+            let raw = buffers.get(bandBytes)
+            defer { buffers.put(raw, bytes: bandBytes) }
+            let q = raw.assumingMemoryBound(to: UInt8.self)
             var row = [Float](repeating: 0, count: scaleShape[1])
             for b in missing {
                 try row.withUnsafeMutableBufferPointer { try quantize(band: b, into: q, scales: $0.baseAddress!) }
@@ -174,9 +176,11 @@ struct DequantizingStream: Sendable {
     let source: TensorStream
     let scales: Tensor
     let threads: Int
+    let buffers: SizedBufferPool
 
-    init(q: [Int], source: TensorStream, scales: Tensor, block: BlockShape, dtype: DType, threads: Int) {
+    init(q: [Int], source: TensorStream, scales: Tensor, block: BlockShape, dtype: DType, threads: Int, buffers: SizedBufferPool) {
         self.threads = threads
+        self.buffers = buffers
         rows = q[0]
         cols = q[1]
         bc = block.width(cols)
@@ -207,10 +211,13 @@ struct DequantizingStream: Sendable {
         // The elements the byte range touches (a range need not start or end on one), and their rows.
         let e0 = offset / es, e1 = (offset + count + es - 1) / es
         let ra = e0 / cols, rb = (e1 - 1) / cols + 1
-        let q = UnsafeMutableRawPointer.allocate(byteCount: (rb - ra) * cols, alignment: 64)
-        defer { q.deallocate() }
-        let y = UnsafeMutablePointer<Float>.allocate(capacity: (rb - ra) * cols)
-        defer { y.deallocate() }
+        let n = (rb - ra) * cols
+        let q = buffers.get(n), yb = buffers.get(n * 4)
+        defer {
+            buffers.put(q, bytes: n)
+            buffers.put(yb, bytes: n * 4)
+        }
+        let y = yb.assumingMemoryBound(to: Float.self)
         try source.fill(ra * cols, (rb - ra) * cols, q)
         source.release((ra * cols)..<(rb * cols))
         let grid = scales.shape[1]
@@ -229,8 +236,8 @@ struct DequantizingStream: Sendable {
             } else if skip == 0 && count % es == 0 {
                 FloatCast.cast(y + (e0 - ra * cols), from: .f32, dst, to: dtype, count: count / es, scratch: nil)
             } else {
-                let out = UnsafeMutableRawPointer.allocate(byteCount: (e1 - e0) * es, alignment: 64)
-                defer { out.deallocate() }
+                let out = buffers.get((e1 - e0) * es)
+                defer { buffers.put(out, bytes: (e1 - e0) * es) }
                 FloatCast.cast(y + (e0 - ra * cols), from: .f32, out, to: dtype, count: e1 - e0, scratch: nil)
                 dst.copyMemory(from: out + skip, byteCount: count)
             }

@@ -50,6 +50,8 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
     private var cache: (name: String, q: TensorStorage, scales: TensorStorage, shape: [Int])?
     /// Weights handed out as streams, for their scale grids.
     private var streamed: [String: QuantizingStream] = [:]
+    /// The streams' band buffers, reused from weight to weight.
+    private let buffers = SizedBufferPool()
 
     /// - Parameter block: the block of the weights it quantises; nil: the block of the input's FP8
     ///   weights when it has some (a file keeps one block), else DeepSeek-V3's 128×128. Weights
@@ -136,7 +138,7 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
         if quantized[name] != nil { return nil }
         if let t = tensors.first(where: { $0.name == name }), t.dtype == .f8e4m3, t.scale.map({ quantized[$0] != nil }) == true {
             guard let src = try base.stream(name), QuantizingStream.accepts(src, shape: t.shape) else { return nil }
-            let s = QuantizingStream(name: name, shape: t.shape, source: src, block: block, scale: scale, threads: threads)
+            let s = QuantizingStream(name: name, shape: t.shape, source: src, block: block, scale: scale, threads: threads, buffers: buffers)
             streamed[name] = s
             return s.stream
         }
@@ -169,6 +171,8 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
     public private(set) var tensors: [CanonicalTensor] = []
     /// Dequantised weight → its scale grid and block.
     private var scaled: [String: (scale: String, block: BlockShape)] = [:]
+    /// The streams' buffers, reused from weight to weight.
+    private let buffers = SizedBufferPool()
 
     public init(base: CanonicalModel, dtype: DType = .bf16, threads: Int = availableCores) throws {
         guard dtype == .f32 || dtype == .bf16 else { throw MalError(.invalidArgument, "dequantise to f32 or bf16, not \(dtype.rawValue)") }
@@ -204,7 +208,7 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
         else { return nil }
         let s = try base.load(sc.scale)
         try BlockQuantizer.checkDequantizable(name: name, dtype: t.dtype, shape: t.shape, scales: s, block: sc.block)
-        return DequantizingStream(q: t.shape, source: src, scales: s, block: sc.block, dtype: dtype, threads: threads).stream
+        return DequantizingStream(q: t.shape, source: src, scales: s, block: sc.block, dtype: dtype, threads: threads, buffers: buffers).stream
     }
 
     public func load(_ name: String) throws -> Tensor {

@@ -67,13 +67,15 @@ struct BandStreamTests {
                         let t = try randomTensor(shape, dtype: dtype, seed: seed)
                         let want = try BlockQuantizer.quantize(t, block: block, scale: scale, threads: 2)
                         for piece in [7, 777, 4096, 1 << 20] {
-                            let s = QuantizingStream(name: "w", shape: shape, source: memoryStream(t), block: block, scale: scale, threads: 2)
+                            let s = QuantizingStream(
+                                name: "w", shape: shape, source: memoryStream(t), block: block, scale: scale, threads: 2, buffers: SizedBufferPool())
                             let got = try readScrambled(s.stream, piece: piece, seed: seed)
                             #expect(got == Array(want.q.bytes), "\(shape) \(block) \(scale) \(dtype) piece \(piece)")
                             #expect(try bytes(s.scales()) == Array(want.scales.bytes))
                             #expect(s.liveBands == 0, "every band was read whole, so none is held")
                         }
-                        let unread = QuantizingStream(name: "w", shape: shape, source: memoryStream(t), block: block, scale: scale, threads: 2)
+                        let unread = QuantizingStream(
+                            name: "w", shape: shape, source: memoryStream(t), block: block, scale: scale, threads: 2, buffers: SizedBufferPool())
                         #expect(try bytes(unread.scales()) == Array(want.scales.bytes))
                     }
                 }
@@ -85,7 +87,7 @@ struct BandStreamTests {
     /// are held, whatever the tensor's size: the memory bound of `malconv quantize`.
     @Test func quantizingStreamHoldsAFewBands() throws {
         let t = try randomTensor([2048, 1536], dtype: .bf16, seed: 9)
-        let s = QuantizingStream(name: "w", shape: t.shape, source: memoryStream(t), block: .deepseek, scale: .f32, threads: 2)
+        let s = QuantizingStream(name: "w", shape: t.shape, source: memoryStream(t), block: .deepseek, scale: .f32, threads: 2, buffers: SizedBufferPool())
         let chunk = 1 << 20
         let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 64)
         defer { buf.deallocate() }
@@ -101,7 +103,8 @@ struct BandStreamTests {
         var values = [Float](repeating: 0.5, count: 300 * 40)
         values[200 * 40 + 7] = .infinity
         let t = values.withUnsafeBytes { Tensor(name: "w", dtype: .f32, shape: [300, 40], storage: TensorStorage(copying: $0)) }
-        let s = QuantizingStream(name: "blk.3.ffn_up.weight", shape: [300, 40], source: memoryStream(t), block: .deepseek, scale: .f32, threads: 2)
+        let s = QuantizingStream(
+            name: "blk.3.ffn_up.weight", shape: [300, 40], source: memoryStream(t), block: .deepseek, scale: .f32, threads: 2, buffers: SizedBufferPool())
         let e = try #require(throws: MalError.self) { _ = try readScrambled(s.stream, piece: 4096, seed: 3) }
         #expect(e.kind == .nonFiniteValue && e.tensor == "blk.3.ffn_up.weight" && e.description.contains("element 8007 (row 200, column 7)"), "\(e)")
     }
@@ -124,7 +127,9 @@ struct BandStreamTests {
                     f32.bytes.baseAddress!, from: .f32, UnsafeMutableRawPointer(mutating: bf16.bytes.baseAddress!), to: .bf16, count: n, scratch: nil)
                 for (dtype, want) in [(DType.f32, f32), (.bf16, bf16)] {
                     for piece in (n < 1 << 20 ? [4, 1000] : [12_345]) + [6 << 20] {
-                        let s = DequantizingStream(q: shape, source: memoryStream(q), scales: grid, block: block, dtype: dtype, threads: 2).stream
+                        let s = DequantizingStream(
+                            q: shape, source: memoryStream(q), scales: grid, block: block, dtype: dtype, threads: 2, buffers: SizedBufferPool()
+                        ).stream
                         #expect(try readScrambled(s, piece: piece, seed: seed) == Array(want.bytes), "\(shape) \(block) \(dtype) \(piece)")
                     }
                 }
