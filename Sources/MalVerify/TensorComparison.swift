@@ -194,14 +194,24 @@ struct MetricsAccumulator {
                 let s = Double(scales[(i / cols) / block.rows * sCols + (i % cols) / bc])
                 // Half a step of E4M3 at |x|/s (3 mantissa bits; subnormal step 2^-9), in units of s.
                 let v = abs(x) / s
-                let exp = v >= 0.015625 ? floor(log2(v)) : -6
-                let half = pow(2.0, exp - 4) * s
+                let half = Self.halfStep(v) * s
                 // Plus float32 rounding of x/s and of q·s (the reference quantiser's own arithmetic:
                 // a quotient that rounds onto a tie is resolved to even).
                 if abs(e) > half + abs(x) * 0x1p-22 + 1e-30 { over += 1 }
             }
         }
         count += a.count
+    }
+
+    /// Half an E4M3 step at v (in units of the scale): 2^(⌊log2 v⌋ - 4), with ⌊log2 v⌋ = -6
+    /// below 2^-6 (subnormal steps). The exponent field gives ⌊log2 v⌋ exactly; within 2^-30 of a
+    /// power of two (and for a non-finite v) libm's `log2` and `pow` decide, as they did for every
+    /// element before, so every figure stays the same: they were half the comparison's time.
+    static func halfStep(_ v: Double) -> Double {
+        if !(v >= 0.015625) { return 0x1p-10 }  // NaN too, as before
+        let m = v.significand
+        guard v.isFinite, m > 1 + 0x1p-30, m < 2 - 0x1p-30 else { return pow(2.0, floor(log2(v)) - 4) }
+        return Double(sign: .plus, exponent: v.exponent - 4, significand: 1)
     }
 
     func result(name: String, refType: DType, candType: DType) -> TensorMetrics {

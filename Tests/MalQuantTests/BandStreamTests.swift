@@ -2,11 +2,11 @@ import Foundation
 import MalCore
 import MalReaders
 import MalTestSupport
-import MalVerify
 import MalWriters
 import Testing
 
 @testable import MalTransforms
+@testable import MalVerify
 
 /// A tensor in memory as a stream (what a checkpoint or container hands a transform).
 func memoryStream(_ t: Tensor) -> TensorStream {
@@ -182,4 +182,28 @@ final class LoadOnly: CanonicalModel {
     func load(_ name: String) throws -> Tensor { try base.load(name) }
     var auxNames: [String] { base.auxNames }
     func aux(_ name: String) throws -> [UInt8]? { try base.aux(name) }
+}
+
+/// The E4M3 half step of `verify` from the exponent field is libm's `pow(2, floor(log2 v) - 4)`
+/// bit for bit: random values over the whole range, values within a few ulps of powers of two
+/// on both sides, the subnormal range's floor, zero, infinity and NaN.
+@Test func halfStepIsLibmsBitForBit() {
+    func libm(_ v: Double) -> Double { pow(2.0, (v >= 0.015625 ? floor(log2(v)) : -6) - 4) }
+    var rng = SplitMix64(seed: 5)
+    var values: [Double] = [0, 0.015625, 0.015625.nextDown, .infinity, .nan, .greatestFiniteMagnitude, 448, 1, 2, 3]
+    for e in -8...130 {
+        var p = Double(sign: .plus, exponent: e, significand: 1)
+        for _ in 0..<40 { values.append(p); p = p.nextDown }
+        p = Double(sign: .plus, exponent: e, significand: 1)
+        for _ in 0..<40 { values.append(p); p = p.nextUp }
+    }
+    for _ in 0..<200_000 { values.append(Double(bitPattern: rng.next() >> 2 | 0x3F00_0000_0000_0000) * 0x1p64) }
+    for _ in 0..<200_000 { values.append(Double(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()) & 0x7FFF_FFFF))) }
+    var checked = 0
+    for v in values {
+        let a = MetricsAccumulator.halfStep(v), b = libm(v)
+        #expect(a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN), "\(v): \(a) vs \(b)")
+        checked += 1
+    }
+    #expect(checked > 400_000)
 }
