@@ -22,7 +22,6 @@ final class QuantizingStream: @unchecked Sendable {
         var live: [Int: (bytes: UnsafeMutableRawPointer, copied: Int)] = [:]
         var scales: [Float]
         var done: [Bool]
-        var doneCount = 0
     }
     private let state: LockedBox<State>
     private let buffers: SizedBufferPool
@@ -54,7 +53,7 @@ final class QuantizingStream: @unchecked Sendable {
     /// Whether `source` can feed this stream: a 2-D float tensor with at least one element.
     static func accepts(_ source: TensorStream, shape: [Int]) -> Bool {
         shape.count == 2 && shape[0] > 0 && shape[1] > 0 && [.f32, .f16, .bf16].contains(source.dtype)
-            && source.byteCount == shape[0] * shape[1] * (source.dtype.byteSize ?? 0)
+            && elementCount(shape).flatMap { source.dtype.byteCount(elements: $0) } == source.byteCount
     }
 
     var stream: TensorStream {
@@ -102,7 +101,6 @@ final class QuantizingStream: @unchecked Sendable {
             s.live[b] = (q, 0)
             if !s.done[b] {
                 s.done[b] = true
-                s.doneCount += 1
                 for (j, v) in row.enumerated() { s.scales[b * scaleShape[1] + j] = v }
             }
             return q
