@@ -111,15 +111,16 @@ final class QuantizingStream: @unchecked Sendable {
 
     private func fill(_ offset: Int, _ count: Int, _ dst: UnsafeMutableRawPointer) throws {
         // A reader asking for many bands at once (the HF writer's 16 MiB pieces) has them
-        // quantised on all cores first; the container writer's 1 MiB chunks, filled in parallel
-        // already, take their few bands on their own thread.
-        let first = offset / bandBytes, last = (offset + max(count, 1) - 1) / bandBytes
-        if last - first >= 4 {
-            try parallelFor(last - first + 1, threads: threads) { _ = try band(first + $0) }
-        }
+        // quantised on all cores, two per thread at a time (so a few bands are held, not the
+        // piece's); the container writer's 1 MiB chunks, filled in parallel already, take their
+        // few bands on their own thread.
+        let lastBand = (offset + max(count, 1) - 1) / bandBytes
         var at = offset
         while at < offset + count {
             let b = at / bandBytes, start = b * bandBytes, end = min(rows * cols, start + bandBytes)
+            if lastBand - b >= 4 && state.withLock({ $0.live[b] == nil }) {
+                try parallelFor(min(lastBand - b + 1, 2 * threads), threads: threads) { _ = try band(b + $0) }
+            }
             let take = min(end, offset + count) - at
             let bytes = try band(b)
             (dst + (at - offset)).copyMemory(from: bytes + (at - start), byteCount: take)
