@@ -39,6 +39,10 @@ public struct TensorStream: @unchecked Sendable {
     /// back, that residue stayed resident: 94 MB over Llama-3.1-8B's quantisation in 128-row bands.
     public static let releaseReach = 64 << 10
 
+    /// `release` for a reader that is done with `range` and with everything before it: reaches
+    /// back `releaseReach` over what fault-around mapped of the piece before.
+    public func releaseRead(_ range: Range<Int>) { release(max(0, range.lowerBound - Self.releaseReach)..<range.upperBound) }
+
     public init(
         dtype: DType, byteCount: Int, fill: @escaping @Sendable (Int, Int, UnsafeMutableRawPointer) throws -> Void,
         release: @escaping @Sendable (Range<Int>) -> Void

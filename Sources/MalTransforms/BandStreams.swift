@@ -75,7 +75,7 @@ final class QuantizingStream: @unchecked Sendable {
             try source.fill(off, n, r)
             try widenToFloat32(r, dtype: source.dtype, count: nr * cols, into: x)
         }
-        source.release(max(0, off - TensorStream.releaseReach)..<(off + n))
+        source.releaseRead(off..<(off + n))
         let bad = mal_quantize_band_e4m3(q, scales, x, nr, cols, bc, pow2)
         if bad >= 0 {
             let i = r0 * cols + bad

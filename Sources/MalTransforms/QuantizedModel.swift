@@ -169,8 +169,8 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
     public let threads: Int
     public let spec: ModelSpec
     public private(set) var tensors: [CanonicalTensor] = []
-    /// Dequantised weight → its scale grid and block.
-    private var scaled: [String: (scale: String, block: BlockShape)] = [:]
+    /// Dequantised weight → its scale grid, block and shape.
+    private var scaled: [String: (scale: String, block: BlockShape, shape: [Int])] = [:]
     /// The streams' buffers, reused from weight to weight.
     private let buffers = SizedBufferPool()
 
@@ -186,7 +186,7 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
         let scales = Set(base.tensors.compactMap(\.scale))
         for t in base.tensors where !scales.contains(t.name) {
             if let sc = t.scale {
-                scaled[t.name] = (sc, t.block ?? .modelDefault(base.spec))
+                scaled[t.name] = (sc, t.block ?? .modelDefault(base.spec), t.shape)
                 tensors.append(CanonicalTensor(name: t.name, dtype: dtype, shape: t.shape, aliasOf: t.aliasOf))
             } else {
                 tensors.append(t)
@@ -203,12 +203,11 @@ public final class DequantizedModel: CanonicalModel, @unchecked Sendable {
     /// (`DequantizingStream`) when its E4M3 bytes do.
     public func stream(_ name: String) throws -> TensorStream? {
         guard let sc = scaled[name] else { return try base.stream(name) }
-        guard let t = base.tensors.first(where: { $0.name == name }), let src = try base.stream(name), src.dtype == .f8e4m3,
-            src.byteCount == elementCount(t.shape)
-        else { return nil }
+        // The shape from the table built once (a container's `tensors` is rebuilt on every call).
+        guard let src = try base.stream(name), src.dtype == .f8e4m3, src.byteCount == elementCount(sc.shape) else { return nil }
         let s = try base.load(sc.scale)
-        try BlockQuantizer.checkDequantizable(name: name, dtype: t.dtype, shape: t.shape, scales: s, block: sc.block)
-        return DequantizingStream(q: t.shape, source: src, scales: s, block: sc.block, dtype: dtype, threads: threads, buffers: buffers).stream
+        try BlockQuantizer.checkDequantizable(name: name, dtype: src.dtype, shape: sc.shape, scales: s, block: sc.block)
+        return DequantizingStream(q: sc.shape, source: src, scales: s, block: sc.block, dtype: dtype, threads: threads, buffers: buffers).stream
     }
 
     public func load(_ name: String) throws -> Tensor {

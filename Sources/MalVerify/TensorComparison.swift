@@ -106,7 +106,7 @@ struct FloatRows {
             dtype = s.dtype
             read = { offset, count, into in
                 try s.fill(offset, count, into)
-                s.release(max(0, offset - TensorStream.releaseReach)..<(offset + count))
+                s.releaseRead(offset..<(offset + count))
             }
         } else {
             let tensor = try m.load(t.name)
