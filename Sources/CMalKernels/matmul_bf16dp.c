@@ -40,8 +40,6 @@ static void *grow(void **buf, size_t *cap, size_t bytes) {
 enum { GROUP = 12, PANEL = 32 };
 
 #ifdef MAL_X86
-#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-
 static int dp_level = -1;
 
 static int has_bf16_dot(void) {

@@ -25,6 +25,8 @@ static inline float *mal_grow_scratch(float **buf, size_t *cap, size_t n) {
 #include <immintrin.h>
 #define MAL_X86 1
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+/* The same and AVX-512 BF16 (vdpbf16ps, vcvtne2ps2bf16): only after mal_bf16dp_available() said yes. */
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 /* An element-wise loop compiled three times (AVX-512, AVX2 + FMA, baseline x86-64) and chosen at
    load time by the CPU (an ifunc), so a plain `swift build -c release` runs it as fast as a
    `-march=native` build. Only for loops whose every element is computed alone: the clones give

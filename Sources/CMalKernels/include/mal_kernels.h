@@ -164,6 +164,13 @@ int mal_bf16dp_available(void);
    dot product at more than 3/4 of its FMA rate, measured once; MAL_BF16_DOT=1|0 overrides), so
    that mal_matmul_bf16_inputs uses it. */
 int mal_bf16dp_pays(void);
+/* FP8 E4M3 decoding in the "fast" precision (matvec_e4m3_bf16dp.c): Y[t, r] = W[r] . X[t] for
+   T = 1..4 inputs (X[t] at t * xs, Y[t] at t * ys), rows [r0, r1), with each activation times its
+   block's scale rounded to BF16 and E4M3 subnormal weights read as zero, through BF16 dot
+   products; every input's rows equal the T = 1 call's bit for bit. 0 (nothing done) where
+   mal_bf16dp_available() is 0, or for T > 4, cols < 64 or bc % 64 != 0. */
+int mal_matvec_e4m3_bf16dp(float *Y, size_t ys, const uint8_t *W, const float *scales, const float *X, size_t xs, size_t T,
+                           size_t cols, size_t br, size_t bc, size_t r0, size_t r1);
 
 /* Feed-forward activations in place (activations.c): x = act(x), and the gated form
    g = act(g) * u of SwiGLU (act = SiLU) and GeGLU. Kinds by their transformers names:

@@ -95,9 +95,21 @@ public struct LinearWeight: @unchecked Sendable {
         case .bf16 where tiled: mal_matvec_bf16_tiled(y, data.assumingMemoryBound(to: UInt16.self), x, rows, cols, r0, r1)
         case .bf16: mal_matvec_bf16(y, data.assumingMemoryBound(to: UInt16.self), x, cols, r0, r1)
         case .f16: mal_matvec_f16(y, data.assumingMemoryBound(to: UInt16.self), x, cols, r0, r1)
-        default: mal_matvec_e4m3(y, data.assumingMemoryBound(to: UInt8.self), scales, x, cols, blockRows, blockCols, r0, r1)
+        default:
+            if decodesWithDotProducts,
+                mal_matvec_e4m3_bf16dp(y, rows, data.assumingMemoryBound(to: UInt8.self), scales, x, cols, 1, cols, blockRows, blockCols, r0, r1)
+                    != 0
+            {
+                return
+            }
+            mal_matvec_e4m3(y, data.assumingMemoryBound(to: UInt8.self), scales, x, cols, blockRows, blockCols, r0, r1)
         }
     }
+
+    /// FP8 decoding steps in the fast precision take BF16 dot products where they pay
+    /// (`matvec_e4m3_bf16dp.c`: the float32 kernels' shifts cannot keep up with memory there); one
+    /// token and a verify step's tokens alike, so speculative decoding keeps its bits.
+    var decodesWithDotProducts: Bool { dtype == .f8e4m3 && precision.value == .fast && Precision.dotProductsPay }
 
     /// Up to this many tokens (speculative decoding's verify steps) run with the one-token row
     /// partition and summation order, so every row equals a one-token step's bit for bit (tested):
@@ -115,6 +127,12 @@ public struct LinearWeight: @unchecked Sendable {
                 ? mal_matvec_bf16_tiled_multi(Y, outputStride, w, X, cols, T, rows, cols, r0, r1)
                 : mal_matvec_bf16_multi(Y, outputStride, w, X, cols, T, cols, r0, r1)
             if done != 0 { return }
+        }
+        if decodesWithDotProducts,
+            mal_matvec_e4m3_bf16dp(
+                Y, outputStride, data.assumingMemoryBound(to: UInt8.self), scales, X, cols, T, cols, blockRows, blockCols, r0, r1) != 0
+        {
+            return
         }
         if dtype == .f8e4m3, let scales,
             mal_matvec_e4m3_multi(
