@@ -86,21 +86,29 @@ public enum BlockQuantizer {
     /// which is wrong when a dimension is not a multiple of the block).
     public static func dequantize(q: Tensor, scales: Tensor, block: BlockShape, threads: Int = availableCores) throws -> TensorStorage {
         try checkDequantizable(q: q, scales: scales, block: block)
+        let out = try TensorStorage.allocate(count: q.elementCount * 4)
+        try dequantize(
+            q: q, scales: scales, block: block, into: UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!).assumingMemoryBound(to: Float.self),
+            threads: threads)
+        return out
+    }
+
+    /// The same into `out` (`q.elementCount` floats), for a caller that keeps the floats in its own
+    /// buffer (MLA absorption), so they are not held twice.
+    public static func dequantize(q: Tensor, scales: Tensor, block: BlockShape, into out: UnsafeMutablePointer<Float>, threads: Int = availableCores) throws {
+        try checkDequantizable(q: q, scales: scales, block: block)
         let want = block.scaleShape(q.shape)
         let rows = q.shape[0], cols = q.shape[1], bc = block.width(cols)
-        let out = try TensorStorage.allocate(count: rows * cols * 4)
-        let op = SharedPointer(UnsafeMutableRawPointer(mutating: out.bytes.baseAddress!))
+        let op = SharedPointer(out)
         let qb = SharedPointer(q.bytes), sb = SharedPointer(scales.bytes)
         try withExtendedLifetime((q.storage, scales.storage)) {
             try parallelFor(want[0], threads: threads) { band in
                 let r0 = band * block.rows, nr = min(block.rows, rows - r0)
                 mal_dequantize_band_e4m3(
-                    op.pointer.assumingMemoryBound(to: Float.self) + r0 * cols,
-                    qb.pointer.baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * cols,
+                    op.pointer + r0 * cols, qb.pointer.baseAddress!.assumingMemoryBound(to: UInt8.self) + r0 * cols,
                     sb.pointer.baseAddress!.assumingMemoryBound(to: Float.self) + band * want[1], nr, cols, bc)
             }
         }
-        return out
     }
 }
 

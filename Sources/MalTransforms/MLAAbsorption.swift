@@ -1,3 +1,4 @@
+import CMalKernels
 import MalCore
 
 /// MLA weight absorption (DeepSeek-V2 paper §2.1.2; DeepSeek-V3 `inference/model.py`, absorb
@@ -89,8 +90,11 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
     func float32(_ name: String) throws -> [Float] {
         let t = try base.load(name)
         if let bt = base.tensors.first(where: { $0.name == name }), let sc = bt.scale {
-            let f = try BlockQuantizer.dequantize(q: t, scales: try base.load(sc), block: bt.block ?? .modelDefault(base.spec))
-            return withExtendedLifetime(f) { Array(f.bytes.bindMemory(to: Float.self)) }
+            let scales = try base.load(sc), block = bt.block ?? .modelDefault(base.spec)
+            return try [Float](unsafeUninitializedCapacity: t.elementCount) { buf, n in
+                try BlockQuantizer.dequantize(q: t, scales: scales, block: block, into: buf.baseAddress!)
+                n = t.elementCount
+            }
         }
         var out = [Float](repeating: 0, count: t.elementCount)
         try t.withBytes { b in
@@ -153,9 +157,10 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
             }
         }
         let shape = tensors.first { $0.name == name }!.shape
-        if dtype == .bf16 {
-            let bits = HalfFloat.encodeBF16(out)
-            return bits.withUnsafeBytes { Tensor(name: name, dtype: .bf16, shape: shape, storage: TensorStorage(copying: $0)) }
+        if dtype == .bf16 {  // encoded straight into the tensor's storage: one copy of the BF16 bits
+            let storage = try TensorStorage.allocate(count: out.count * 2)
+            mal_f32_to_bf16(UnsafeMutableRawPointer(mutating: storage.bytes.baseAddress!).assumingMemoryBound(to: UInt16.self), out, out.count)
+            return Tensor(name: name, dtype: .bf16, shape: shape, storage: storage)
         }
         return out.withUnsafeBytes { Tensor(name: name, dtype: .f32, shape: shape, storage: TensorStorage(copying: $0)) }
     }
