@@ -103,14 +103,22 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
         return out
     }
 
-    public func stream(_ name: String) throws -> TensorStream? { computed[name] == nil ? try base.stream(name) : nil }
+    /// The merged mode's two large tensors are streamed a band of rows at a time (`LatentRows`):
+    /// `attn_output_lat` `[H, h·r]` is 7168 × 65,536 at DeepSeek-V3's dimensions, larger than any
+    /// tensor of the input. The split mode's tensors are as small as `kv_b` and load whole.
+    public func stream(_ name: String) throws -> TensorStream? {
+        guard let (l, kind) = computed[name] else { return try base.stream(name) }
+        guard kind == "q_lat" || kind == "o_lat" else { return nil }
+        let rows = try LatentRows(self, layer: l, kind: kind)
+        return TensorStream(dtype: dtype, byteCount: rows.byteCount, fill: { off, n, dst in try rows.fill(off, n, dst) }, release: { _ in })
+    }
 
     public func load(_ name: String) throws -> Tensor {
         guard let (l, kind) = computed[name] else { return try base.load(name) }
         let h = spec.heads, r = mla.kvLoraRank, nope = mla.qkNopeHeadDim, rope = mla.qkRopeHeadDim, v = mla.vHeadDim
-        let H = spec.hiddenSize, qk = nope + rope
+        let qk = nope + rope
         let b = "blk.\(l)."
-        let kvb = try float32(b + "attn_kv_b.weight")  // [h·(nope+v), r]
+        let kvb = kind == "k_b" || kind == "v_b" ? try float32(b + "attn_kv_b.weight") : []  // [h·(nope+v), r]
         var out: [Float]
         switch kind {
         case "k_b":  // per head W_UKᵀ: [r, nope]
@@ -119,41 +127,17 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
         case "v_b":  // per head W_UV: [v, r]
             out = [Float](repeating: 0, count: h * v * r)
             for hd in 0..<h { for d in 0..<v { for c in 0..<r { out[(hd * v + d) * r + c] = kvb[(hd * (nope + v) + nope + d) * r + c] } } }
-        case "q_lat", "q_rope":
+        case "q_rope":
             let qName = mla.qLoraRank != nil ? b + "attn_q_b.weight" : b + "attn_q.weight"
             let wq = try float32(qName)  // [h·qk, qIn]
             let qIn = wq.count / (h * qk)
-            if kind == "q_rope" {
-                out = [Float](repeating: 0, count: h * rope * qIn)
-                for hd in 0..<h { for d in 0..<rope { for c in 0..<qIn { out[(hd * rope + d) * qIn + c] = wq[(hd * qk + nope + d) * qIn + c] } } }
-            } else {
-                // M[h][c][j] = Σ_d W_UK[h][d][c] · W_UQ[h][d][j]
-                out = [Float](repeating: 0, count: h * r * qIn)
-                for hd in 0..<h {
-                    for c in 0..<r {
-                        var acc = [Double](repeating: 0, count: qIn)
-                        for d in 0..<nope {
-                            let uk = Double(kvb[(hd * (nope + v) + d) * r + c])
-                            let row = (hd * qk + d) * qIn
-                            for j in 0..<qIn { acc[j] += uk * Double(wq[row + j]) }
-                        }
-                        for j in 0..<qIn { out[(hd * r + c) * qIn + j] = Float(acc[j]) }
-                    }
-                }
-            }
-        default:  // o_lat: O'[:, h·r + c] = Σ_d W_O[:, h·v + d] · W_UV[h][d][c]
-            let wo = try float32(b + "attn_output.weight")  // [H, h·v]
-            out = [Float](repeating: 0, count: H * h * r)
-            for i in 0..<H {
-                for hd in 0..<h {
-                    var acc = [Double](repeating: 0, count: r)
-                    for d in 0..<v {
-                        let o = Double(wo[i * h * v + hd * v + d])
-                        let row = (hd * (nope + v) + nope + d) * r
-                        for c in 0..<r { acc[c] += o * Double(kvb[row + c]) }
-                    }
-                    for c in 0..<r { out[i * h * r + hd * r + c] = Float(acc[c]) }
-                }
+            out = [Float](repeating: 0, count: h * rope * qIn)
+            for hd in 0..<h { for d in 0..<rope { for c in 0..<qIn { out[(hd * rope + d) * qIn + c] = wq[(hd * qk + nope + d) * qIn + c] } } }
+        default:  // q_lat, o_lat: the rows of the stream, all at once
+            let rows = try LatentRows(self, layer: l, kind: kind)
+            out = try [Float](unsafeUninitializedCapacity: rows.rows * rows.cols) { buf, n in
+                try rows.compute(0, rows.rows, into: buf.baseAddress!)
+                n = rows.rows * rows.cols
             }
         }
         let shape = tensors.first { $0.name == name }!.shape
@@ -195,6 +179,108 @@ public final class AbsorbedModel: CanonicalModel, @unchecked Sendable {
             let params = h * r * qIn + h * rope * qIn + H * h * r
             let flops = h * r * qIn + h * rope * qIn + 2 * h * n * (r + rope) + H * h * r
             return (params, flops)
+        }
+    }
+}
+
+/// Rows of a merged-mode latent weight, computed on demand, each exactly as the whole tensor
+/// computes it (the same float64 sums), so any band's bytes are the whole tensor's:
+/// - `q_lat` row hd·r + c, column j: Σ_d W_UK[hd][d][c] · W_UQ[hd][d][j];
+/// - `o_lat` row i, column hd·r + c: Σ_d W_O[i][hd·v + d] · W_UV[hd][d][c].
+/// Holds `kv_b` as float32 and the other input (`q_b`/`q` or `attn_output`) as stored, whose rows
+/// are dequantised as needed; immutable, so the writer's threads fill pieces in parallel.
+final class LatentRows: @unchecked Sendable {
+    let kind: String, rows: Int, cols: Int, dtype: DType
+    private let kvb: [Float]
+    private let input: Tensor, inputScales: Tensor?, inputBlock: BlockShape?
+    private let h: Int, r: Int, nope: Int, v: Int, qk: Int
+
+    init(_ m: AbsorbedModel, layer l: Int, kind: String) throws {
+        let mla = m.spec.mla!, b = "blk.\(l)."
+        h = m.spec.heads
+        r = mla.kvLoraRank
+        nope = mla.qkNopeHeadDim
+        v = mla.vHeadDim
+        qk = nope + mla.qkRopeHeadDim
+        self.kind = kind
+        dtype = m.dtype
+        let name = kind == "q_lat" ? b + (mla.qLoraRank != nil ? "attn_q_b.weight" : "attn_q.weight") : b + "attn_output.weight"
+        input = try m.base.load(name)
+        let stored = m.base.tensors.first { $0.name == name }
+        inputScales = try stored?.scale.map { try m.base.load($0) }
+        inputBlock = stored?.scale != nil ? (stored?.block ?? .modelDefault(m.base.spec)) : nil
+        if let sc = inputScales, let block = inputBlock { try BlockQuantizer.checkDequantizable(q: input, scales: sc, block: block) }
+        kvb = try m.float32(b + "attn_kv_b.weight")
+        rows = kind == "q_lat" ? h * r : m.spec.hiddenSize
+        cols = kind == "q_lat" ? input.shape[1] : h * r
+    }
+
+    var byteCount: Int { rows * cols * (dtype.byteSize ?? 4) }
+
+    /// Rows [ra, rb) of the stored input as float32 (FP8: float32(q) · scale, as the dequantiser).
+    private func inputRows(_ ra: Int, _ rb: Int, into out: UnsafeMutablePointer<Float>) throws {
+        let c = input.shape[1]
+        try withExtendedLifetime(input.storage) {
+            if let sc = inputScales, let block = inputBlock {
+                let nb = block.scaleShape(input.shape)[1], q = input.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                try withExtendedLifetime(sc.storage) {
+                    let s = sc.bytes.baseAddress!.assumingMemoryBound(to: Float.self)
+                    for row in ra..<rb { mal_dequantize_band_e4m3(out + (row - ra) * c, q + row * c, s + (row / block.rows) * nb, 1, c, block.width(c)) }
+                }
+            } else {
+                try widenToFloat32(input.bytes.baseAddress! + ra * c * (input.dtype.byteSize ?? 4), dtype: input.dtype, count: (rb - ra) * c, into: out)
+            }
+        }
+    }
+
+    /// Rows [ra, rb) of the latent weight as float32 into `out`.
+    func compute(_ ra: Int, _ rb: Int, into out: UnsafeMutablePointer<Float>) throws {
+        if kind == "q_lat" {
+            let qIn = cols
+            var wq = [Float](repeating: 0, count: nope * qIn)
+            var hd = ra / r
+            while hd * r < rb {
+                try wq.withUnsafeMutableBufferPointer { try inputRows(hd * qk, hd * qk + nope, into: $0.baseAddress!) }
+                for c in (Swift.max(ra, hd * r) - hd * r)..<(Swift.min(rb, (hd + 1) * r) - hd * r) {
+                    var acc = [Double](repeating: 0, count: qIn)
+                    for d in 0..<nope {
+                        let uk = Double(kvb[(hd * (nope + v) + d) * r + c])
+                        for j in 0..<qIn { acc[j] += uk * Double(wq[d * qIn + j]) }
+                    }
+                    for j in 0..<qIn { out[(hd * r + c - ra) * qIn + j] = Float(acc[j]) }
+                }
+                hd += 1
+            }
+            return
+        }
+        var wo = [Float](repeating: 0, count: h * v)
+        for i in ra..<rb {
+            try wo.withUnsafeMutableBufferPointer { try inputRows(i, i + 1, into: $0.baseAddress!) }
+            for hd in 0..<h {
+                var acc = [Double](repeating: 0, count: r)
+                for d in 0..<v {
+                    let o = Double(wo[hd * v + d])
+                    let row = (hd * (nope + v) + nope + d) * r
+                    for c in 0..<r { acc[c] += o * Double(kvb[row + c]) }
+                }
+                for c in 0..<r { out[(i - ra) * cols + hd * r + c] = Float(acc[c]) }
+            }
+        }
+    }
+
+    /// Bytes [offset, offset + count) of the tensor in `dtype`: the rows that hold them, computed.
+    func fill(_ offset: Int, _ count: Int, _ dst: UnsafeMutableRawPointer) throws {
+        let es = dtype.byteSize ?? 4, rowBytes = cols * es
+        let ra = offset / rowBytes, rb = Swift.min(rows, (offset + count + rowBytes - 1) / rowBytes)
+        var f = [Float](repeating: 0, count: (rb - ra) * cols)
+        try f.withUnsafeMutableBufferPointer { try compute(ra, rb, into: $0.baseAddress!) }
+        let skip = offset - ra * rowBytes
+        if dtype == .bf16 {
+            var bits = [UInt16](repeating: 0, count: f.count)
+            mal_f32_to_bf16(&bits, f, f.count)
+            bits.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress! + skip, byteCount: count) }
+        } else {
+            f.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress! + skip, byteCount: count) }
         }
     }
 }

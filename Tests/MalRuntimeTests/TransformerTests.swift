@@ -597,6 +597,32 @@ struct AbsorptionTests {
         try TransformerTests().check(abs, name)
     }
 
+    /// The merged mode's latent weights, streamed a band of rows at a time, equal the whole
+    /// tensors bit for bit, read in pieces that straddle rows, last piece first (the writer's
+    /// threads take pieces in any order), in both output dtypes.
+    @Test(arguments: deepseekModels)
+    func latentWeightsStreamAsTheyLoad(name: String) throws {
+        let base = try HFCanonicalModel(model: try HFModel(path: Fixtures.model(name)))
+        for dtype in [DType.f32, .bf16] {
+            let abs = try AbsorbedModel(base: base, mode: .merged, dtype: dtype)
+            var streamed = 0
+            for n in abs.absorbedTensorNames {
+                let whole = try abs.load(n)
+                guard let s = try abs.stream(n) else { continue }
+                streamed += 1
+                #expect(s.dtype == dtype && s.byteCount == whole.bytes.count, "\(name) \(n)")
+                var got = [UInt8](repeating: 0, count: s.byteCount)
+                let piece = 1007
+                for off in stride(from: 0, to: s.byteCount, by: piece).reversed() {
+                    try got.withUnsafeMutableBytes { try s.fill(off, Swift.min(piece, s.byteCount - off), $0.baseAddress! + off) }
+                }
+                #expect(whole.bytes.elementsEqual(got), "\(name) \(n) \(dtype): streamed bytes differ from the whole tensor's")
+            }
+            // q_lat and o_lat stream, q_rope loads whole
+            #expect(streamed > 0 && streamed * 3 == abs.absorbedTensorNames.count * 2, "\(name): \(streamed) streamed")
+        }
+    }
+
     @Test func absorbMlaCommand() throws {
         let dir = Fixtures.tempDir(); defer { Fixtures.cleanup(dir) }
         for mode in ["split", "merged"] {
