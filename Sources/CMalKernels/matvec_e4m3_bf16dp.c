@@ -3,8 +3,9 @@
 
    Why: the float32 kernels (linear_avx512.c, matvec_e4m3_wide_avx512.c) spend 9 shifts and masks
    and 4 FMAs on every 64 weights, and on Zen 4 the shifts share a pipe with the FMAs: in cache they
-   decode about 27 GB/s on one core, where a plain read reaches 75-80, so they cannot keep up with
-   memory on the huge-page arena. A dot product multiplies 32 weights per instruction at the FMA's
+   decode about 27 GB/s on one core, where a plain read reaches 75-80, so wherever the weights come
+   from cache (short matrices, MoE experts, the repeated reads of a verify step) the decoding bounds
+   the step; streamed from DRAM both kernels reach this host's read ceiling. A dot product multiplies 32 weights per instruction at the FMA's
    issue rate (where mal_bf16dp_pays says it pays), and E4M3 turns into BF16 with fewer operations
    than into float32, because both halves of a 16-bit word are decoded at once:
 

@@ -107,7 +107,7 @@ public struct LinearWeight: @unchecked Sendable {
     }
 
     /// FP8 decoding steps in the fast precision take BF16 dot products where they pay
-    /// (`matvec_e4m3_bf16dp.c`: the float32 kernels' shifts cannot keep up with memory there); one
+    /// (`matvec_e4m3_bf16dp.c`: from cache the float32 kernels' shifts bound them there); one
     /// token and a verify step's tokens alike, so speculative decoding keeps its bits.
     var decodesWithDotProducts: Bool { dtype == .f8e4m3 && precision.value == .fast && Precision.dotProductsPay }
 
