@@ -1,3 +1,4 @@
+import CMalKernels
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -103,3 +104,11 @@ public final class SizedBufferPool: @unchecked Sendable {
     }
     deinit { for p in free.withLock({ $0.values.flatMap { $0 } }) { p.deallocate() } }
 }
+
+/// Makes glibc map every block of 128 KiB or more on its own, returned to the system when freed.
+/// By default glibc raises that threshold to the size of each large mapped block freed (up to
+/// 32 MiB), so once a writer's 16 MiB piece buffer was freed, every band buffer after it came from
+/// the heap, whose freed holes glibc keeps: quantising Llama-3.2-1B into an HF folder grew to
+/// 589 MB resident, 108 MB with the fixed threshold (Docs/PERFORMANCE.md). For the transforms
+/// (`malconv`), whose large buffers are few and reused (`SizedBufferPool`).
+public func useFixedMmapThreshold() { mal_fixed_mmap_threshold(128 << 10) }

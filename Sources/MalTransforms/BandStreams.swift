@@ -143,13 +143,12 @@ final class QuantizingStream: @unchecked Sendable {
     /// The scale grid (float32, `scaleShape`); bands the stream did not reach are quantised for it.
     func scales() throws -> TensorStorage {
         let missing = state.withLock { s in (0..<scaleShape[0]).filter { !s.done[$0] } }
-        if !missing.isEmpty {
-            let raw = buffers.get(bandBytes)
-            defer { buffers.put(raw, bytes: bandBytes) }
-            let q = raw.assumingMemoryBound(to: UInt8.self)
-            var row = [Float](repeating: 0, count: scaleShape[1])
-            for b in missing {
-                try row.withUnsafeMutableBufferPointer { try quantize(band: b, into: q, scales: $0.baseAddress!) }
+        if !missing.isEmpty {  // on all cores, a band per task (the grid alone: nothing read yet)
+            try parallelFor(missing.count, threads: threads) { [self] i in
+                let b = missing[i], raw = buffers.get(bandBytes)
+                defer { buffers.put(raw, bytes: bandBytes) }
+                var row = [Float](repeating: 0, count: scaleShape[1])
+                try row.withUnsafeMutableBufferPointer { try quantize(band: b, into: raw.assumingMemoryBound(to: UInt8.self), scales: $0.baseAddress!) }
                 state.withLock { s in
                     for (j, v) in row.enumerated() { s.scales[b * scaleShape[1] + j] = v }
                     s.done[b] = true

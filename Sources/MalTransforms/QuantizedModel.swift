@@ -150,6 +150,12 @@ public final class QuantizedModel: CanonicalModel, @unchecked Sendable {
             if let s = streamed.removeValue(forKey: w.weight) {
                 return Tensor(name: name, dtype: .f32, shape: s.scaleShape, storage: try s.scales())
             }
+            // Asked for before its weight (an HF folder's shards put F32 tensors first, for
+            // alignment): the grid alone, a band at a time, so the weight is never held whole.
+            if let src = try base.stream(w.weight), QuantizingStream.accepts(src, shape: w.shape) {
+                let s = QuantizingStream(name: w.weight, shape: w.shape, source: src, block: block, scale: scale, threads: threads, buffers: buffers)
+                return Tensor(name: name, dtype: .f32, shape: s.scaleShape, storage: try s.scales())
+            }
             let r = try compute(w.weight)
             return Tensor(name: name, dtype: .f32, shape: r.shape, storage: r.scales)
         }

@@ -1,3 +1,5 @@
 import ArgumentParser
+import MalCore
 
+useFixedMmapThreshold()
 MalconvCommand.main()

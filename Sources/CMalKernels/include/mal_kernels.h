@@ -164,6 +164,10 @@ int mal_bf16dp_available(void);
    dot product at more than 3/4 of its FMA rate, measured once; MAL_BF16_DOT=1|0 overrides), so
    that mal_matmul_bf16_inputs uses it. */
 int mal_bf16dp_pays(void);
+/* Makes glibc map every allocation of `bytes` or more on its own and return it when freed,
+   instead of raising that threshold to the size of each large block freed (its default), after
+   which large buffers come from the heap, whose freed holes it keeps. No-op elsewhere. */
+void mal_fixed_mmap_threshold(size_t bytes);
 /* FP8 E4M3 decoding in the "fast" precision (matvec_e4m3_bf16dp.c): Y[t, r] = W[r] . X[t] for
    T = 1..4 inputs (X[t] at t * xs, Y[t] at t * ys), rows [r0, r1), with each activation times its
    block's scale rounded to BF16 and E4M3 subnormal weights read as zero, through BF16 dot
