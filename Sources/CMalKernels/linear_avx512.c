@@ -32,8 +32,6 @@
 
 #include "simd_x86.h"
 
-static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
 static int simd_level = -1; /* -1 unknown, 0 portable, 1 AVX-512 (F, BW, VL) */
 
 int mal_simd_level(void) {
@@ -131,7 +129,7 @@ AVX512 static int matvec_bf16_avx512(float *y, const uint16_t *W, const float *x
             bf16_fma32(d, xp + c, &a[0], &a[1]);
         }
         float s = hsum4(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[2], a[6]), _mm512_add_ps(a[3], a[7]));
-        for (c = full; c < cols; c++) s += u2f((uint32_t)w[c] << 16) * x[c];
+        for (c = full; c < cols; c++) s += mal_u2f((uint32_t)w[c] << 16) * x[c];
         y[r] = s;
     }
     return 1;
@@ -162,7 +160,7 @@ AVX512 static inline __attribute__((always_inline)) void bf16_rows_multi(float *
         for (int t = 0; t < NT; t++) {
             float s = hsum4(_mm512_add_ps(a[t][0], a[t][4]), _mm512_add_ps(a[t][1], a[t][5]), _mm512_add_ps(a[t][2], a[t][6]),
                             _mm512_add_ps(a[t][3], a[t][7]));
-            for (size_t k = full; k < cols; k++) s += u2f((uint32_t)w[k] << 16) * X[t * xs + k];
+            for (size_t k = full; k < cols; k++) s += mal_u2f((uint32_t)w[k] << 16) * X[t * xs + k];
             Y[t * ys + r] = s;
         }
     }
@@ -222,7 +220,7 @@ AVX512 static inline __attribute__((always_inline)) void tiled_block(float *y, c
                 __m512i d0 = _mm512_loadu_si512(w + c);
                 bf16_fma32(d0, xt + c, &a[i][0], &a[i][1]);
             }
-            for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * x[c0 + c];
+            for (c = kfull; c < kt; c++) tail[i] += mal_u2f((uint32_t)w[c] << 16) * x[c0 + c];
         }
     }
     for (int i = 0; i < R; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1])) + tail[i];
@@ -245,7 +243,7 @@ AVX512 static void tiled_partial(float *y, const uint16_t *block, const float *x
             size_t c = 0;
             for (; c + 32 <= kfull; c += 32) bf16_fma32(_mm512_loadu_si512(w + c), xp + c0 + c, &a0, &a1);
             acc[i] = _mm512_add_ps(acc[i], _mm512_add_ps(a0, a1));
-            for (c = kfull; c < kt; c++) tail[i] += u2f((uint32_t)w[c] << 16) * x[c0 + c];
+            for (c = kfull; c < kt; c++) tail[i] += mal_u2f((uint32_t)w[c] << 16) * x[c0 + c];
         }
     }
     for (size_t i = i0; i < i1; i++) y[i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
@@ -285,7 +283,7 @@ AVX512 static inline __attribute__((always_inline)) void tiled_block_multi(float
                 for (int t = 0; t < NT; t++) bf16_fma32(d0, xp[t] + c0 + c, &a[t][i][0], &a[t][i][1]);
             }
             for (c = kfull; c < kt; c++)
-                for (int t = 0; t < NT; t++) tail[t][i] += u2f((uint32_t)w[c] << 16) * x[t * xs + c0 + c];
+                for (int t = 0; t < NT; t++) tail[t][i] += mal_u2f((uint32_t)w[c] << 16) * x[t * xs + c0 + c];
         }
     }
     for (int t = 0; t < NT; t++)
@@ -343,7 +341,6 @@ AVX512 static int matvec_bf16_tiled_avx512(float *y, const uint16_t *W, const fl
     return 1;
 }
 
-static const float TWO_60 = 1.152921504606846976e18f; /* 2^60 */
 
 /* Requires bc % 64 == 0 so that no 64-weight group straddles two scale blocks. */
 AVX512 static int matvec_e4m3_avx512(float *y, const uint8_t *W, const float *scales, const float *x, size_t cols, size_t br,
@@ -359,11 +356,11 @@ AVX512 static int matvec_e4m3_avx512(float *y, const uint8_t *W, const float *sc
             /* xq = permuted x times the row block's column-block scales times 2^60 */
             const float *srow = scales + rb * nb;
             for (size_t g = 0; g < full; g += 64) {
-                float s = srow[g / bc] * TWO_60;
+                float s = srow[g / bc] * MAL_TWO_60;
                 for (size_t k = 0; k < 4; k++)
                     for (size_t j = 0; j < 16; j++) xq[g + k * 16 + j] = x[g + 4 * j + k] * s;
             }
-            for (size_t c = full; c < cols; c++) xq[c] = x[c] * srow[c / bc] * TWO_60;
+            for (size_t c = full; c < cols; c++) xq[c] = x[c] * srow[c / bc] * MAL_TWO_60;
             have = rb;
         }
         const uint8_t *w = W + r * cols;
@@ -381,9 +378,9 @@ AVX512 static int matvec_e4m3_avx512(float *y, const uint8_t *W, const float *sc
         float s = hsum4(a0, a1, a2, a3);
         for (size_t c = full; c < cols; c++) {
             uint32_t b = w[c];
-            s += u2f(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20)) * xq[c];
+            s += mal_e4m3_x2m120(b) * xq[c];
         }
-        y[r] = s * TWO_60;
+        y[r] = s * MAL_TWO_60;
     }
     return 1;
 }
@@ -403,11 +400,11 @@ AVX512 static inline __attribute__((always_inline)) void e4m3_rows_multi(float *
             for (int t = 0; t < NT; t++) {
                 const float *x = X + t * xs;
                 for (size_t g = 0; g < full; g += 64) {
-                    float sc = srow[g / bc] * TWO_60;
+                    float sc = srow[g / bc] * MAL_TWO_60;
                     for (size_t k = 0; k < 4; k++)
                         for (size_t q = 0; q < 16; q++) xq[t][g + k * 16 + q] = x[g + 4 * q + k] * sc;
                 }
-                for (size_t c = full; c < cols; c++) xq[t][c] = x[c] * srow[c / bc] * TWO_60;
+                for (size_t c = full; c < cols; c++) xq[t][c] = x[c] * srow[c / bc] * MAL_TWO_60;
             }
             have = rb;
         }
@@ -434,9 +431,9 @@ AVX512 static inline __attribute__((always_inline)) void e4m3_rows_multi(float *
             float sum = hsum4(a[t][0], a[t][1], a[t][2], a[t][3]);
             for (size_t c = full; c < cols; c++) {
                 uint32_t b = w[c];
-                sum += u2f(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20)) * xq[t][c];
+                sum += mal_e4m3_x2m120(b) * xq[t][c];
             }
-            Y[t * ys + r] = sum * TWO_60;
+            Y[t * ys + r] = sum * MAL_TWO_60;
         }
     }
 }
@@ -512,14 +509,14 @@ AVX512 static void decode_row_avx512(float *out, const void *W, int dtype, const
             const uint16_t *w = (const uint16_t *)W + mal_bf16_tiled_index(r, c0, rows, cols);
             for (; k + 16 <= kt; k += 16)
                 _mm512_storeu_ps(out + c0 + k, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + k))), 16)));
-            for (; k < kt; k++) out[c0 + k] = u2f((uint32_t)w[k] << 16);
+            for (; k < kt; k++) out[c0 + k] = mal_u2f((uint32_t)w[k] << 16);
         }
         break;
     case MAL_W_BF16: {
         const uint16_t *w = (const uint16_t *)W + r * cols;
         for (; c + 16 <= cols; c += 16)
             _mm512_storeu_ps(out + c, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + c))), 16)));
-        for (; c < cols; c++) out[c] = u2f((uint32_t)w[c] << 16);
+        for (; c < cols; c++) out[c] = mal_u2f((uint32_t)w[c] << 16);
         break;
     }
     case MAL_W_F16: {
@@ -542,7 +539,7 @@ AVX512 static void decode_row_avx512(float *out, const void *W, int dtype, const
                 continue;
             }
             uint32_t v = w[c];
-            out[c] = u2f(((v & 0x80u) << 24) | ((v & 0x7Fu) << 20)) * 1.329227995784916e36f * srow[c / bc];
+            out[c] = mal_e4m3_x2m120(v) * 1.329227995784916e36f * srow[c / bc];
         }
         break;
     }

@@ -37,14 +37,7 @@
 
 #ifdef MAL_X86
 
-static const float TWO_60 = 1.152921504606846976e18f; /* 2^60 */
 enum { DP_MAX_INPUTS = 4, DP_PREFETCH = 16384 };
-
-static inline float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 /* Per thread: each input's BF16 groups, then its float tail columns. */
 static _Thread_local float *dp_buf;
@@ -56,7 +49,7 @@ AVX512BF16 static void pack_input(uint16_t *xb, float *xt, const float *x, const
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     for (size_t g = 0; g < full; g += 64) {
-        __m512 s = _mm512_set1_ps(srow[g / bc] * TWO_60);
+        __m512 s = _mm512_set1_ps(srow[g / bc] * MAL_TWO_60);
         __m512 v0 = _mm512_mul_ps(_mm512_loadu_ps(x + g), s), v1 = _mm512_mul_ps(_mm512_loadu_ps(x + g + 16), s);
         __m512 v2 = _mm512_mul_ps(_mm512_loadu_ps(x + g + 32), s), v3 = _mm512_mul_ps(_mm512_loadu_ps(x + g + 48), s);
         /* cvtne2ps_pbh(a, b): b's 16 values, then a's */
@@ -67,10 +60,10 @@ AVX512BF16 static void pack_input(uint16_t *xb, float *xt, const float *x, const
     }
     for (size_t c = full; c < cols; c++) {
         /* the same rounding, one value at a time */
-        __m128 v = _mm_set_ss(x[c] * (srow[c / bc] * TWO_60));
+        __m128 v = _mm_set_ss(x[c] * (srow[c / bc] * MAL_TWO_60));
         __m128bh b = _mm_cvtneps_pbh(v);
         uint32_t u = (uint32_t)(uint16_t)_mm_extract_epi16((__m128i)b, 0) << 16;
-        xt[c - full] = u2f(u);
+        xt[c - full] = mal_u2f(u);
     }
 }
 
@@ -115,9 +108,9 @@ AVX512BF16 static inline __attribute__((always_inline)) void dp_row(float *Y, si
         float sum = out[t];
         for (size_t k = full; k < cols; k++) {
             uint32_t b = w[k];
-            if (b & 0x78u) sum += u2f(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20)) * xt[t][k - full]; /* subnormals as zero, as above */
+            if (b & 0x78u) sum += mal_e4m3_x2m120(b) * xt[t][k - full]; /* subnormals as zero, as above */
         }
-        Y[t * ys + r] = sum * TWO_60;
+        Y[t * ys + r] = sum * MAL_TWO_60;
     }
 }
 

@@ -30,14 +30,7 @@
 
 #ifdef MAL_X86
 
-static const float TWO_60 = 1.152921504606846976e18f; /* 2^60 */
 enum { E4M3_PREFETCH = 65536, E4M3_MAX_INPUTS = 4 };
-
-static inline float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 /* Per-thread scratch: the permuted input and the scaled copy for each of up to four inputs. */
 static _Thread_local float *e4m3_buf;
@@ -56,10 +49,10 @@ static void permute_quads(float *restrict xp, const float *restrict x, size_t fu
 /* xq = xp times the row block's column-block scales times 2^60 (bc % 64 == 0: one scale per group). */
 AVX512 static void scale_input(float *xq, const float *xp, const float *srow, size_t full, size_t cols, size_t bc) {
     for (size_t g = 0; g < full; g += 64) {
-        __m512 s = _mm512_set1_ps(srow[g / bc] * TWO_60);
+        __m512 s = _mm512_set1_ps(srow[g / bc] * MAL_TWO_60);
         for (size_t k = 0; k < 64; k += 16) _mm512_store_ps(xq + g + k, _mm512_mul_ps(_mm512_load_ps(xp + g + k), s));
     }
-    for (size_t c = full; c < cols; c++) xq[c] = xp[c] * srow[c / bc] * TWO_60;
+    for (size_t c = full; c < cols; c++) xq[c] = xp[c] * srow[c / bc] * MAL_TWO_60;
 }
 
 typedef struct { __m512 v[4]; } e4m3_group;
@@ -80,7 +73,7 @@ AVX512 static inline __attribute__((always_inline)) e4m3_group decode64(const ui
 static inline float tail_sum(float s, const uint8_t *w, const float *xq, size_t full, size_t cols) {
     for (size_t c = full; c < cols; c++) {
         uint32_t b = w[c];
-        s += u2f(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20)) * xq[c];
+        s += mal_e4m3_x2m120(b) * xq[c];
     }
     return s;
 }
@@ -108,7 +101,7 @@ AVX512 static inline __attribute__((always_inline)) void e4m3_rows(float *y, con
     for (int i = 0; i < 4; i++) s[i] = i < R ? _mm512_add_ps(a[i][0], a[i][1]) : z;
     float out[4];
     _mm_storeu_ps(out, mal_red4(s[0], s[1], s[2], s[3]));
-    for (int i = 0; i < R; i++) y[i] = tail_sum(out[i], w + i * cols, xq, full, cols) * TWO_60;
+    for (int i = 0; i < R; i++) y[i] = tail_sum(out[i], w + i * cols, xq, full, cols) * MAL_TWO_60;
 }
 
 /* Requires cols >= 64 and bc % 64 == 0 (no 64-weight group straddles two scale blocks); the caller checks. */
@@ -151,7 +144,7 @@ AVX512 static inline __attribute__((always_inline)) void e4m3_row_multi(float *Y
     for (int t = 0; t < 4; t++) s[t] = t < NT ? _mm512_add_ps(a[t][0], a[t][1]) : z;
     float out[4];
     _mm_storeu_ps(out, mal_red4(s[0], s[1], s[2], s[3]));
-    for (int t = 0; t < NT; t++) Y[t * ys] = tail_sum(out[t], w, xq[t], full, cols) * TWO_60;
+    for (int t = 0; t < NT; t++) Y[t * ys] = tail_sum(out[t], w, xq[t], full, cols) * MAL_TWO_60;
 }
 
 AVX512 int mal_e4m3_wide_multi_avx512(float *Y, size_t ys, const uint8_t *W, const float *scales, const float *X, size_t xs,

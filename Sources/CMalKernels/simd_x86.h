@@ -6,7 +6,21 @@
 #ifndef MAL_SIMD_X86_H
 #define MAL_SIMD_X86_H
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+static inline float mal_u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* The E4M3 kernels' decoding of one byte (the vector forms do the same with shifts and masks):
+   sign | eeee mmm at float32 bits 31 and 26..20, the E4M3 value times 2^-120, subnormals included.
+   The kernels fold 2^60 into the scaled input and 2^60 into the result. */
+static inline float mal_e4m3_x2m120(uint32_t b) { return mal_u2f(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20)); }
+static const float MAL_TWO_60 = 1.152921504606846976e18f; /* 2^60 */
 
 /* A per-thread scratch buffer of at least n floats, 64-byte aligned, grown (never shrunk) in
    *buf / *cap and kept for the thread's life (pool threads and the main thread are long-lived);
