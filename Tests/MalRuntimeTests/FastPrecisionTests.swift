@@ -161,6 +161,57 @@ import Testing
         }
     }
 
+    /// BF16 decoding steps in the fast precision (`mal_matvec_bf16_bf16dp`), row-major and tiled,
+    /// against a float64 reference of what they compute: the activations rounded to BF16, BF16
+    /// subnormal weights (one in eight here) as zero. 1 to 4 inputs, each input's rows equal to the
+    /// one-input call's bit for bit; a row range starting inside a tiled block of rows.
+    @Test(arguments: [false, true])
+    func bf16DecodeStepsMatchRoundedReference(tiled: Bool) {
+        var rng = KernelTests.Rng(s: tiled ? 91 : 19)
+        for (rows, cols) in KernelTests.shapes + [(19, 2048 + 33), (8, 512)] {
+            let w: [UInt16] = (0..<rows * cols).map { _ in
+                let b = HalfFloat.encodeBF16([rng.float()])[0]
+                return rng.next() % 8 == 0 ? b & 0x807F : b
+            }
+            let wf = w.map { $0 & 0x7F80 == 0 ? 0 : Double(Float(bitPattern: UInt32($0) << 16)) }
+            var stored = w
+            if tiled { mal_bf16_tile(&stored, w, rows, cols) }
+            let X = (0..<4 * cols).map { _ in rng.float() * 3 }
+            let r0 = rows > 3 ? 3 : 0
+            var one = [Float](repeating: .nan, count: 4 * rows)
+            for u in 0..<4 {
+                X[(u * cols)...].withUnsafeBufferPointer { x in
+                    one.withUnsafeMutableBufferPointer { o in
+                        _ = mal_matvec_bf16_bf16dp(o.baseAddress! + u * rows, rows, stored, tiled ? 1 : 0, x.baseAddress!, cols, 1, rows, cols, r0, rows)
+                    }
+                }
+            }
+            for T in 1...4 {
+                var Y = [Float](repeating: .nan, count: T * rows)
+                let ran = mal_matvec_bf16_bf16dp(&Y, rows, stored, tiled ? 1 : 0, X, cols, T, rows, cols, r0, rows)
+                let what = "\(tiled ? "tiled" : "row-major") \(rows)x\(cols) T=\(T)"
+                #expect(ran == (mal_bf16dp_available() == 1 && cols >= 32 ? 1 : 0), "\(what): runs exactly where it can")
+                guard ran == 1 else { continue }
+                for t in 0..<T {
+                    for r in 0..<rows {
+                        let y = Y[t * rows + r]
+                        if r < r0 {
+                            #expect(y.isNaN, "\(what): row \(r) is outside the range")
+                            continue
+                        }
+                        var ref = 0.0, mag = 0.0
+                        for c in 0..<cols {
+                            let p = Self.bf16(X[t * cols + c]) * wf[r * cols + c]
+                            ref += p; mag += abs(p)
+                        }
+                        #expect(abs(Double(y) - ref) <= 1e-5 * mag + 1e-30, "\(what) t \(t) r \(r): \(y) vs \(ref)")
+                        #expect(y.bitPattern == one[t * rows + r].bitPattern, "\(what) t \(t) r \(r): differs from the input alone")
+                    }
+                }
+            }
+        }
+    }
+
     /// Where the CPU has AVX-512 BF16 (this project's machines do), the kernel runs for BF16
     /// weights and for FP8 weights in 128 x 128 blocks.
     @Test func kernelRunsWhereAvailable() {
@@ -177,10 +228,11 @@ import Testing
     }
 
     /// At model level: a prompt's logits move (the setting is in force) but stay close. Steps of one
-    /// token are float32 in both precisions, so identical bit for bit, except FP8 weights' where the
-    /// dot products pay (`mal_matvec_e4m3_bf16dp`): those move and stay as close.
-    @Test(arguments: [(Fixtures.samples + "/llama3-fortunes", false), (Fixtures.model("deepseek-v3-fp8"), true)])
-    func promptsAndFP8StepsChange(_ path: String, fp8: Bool) throws {
+    /// token move too where the dot products pay (`mal_matvec_e4m3_bf16dp` for FP8 weights,
+    /// `mal_matvec_bf16_bf16dp` for BF16 ones) and stay as close; elsewhere they are float32 in
+    /// both precisions, so identical bit for bit.
+    @Test(arguments: [Fixtures.samples + "/llama3-fortunes", Fixtures.model("deepseek-v3-fp8")])
+    func promptsAndDecodeStepsChange(_ path: String) throws {
         let model = try ModelLoader.open(path)
         let V = model.spec.vocabSize
         let prompt = (0..<24).map { Int32(($0 * 37 + 11) % V) }
@@ -209,7 +261,7 @@ import Testing
             #expect(agree >= n - 2, "\(path) \(what): top-1 agrees at \(agree) of \(n)")
         }
         expectClose(logits[.exact]!, logits[.fast]!, "prompt")
-        if fp8 && Precision.dotProductsPay {
+        if Precision.dotProductsPay {
             expectClose(steps[.exact]!, steps[.fast]!, "one-token steps")
         } else {
             #expect(steps[.exact]! == steps[.fast]!, "one-token steps are float32 in both precisions")

@@ -175,6 +175,12 @@ void mal_fixed_mmap_threshold(size_t bytes);
    mal_bf16dp_available() is 0, or for T > 4, cols < 64 or bc % 64 != 0. */
 int mal_matvec_e4m3_bf16dp(float *Y, size_t ys, const uint8_t *W, const float *scales, const float *X, size_t xs, size_t T,
                            size_t cols, size_t br, size_t bc, size_t r0, size_t r1);
+/* BF16 decoding in the "fast" precision (matvec_bf16_bf16dp.c): the same for a BF16 W, row-major
+   (tiled = 0) or in the tiled layout (tiled = 1, `rows` its row count), with the activations
+   rounded to BF16 and BF16 subnormals read as zero. 0 (nothing done) where mal_bf16dp_available()
+   is 0, or for T > 4 or cols < 32. */
+int mal_matvec_bf16_bf16dp(float *Y, size_t ys, const uint16_t *W, int tiled, const float *X, size_t xs, size_t T, size_t rows,
+                           size_t cols, size_t r0, size_t r1);
 
 /* Feed-forward activations in place (activations.c): x = act(x), and the gated form
    g = act(g) * u of SwiGLU (act = SiLU) and GeGLU. Kinds by their transformers names:

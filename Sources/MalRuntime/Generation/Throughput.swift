@@ -80,24 +80,26 @@ public enum Throughput {
     }
 
     /// Median time of one main-model step over k + 1 new tokens divided by that of a 1-token
-    /// step, both after the same 16 cached positions (each rolled back after it runs).
+    /// step, both after the same 16 cached positions (each rolled back after it runs). The two
+    /// kinds of step alternate, so a drift of the machine's speed touches both alike.
     public static func verifyStepRatio(_ tr: Transformer, k: Int, repetitions: Int) throws -> Double {
         let vocab = tr.spec.vocabSize
         tr.reset()
         _ = try tr.forward((0..<16).map { Int32($0 % vocab) })
-        func median(_ count: Int) throws -> Double {
-            var times: [Double] = []
-            for i in 0..<repetitions {
-                let ids = (0..<count).map { Int32((i * 7 + $0 * 13) % vocab) }
-                let t0 = monotonicSeconds()
-                _ = try tr.forward(ids, allLogits: true, keepHidden: true)
-                times.append(monotonicSeconds() - t0)
-                tr.truncate(to: 16)
-            }
-            return times.sorted()[times.count / 2]
+        func step(_ count: Int, _ i: Int) throws -> Double {
+            let ids = (0..<count).map { Int32((i * 7 + $0 * 13) % vocab) }
+            let t0 = monotonicSeconds()
+            _ = try tr.forward(ids, allLogits: true, keepHidden: true)
+            let t = monotonicSeconds() - t0
+            tr.truncate(to: 16)
+            return t
         }
-        _ = try median(1)  // warm up
-        let one = try median(1), many = try median(k + 1)
-        return many / one
+        for i in 0..<3 { _ = try step(1, i); _ = try step(k + 1, i) }  // warm up
+        var one: [Double] = [], many: [Double] = []
+        for i in 0..<repetitions {
+            one.append(try step(1, i))
+            many.append(try step(k + 1, i))
+        }
+        return many.sorted()[repetitions / 2] / one.sorted()[repetitions / 2]
     }
 }

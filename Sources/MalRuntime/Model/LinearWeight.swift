@@ -90,6 +90,11 @@ public struct LinearWeight: @unchecked Sendable {
 
     /// y[r] = W[r] · x for rows [r0, r1) only, on the calling thread (per-head products in MLA).
     public func applyRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ r0: Int, _ r1: Int) {
+        if dtype == .bf16 && decodesWithDotProducts
+            && mal_matvec_bf16_bf16dp(y, rows, data.assumingMemoryBound(to: UInt16.self), tiled ? 1 : 0, x, cols, 1, rows, cols, r0, r1) != 0
+        {
+            return
+        }
         switch dtype {
         case .f32: mal_matvec_f32(y, data.assumingMemoryBound(to: Float.self), x, cols, r0, r1)
         case .bf16 where tiled: mal_matvec_bf16_tiled(y, data.assumingMemoryBound(to: UInt16.self), x, rows, cols, r0, r1)
@@ -106,10 +111,12 @@ public struct LinearWeight: @unchecked Sendable {
         }
     }
 
-    /// FP8 decoding steps in the fast precision take BF16 dot products where they pay
-    /// (`matvec_e4m3_bf16dp.c`: from cache the float32 kernels' shifts bound them there); one
-    /// token and a verify step's tokens alike, so speculative decoding keeps its bits.
-    var decodesWithDotProducts: Bool { dtype == .f8e4m3 && precision.value == .fast && Precision.dotProductsPay }
+    /// FP8 and BF16 decoding steps in the fast precision take BF16 dot products where they pay
+    /// (`matvec_e4m3_bf16dp.c`: from cache the float32 kernels' shifts bound FP8 there;
+    /// `matvec_bf16_bf16dp.c`: a verify step's extra tokens cost the float32 kernels one FMA per
+    /// 16 weights each); one token and a verify step's tokens alike, so speculative decoding keeps
+    /// its bits.
+    var decodesWithDotProducts: Bool { (dtype == .f8e4m3 || dtype == .bf16) && precision.value == .fast && Precision.dotProductsPay }
 
     /// Up to this many tokens (speculative decoding's verify steps) run with the one-token row
     /// partition and summation order, so every row equals a one-token step's bit for bit (tested):
@@ -122,13 +129,16 @@ public struct LinearWeight: @unchecked Sendable {
     func applyRows(batch X: UnsafePointer<Float>, _ Y: UnsafeMutablePointer<Float>, count T: Int, outputStride: Int, _ r0: Int, _ r1: Int) {
         if dtype == .bf16 {
             let w = data.assumingMemoryBound(to: UInt16.self)
+            if decodesWithDotProducts && mal_matvec_bf16_bf16dp(Y, outputStride, w, tiled ? 1 : 0, X, cols, T, rows, cols, r0, r1) != 0 {
+                return
+            }
             let done =
                 tiled
                 ? mal_matvec_bf16_tiled_multi(Y, outputStride, w, X, cols, T, rows, cols, r0, r1)
                 : mal_matvec_bf16_multi(Y, outputStride, w, X, cols, T, cols, r0, r1)
             if done != 0 { return }
         }
-        if decodesWithDotProducts,
+        if dtype == .f8e4m3 && decodesWithDotProducts,
             mal_matvec_e4m3_bf16dp(
                 Y, outputStride, data.assumingMemoryBound(to: UInt8.self), scales, X, cols, T, cols, blockRows, blockCols, r0, r1) != 0
         {
@@ -232,9 +242,9 @@ extension LinearWeight {
     }
 
     /// y_i = W_i x (+ bias) for several weights that read the same input (q, k, v; gate, up; the
-    /// experts of a MoE layer). One token: all their rows are split across the threads as one
-    /// parallel region, so a layer pays one thread hand-off instead of one per matrix (small
-    /// matrices are dominated by it). Several tokens: one matrix-matrix product each.
+    /// experts of a MoE layer). One token or a verify step: all their rows are split across the
+    /// threads as one parallel region, so a layer pays one thread hand-off instead of one per
+    /// matrix (small matrices are dominated by it). Longer batches: one matrix-matrix product each.
     static func apply(
         group ws: [LinearWeight], _ x: UnsafePointer<Float>, _ ys: [UnsafeMutablePointer<Float>], count T: Int = 1,
         threads: Int
@@ -244,22 +254,40 @@ extension LinearWeight {
             for (w, y) in zip(ws, ys) { w.apply(batch: x, y, count: T, threads: threads) }
             return
         }
-        let offsets = ws.reduce(into: [0]) { $0.append($0.last! + $1.rows) }, total = offsets.last!
+        apply(jobs: zip(ws, ys).map { RowJob(weight: $0, x: x, count: T, y: $1, outputStride: $0.rows) }, threads: threads)
+        for (w, y) in zip(ws, ys) { if let b = w.bias { for t in 0..<T { for r in 0..<w.rows { y[t * w.rows + r] += b[r] } } } }
+    }
+
+    /// One weight applied to `count` (1 ... `smallBatch`) inputs `cols` apart at `x`, its outputs
+    /// `outputStride` apart at `y`: a piece of a parallel region (`apply(jobs:)`).
+    struct RowJob {
+        let weight: LinearWeight
+        let x: UnsafePointer<Float>
+        let count: Int
+        let y: UnsafeMutablePointer<Float>
+        let outputStride: Int
+    }
+
+    /// Every job's rows, without bias, as one parallel region: the rows of all jobs in order are
+    /// cut into one contiguous share per thread. Each row takes the one-token kernels (or their
+    /// verify-step forms), so a token's outputs have the same bits whatever the jobs beside it
+    /// and the split.
+    static func apply(jobs: [RowJob], threads: Int) {
+        let offsets = jobs.reduce(into: [0]) { $0.append($0.last! + $1.weight.rows) }, total = offsets.last!
         let chunks = Swift.max(1, Swift.min(threads, total / 64)), per = (total + chunks - 1) / chunks
-        let xs = SharedPointer(x), outs = ys.map { SharedPointer($0) }
         WorkerPool.run(chunks, threads: threads) { c in
             var r = c * per
             let end = Swift.min(total, r + per)
             while r < end {
-                let i = offsets.lastIndex { $0 <= r }!, row0 = r - offsets[i], row1 = Swift.min(ws[i].rows, row0 + (end - r))
-                if T == 1 {
-                    ws[i].applyRows(xs.pointer, outs[i].pointer, row0, row1)
+                let i = offsets.lastIndex { $0 <= r }!, j = jobs[i]
+                let row0 = r - offsets[i], row1 = Swift.min(j.weight.rows, row0 + (end - r))
+                if j.count == 1 {
+                    j.weight.applyRows(j.x, j.y, row0, row1)
                 } else {
-                    ws[i].applyRows(batch: xs.pointer, outs[i].pointer, count: T, outputStride: ws[i].rows, row0, row1)
+                    j.weight.applyRows(batch: j.x, j.y, count: j.count, outputStride: j.outputStride, row0, row1)
                 }
                 r += row1 - row0
             }
         }
-        for (w, y) in zip(ws, ys) { if let b = w.bias { for t in 0..<T { for r in 0..<w.rows { y[t * w.rows + r] += b[r] } } } }
     }
 }

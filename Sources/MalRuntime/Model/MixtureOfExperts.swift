@@ -70,8 +70,8 @@ struct MixtureOfExperts {
         var logits = [Float](repeating: 0, count: T * router.rows)
         logits.withUnsafeMutableBufferPointer { router.apply(batch: x, $0.baseAddress!, count: T, threads: threads) }
         let choices = (0..<T).map { t in route(Array(logits[(t * router.rows)..<((t + 1) * router.rows)])) }
-        if T == 1 {
-            decode(x, out: out, choice: choices[0], threads: threads)
+        if T <= LinearWeight.smallBatch {
+            decode(x, out: out, count: T, choices: choices, threads: threads)
             return choices
         }
         // Prompt: each expert runs once over the tokens routed to it (a matrix-matrix product).
@@ -101,38 +101,62 @@ struct MixtureOfExperts {
         return choices
     }
 
-    /// One token: the chosen experts' gate and up rows (and the shared expert's) run as one
-    /// parallel region, their down projections as a second one split by output rows, so a MoE
-    /// layer costs two thread hand-offs instead of three per expert.
+    /// One token or a verify step's few: every expert that any of them chose (and the shared one)
+    /// runs once over the tokens routed to it, the gate and up rows of all of them as one parallel
+    /// region and their down projections as a second, so a MoE layer costs two thread hand-offs
+    /// instead of two per expert. Each expert's weights are read once for all its tokens.
     private func decode(
-        _ x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, choice: (ids: [Int32], weights: [Float]),
-        threads: Int
+        _ x: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>, count T: Int,
+        choices: [(ids: [Int32], weights: [Float])], threads: Int
     ) {
         let h = router.cols
-        var units: [(f: GatedFeedForward, w: Float)] = zip(choice.ids, choice.weights).map { (experts[Int($0)], $1) }
-        if let shared { units.append((shared, 1)) }
-        let inner = units.map { $0.f.gate.rows }, offsets = inner.reduce(into: [0]) { $0.append($0.last! + $1) }
-        let total = offsets.last!
-        let gate = UnsafeMutablePointer<Float>.allocate(capacity: total), up = UnsafeMutablePointer<Float>.allocate(capacity: total)
-        let parts = UnsafeMutablePointer<Float>.allocate(capacity: units.count * h)
-        defer { gate.deallocate(); up.deallocate(); parts.deallocate() }
-        let gs = SharedPointer(gate), ps = SharedPointer(parts)
-        // Region 1: the gate and up rows of every unit in equal shares.
-        LinearWeight.apply(
-            group: units.flatMap { [$0.f.gate, $0.f.up] }, x,
-            offsets.dropLast().flatMap { [gate + $0, up + $0] }, threads: threads)
-        mal_activate_mul(units[0].f.act, gate, up, total)  // one activation for all experts
-        // Region 2: each share of output rows runs every unit's down projection for those rows.
-        let chunks2 = Swift.max(1, Swift.min(threads, h / 64)), per2 = (h + chunks2 - 1) / chunks2
-        WorkerPool.run(chunks2, threads: threads) { c in
-            let r0 = c * per2, r1 = Swift.min(h, r0 + per2)
-            if r0 >= r1 { return }
-            for (u, unit) in units.enumerated() { unit.f.down.applyRows(UnsafePointer(gs.pointer + offsets[u]), ps.pointer + u * h, r0, r1) }
+        // Units: each chosen expert with its tokens (in token order), then the shared expert.
+        var unitOf = [Int: Int](), tokens = [[Int]](), units = [GatedFeedForward]()
+        for (t, c) in choices.enumerated() {
+            for id in c.ids {
+                let e = Int(id)
+                if let u = unitOf[e] { tokens[u].append(t) } else { unitOf[e] = units.count; units.append(experts[e]); tokens.append([t]) }
+            }
         }
-        for i in 0..<h {
-            var s: Float = 0
-            for (u, unit) in units.enumerated() { s += unit.w * parts[u * h + i] }
-            out[i] = s
+        if let shared { units.append(shared); tokens.append(Array(0..<T)) }
+        // Per unit: its inputs (gathered; the shared expert reads x itself), gate/up and down outputs.
+        let rowsBefore = zip(units, tokens).reduce(into: [0]) { $0.append($0.last! + $1.0.gate.rows * $1.1.count) }
+        let inputsBefore = tokens.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        let gate = UnsafeMutablePointer<Float>.allocate(capacity: rowsBefore.last!)
+        let up = UnsafeMutablePointer<Float>.allocate(capacity: rowsBefore.last!)
+        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: inputsBefore.last! * h)
+        let parts = UnsafeMutablePointer<Float>.allocate(capacity: inputsBefore.last! * h)
+        defer { gate.deallocate(); up.deallocate(); gathered.deallocate(); parts.deallocate() }
+        var first = [LinearWeight.RowJob](), second = [LinearWeight.RowJob]()
+        for (u, unit) in units.enumerated() {
+            let n = tokens[u].count, inner = unit.gate.rows
+            var xin = UnsafePointer(gathered + inputsBefore[u] * h)
+            if shared != nil && u == units.count - 1 {
+                xin = UnsafePointer(x)
+            } else {
+                for (i, t) in tokens[u].enumerated() { (gathered + (inputsBefore[u] + i) * h).update(from: x + t * h, count: h) }
+            }
+            let g = gate + rowsBefore[u], v = up + rowsBefore[u]
+            first.append(LinearWeight.RowJob(weight: unit.gate, x: xin, count: n, y: g, outputStride: inner))
+            first.append(LinearWeight.RowJob(weight: unit.up, x: xin, count: n, y: v, outputStride: inner))
+            second.append(LinearWeight.RowJob(weight: unit.down, x: UnsafePointer(g), count: n, y: parts + inputsBefore[u] * h, outputStride: h))
+        }
+        LinearWeight.apply(jobs: first, threads: threads)
+        mal_activate_mul(units[0].act, gate, up, rowsBefore.last!)  // one activation for all experts
+        LinearWeight.apply(jobs: second, threads: threads)
+        // Each token sums its experts in routing order, then the shared expert.
+        for (t, c) in choices.enumerated() {
+            let o = out + t * h
+            for i in 0..<h { o[i] = 0 }
+            var terms = zip(c.ids, c.weights).map { id, w -> (Int, Float) in
+                let u = unitOf[Int(id)]!
+                return (inputsBefore[u] + tokens[u].firstIndex(of: t)!, w)
+            }
+            if shared != nil { terms.append((inputsBefore[units.count - 1] + t, 1)) }
+            for (row, w) in terms {
+                let p = parts + row * h
+                for i in 0..<h { o[i] += w * p[i] }
+            }
         }
     }
 }

@@ -4,14 +4,15 @@ import CMalKernels
 ///
 /// Decoding steps (one token) and speculative verify steps (up to `LinearWeight.smallBatch`
 /// tokens) run the same kernels, so speculative decoding stays token-for-token equal to plain
-/// decoding whatever the setting: float32 activations in both modes, except FP8 weights under
-/// `fast` where the BF16 dot products pay (`matvec_e4m3_bf16dp.c`), which round them as prompts do.
+/// decoding whatever the setting: float32 activations in both modes, except BF16 and FP8 weights
+/// under `fast` where the BF16 dot products pay (`matvec_bf16_bf16dp.c`, `matvec_e4m3_bf16dp.c`),
+/// which round them as prompts do.
 public enum Precision: String, CaseIterable, Sendable {
     /// Float32 activations throughout: logits within 1e-4 of transformers.
     case exact
-    /// Activations rounded to BF16 inside the products of BF16 and FP8 E4M3 weights (prompts; for
-    /// FP8 also decoding steps, where the dot products pay) and multiplied with AVX-512 BF16 dot
-    /// products, as llama.cpp multiplies BF16 weights (`matmul_bf16dp.c`,
+    /// Activations rounded to BF16 inside the products of BF16 and FP8 E4M3 weights (prompts, and
+    /// decoding steps where the dot products pay) and multiplied with AVX-512 BF16 dot products,
+    /// as llama.cpp multiplies BF16 weights (`matmul_bf16dp.c`, `matvec_bf16_bf16dp.c`,
     /// `matvec_e4m3_bf16dp.c`); F32 and F16 weights run as `exact`. Its cost on the samples:
     /// `Docs/ACCURACY.md`.
     case fast
