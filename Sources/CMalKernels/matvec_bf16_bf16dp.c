@@ -10,10 +10,12 @@
    rounding the fast prompts' panels already make): one instruction per 32 weights and input.
 
    Arithmetic, the same for every input count and thread split, so a verify step's rows equal a
-   one-token step's bit for bit: each row (in the tiled layout, each row segment of a tile, the
-   tiles in order) is taken in groups of 32 columns, alternately into two float32 accumulators;
-   the row's result is reduce(a0 + a1) plus its columns past the last whole group of 32, added one
-   by one as float32 products. vdpbf16ps reads BF16 subnormals as zero, so the tail does too. */
+   one-token step's bit for bit: a row is taken in groups of 32 columns in order (in the tiled
+   layout, its segment of each tile, the tiles in order); row-major rows alternate the groups
+   between two float32 accumulators and reduce a0 + a1, tiled rows keep one accumulator (a block's
+   rows run side by side there) and reduce it; then the columns past the last whole group of 32
+   are added one by one as float32 products. vdpbf16ps reads BF16 subnormals as zero, so the
+   tail does too. */
 #include "mal_kernels.h"
 #include <string.h>
 
