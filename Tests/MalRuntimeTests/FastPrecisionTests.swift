@@ -124,40 +124,11 @@ import Testing
             let nb = (cols + bc - 1) / bc
             let scales = (0..<((rows + br - 1) / br) * nb).map { _ in Float(1e-3) * (1 + abs(rng.float()) * 100) }
             let X = (0..<4 * cols).map { _ in rng.float() * 3 }
-            let r0 = rows > 3 ? 3 : 0
-            // each input alone: what a verify step's rows must equal bit for bit
-            var one = [Float](repeating: .nan, count: 4 * rows)
-            for u in 0..<4 {
-                X[(u * cols)...].withUnsafeBufferPointer { x in
-                    one.withUnsafeMutableBufferPointer { o in
-                        _ = mal_matvec_e4m3_bf16dp(o.baseAddress! + u * rows, rows, w, scales, x.baseAddress!, cols, 1, cols, br, bc, r0, rows)
-                    }
-                }
-            }
-            for T in 1...4 {
-                var Y = [Float](repeating: .nan, count: T * rows)
-                let ran = mal_matvec_e4m3_bf16dp(&Y, rows, w, scales, X, cols, T, cols, br, bc, r0, rows)
-                let what = "\(rows)x\(cols) blocks \(br)x\(bc) T=\(T)"
-                let runs = mal_bf16dp_available() == 1 && cols >= 64 && bc % 64 == 0
-                #expect(ran == (runs ? 1 : 0), "\(what): runs exactly where it can")
-                guard ran == 1 else { continue }
-                for t in 0..<T {
-                    for r in 0..<rows {
-                        let y = Y[t * rows + r]
-                        if r < r0 {
-                            #expect(y.isNaN, "\(what): row \(r) is outside the range")
-                            continue
-                        }
-                        var ref = 0.0, mag = 0.0
-                        for c in 0..<cols {
-                            let p = Self.bf16(X[t * cols + c] * scales[(r / br) * nb + c / bc]) * wf[r * cols + c]
-                            ref += p; mag += abs(p)
-                        }
-                        #expect(abs(Double(y) - ref) <= 1e-5 * mag + 1e-30, "\(what) t \(t) r \(r): \(y) vs \(ref)")
-                        #expect(y.bitPattern == one[t * rows + r].bitPattern, "\(what) t \(t) r \(r): differs from the input alone")
-                    }
-                }
-            }
+            Self.expectDecodeSteps(
+                "\(rows)x\(cols) blocks \(br)x\(bc)", rows: rows, cols: cols, X: X,
+                runs: mal_bf16dp_available() == 1 && cols >= 64 && bc % 64 == 0,
+                product: { t, r, c in Self.bf16(X[t * cols + c] * scales[(r / br) * nb + c / bc]) * wf[r * cols + c] }
+            ) { Y, X, T, r0 in mal_matvec_e4m3_bf16dp(Y, rows, w, scales, X, cols, T, cols, br, bc, r0, rows) }
         }
     }
 
@@ -177,36 +148,49 @@ import Testing
             var stored = w
             if tiled { mal_bf16_tile(&stored, w, rows, cols) }
             let X = (0..<4 * cols).map { _ in rng.float() * 3 }
-            let r0 = rows > 3 ? 3 : 0
-            var one = [Float](repeating: .nan, count: 4 * rows)
-            for u in 0..<4 {
-                X[(u * cols)...].withUnsafeBufferPointer { x in
-                    one.withUnsafeMutableBufferPointer { o in
-                        _ = mal_matvec_bf16_bf16dp(o.baseAddress! + u * rows, rows, stored, tiled ? 1 : 0, x.baseAddress!, cols, 1, rows, cols, r0, rows)
-                    }
-                }
+            Self.expectDecodeSteps(
+                "\(tiled ? "tiled" : "row-major") \(rows)x\(cols)", rows: rows, cols: cols, X: X,
+                runs: mal_bf16dp_available() == 1 && cols >= 32, product: { t, r, c in Self.bf16(X[t * cols + c]) * wf[r * cols + c] }
+            ) { Y, X, T, r0 in mal_matvec_bf16_bf16dp(Y, rows, stored, tiled ? 1 : 0, X, cols, T, rows, cols, r0, rows) }
+        }
+    }
+
+    /// Checks a decoding kernel `run(Y, X, T, r0)` (rows [r0, rows) of T = 1...4 inputs `cols`
+    /// apart, outputs `rows` apart; returns 1 if it ran) on the four inputs `X`: it runs exactly
+    /// where `runs` says; each output is within 1e-5 · Σ|p| of the float64 sum of `product(t, r, c)`;
+    /// every input's rows equal the one-input call's bit for bit; rows below r0 stay untouched.
+    static func expectDecodeSteps(
+        _ what: String, rows: Int, cols: Int, X: [Float], runs: Bool, product: (Int, Int, Int) -> Double,
+        run: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int, Int) -> Int32
+    ) {
+        let r0 = rows > 3 ? 3 : 0
+        // each input alone: what a verify step's rows must equal bit for bit
+        var one = [Float](repeating: .nan, count: 4 * rows)
+        X.withUnsafeBufferPointer { x in
+            one.withUnsafeMutableBufferPointer { o in
+                for u in 0..<4 { _ = run(o.baseAddress! + u * rows, x.baseAddress! + u * cols, 1, r0) }
             }
-            for T in 1...4 {
-                var Y = [Float](repeating: .nan, count: T * rows)
-                let ran = mal_matvec_bf16_bf16dp(&Y, rows, stored, tiled ? 1 : 0, X, cols, T, rows, cols, r0, rows)
-                let what = "\(tiled ? "tiled" : "row-major") \(rows)x\(cols) T=\(T)"
-                #expect(ran == (mal_bf16dp_available() == 1 && cols >= 32 ? 1 : 0), "\(what): runs exactly where it can")
-                guard ran == 1 else { continue }
-                for t in 0..<T {
-                    for r in 0..<rows {
-                        let y = Y[t * rows + r]
-                        if r < r0 {
-                            #expect(y.isNaN, "\(what): row \(r) is outside the range")
-                            continue
-                        }
-                        var ref = 0.0, mag = 0.0
-                        for c in 0..<cols {
-                            let p = Self.bf16(X[t * cols + c]) * wf[r * cols + c]
-                            ref += p; mag += abs(p)
-                        }
-                        #expect(abs(Double(y) - ref) <= 1e-5 * mag + 1e-30, "\(what) t \(t) r \(r): \(y) vs \(ref)")
-                        #expect(y.bitPattern == one[t * rows + r].bitPattern, "\(what) t \(t) r \(r): differs from the input alone")
+        }
+        for T in 1...4 {
+            var Y = [Float](repeating: .nan, count: T * rows)
+            let ran = X.withUnsafeBufferPointer { x in Y.withUnsafeMutableBufferPointer { run($0.baseAddress!, x.baseAddress!, T, r0) } }
+            let what = "\(what) T=\(T)"
+            #expect(ran == (runs ? 1 : 0), "\(what): runs exactly where it can")
+            guard ran == 1 else { continue }
+            for t in 0..<T {
+                for r in 0..<rows {
+                    let y = Y[t * rows + r]
+                    if r < r0 {
+                        #expect(y.isNaN, "\(what): row \(r) is outside the range")
+                        continue
                     }
+                    var ref = 0.0, mag = 0.0
+                    for c in 0..<cols {
+                        let p = product(t, r, c)
+                        ref += p; mag += abs(p)
+                    }
+                    #expect(abs(Double(y) - ref) <= 1e-5 * mag + 1e-30, "\(what) t \(t) r \(r): \(y) vs \(ref)")
+                    #expect(y.bitPattern == one[t * rows + r].bitPattern, "\(what) t \(t) r \(r): differs from the input alone")
                 }
             }
         }
